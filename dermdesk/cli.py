@@ -1,0 +1,422 @@
+"""The ``dermdesk`` command. With no subcommand it opens the GUI.
+
+Every command works on one library folder: ``--library DIR``, else
+``$DERMDESK_HOME``, else the user's data folder (see :mod:`dermdesk.paths`).
+Errors are printed as one line on stderr with exit status 2; an import that
+refused some files exits with 1 after importing the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dermdesk import __version__, taxonomy
+from dermdesk.library import ImageFilter, Library, LibraryError
+from dermdesk.paths import resolve_library_dir
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = args.command or "gui"
+    try:
+        return int(COMMANDS[command](args))
+    except LibraryError as exc:
+        print(f"dermdesk: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dermdesk: interrupted", file=sys.stderr)
+        return 130
+
+
+# -- arguments -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dermdesk", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"dermdesk {__version__}")
+    parser.add_argument(
+        "--library",
+        metavar="DIR",
+        help="library folder (default: $DERMDESK_HOME or the user data folder)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("gui", help="open the desktop app (the default)")
+
+    p = sub.add_parser("import", help="import photos, dataset folders or a CSV")
+    p.add_argument("paths", nargs="*", type=Path, help="files or folders")
+    p.add_argument("--csv", type=Path, help="generic CSV of image paths and metadata")
+    p.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="FIELD=COLUMN",
+        help="CSV column for a field (file, diagnosis, patient, lesion, ...)",
+    )
+    p.add_argument("--root", type=Path, help="folder the CSV's paths are relative to")
+    p.add_argument("--dataset", help="dataset name to record for a CSV import")
+    p.add_argument(
+        "--modality",
+        choices=taxonomy.MODALITIES,
+        default="clinical",
+        help="modality of plain photos (datasets set their own)",
+    )
+    p.add_argument("--workers", type=int, help="parallel workers (default: all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+
+    p = sub.add_parser("ls", help="list images")
+    add_filters(p)
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--offset", type=int, default=0)
+    p.add_argument(
+        "--order",
+        default="imported",
+        choices=("imported", "captured", "diagnosis", "patient", "id"),
+    )
+    p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+
+    p = sub.add_parser("show", help="show one image's metadata, labels and history")
+    p.add_argument("image", help="image id or a unique prefix of it")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("stats", help="counts by diagnosis x Fitzpatrick x modality x device")
+    add_filters(p)
+    p.add_argument(
+        "--by",
+        help="comma-separated columns for a flat count instead "
+        "(diagnosis, fitzpatrick, monk, modality, dataset, device_model)",
+    )
+
+    p = sub.add_parser("verify", help="check rows, files, checksums and the audit chain")
+    p.add_argument("--quick", action="store_true", help="skip re-hashing the originals")
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="remove orphan/temporary files, rebuild missing thumbnails",
+    )
+
+    p = sub.add_parser("backup", help="online backup of the database and files")
+    p.add_argument("dest", type=Path, help="new or empty folder")
+    return parser
+
+
+def add_filters(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("filters")
+    g.add_argument("--diagnosis", help="codes, comma-separated (e.g. MEL,NEV)")
+    g.add_argument("--fitzpatrick", help="types: 5,6 or V-VI or 5-6")
+    g.add_argument("--monk", help="tones: 8-10")
+    g.add_argument("--modality", help="clinical, dermoscopic, other (comma-separated)")
+    g.add_argument("--device", help="text in the camera make or model")
+    g.add_argument("--patient", help="patient id")
+    g.add_argument("--lesion", help="lesion id")
+    g.add_argument("--dataset", help="dataset names, comma-separated")
+    g.add_argument("--text", help="id prefix, file name or free-text label")
+    lab = g.add_mutually_exclusive_group()
+    lab.add_argument("--labelled", dest="labelled", action="store_const", const=True)
+    lab.add_argument("--unlabelled", dest="labelled", action="store_const", const=False)
+    syn = g.add_mutually_exclusive_group()
+    syn.add_argument("--synthetic", dest="synthetic", action="store_const", const=True)
+    syn.add_argument("--no-synthetic", dest="synthetic", action="store_const", const=False)
+
+
+def _split(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def _range(text: str | None, parse: Any) -> list[int]:
+    values: list[int] = []
+    for part in _split(text):
+        lo, sep, hi = part.partition("-")
+        if sep and lo and hi:
+            a, b = parse(lo), parse(hi)
+            values += list(range(min(a, b), max(a, b) + 1))
+        else:
+            values.append(parse(part))
+    return values
+
+
+def filter_from_args(args: argparse.Namespace) -> ImageFilter:
+    try:
+        fitz = _range(args.fitzpatrick, taxonomy.parse_fitzpatrick)
+        monk = _range(args.monk, taxonomy.parse_monk)
+    except ValueError as exc:
+        raise LibraryError(str(exc)) from exc
+    diagnosis = [d.upper() for d in _split(args.diagnosis)]
+    unknown = [d for d in diagnosis if d not in taxonomy.diagnoses()]
+    if unknown:
+        raise LibraryError(
+            f"unknown diagnosis code {unknown[0]!r}; codes: " + ", ".join(taxonomy.diagnoses())
+        )
+    return ImageFilter(
+        diagnosis=diagnosis,
+        fitzpatrick=fitz,
+        monk=monk,
+        modality=_split(args.modality),
+        dataset=_split(args.dataset),
+        device=args.device,
+        patient=args.patient,
+        lesion=args.lesion,
+        labelled=args.labelled,
+        synthetic=args.synthetic,
+        text=args.text,
+    )
+
+
+def open_library(args: argparse.Namespace, *, create: bool = True) -> Library:
+    return Library.open(resolve_library_dir(args.library), create=create)
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    from dermdesk.gui.app import run  # lazy: the CLI must not need a display
+
+    return run(resolve_library_dir(args.library))
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from dermdesk.exchange.csvmap import parse_mapping, plan_csv
+    from dermdesk.exchange.datasets import Plan, plan_path
+    from dermdesk.exchange.importer import run_import
+    from dermdesk.exchange.tables import DatasetError
+
+    if not args.paths and not args.csv:
+        raise LibraryError("nothing to import: give files, folders or --csv FILE")
+    plan = Plan()
+    try:
+        if args.csv:
+            plan.merge(
+                plan_csv(
+                    args.csv,
+                    parse_mapping(args.map),
+                    root=args.root,
+                    modality=args.modality,
+                    dataset=args.dataset,
+                )
+            )
+        for path in args.paths:
+            plan.merge(plan_path(path, args.modality))
+    except DatasetError as exc:
+        raise LibraryError(str(exc)) from exc
+    with open_library(args) as lib:
+        report = run_import(
+            lib, plan.items, workers=args.workers, progress=None if args.quiet else _ProgressLine()
+        )
+    report.refused[:0] = plan.refused
+    report.warnings[:0] = plan.warnings
+    for where, sha in report.existing:
+        print(f"{where}: already in library ({sha[:12]})")
+    for where, reason in report.refused:
+        print(f"{where}: refused: {reason}")
+    for warning in report.warnings:
+        print(f"warning: {warning}")
+    print(report.summary())
+    return 1 if report.refused else 0
+
+
+class _ProgressLine:
+    """A throttled progress line on stderr (at most ~10 updates a second)."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+        self.start = time.monotonic()
+
+    def __call__(self, p: Any) -> None:
+        t = time.monotonic()
+        if t - self.last < 0.1 and p.done < p.total:
+            return
+        self.last = t
+        rate = p.done / max(t - self.start, 1e-6)
+        end = "\n" if p.done == p.total else ""
+        print(
+            f"\r{p.done}/{p.total} files, {p.added} added, {p.refused} refused, {rate:.0f}/s",
+            end=end,
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+LS_COLUMNS = (
+    "id",
+    "diagnosis",
+    "fitzpatrick",
+    "monk",
+    "modality",
+    "dataset",
+    "device_model",
+    "width",
+    "height",
+)
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    flt = filter_from_args(args)
+    with open_library(args, create=False) as lib:
+        rows = lib.images(flt, limit=args.limit, offset=args.offset, order=args.order)
+        total = lib.count(flt)
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, default=str))
+        return 0
+    table = [[_cell(c, r.get(c)) for c in LS_COLUMNS] for r in rows]
+    print_table(LS_COLUMNS, table)
+    print(f"{len(rows)} of {total} images")
+    return 0
+
+
+def _cell(column: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if column == "id":
+        return str(value)[:12]
+    if column == "fitzpatrick":
+        return taxonomy.fitzpatrick_roman(int(value))
+    return str(value)
+
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[str(h) for h in header]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for r in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with open_library(args, create=False) as lib:
+        image = lib.image(args.image)
+        info = {
+            "image": image,
+            "patient": lib.patient(image["patient_id"]) if image["patient_id"] else None,
+            "lesion": lib.lesion(image["lesion_id"]) if image["lesion_id"] else None,
+            "labels": lib.label_history(image["id"]),
+            "skin_tones": lib.skin_tones(image["id"]),
+            "masks": lib.masks(image["id"]),
+            "original": str(lib.original_path(image)),
+        }
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    _print_show(info)
+    return 0
+
+
+def _print_show(info: dict[str, Any]) -> None:
+    image = info["image"]
+    for key, value in image.items():
+        if value not in (None, "") and key != "extra":
+            print(f"{key:>17}: {value}")
+    if image["extra"]:
+        for key, value in json.loads(image["extra"]).items():
+            print(f"{key:>17}: {value}  (dataset metadata)")
+    if info["lesion"]:
+        print(f"{'body_site':>17}: {info['lesion']['body_site'] or ''}")
+    print(f"{'original':>17}: {info['original']}")
+    print("labels (oldest first):")
+    for lab in info["labels"]:
+        mark = "*" if lab["is_current"] else " "
+        text = f" ({lab['free_text']})" if lab["free_text"] else ""
+        print(
+            f"  {mark} {lab['created_at']}  {lab['diagnosis']}{text}  {lab['certainty']}"
+            f"  by {lab['annotator']}"
+        )
+    print("skin tone (oldest first):")
+    for tone in info["skin_tones"]:
+        mark = "*" if tone["is_current"] else " "
+        print(
+            f"  {mark} {tone['created_at']}  {tone['method']}  Fitzpatrick "
+            f"{taxonomy.fitzpatrick_roman(tone['fitzpatrick']) or '-'}  Monk "
+            f"{tone['monk'] or '-'}  by {tone['rater']}"
+        )
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    flt = filter_from_args(args)
+    with open_library(args, create=False) as lib:
+        if args.by:
+            by = ["device_model" if c == "device" else c for c in _split(args.by)]
+            rows = lib.counts(by, flt)
+            print_table([*by, "n"], [[_cell(c, r[c]) for c in by] + [r["n"]] for r in rows])
+            return 0
+        total = lib.count(flt)
+        print(f"{total} images")
+        for modality_row in lib.counts(["modality"], flt):
+            modality = modality_row["modality"]
+            sub = ImageFilter(**{**vars(flt), "modality": [modality]})
+            _print_pivot(
+                lib.counts(["diagnosis", "fitzpatrick"], sub),
+                f"{modality} ({modality_row['n']}): diagnosis x Fitzpatrick",
+            )
+        devices = lib.counts(["device_make", "device_model"], flt)
+        print("\ndevices:")
+        print_table(
+            ["make", "model", "n"],
+            [
+                [r["device_make"] or "(none)", r["device_model"] or "", r["n"]]
+                for r in sorted(devices, key=lambda r: -r["n"])
+            ],
+        )
+    return 0
+
+
+def _print_pivot(rows: list[dict[str, Any]], title: str) -> None:
+    cols = [*taxonomy.ROMAN, "?"]
+    grid: dict[str, dict[str, int]] = {}
+    for r in rows:
+        col = taxonomy.fitzpatrick_roman(r["fitzpatrick"]) or "?"
+        grid.setdefault(r["diagnosis"] or "(none)", {})[col] = r["n"]
+    print(f"\n{title}")
+    order = [*taxonomy.diagnoses(), "(none)"]
+    table = [
+        [d, *(grid[d].get(c, "") for c in cols), sum(grid[d].values())] for d in order if d in grid
+    ]
+    print_table(["diagnosis", *cols, "total"], table)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from dermdesk.library.verify import verify
+
+    with open_library(args, create=False) as lib:
+        report = verify(lib, checksums=not args.quick, repair=args.repair)
+    for line in report.repaired:
+        print(f"repaired: {line}")
+    for line in report.warnings:
+        print(f"warning: {line}")
+    for line in report.errors:
+        print(f"error: {line}")
+    status = "OK" if report.ok else "FAILED"
+    print(
+        f"verify {status}: {report.images} images, {report.audit_entries} audit entries, "
+        f"{len(report.errors)} errors, {len(report.warnings)} warnings"
+    )
+    return 0 if report.ok else 1
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from dermdesk.library.backup import backup
+
+    with open_library(args, create=False) as lib:
+        result = backup(lib, args.dest)
+    print(
+        f"backed up {result.images} images ({result.files} files, "
+        f"{result.bytes / 1e6:.1f} MB) to {result.folder}"
+    )
+    return 0
+
+
+COMMANDS = {
+    "gui": cmd_gui,
+    "import": cmd_import,
+    "ls": cmd_ls,
+    "show": cmd_show,
+    "stats": cmd_stats,
+    "verify": cmd_verify,
+    "backup": cmd_backup,
+}

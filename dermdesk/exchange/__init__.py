@@ -1,0 +1,1 @@
+"""Datasets in and out: importers, export, splits, data card, de-identification."""

@@ -1,0 +1,215 @@
+"""Run an import: ingest files in parallel, then add rows through the single writer.
+
+Files are hashed, checked, thumbnailed and stored by a thread pool (Pillow,
+hashlib and file I/O release the GIL, so threads use every core without the
+start-up cost of processes). Rows are written by the calling thread in
+batches, each batch one transaction, so a killed import keeps every finished
+batch and leaves only orphan files (collected by ``verify --repair``) behind.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dermdesk.exchange.ingest import AlreadyStored, ingest_file, ingest_mask
+from dermdesk.imaging.decode import ImageRejected
+from dermdesk.library.db import LibraryError
+from dermdesk.library.library import Library
+from dermdesk.library.records import (
+    ImageRecord,
+    LabelIn,
+    LesionRef,
+    PatientRef,
+    SkinToneIn,
+    StoredFile,
+)
+
+
+@dataclass
+class ImportItem:
+    """One file to import and what is known about it."""
+
+    path: Path
+    where: str  # how to name it in messages: a path, or "metadata.csv row 12"
+    modality: str = "clinical"
+    dataset: str | None = None
+    dataset_image_id: str | None = None
+    patient: PatientRef | None = None
+    lesion: LesionRef | None = None
+    label: LabelIn | None = None
+    skin_tones: list[SkinToneIn] = field(default_factory=list)
+    mask_path: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    device: dict[str, Any] = field(default_factory=dict)  # overrides the file's EXIF
+    source: str = "import"
+
+
+@dataclass
+class ImportReport:
+    """Outcome of an import: every item is added, already present, or refused with a reason."""
+
+    added: list[str] = field(default_factory=list)
+    existing: list[tuple[str, str]] = field(default_factory=list)  # (where, image id)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (where, reason)
+    warnings: list[str] = field(default_factory=list)
+    cancelled: bool = False
+
+    @property
+    def total(self) -> int:
+        return len(self.added) + len(self.existing) + len(self.refused)
+
+    def merge(self, other: ImportReport) -> None:
+        self.added += other.added
+        self.existing += other.existing
+        self.refused += other.refused
+        self.warnings += other.warnings
+        self.cancelled = self.cancelled or other.cancelled
+
+    def summary(self) -> str:
+        text = (
+            f"{len(self.added)} added, {len(self.existing)} already in library, "
+            f"{len(self.refused)} refused"
+        )
+        return text + (" (cancelled)" if self.cancelled else "")
+
+
+@dataclass(frozen=True)
+class ImportProgress:
+    done: int
+    total: int
+    added: int
+    refused: int
+
+
+ProgressFn = Callable[[ImportProgress], None]
+
+
+def run_import(
+    lib: Library,
+    items: Iterable[ImportItem],
+    *,
+    workers: int | None = None,
+    batch_size: int = 200,
+    progress: ProgressFn | None = None,
+    cancel: threading.Event | None = None,
+) -> ImportReport:
+    """Import ``items`` into ``lib``; never raises for a bad file, only reports it."""
+    items = list(items)
+    report = ImportReport()
+    known = frozenset(lib.known_ids())
+    cancel = cancel or threading.Event()
+    workers = workers or os.cpu_count() or 1
+    pending: list[tuple[ImportItem, StoredFile, str | None]] = []
+    done = 0
+
+    def flush() -> None:
+        if pending:
+            _write_batch(lib, pending, report)
+            pending.clear()
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
+        # Keep a bounded number of files in flight so memory stays flat on huge imports.
+        queue = iter(items)
+        running: dict[Future[Any], ImportItem] = {}
+
+        def top_up() -> None:
+            while len(running) < workers * 4 and not cancel.is_set():
+                item = next(queue, None)
+                if item is None:
+                    return
+                running[pool.submit(_ingest_one, item, lib, known)] = item
+
+        top_up()
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                item = running.pop(fut)
+                done += 1
+                _collect(fut, item, pending, report)
+            if len(pending) >= batch_size:
+                flush()
+            if progress:
+                progress(
+                    ImportProgress(
+                        done, len(items), len(report.added) + len(pending), len(report.refused)
+                    )
+                )
+            top_up()
+    flush()
+    report.cancelled = cancel.is_set() and done < len(items)
+    return report
+
+
+def _ingest_one(
+    item: ImportItem, lib: Library, known: frozenset[str]
+) -> tuple[StoredFile | AlreadyStored, str | None]:
+    stored = ingest_file(item.path, lib.store, known)
+    mask = None
+    if item.mask_path is not None and isinstance(stored, StoredFile):
+        try:
+            mask = ingest_mask(item.mask_path, stored.sha256, lib.store)
+        except ImageRejected as exc:
+            raise ImageRejected(f"lesion mask {item.mask_path.name}: {exc}") from exc
+    return stored, mask
+
+
+def _collect(
+    fut: Future[Any],
+    item: ImportItem,
+    pending: list[tuple[ImportItem, StoredFile, str | None]],
+    report: ImportReport,
+) -> None:
+    try:
+        stored, mask = fut.result()
+    except ImageRejected as exc:
+        report.refused.append((item.where, str(exc)))
+        return
+    except Exception as exc:  # an unexpected decoder failure must not stop the import
+        report.refused.append((item.where, f"unexpected error: {type(exc).__name__}: {exc}"))
+        return
+    if isinstance(stored, AlreadyStored):
+        report.existing.append((item.where, stored.sha256))
+    else:
+        pending.append((item, stored, mask))
+
+
+def _write_batch(
+    lib: Library, batch: list[tuple[ImportItem, StoredFile, str | None]], report: ImportReport
+) -> None:
+    records = [_record(item, stored, mask) for item, stored, mask in batch]
+    try:
+        results = lib.add_images(records)
+    except LibraryError as exc:
+        # The batch is rolled back as a whole; its files stay as orphans for the next run.
+        report.refused += [(item.where, f"not added: {exc}") for item, _, _ in batch]
+        return
+    for (item, _, _), (status, sha) in zip(batch, results, strict=True):
+        if status == "added":
+            report.added.append(sha)
+        else:
+            report.existing.append((item.where, sha))
+
+
+def _record(item: ImportItem, stored: StoredFile, mask: str | None) -> ImageRecord:
+    if item.device:
+        stored.device = {**stored.device, **item.device}
+    return ImageRecord(
+        stored=stored,
+        modality=item.modality,
+        source=item.source,
+        dataset=item.dataset,
+        dataset_image_id=item.dataset_image_id,
+        original_name=item.path.name,
+        patient=item.patient,
+        lesion=item.lesion,
+        label=item.label,
+        skin_tones=item.skin_tones,
+        mask_file=mask,
+        extra=item.extra,
+    )

@@ -1,0 +1,96 @@
+"""Ingest one file: hash, check, read device EXIF, store original and thumbnail.
+
+This is the per-file work an import fans out across cores. It writes only
+content-addressed files (idempotent, atomic) and returns plain data; the
+database rows are written afterwards by the library's single writer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from dermdesk.imaging.decode import (
+    FORMAT_EXT,
+    ImageRejected,
+    displayed_size,
+    exif_orientation,
+    load,
+    open_image,
+    thumbnail_jpeg,
+)
+from dermdesk.imaging.exif import device_metadata
+from dermdesk.library.records import StoredFile
+from dermdesk.library.store import Store
+
+THUMB_SIZE = 256
+
+
+@dataclass(frozen=True)
+class AlreadyStored:
+    """The file's bytes are already an image of the library."""
+
+    sha256: str
+
+
+def read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ImageRejected("file not found") from None
+    except IsADirectoryError:
+        raise ImageRejected("is a folder, not a file") from None
+    except OSError as exc:
+        raise ImageRejected(f"cannot read file ({exc.strerror})") from exc
+
+
+def ingest_bytes(
+    data: bytes, store: Store, known: set[str] | frozenset[str] = frozenset()
+) -> StoredFile | AlreadyStored:
+    """Check and store one image's bytes. Raises ImageRejected with the reason."""
+    sha = hashlib.sha256(data).hexdigest()
+    if sha in known:
+        return AlreadyStored(sha)
+    img = open_image(data)
+    fmt = img.format or "?"
+    mode = img.mode
+    orientation = exif_orientation(img)
+    width, height = displayed_size(img, orientation)
+    device = device_metadata(img)
+    load(img, reduce_to=THUMB_SIZE)  # decodes the whole stream: truncation is caught here
+    thumb = thumbnail_jpeg(img, THUMB_SIZE)
+    rel = store.original_rel(sha, FORMAT_EXT[fmt])
+    try:
+        store.put(rel, data)
+        store.put(store.thumb_rel(sha), thumb)
+    except OSError as exc:
+        raise ImageRejected(f"cannot write into the library ({exc.strerror or exc})") from exc
+    return StoredFile(
+        sha256=sha,
+        file=rel,
+        format=fmt,
+        width=width,
+        height=height,
+        bytes=len(data),
+        mode=mode,
+        orientation=orientation,
+        device=device,
+    )
+
+
+def ingest_file(
+    path: Path, store: Store, known: set[str] | frozenset[str] = frozenset()
+) -> StoredFile | AlreadyStored:
+    return ingest_bytes(read_file(path), store, known)
+
+
+def ingest_mask(path: Path, image_sha: str, store: Store) -> str:
+    """Store a lesion mask for an image; returns its relative path."""
+    data = read_file(path)
+    img = load(open_image(data))
+    if img.mode not in ("1", "L", "P", "RGB", "RGBA", "LA"):
+        raise ImageRejected(f"mask has unexpected mode {img.mode}")
+    rel = store.mask_rel(image_sha, "lesion")
+    store.put(rel, data)
+    return rel

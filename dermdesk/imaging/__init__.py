@@ -1,0 +1,1 @@
+"""Pure pixel code: safe decode, EXIF/device, quality, skin tone, dedup, camera. No Qt, no torch."""

@@ -1,0 +1,1 @@
+"""ONNX Runtime predictor (numpy + onnxruntime only; never imports torch)."""

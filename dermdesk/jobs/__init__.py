@@ -1,0 +1,1 @@
+"""Background jobs: spawned worker processes, progress, cancel, resume."""

@@ -1,0 +1,55 @@
+"""Consistent backups: SQLite's online backup of the database, then the files it names.
+
+Stored files are never modified, so copying the files named by the database
+snapshot (after the snapshot) gives a consistent backup while the library
+stays in use.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from dermdesk.library.db import DB_NAME, LibraryError
+from dermdesk.library.library import Library
+from dermdesk.library.store import Store
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    folder: Path
+    images: int
+    files: int
+    bytes: int
+
+
+def backup(lib: Library, dest: str | Path) -> BackupResult:
+    """Back the library up into ``dest`` (a new or empty folder)."""
+    folder = Path(dest).expanduser().resolve()
+    if folder.exists() and any(folder.iterdir()):
+        raise LibraryError(f"{folder}: backup folder is not empty")
+    if folder == lib.root or folder.is_relative_to(lib.root):
+        raise LibraryError(f"{folder}: a backup cannot go inside the library itself")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        target = sqlite3.connect(folder / DB_NAME)
+        with target:
+            lib.conn.backup(target)
+        target.close()
+        snapshot = sqlite3.connect(folder / DB_NAME)
+        named = "SELECT file FROM image UNION SELECT file FROM mask"
+        rels = [r[0] for r in snapshot.execute(named)]
+        ids = [r[0] for r in snapshot.execute("SELECT id FROM image")]
+        snapshot.close()
+        rels += [Store.thumb_rel(i) for i in ids if lib.thumbnail_path(i).is_file()]
+        total = 0
+        for rel in rels:
+            out = folder / rel
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(lib.store.path(rel), out)
+            total += out.stat().st_size
+    except OSError as exc:
+        raise LibraryError(f"{folder}: backup failed ({exc.strerror or exc})") from exc
+    return BackupResult(folder, len(ids), len(rels), total)

@@ -1,0 +1,130 @@
+"""Opening the library database: pragmas, migrations and clear errors.
+
+Every connection runs in WAL mode with foreign keys on and a busy timeout, so
+the GUI, the CLI and a background job can share one library. Connections are
+in autocommit mode; writers open explicit ``BEGIN IMMEDIATE`` transactions
+(see :mod:`dermdesk.library.library`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlite_utils
+
+from dermdesk.library.schema import LATEST_VERSION, MIGRATIONS
+
+DB_NAME = "library.sqlite"
+DEFAULT_BUSY_TIMEOUT_S = 30.0
+
+
+class LibraryError(Exception):
+    """A library problem with a one-line explanation for the user."""
+
+
+class LibraryBusyError(LibraryError):
+    """Another process held the library's write lock for longer than the busy timeout."""
+
+
+def connect(
+    path: Path, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S, readonly: bool = False
+) -> sqlite_utils.Database:
+    """Open (creating if needed) the database file at ``path`` and migrate it."""
+    try:
+        if readonly:
+            conn = sqlite3.connect(
+                f"file:{path}?mode=ro", uri=True, timeout=busy_timeout_s, isolation_level=None
+            )
+        else:
+            conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if not readonly:
+            _set_wal(conn)
+            conn.execute("PRAGMA synchronous = NORMAL")
+    except sqlite3.OperationalError as exc:
+        raise translate_error(exc, path) from exc
+    db = sqlite_utils.Database(conn)
+    if not readonly:
+        migrate(db)
+    elif schema_version(db) != LATEST_VERSION:
+        raise LibraryError(
+            f"{path}: schema version {schema_version(db)}, this dermdesk needs {LATEST_VERSION}; "
+            "open it once read-write to upgrade"
+        )
+    return db
+
+
+def _set_wal(conn: sqlite3.Connection) -> None:
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise LibraryError(f"could not switch the library to WAL mode (got {mode})")
+
+
+def schema_version(db: sqlite_utils.Database) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+@contextmanager
+def immediate(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
+    """A write transaction: BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+    conn = db.conn
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        raise translate_error(exc, None) from exc
+    try:
+        yield conn
+    except sqlite3.Error as exc:
+        conn.execute("ROLLBACK")
+        raise translate_error(exc, None) from exc
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    try:
+        conn.execute("COMMIT")
+    except sqlite3.OperationalError as exc:
+        conn.execute("ROLLBACK")
+        raise translate_error(exc, None) from exc
+
+
+def migrate(db: sqlite_utils.Database, target: int = LATEST_VERSION) -> int:
+    """Apply the missing migrations up to ``target``; returns the resulting version."""
+    current = schema_version(db)
+    if current > LATEST_VERSION:
+        raise LibraryError(
+            f"library schema version {current} is newer than this dermdesk ({LATEST_VERSION}); "
+            "upgrade dermdesk"
+        )
+    for version in range(current + 1, target + 1):
+        with immediate(db) as conn:
+            # Re-check inside the lock: another process may have migrated meanwhile.
+            if int(conn.execute("PRAGMA user_version").fetchone()[0]) >= version:
+                continue
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version}")
+    return schema_version(db)
+
+
+def translate_error(exc: sqlite3.Error, path: Path | None) -> LibraryError:
+    """Turn an sqlite3 error into a one-line LibraryError the user can act on."""
+    text = str(exc)
+    where = f"{path}: " if path else ""
+    if "locked" in text or "busy" in text:
+        return LibraryBusyError(
+            f"{where}library is locked by another process (database is locked); "
+            "wait for it to finish or close it, then try again"
+        )
+    if "readonly" in text or "read-only" in text:
+        return LibraryError(f"{where}library is read-only: cannot write ({text})")
+    if "unable to open" in text:
+        return LibraryError(f"{where}cannot open the library database ({text})")
+    if "disk is full" in text or "database or disk is full" in text:
+        return LibraryError(f"{where}disk is full: nothing was written ({text})")
+    if "malformed" in text or "not a database" in text:
+        return LibraryError(f"{where}library database is damaged ({text}); restore a backup")
+    return LibraryError(f"{where}{text}")

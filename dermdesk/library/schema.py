@@ -1,0 +1,195 @@
+"""The library's SQLite schema as numbered migrations.
+
+``PRAGMA user_version`` holds the number of the last migration applied. A
+migration is a list of SQL statements run in one transaction; never edit one
+that has shipped, add the next number instead. ``tests/unit/library`` builds a
+database at every earlier version and migrates it to the newest.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        """
+        CREATE TABLE patient (
+            id TEXT PRIMARY KEY,              -- pseudonymous id (P-...), the only one exported
+            source TEXT NOT NULL,             -- namespace of external_id: a dataset name or 'local'
+            external_id TEXT,                 -- the id in its source; never leaves the library
+            created_at TEXT NOT NULL,
+            UNIQUE (source, external_id)
+        )
+        """,
+        """
+        CREATE TABLE lesion (
+            id TEXT PRIMARY KEY,              -- pseudonymous id (L-...)
+            patient_id TEXT REFERENCES patient(id),
+            source TEXT NOT NULL,
+            external_id TEXT,
+            body_site TEXT,
+            created_at TEXT NOT NULL,
+            UNIQUE (source, external_id)
+        )
+        """,
+        """
+        CREATE TABLE image (
+            id TEXT PRIMARY KEY,              -- SHA-256 of the original bytes
+            file TEXT NOT NULL,               -- original, relative to the library folder
+            format TEXT NOT NULL,
+            width INTEGER NOT NULL,           -- as displayed (after EXIF orientation)
+            height INTEGER NOT NULL,
+            bytes INTEGER NOT NULL,
+            mode TEXT,
+            orientation INTEGER,
+            modality TEXT NOT NULL CHECK (modality IN ('clinical', 'dermoscopic', 'other')),
+            source TEXT NOT NULL CHECK (source IN ('import', 'capture', 'synthetic')),
+            dataset TEXT,
+            dataset_image_id TEXT,
+            original_name TEXT,               -- kept for provenance; never exported
+            patient_id TEXT REFERENCES patient(id),
+            lesion_id TEXT REFERENCES lesion(id),
+            device_make TEXT,
+            device_model TEXT,
+            device_lens TEXT,
+            device_software TEXT,
+            focal_length REAL,
+            exposure_time REAL,
+            f_number REAL,
+            iso INTEGER,
+            captured_at TEXT,
+            clinic TEXT,
+            operator TEXT,
+            imported_at TEXT NOT NULL,
+            extra TEXT,                       -- JSON: dataset clinical metadata (age, sex, ...)
+            -- Current values, kept in step with the label / skin_tone history by the
+            -- writer (and checked by verify) so that filtered listings need no joins.
+            diagnosis TEXT,
+            fitzpatrick INTEGER CHECK (fitzpatrick BETWEEN 1 AND 6),
+            monk INTEGER CHECK (monk BETWEEN 1 AND 10)
+        )
+        """,
+        """
+        CREATE TABLE label (
+            id INTEGER PRIMARY KEY,
+            image_id TEXT NOT NULL REFERENCES image(id),
+            diagnosis TEXT NOT NULL,
+            free_text TEXT,
+            certainty TEXT NOT NULL,
+            annotator TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            is_current INTEGER NOT NULL DEFAULT 1
+        )
+        """,
+        """
+        CREATE TABLE skin_tone (
+            id INTEGER PRIMARY KEY,
+            image_id TEXT NOT NULL REFERENCES image(id),
+            method TEXT NOT NULL CHECK (method IN ('manual', 'estimated')),
+            fitzpatrick INTEGER CHECK (fitzpatrick BETWEEN 1 AND 6),
+            monk INTEGER CHECK (monk BETWEEN 1 AND 10),
+            ita REAL,
+            confidence REAL,
+            rater TEXT NOT NULL,
+            note TEXT,
+            created_at TEXT NOT NULL,
+            is_current INTEGER NOT NULL DEFAULT 1
+        )
+        """,
+        """
+        CREATE TABLE quality (
+            image_id TEXT NOT NULL REFERENCES image(id),
+            check_name TEXT NOT NULL,
+            score REAL,
+            verdict TEXT NOT NULL CHECK (verdict IN ('pass', 'warn', 'fail')),
+            reason TEXT NOT NULL,
+            checker_version TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (image_id, check_name)
+        )
+        """,
+        """
+        CREATE TABLE mask (
+            image_id TEXT NOT NULL REFERENCES image(id),
+            kind TEXT NOT NULL,               -- e.g. 'lesion'
+            file TEXT NOT NULL,
+            source TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (image_id, kind)
+        )
+        """,
+        """
+        CREATE TABLE model (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            architecture TEXT,
+            file TEXT,
+            sha256 TEXT,
+            parents TEXT,                     -- JSON list of model ids
+            training_set TEXT,                -- JSON: image ids and split
+            params TEXT,                      -- JSON hyper-parameters
+            metrics TEXT,                     -- JSON: per class, skin tone, device, domain
+            status TEXT NOT NULL DEFAULT 'candidate',
+            created_at TEXT NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE prediction (
+            image_id TEXT NOT NULL REFERENCES image(id),
+            model_id TEXT NOT NULL REFERENCES model(id),
+            probabilities TEXT NOT NULL,      -- JSON {code: p}
+            top TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (image_id, model_id)
+        )
+        """,
+        """
+        CREATE TABLE job (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            status TEXT NOT NULL,
+            params TEXT,
+            progress REAL NOT NULL DEFAULT 0,
+            message TEXT,
+            log TEXT NOT NULL DEFAULT '',
+            result TEXT,
+            model_id TEXT REFERENCES model(id),
+            error TEXT,
+            pid INTEGER,
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            finished_at TEXT
+        )
+        """,
+        """
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            entity TEXT NOT NULL,
+            entity_id TEXT,
+            before TEXT,
+            after TEXT,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX image_diagnosis ON image (diagnosis)",
+        "CREATE INDEX image_fitzpatrick ON image (fitzpatrick)",
+        "CREATE INDEX image_monk ON image (monk)",
+        "CREATE INDEX image_modality ON image (modality)",
+        "CREATE INDEX image_device ON image (device_model)",
+        "CREATE INDEX image_patient ON image (patient_id)",
+        "CREATE INDEX image_lesion ON image (lesion_id)",
+        "CREATE INDEX image_dataset ON image (dataset)",
+        "CREATE INDEX image_imported ON image (imported_at)",
+        "CREATE INDEX label_image ON label (image_id)",
+        "CREATE UNIQUE INDEX label_current ON label (image_id) WHERE is_current",
+        "CREATE INDEX skin_tone_image ON skin_tone (image_id)",
+        "CREATE INDEX lesion_patient ON lesion (patient_id)",
+        "CREATE INDEX prediction_model ON prediction (model_id)",
+        "CREATE INDEX job_status ON job (status)",
+    ],
+}
+
+LATEST_VERSION = max(MIGRATIONS)

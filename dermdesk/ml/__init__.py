@@ -1,0 +1,1 @@
+"""The torch side: models, data, training loop, MAE, distillation, synthesis, export."""

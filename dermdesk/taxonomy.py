@@ -1,0 +1,198 @@
+"""The controlled vocabulary: diagnoses, certainty, skin-tone scales, body sites.
+
+Everything is loaded from ``resources/taxonomy.json`` so a clinic can read
+(and, carefully, extend) it without touching code. Dataset-specific label
+spellings map into the small hierarchical set of diagnosis codes; conditions
+outside that set become ``OTHER`` with their original text kept.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from dermdesk.resources import resource_path
+
+OTHER = "OTHER"
+MODALITIES = ("clinical", "dermoscopic", "other")
+SOURCES = ("import", "capture", "synthetic")
+ROMAN = ("I", "II", "III", "IV", "V", "VI")
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """One diagnosis code and where it sits in the hierarchy."""
+
+    code: str
+    name: str
+    parent: str
+    malignant: bool | None
+    melanocytic: bool | None
+    key: str  # default number-key shortcut in the annotation panel
+
+
+@dataclass(frozen=True)
+class LabelMatch:
+    """Result of mapping a raw label onto the vocabulary."""
+
+    code: str
+    free_text: str | None
+    known: bool  # False when the raw text was not recognised and fell back to OTHER
+
+
+@lru_cache(maxsize=1)
+def _raw() -> dict[str, Any]:
+    with open(resource_path("taxonomy.json"), encoding="utf-8") as fh:
+        data: dict[str, Any] = json.load(fh)
+    return data
+
+
+@lru_cache(maxsize=1)
+def diagnoses() -> dict[str, Diagnosis]:
+    """All diagnosis codes, in display order."""
+    return {
+        d["code"]: Diagnosis(
+            d["code"], d["name"], d["parent"], d["malignant"], d["melanocytic"], d["key"]
+        )
+        for d in _raw()["diagnoses"]
+    }
+
+
+def group_parents() -> dict[str, str | None]:
+    """Parent of each group node in the diagnosis tree."""
+    return {g["code"]: g["parent"] for g in _raw()["groups"]}
+
+
+def group_names() -> dict[str, str]:
+    return {g["code"]: g["name"] for g in _raw()["groups"]}
+
+
+def ancestors(code: str) -> list[str]:
+    """Group nodes above a diagnosis code, nearest first."""
+    parents = group_parents()
+    node: str | None = diagnoses()[code].parent
+    chain = []
+    while node:
+        chain.append(node)
+        node = parents.get(node)
+    return chain
+
+
+def is_malignant(code: str, free_text: str | None = None) -> bool | None:
+    """Malignancy of a label; for OTHER, looked up from the kept free text."""
+    if code == OTHER:
+        kind = _raw()["other_conditions"].get((free_text or "").strip().lower())
+        return None if kind is None else kind == "malignant"
+    return diagnoses()[code].malignant
+
+
+def certainty_codes() -> list[str]:
+    return [c["code"] for c in _raw()["certainty"]]
+
+
+def certainty_names() -> dict[str, str]:
+    return {c["code"]: c["name"] for c in _raw()["certainty"]}
+
+
+def fitzpatrick_scale() -> list[dict[str, Any]]:
+    """Fitzpatrick I-VI with descriptions and display swatches."""
+    return list(_raw()["fitzpatrick"])
+
+
+def monk_scale() -> list[dict[str, Any]]:
+    """Monk Skin Tone 1-10 with the scale's reference colours."""
+    return list(_raw()["monk"])
+
+
+def body_sites() -> dict[str, str]:
+    """Body-site code -> display name."""
+    return {b["code"]: b["name"] for b in _raw()["body_sites"]}
+
+
+def dataset_label(dataset: str, raw: str) -> LabelMatch:
+    """Map a public dataset's own label spelling onto a diagnosis code."""
+    text = raw.strip()
+    table = _raw()["dataset_labels"].get(dataset, {})
+    code = table.get(text) or table.get(text.lower())
+    if code:
+        # Keep the original wording when it is finer than the code (e.g. "atypical_nevus").
+        keep = None if text.upper() == code or text.lower() in ("nv", "nevus") else text
+        return LabelMatch(code, keep, True)
+    if text.lower() in _raw()["other_conditions"]:
+        return LabelMatch(OTHER, text.lower(), True)
+    return normalize_label(text)
+
+
+def normalize_label(raw: str) -> LabelMatch:
+    """Map free label text (a code, a synonym) onto the vocabulary; unknown -> OTHER."""
+    text = raw.strip()
+    if not text:
+        raise ValueError("empty diagnosis")
+    if text.upper() in diagnoses():
+        return LabelMatch(text.upper(), None, True)
+    code = _raw()["label_synonyms"].get(text.lower())
+    if code:
+        return LabelMatch(code, None, True)
+    if text.lower() in _raw()["other_conditions"]:
+        return LabelMatch(OTHER, text.lower(), True)
+    return LabelMatch(OTHER, text, False)
+
+
+def body_site(raw: str | None) -> str | None:
+    """Map a body-site spelling ("FOREARM", "lower extremity") to a code; None if blank."""
+    if raw is None or not raw.strip():
+        return None
+    text = raw.strip().lower()
+    aliases = _raw()["body_site_aliases"]
+    if text in aliases:
+        return str(aliases[text])
+    code = text.replace(" ", "_")
+    if code in body_sites():
+        return code
+    raise ValueError(f"unknown body site {raw!r}")
+
+
+def _as_number(raw: object) -> float | None:
+    if raw is None:
+        return None
+    if isinstance(raw, int | float):
+        return None if isinstance(raw, float) and math.isnan(raw) else float(raw)
+    text = str(raw).strip()
+    if not text:
+        return None
+    return float(text)
+
+
+def parse_fitzpatrick(raw: object) -> int | None:
+    """Fitzpatrick type 1-6 from "3", "3.0", "III" or 3; None for blank or -1 (unknown)."""
+    if isinstance(raw, str) and raw.strip().upper() in ROMAN:
+        return ROMAN.index(raw.strip().upper()) + 1
+    try:
+        value = _as_number(raw)
+    except ValueError:
+        raise ValueError(f"not a Fitzpatrick type: {raw!r} (expected 1-6 or I-VI)") from None
+    if value is None or value == -1:
+        return None
+    if value != int(value) or not 1 <= value <= 6:
+        raise ValueError(f"not a Fitzpatrick type: {raw!r} (expected 1-6 or I-VI)")
+    return int(value)
+
+
+def parse_monk(raw: object) -> int | None:
+    """Monk skin tone 1-10; None for blank."""
+    try:
+        value = _as_number(raw)
+    except ValueError:
+        raise ValueError(f"not a Monk skin tone: {raw!r} (expected 1-10)") from None
+    if value is None:
+        return None
+    if value != int(value) or not 1 <= value <= 10:
+        raise ValueError(f"not a Monk skin tone: {raw!r} (expected 1-10)")
+    return int(value)
+
+
+def fitzpatrick_roman(value: int | None) -> str:
+    return "" if value is None else ROMAN[value - 1]

@@ -1,0 +1,25 @@
+"""Small synthetic fixtures for edge cases (real images come from ../shared/data)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+
+def skin_like(width: int = 320, height: int = 240, seed: int = 0) -> np.ndarray:
+    """A synthetic skin-toned image with a darker blob, for edge-case fixtures."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.array([200, 150, 125], dtype=np.float64)
+    img = np.ones((height, width, 3)) * base + rng.normal(0, 6, (height, width, 3))
+    blob = ((xx - width / 2) ** 2 + (yy - height / 2) ** 2) < (min(width, height) / 5) ** 2
+    img[blob] = [90, 55, 40]
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def encode(arr: np.ndarray, fmt: str = "JPEG", **kwargs: object) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(arr).save(out, fmt, **kwargs)
+    return out.getvalue()

@@ -1,0 +1,164 @@
+"""The library's writer API, history, audit chain and listings on a real SQLite file."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from dermdesk.exchange.ingest import ingest_bytes
+from dermdesk.library import ImageFilter, Library, LibraryError
+from dermdesk.library.audit import verify_chain
+from dermdesk.library.db import DB_NAME
+from dermdesk.library.records import ImageRecord, LabelIn, LesionRef, PatientRef, SkinToneIn
+from dermdesk.library.schema import LATEST_VERSION
+from tests.helpers import encode, skin_like
+
+
+def add(lib: Library, seed: int = 0, **kwargs: object) -> str:
+    stored = ingest_bytes(encode(skin_like(seed=seed)), lib.store)
+    status, sha = lib.add_images([ImageRecord(stored=stored, **kwargs)])[0]  # type: ignore[arg-type]
+    assert status == "added"
+    return sha
+
+
+def test_new_library_uses_wal_foreign_keys_and_latest_schema(lib: Library) -> None:
+    assert lib.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert lib.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert lib.conn.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION
+    for table in (
+        "patient",
+        "lesion",
+        "image",
+        "label",
+        "skin_tone",
+        "quality",
+        "prediction",
+        "model",
+        "job",
+        "audit",
+    ):
+        assert table in lib.db.table_names()
+
+
+def test_adding_the_same_bytes_twice_is_a_no_op(lib: Library) -> None:
+    sha = add(lib)
+    stored = ingest_bytes(encode(skin_like(seed=0)), lib.store)
+    assert lib.add_images([ImageRecord(stored=stored)]) == [("exists", sha)]
+    assert lib.count() == 1
+
+
+def test_patient_and_lesion_are_shared_by_external_id(lib: Library) -> None:
+    pat = PatientRef("clinic", "MRN-1")
+    les = LesionRef("clinic", "L1", "back")
+    a = add(lib, 1, patient=pat, lesion=les)
+    b = add(lib, 2, patient=pat, lesion=les)
+    ia, ib = lib.image(a), lib.image(b)
+    assert ia["patient_id"] == ib["patient_id"] and ia["patient_id"].startswith("P-")
+    assert ia["lesion_id"] == ib["lesion_id"]
+    assert lib.lesion(ia["lesion_id"])["body_site"] == "back"
+    # the pseudonymous id is not the external one
+    assert "MRN" not in ia["patient_id"]
+
+
+def test_label_edits_keep_history_and_audit(lib: Library) -> None:
+    sha = add(lib, label=LabelIn("NEV", "single_expert", "dr-a"))
+    lib.set_label([sha], "MEL", certainty="histopathology", annotator="dr-b")
+    history = lib.label_history(sha)
+    assert [h["diagnosis"] for h in history] == ["NEV", "MEL"]
+    assert [h["is_current"] for h in history] == [0, 1]
+    assert lib.image(sha)["diagnosis"] == "MEL"
+    entries = [e for e in lib.audit_entries(sha) if e["action"] == "label.set"]
+    assert '"NEV"' in entries[-1]["before"] and '"MEL"' in entries[-1]["after"]
+    lib.clear_label([sha])
+    assert lib.image(sha)["diagnosis"] is None
+    assert len(lib.label_history(sha)) == 2
+
+
+def test_unknown_codes_are_refused_with_a_clear_error(lib: Library) -> None:
+    sha = add(lib)
+    with pytest.raises(LibraryError, match="unknown diagnosis code 'XYZ'"):
+        lib.set_label([sha], "XYZ")
+    with pytest.raises(LibraryError, match="no such image"):
+        lib.set_label(["0" * 64], "MEL")
+    with pytest.raises(LibraryError, match="not editable"):
+        lib.update_image(sha, file="x")
+
+
+def test_manual_skin_tone_wins_over_estimate_and_both_are_kept(lib: Library) -> None:
+    sha = add(lib)
+    lib.set_skin_tone([sha], SkinToneIn(fitzpatrick=2, method="estimated", ita=45.0, rater="ita"))
+    assert lib.image(sha)["fitzpatrick"] == 2
+    lib.set_skin_tone([sha], SkinToneIn(fitzpatrick=5, monk=8, method="manual", rater="nurse"))
+    lib.set_skin_tone([sha], SkinToneIn(fitzpatrick=3, method="estimated", rater="ita"))
+    row = lib.image(sha)
+    assert (row["fitzpatrick"], row["monk"]) == (5, 8)
+    assert len(lib.skin_tones(sha)) == 3
+
+
+def test_device_edit_is_audited_with_before_and_after(lib: Library) -> None:
+    sha = add(lib)
+    lib.update_image(sha, device_make="Apple", device_model="iPhone 15", modality="clinical")
+    assert lib.image(sha)["device_model"] == "iPhone 15"
+    entry = lib.audit_entries(sha)[-1]
+    assert entry["action"] == "image.update" and "iPhone 15" in entry["after"]
+
+
+def test_audit_chain_detects_edits_and_deletions(lib: Library) -> None:
+    sha = add(lib, label=LabelIn("NEV"))
+    lib.set_label([sha], "MEL")
+    count, problem = verify_chain(lib.conn)
+    assert count >= 3 and problem is None
+    raw = sqlite3.connect(lib.root / DB_NAME)
+    raw.execute("UPDATE audit SET after = replace(after, 'MEL', 'NEV') WHERE action = 'label.set'")
+    raw.commit()
+    assert "does not match its hash" in (verify_chain(lib.conn)[1] or "")
+    raw.execute("DELETE FROM audit WHERE id = 1")
+    raw.commit()
+    raw.close()
+    assert verify_chain(lib.conn)[1] is not None
+
+
+def test_filters_combine(lib: Library) -> None:
+    a = add(lib, 1, label=LabelIn("MEL"), modality="dermoscopic")
+    b = add(lib, 2, label=LabelIn("MEL"), modality="clinical")
+    add(lib, 3, label=LabelIn("NEV"), modality="clinical")
+    add(lib, 4)
+    lib.set_skin_tone([b], SkinToneIn(fitzpatrick=6))
+    assert {r["id"] for r in lib.images(ImageFilter(diagnosis=["MEL"]))} == {a, b}
+    assert [r["id"] for r in lib.images(ImageFilter(diagnosis=["MEL"], fitzpatrick=[5, 6]))] == [b]
+    assert lib.count(ImageFilter(labelled=False)) == 1
+    assert lib.count(ImageFilter(modality=["clinical"], labelled=True)) == 2
+    assert lib.image(a[:8])["id"] == a
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    Library.open(tmp_path / "lib").close()
+    raw = sqlite3.connect(tmp_path / "lib" / DB_NAME)
+    raw.execute(f"PRAGMA user_version = {LATEST_VERSION + 1}")
+    raw.close()
+    with pytest.raises(LibraryError, match="newer than this dermdesk"):
+        Library.open(tmp_path / "lib")
+
+
+def test_opening_a_missing_library_without_create_says_so(tmp_path: Path) -> None:
+    with pytest.raises(LibraryError, match="no library here"):
+        Library.open(tmp_path / "nothing", create=False)
+
+
+def test_locked_library_gives_a_one_line_error(tmp_path: Path) -> None:
+    Library.open(tmp_path / "lib").close()
+    holder = sqlite3.connect(tmp_path / "lib" / DB_NAME, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        lib = Library.open(tmp_path / "lib", busy_timeout_s=0.2)
+        with pytest.raises(LibraryError, match="locked by another process"):
+            add(lib)
+        lib.close()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with Library.open(tmp_path / "lib") as lib:  # usable again once the lock is gone
+        add(lib)
+        assert lib.count() == 1
