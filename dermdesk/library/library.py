@@ -480,6 +480,33 @@ class Library:
     def masks(self, image_id: str) -> list[dict[str, Any]]:
         return list(self.db.query("SELECT * FROM mask WHERE image_id = ?", [image_id]))
 
+    def quality(self, image_id: str) -> list[dict[str, Any]]:
+        """Quality findings of one image (one row per check)."""
+        return list(
+            self.db.query(
+                "SELECT * FROM quality WHERE image_id = ? ORDER BY check_name", [image_id]
+            )
+        )
+
+    def predictions(self, image_id: str) -> list[dict[str, Any]]:
+        """Stored predictions of one image, newest model first, probabilities decoded."""
+        rows = list(
+            self.db.query(
+                "SELECT p.*, m.name AS model_name, m.status AS model_status FROM prediction p "
+                "JOIN model m ON m.id = p.model_id WHERE p.image_id = ? ORDER BY p.created_at DESC",
+                [image_id],
+            )
+        )
+        for row in rows:
+            row["probabilities"] = json.loads(row["probabilities"])
+        return rows
+
+    def models(self) -> list[dict[str, Any]]:
+        return list(self.db.query("SELECT * FROM model ORDER BY created_at DESC"))
+
+    def jobs(self, limit: int = 200) -> list[dict[str, Any]]:
+        return list(self.db.query("SELECT * FROM job ORDER BY id DESC LIMIT ?", [limit]))
+
     def audit_entries(self, entity_id: str | None = None) -> list[dict[str, Any]]:
         if entity_id is None:
             return list(self.db.query("SELECT * FROM audit ORDER BY id"))

@@ -15,6 +15,23 @@ ORDERS = {
 }
 
 
+_WORST = (
+    "(SELECT max(CASE verdict WHEN 'fail' THEN 2 WHEN 'warn' THEN 1 ELSE 0 END) "
+    "FROM quality q WHERE q.image_id = image.id)"
+)
+_QUALITY = {
+    "pass": f"{_WORST} = 0",
+    "warn": f"{_WORST} = 1",
+    "fail": f"{_WORST} = 2",
+    "unchecked": "NOT EXISTS (SELECT 1 FROM quality q WHERE q.image_id = image.id)",
+}
+_DISAGREES = (
+    "EXISTS (SELECT 1 FROM prediction p JOIN model m ON m.id = p.model_id "
+    "AND m.status = 'active' WHERE p.image_id = image.id AND image.diagnosis IS NOT NULL "
+    "AND p.top != image.diagnosis)"
+)
+
+
 @dataclass
 class ImageFilter:
     """Conditions that combine with AND; empty lists and None mean 'any'."""
@@ -31,6 +48,8 @@ class ImageFilter:
     labelled: bool | None = None
     synthetic: bool | None = None
     text: str | None = None  # id prefix, file name, dataset id or free-text label
+    quality: str | None = None  # worst verdict of the image's checks: pass/warn/fail/unchecked
+    disagreement: bool | None = None  # active model's top class differs from the label
     ids: list[str] = field(default_factory=list)
 
     def is_empty(self) -> bool:
@@ -76,6 +95,10 @@ class ImageFilter:
             clauses.append(
                 "image.source = 'synthetic'" if self.synthetic else "image.source != 'synthetic'"
             )
+        if self.quality:
+            clauses.append(_QUALITY[self.quality])
+        if self.disagreement is not None:
+            clauses.append(("" if self.disagreement else "NOT ") + _DISAGREES)
         if self.text:
             like = f"%{self.text}%"
             clauses.append(
