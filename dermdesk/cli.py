@@ -264,7 +264,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         total = lib.count(flt)
     if args.json:
         for row in rows:
-            print(json.dumps(row, default=str))
+            print(json.dumps(row, default=str, ensure_ascii=False))
         return 0
     table = [[_cell(c, r.get(c)) for c in LS_COLUMNS] for r in rows]
     print_table(LS_COLUMNS, table)
@@ -302,7 +302,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             "original": str(lib.original_path(image)),
         }
     if args.json:
-        print(json.dumps(info, indent=2, default=str))
+        print(json.dumps(info, indent=2, default=str, ensure_ascii=False))
         return 0
     _print_show(info)
     return 0

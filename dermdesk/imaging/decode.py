@@ -67,9 +67,15 @@ class ImageInfo:
 
 def open_image(data: bytes | Path) -> Image.Image:
     """Open (header only) and check format and size. Raises ImageRejected."""
-    if isinstance(data, bytes) and not data:
+    if isinstance(data, Path):
+        # Read up front: no file handle outlives a refused or half-decoded image.
+        try:
+            data = data.read_bytes()
+        except OSError as exc:
+            raise ImageRejected(f"cannot read file ({exc.strerror or exc})") from exc
+    if not data:
         raise ImageRejected("empty file (0 bytes)")
-    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    source = io.BytesIO(data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
