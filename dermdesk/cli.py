@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -173,6 +174,13 @@ def open_library(args: argparse.Namespace, *, create: bool = True) -> Library:
     return Library.open(resolve_library_dir(args.library), create=create)
 
 
+def open_for_reading(args: argparse.Namespace) -> Library:
+    """Open read-write where possible (to apply migrations), read-only on read-only media."""
+    folder = resolve_library_dir(args.library).expanduser()
+    readonly = folder.is_dir() and not os.access(folder, os.W_OK)
+    return Library.open(folder, create=False, readonly=readonly)
+
+
 # -- commands --------------------------------------------------------------------------------
 
 
@@ -259,7 +267,7 @@ LS_COLUMNS = (
 
 def cmd_ls(args: argparse.Namespace) -> int:
     flt = filter_from_args(args)
-    with open_library(args, create=False) as lib:
+    with open_for_reading(args) as lib:
         rows = lib.images(flt, limit=args.limit, offset=args.offset, order=args.order)
         total = lib.count(flt)
     if args.json:
@@ -290,7 +298,7 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    with open_library(args, create=False) as lib:
+    with open_for_reading(args) as lib:
         image = lib.image(args.image)
         info = {
             "image": image,
@@ -339,7 +347,7 @@ def _print_show(info: dict[str, Any]) -> None:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     flt = filter_from_args(args)
-    with open_library(args, create=False) as lib:
+    with open_for_reading(args) as lib:
         if args.by:
             by = ["device_model" if c == "device" else c for c in _split(args.by)]
             rows = lib.counts(by, flt)
