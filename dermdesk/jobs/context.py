@@ -54,6 +54,7 @@ class JobContext:
         *,
         resume: bool = False,
         owner_alive: Callable[[], bool] | None = None,
+        echo: bool = False,
     ) -> None:
         self.job_id = job_id
         self.library_dir = Path(library_dir)
@@ -63,6 +64,7 @@ class JobContext:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self._send = send
         self._owner_alive = owner_alive
+        self.echo = echo
         self._last_progress = 0.0
         self._last_liveness = 0.0
         self._owner_gone = False
@@ -80,8 +82,9 @@ class JobContext:
         self._safe_send(("progress", {"progress": float(fraction), "message": message}))
 
     def log(self, line: str) -> None:
-        """A line for the job's log (also echoed to the worker's stderr)."""
-        print(line, file=sys.stderr, flush=True)
+        """A line for the job's log (echoed to stderr too where ``echo`` was asked for)."""
+        if self.echo:
+            print(line, file=sys.stderr, flush=True)
         self._safe_send(("log", line))
 
     def request_write(self, op: str, payload: dict[str, Any]) -> None:

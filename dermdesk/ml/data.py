@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -110,8 +111,8 @@ def balanced_weights(samples: Sequence[Sample], n_classes: int) -> np.ndarray:
 class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
     """Decoded, preprocessed images with their class index.
 
-    Indices at or above ``len(self)`` encode the epoch (``epoch * len + i``,
-    see :class:`EpochSampler`), which seeds the augmentation of training views.
+    ``item(i, epoch)`` seeds a training view's augmentation by (seed, epoch, i);
+    the loop reaches it through :class:`EpochIndexed`.
     """
 
     def __init__(
@@ -153,19 +154,41 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
             self._cached_bytes += view.nbytes
         return view
 
-    def pixels(self, index: int) -> np.ndarray:
+    def pixels(self, i: int, epoch: int = 0) -> np.ndarray:
         """uint8 (size, size, 3): augmented for training, the centre crop otherwise."""
-        epoch, i = divmod(index, len(self.samples))
         base = self.base(i)
         if self.train:
             rng = np.random.default_rng((self.seed, epoch, i))
             return augment(base, self.spec.size, rng, self.augment_cfg)
         return center_crop(base, self.spec.size)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        i = index % len(self.samples)
-        x = normalize(self.pixels(index), self.spec)
+    def item(self, i: int, epoch: int) -> tuple[torch.Tensor, int]:
+        x = normalize(self.pixels(i, epoch), self.spec)
         return torch.from_numpy(x), self.samples[i].label
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.item(i, 0)
+
+
+class EpochIndexed(Dataset[Any]):
+    """Turns :class:`EpochSampler` indices (``epoch * n + i``) back into (i, epoch).
+
+    Datasets with an ``item(i, epoch)`` method get the epoch (to seed their
+    augmentations); any other dataset is simply indexed with ``i``. Passing the
+    epoch inside the index keeps it right in DataLoader worker processes.
+    """
+
+    def __init__(self, inner: Dataset[Any]) -> None:
+        self.inner = inner
+        self.n = len(inner)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> Any:
+        epoch, i = divmod(index, self.n)
+        item = getattr(self.inner, "item", None)
+        return item(i, epoch) if item is not None else self.inner[i]
 
 
 class EpochSampler(Sampler[int]):

@@ -142,6 +142,7 @@ def rank_main(argv: Sequence[str]) -> int:
         file_sender(work / EVENTS) if env.is_main else (lambda m: None),
         resume=spec["resume"],
         owner_alive=lambda: pid_alive(int(spec["owner_pid"])),
+        echo=not env.is_main,  # other ranks' lines go to ddp.log only
     )
     try:
         cfg = FinetuneConfig.from_params(spec["params"])

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from dermdesk.jobs.context import JobContext
 from dermdesk.library import ImageFilter, Library
 from dermdesk.library.model_store import ModelRecord, get_model, model_dir, new_model_id
 from dermdesk.ml import checkpoints, metrics
+from dermdesk.ml.config import FinetuneConfig
 from dermdesk.ml.data import (
     ImageDataset,
     Sample,
@@ -39,55 +39,12 @@ from dermdesk.ml.data import (
     collect_samples,
     subgroups,
 )
-from dermdesk.ml.loop import Control, DistEnv, LoopConfig, TrainResult, train
+from dermdesk.ml.loop import Control, DistEnv, TrainResult, train
 from dermdesk.ml.models import build_model, classifier_head, count_parameters, remap_head
 from dermdesk.ml.splits import grouped_split, item_from_row, summarize
 
 SPLIT_NAMES = ("train", "val", "test")
 SPLIT_METHOD = "patient-grouped (else lesion), stratified by diagnosis x Fitzpatrick group"
-
-
-@dataclass
-class FinetuneConfig:
-    """A fine-tuning job's parameters (the job's ``params`` JSON)."""
-
-    filter: dict[str, Any] = field(default_factory=dict)  # ImageFilter fields
-    classes: list[str] | None = None  # default: every diagnosis with enough images
-    min_class_images: int = 10
-    arch: str = "vit_tiny"
-    img_size: int = 224
-    init: str = "scratch"  # scratch | a registered model id/name/'active' | a weights file path
-    fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
-    split_seed: int = 0
-    balance: str = "sampler"  # sampler | loss | none
-    label_smoothing: float = 0.1
-    quantize: bool = True
-    name: str | None = None
-    devices: int = 1
-    max_images: int | None = None  # a seeded subset, for quick runs
-    n_boot: int = 500
-    malignant: str = "MEL"
-    loop: LoopConfig = field(default_factory=LoopConfig)
-
-    @classmethod
-    def from_params(cls, raw: dict[str, Any]) -> FinetuneConfig:
-        known = {f.name for f in fields(cls)} - {"loop"}
-        loop_keys = {f.name for f in fields(LoopConfig)}
-        unknown = set(raw) - known - loop_keys - {"loop"}
-        if unknown:
-            raise ValueError(f"unknown fine-tuning option(s): {', '.join(sorted(unknown))}")
-        loop = LoopConfig.from_dict(
-            {**raw.get("loop", {}), **{k: v for k, v in raw.items() if k in loop_keys}}
-        )
-        cfg = cls(**{k: v for k, v in raw.items() if k in known}, loop=loop)
-        cfg.fractions = tuple(cfg.fractions)  # type: ignore[assignment]
-        if cfg.balance not in ("sampler", "loss", "none"):
-            raise ValueError(f"balance must be sampler, loss or none, not {cfg.balance!r}")
-        return cfg
-
-    def to_params(self) -> dict[str, Any]:
-        params: dict[str, Any] = json.loads(json.dumps(asdict(self)))
-        return params
 
 
 class FinetuneTask:

@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,37 +30,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from dermdesk.jobs.context import JobCancelled
 from dermdesk.ml.checkpoints import CHECKPOINT_FORMAT, load_file, save_atomic
-from dermdesk.ml.data import EpochSampler
-
-
-@dataclass
-class LoopConfig:
-    """Hyper-parameters the loop itself uses (a task has its own on top)."""
-
-    epochs: int = 30
-    max_steps: int | None = None  # optimiser steps; stops earlier than ``epochs`` if reached
-    batch_size: int = 32  # images per optimiser step, over all ranks
-    micro_batch: int = 16  # images per forward pass per rank; accumulation makes up the rest
-    lr: float = 5e-4
-    weight_decay: float = 0.05
-    warmup_frac: float = 0.05
-    min_lr_frac: float = 0.02
-    grad_clip: float = 1.0
-    eval_every: int = 0  # optimiser steps between evaluations; 0 = once per epoch
-    patience: int = 5  # evaluations without improvement before early stopping
-    precision: str = "auto"  # auto (bf16 on CUDA, else fp32), bf16, fp32
-    seed: int = 0
-    num_workers: int = -1  # DataLoader workers; -1 = 0 on the CPU, a few on a GPU
-    threads: int = 0  # CPU threads per process; 0 = all cores (split between local ranks)
-    checkpoint_every_s: float = 120.0
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> LoopConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(raw) - known
-        if unknown:
-            raise ValueError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-        return cls(**raw)
+from dermdesk.ml.config import LoopConfig
+from dermdesk.ml.data import EpochIndexed, EpochSampler
 
 
 class Control(Protocol):
@@ -268,7 +239,7 @@ class Trainer:
         if workers < 0:
             workers = min(4, (os.cpu_count() or 1) - 1) if self.device.type == "cuda" else 0
         self.loader = DataLoader(
-            self.train_set,
+            EpochIndexed(self.train_set),
             batch_size=self.micro_batch,
             sampler=self.sampler,
             num_workers=workers,

@@ -14,6 +14,8 @@ import timm
 import torch
 from torch import nn
 
+from dermdesk.ml.config import ARCH_NAMES
+
 
 @dataclass(frozen=True)
 class Arch:
@@ -34,6 +36,9 @@ ARCHS: dict[str, Arch] = {
         description="2-layer ViT for tests (0.05M parameters)",
     ),
 }
+
+
+assert tuple(ARCHS) == ARCH_NAMES, "keep dermdesk.ml.config.ARCH_NAMES in step"
 
 
 def build_model(arch: str, num_classes: int, img_size: int | None = None) -> nn.Module:
