@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dermdesk import __version__, taxonomy
+from dermdesk import __version__, cli_ml, taxonomy
 from dermdesk.library import ImageFilter, Library, LibraryError
 from dermdesk.paths import resolve_library_dir
 
@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("backup", help="online backup of the database and files")
     p.add_argument("dest", type=Path, help="new or empty folder")
+
+    cli_ml.add_parsers(sub, add_filters)  # train, jobs, models, predict
     return parser
 
 
@@ -427,4 +429,5 @@ COMMANDS = {
     "stats": cmd_stats,
     "verify": cmd_verify,
     "backup": cmd_backup,
+    **cli_ml.COMMANDS,
 }

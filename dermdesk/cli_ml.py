@@ -1,0 +1,438 @@
+"""``dermdesk train``, ``jobs``, ``models`` and ``predict``: the model side of the CLI.
+
+Kept apart from :mod:`dermdesk.cli` (which registers these commands) so the
+core CLI stays short. Nothing here imports torch: training runs in the job
+runner's spawned worker; prediction and the promotion rule use ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from dermdesk.library import LibraryError
+
+FINETUNE_OPTIONS = (
+    # (flag, params key, type, help)
+    ("--arch", "arch", str, "vit_tiny (default), vit_small, vit_base, vit_test"),
+    ("--img-size", "img_size", int, "input size in pixels (default 224)"),
+    ("--epochs", "epochs", int, "maximum epochs (default 30)"),
+    ("--max-steps", "max_steps", int, "maximum optimiser steps"),
+    ("--batch-size", "batch_size", int, "images per optimiser step (default 32)"),
+    ("--micro-batch", "micro_batch", int, "images per forward pass (accumulation; default 16)"),
+    ("--lr", "lr", float, "peak learning rate (default 5e-4)"),
+    ("--patience", "patience", int, "evaluations without improvement before stopping (5)"),
+    ("--eval-every", "eval_every", int, "optimiser steps between evaluations (default: epoch)"),
+    ("--seed", "seed", int, "training seed"),
+    ("--split-seed", "split_seed", int, "seed of the patient-grouped split"),
+    ("--balance", "balance", str, "class balancing: sampler (default), loss, none"),
+    ("--max-images", "max_images", int, "train on a seeded subset of this many images"),
+    ("--min-class-images", "min_class_images", int, "minimum images for a class (10)"),
+    ("--threads", "threads", int, "CPU threads (default: all cores)"),
+    ("--devices", "devices", int, "processes/GPUs; >1 runs DDP under torchrun"),
+    ("--name", "name", str, "name of the registered model"),
+    ("--boot", "n_boot", int, "bootstrap resamples for confidence intervals (500)"),
+)
+
+
+def add_parsers(sub: Any, add_filters: Any) -> None:
+    """Add the model-side subcommands to the main parser's subparsers."""
+    train = sub.add_parser("train", help="train models (runs as a background job)")
+    train_sub = train.add_subparsers(dest="train_command", metavar="KIND", required=True)
+    p = train_sub.add_parser("finetune", help="fine-tune a classifier on the library's labels")
+    add_filters(p)
+    p.add_argument(
+        "--from",
+        dest="init",
+        default="scratch",
+        help="start from: scratch (default), active, a model id or name, or a weights file",
+    )
+    for flag, _, kind, text in FINETUNE_OPTIONS:
+        p.add_argument(flag, type=kind, help=text)
+    p.add_argument("--classes", help="diagnosis codes to learn (default: all with enough images)")
+    p.add_argument("--no-quantize", action="store_true", help="skip the int8 copy")
+    p.add_argument("--queue", action="store_true", help="only queue it (the app runs it)")
+
+    jobs = sub.add_parser("jobs", help="list, show, cancel, resume background jobs")
+    jobs_sub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
+    p = jobs_sub.add_parser("list", help="recent jobs")
+    p.add_argument("--limit", type=int, default=30)
+    p = jobs_sub.add_parser("show", help="one job: parameters, progress, log, result, error")
+    p.add_argument("job", type=int)
+    p.add_argument("--json", action="store_true")
+    p = jobs_sub.add_parser("cancel", help="cancel a queued or running job (it checkpoints)")
+    p.add_argument("job", type=int)
+    p = jobs_sub.add_parser("resume", help="continue a cancelled or failed job")
+    p.add_argument("job", type=int)
+    p.add_argument("--queue", action="store_true", help="only queue it (the app runs it)")
+    jobs_sub.add_parser("run", help="run queued jobs in this terminal until none are left")
+
+    models = sub.add_parser("models", help="registered models and promotion")
+    models_sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    models_sub.add_parser("list", help="registered models")
+    p = models_sub.add_parser("show", help="a model: parents, data, metrics per group")
+    p.add_argument("model", help="id, id prefix, name or 'active'")
+    p.add_argument("--json", action="store_true")
+    p = models_sub.add_parser("promote", help="make a model active if the rule allows it")
+    p.add_argument("model")
+    p.add_argument("--check", action="store_true", help="show the rule's verdict only")
+    p.add_argument("--force", action="store_true", help="promote even if the rule says no")
+    p.add_argument("--min-group", type=int, default=30, help="judge groups of at least N images")
+    p.add_argument("--margin", type=float, default=0.0, help="tolerated loss per group")
+
+    p = sub.add_parser("predict", help="predict library images with a model (ONNX Runtime)")
+    add_filters(p)
+    p.add_argument("--model", default="active", help="id, name or 'active' (default)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--int8", action="store_true", help="use the int8 model file")
+
+
+# -- train -----------------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from dermdesk.cli import filter_from_args
+
+    flt = filter_from_args(args)
+    params: dict[str, Any] = {
+        "filter": {k: v for k, v in vars(flt).items() if v not in (None, [], "")},
+        "init": args.init,
+    }
+    for _, key, _, _ in FINETUNE_OPTIONS:
+        value = getattr(args, key if key != "n_boot" else "boot")
+        if value is not None:
+            params[key] = value
+    if args.classes:
+        params["classes"] = [c.strip().upper() for c in args.classes.split(",") if c.strip()]
+    if args.no_quantize:
+        params["quantize"] = False
+    _check_params(params)
+    runner = _runner(args)
+    job_id = runner.submit("finetune", params)
+    print(f"job {job_id}: finetune queued")
+    if args.queue:
+        runner.lib.close()
+        return 0
+    return _follow(runner, job_id)
+
+
+def _check_params(params: dict[str, Any]) -> None:
+    """Refuse bad options here, before a worker starts, with the same one-line errors."""
+    from dermdesk.ml.config import FinetuneConfig
+
+    try:
+        FinetuneConfig.from_params(params)
+    except (TypeError, ValueError) as exc:
+        raise LibraryError(str(exc)) from None
+
+
+def _runner(args: argparse.Namespace) -> Any:
+    from dermdesk.jobs.runner import JobRunner
+    from dermdesk.paths import resolve_library_dir
+
+    return JobRunner(resolve_library_dir(args.library))
+
+
+def _follow(runner: Any, job_id: int) -> int:
+    """Run/watch a job in the foreground; Ctrl-C cancels it (with a checkpoint)."""
+    line = _ProgressLine()
+    try:
+        try:
+            row = runner.wait(job_id, on_event=line)
+        except KeyboardInterrupt:
+            line.end()
+            print(f"cancelling job {job_id} (saving a checkpoint)...", file=sys.stderr)
+            runner.cancel(job_id)
+            row = runner.wait(job_id, on_event=line)
+    finally:
+        line.end()
+        runner.close()
+    return _report(row)
+
+
+def _report(row: dict[str, Any]) -> int:
+    status = row["status"]
+    print(f"job {row['id']} {status}: {row['message'] or ''}")
+    if status == "failed":
+        print((row["error"] or "").rstrip(), file=sys.stderr)
+        return 1
+    if status == "cancelled":
+        print(f"resume it with: dermdesk jobs resume {row['id']}")
+        return 0
+    if row.get("model_id"):
+        print(f"model {row['model_id']} registered; see: dermdesk models show {row['model_id']}")
+    return 0
+
+
+class _ProgressLine:
+    """Log lines as they come; a progress line on stderr, at most ~5 updates a second."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+        self.open = False
+
+    def __call__(self, event: Any) -> None:
+        if event.type == "log":
+            self.end()
+            print(event.line, flush=True)
+        elif event.type in ("progress", "started") and event.message:
+            t = time.monotonic()
+            if t - self.last >= 0.2:
+                self.last = t
+                pct = f"{100 * (event.progress or 0):5.1f}%"
+                print(f"\r{pct} {event.message[:100]:<100}", end="", file=sys.stderr, flush=True)
+                self.open = True
+
+    def end(self) -> None:
+        if self.open:
+            print(file=sys.stderr, flush=True)
+            self.open = False
+
+
+# -- jobs ------------------------------------------------------------------------------------
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    runner = _runner(args)
+    action = args.jobs_command
+    if action == "run":
+        return _run_queue(runner)
+    try:
+        if action == "list":
+            _print_jobs(runner.jobs(args.limit))
+        elif action == "show":
+            _print_job(runner.job(args.job), as_json=args.json)
+        elif action == "cancel":
+            outcome = runner.cancel(args.job)
+            print(
+                {
+                    "cancelled": f"job {args.job} cancelled",
+                    "requested": f"job {args.job}: cancel requested; it stops at its next check",
+                }.get(outcome, f"job {args.job} is already {outcome}")
+            )
+        elif action == "resume":
+            runner.resume(args.job)
+            print(f"job {args.job} queued to resume from its checkpoint")
+            if not args.queue:
+                return _follow(runner, args.job)
+    finally:
+        if not runner.busy:
+            runner.lib.close()
+    return 0
+
+
+def _run_queue(runner: Any) -> int:
+    from dermdesk.library import job_store
+
+    status = 0
+    while True:
+        queued = job_store.jobs_with_status(runner.lib, "queued")
+        if not queued:
+            runner.close()
+            return status
+        status = max(status, _follow_keep_open(runner, int(queued[0]["id"])))
+
+
+def _follow_keep_open(runner: Any, job_id: int) -> int:
+    line = _ProgressLine()
+    row = runner.wait(job_id, on_event=line)
+    line.end()
+    return _report(row)
+
+
+def _print_jobs(rows: list[dict[str, Any]]) -> None:
+    from dermdesk.cli import print_table
+
+    table = [
+        [
+            r["id"],
+            r["kind"],
+            r["status"],
+            f"{100 * (r['progress'] or 0):.0f}%",
+            (r["created_at"] or "")[:19],
+            r["model_id"] or "",
+            (r["message"] or "")[:60],
+        ]
+        for r in rows
+    ]
+    print_table(["id", "kind", "status", "progress", "created", "model", "message"], table)
+
+
+def _print_job(row: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(row, indent=2, default=str))
+        return
+    for key in (
+        "id",
+        "kind",
+        "status",
+        "progress",
+        "message",
+        "model_id",
+        "pid",
+        "created_at",
+        "started_at",
+        "finished_at",
+    ):
+        print(f"{key:>12}: {row[key] if row[key] is not None else ''}")
+    print(f"{'params':>12}: {json.dumps(row['params'], sort_keys=True)}")
+    if row.get("result"):
+        print(f"{'result':>12}: {json.dumps(row['result'], sort_keys=True)}")
+    print("log:")
+    print("  " + "\n  ".join((row["log"] or "").rstrip().splitlines()))
+    if row.get("error"):
+        print("error:")
+        print("  " + "\n  ".join(row["error"].rstrip().splitlines()))
+
+
+# -- models ----------------------------------------------------------------------------------
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from dermdesk.cli import open_library, print_table
+    from dermdesk.library import model_store
+
+    with open_library(args, create=False) as lib:
+        if args.models_command == "list":
+            rows = model_store.list_models(lib)
+            print_table(
+                ["id", "name", "arch", "status", "created", "test bal.acc", "test n", "parents"],
+                [
+                    [
+                        r["id"],
+                        r["name"],
+                        r["architecture"],
+                        r["status"],
+                        r["created_at"][:19],
+                        "" if r["test_bacc"] is None else f"{r['test_bacc']:.3f}",
+                        r["test_n"] or "",
+                        ", ".join(json.loads(r["parents"] or "[]")),
+                    ]
+                    for r in rows
+                ],
+            )
+            return 0
+        if args.models_command == "show":
+            model = model_store.get_model(lib, args.model)
+            if args.json:
+                print(json.dumps(model, indent=2, default=str))
+                return 0
+            _print_model(model)
+            _print_check(lib, model["id"], show_only=True)
+            return 0
+        return _promote(lib, args)
+
+
+def _promote(lib: Any, args: argparse.Namespace) -> int:
+    from dermdesk.ml.promotion import check_promotion, promote
+
+    kwargs = {"min_group": args.min_group, "margin": args.margin}
+    if args.check:
+        check = check_promotion(lib, args.model, **kwargs)
+    else:
+        check = promote(lib, args.model, force=args.force, **kwargs)
+    print("\n".join(check.lines()))
+    if args.check:
+        return 0 if check.passed else 1
+    if check.passed or args.force:
+        print(f"model {check.candidate_id} is now active" + ("" if check.passed else " (forced)"))
+        return 0
+    print("not promoted (use --force to override, recorded in the audit log)")
+    return 1
+
+
+def _print_check(lib: Any, model_id: str, *, show_only: bool) -> None:
+    from dermdesk.ml.promotion import check_promotion
+
+    try:
+        check = check_promotion(lib, model_id)
+    except LibraryError as exc:
+        print(f"\npromotion: cannot check ({exc})")
+        return
+    print("\npromotion check against the active model:")
+    print("  " + "\n  ".join(check.lines()))
+
+
+def _print_model(model: dict[str, Any]) -> None:
+    from dermdesk.ml.metrics import headline
+
+    ts, params, m = model["training_set"] or {}, model["params"] or {}, model["metrics"] or {}
+    print(f"{model['id']}  {model['name']}  [{model['status']}]")
+    print(f"  architecture {model['architecture']}, file {model['file']}")
+    print(
+        f"  parents: {', '.join(model['parents'] or []) or 'none'} ({params.get('init_from', '')})"
+    )
+    print(f"  classes: {', '.join(ts.get('classes', []))}")
+    for name, part in (ts.get("summary") or {}).items():
+        print(f"  {name}: {part['images']} images, {part['groups']} patients/lesions")
+    print(f"  split: {ts.get('method', '')}, seed {ts.get('seed')}")
+    training = m.get("training", {})
+    print(
+        f"  training: {training.get('steps')} steps, {training.get('epochs')} epochs, "
+        f"{training.get('stop_reason')}, {training.get('seconds')} s"
+    )
+    for split in ("val", "test"):
+        report = m.get(split) or {}
+        if report.get("overall", {}).get("n"):
+            print(f"  {split}: {headline(report['overall'])}")
+            _print_groups(report)
+    onnx = m.get("onnx") or {}
+    if onnx:
+        print(f"  ONNX parity: max |logit diff| {onnx.get('parity_max_abs_logit_diff'):.2e}")
+        q = onnx.get("int8")
+        if q:
+            print(
+                f"  int8: validation balanced accuracy {q['val_balanced_accuracy_fp32']:.3f} -> "
+                f"{q['val_balanced_accuracy_int8']:.3f} "
+                f"({q['balanced_accuracy_change_points']:+.1f} points)"
+            )
+
+
+def _print_groups(report: dict[str, Any]) -> None:
+    for grouping in ("fitzpatrick", "device", "modality", "domain"):
+        for group, r in (report.get(grouping) or {}).items():
+            if "balanced_accuracy" in r:
+                ba = r["balanced_accuracy"]
+                ci = ba["ci"]
+                interval = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+                value = "-" if ba["value"] is None else f"{ba['value']:.3f}"
+                print(f"    {grouping} {group}: n={r['n']} balanced accuracy {value}{interval}")
+            else:
+                print(f"    {grouping} {group}: n={r['n']} (too few to report)")
+
+
+# -- predict ---------------------------------------------------------------------------------
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from dermdesk.cli import filter_from_args, open_library
+    from dermdesk.inference.predictor import ModelLoadError, predict_library
+
+    flt = filter_from_args(args)
+    with open_library(args, create=False) as lib:
+        try:
+            report = predict_library(
+                lib,
+                args.model,
+                flt,
+                batch_size=args.batch_size,
+                int8=args.int8,
+                progress=_count_line,
+            )
+        except ModelLoadError as exc:
+            raise LibraryError(str(exc)) from None
+    print(file=sys.stderr)
+    for image_id, reason in report.failed:
+        print(f"image {image_id[:12]}: skipped: {reason}")
+    print(f"predicted {report.predicted} images, {len(report.failed)} unreadable")
+    return 1 if report.failed else 0
+
+
+def _count_line(done: int, total: int) -> None:
+    print(f"\r{done}/{total} images", end="", file=sys.stderr, flush=True)
+
+
+COMMANDS = {"train": cmd_train, "jobs": cmd_jobs, "models": cmd_models, "predict": cmd_predict}

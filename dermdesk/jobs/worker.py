@@ -1,0 +1,56 @@
+"""The entry point of a job's spawned worker process.
+
+Runs one task and reports its end over the pipe: ``done`` with the result,
+``cancelled``, or ``failed`` with the traceback. Ctrl-C in a terminal reaches
+the whole process group; the worker ignores it and lets the runner cancel it
+properly (with a checkpoint). Hard crashes (segfaults) leave a Python stack
+in ``jobs/<id>/crash.log`` through faulthandler, which the runner reports.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import multiprocessing
+import signal
+import traceback
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from dermdesk.jobs.context import JobCancelled, JobContext, job_dir
+from dermdesk.jobs.kinds import resolve
+
+CRASH_LOG = "crash.log"
+
+
+def worker_main(spec: dict[str, Any], conn: Connection) -> None:
+    """Run ``spec['target']`` for job ``spec['job_id']``; report the outcome over ``conn``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    work = job_dir(Path(spec["library_dir"]), spec["job_id"])
+    work.mkdir(parents=True, exist_ok=True)
+    crash_log = open(work / CRASH_LOG, "w")  # noqa: SIM115 - must stay open for faulthandler
+    faulthandler.enable(crash_log)
+    parent = multiprocessing.parent_process()
+    ctx = JobContext(
+        spec["job_id"],
+        Path(spec["library_dir"]),
+        spec["params"],
+        conn.send,
+        resume=spec["resume"],
+        owner_alive=parent.is_alive if parent is not None else None,
+    )
+    try:
+        result = resolve(spec["target"])(ctx)
+        outcome: tuple[str, Any] = ("done", result or {})
+    except JobCancelled as exc:
+        outcome = ("cancelled", {"message": str(exc) or "cancelled"})
+    except BaseException:
+        outcome = ("failed", {"error": traceback.format_exc()})
+    try:
+        conn.send(outcome)
+    except OSError:
+        pass  # the runner is gone; the job's row is recovered as failed by the next runner
+    finally:
+        conn.close()
+        faulthandler.disable()
+        crash_log.close()

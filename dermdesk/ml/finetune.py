@@ -1,0 +1,434 @@
+"""On-site fine-tuning: the ``finetune`` job kind.
+
+Trains a classifier on the library's labelled images: a patient-grouped,
+stratified, seeded split (synthetic images in training only), class-balanced
+sampling, augmentations that mimic device and lighting variation, early
+stopping on validation balanced accuracy. The start is scratch, a registered
+model, or a checkpoint file the user names. At the end the best weights are
+evaluated on validation and test (overall and per skin type, device,
+modality and meta-domain, with bootstrap intervals), exported to ONNX with a
+parity check, optionally quantised to int8 (accuracy change measured on the
+validation split), written to ``models/<id>/`` and handed to the runner for
+registration with their parent, exact image ids and split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from dermdesk.inference.preprocess import PreprocessSpec
+from dermdesk.jobs.context import JobContext
+from dermdesk.library import ImageFilter, Library
+from dermdesk.library.model_store import ModelRecord, get_model, model_dir, new_model_id
+from dermdesk.ml import checkpoints, metrics
+from dermdesk.ml.config import FinetuneConfig
+from dermdesk.ml.data import (
+    ImageDataset,
+    Sample,
+    balanced_weights,
+    class_counts,
+    collect_samples,
+    subgroups,
+)
+from dermdesk.ml.loop import Control, DistEnv, TrainResult, train
+from dermdesk.ml.models import build_model, classifier_head, count_parameters, remap_head
+from dermdesk.ml.splits import grouped_split, item_from_row, summarize
+
+SPLIT_NAMES = ("train", "val", "test")
+SPLIT_METHOD = "patient-grouped (else lesion), stratified by diagnosis x Fitzpatrick group"
+
+
+class FinetuneTask:
+    """The fine-tuning job as a :class:`dermdesk.ml.loop.TrainTask`."""
+
+    def __init__(self, library_dir: Path, cfg: FinetuneConfig, control: Control) -> None:
+        self.library_dir = library_dir
+        self.cfg = cfg
+        self.control = control
+        self.spec = PreprocessSpec(size=cfg.img_size)
+        self.parents: list[str] = []
+        self.init_note = "random initialisation"
+        self._eval_sets: dict[str, ImageDataset] = {}
+
+    # -- data ----------------------------------------------------------------------------------
+
+    def prepare(self, saved_state: dict[str, Any] | None) -> None:
+        with Library.open(self.library_dir, readonly=True) as lib:
+            flt = ImageFilter(**{**self.cfg.filter, "labelled": True})
+            rows = {r["id"]: r for r in lib.images(flt, order="id")}
+            if saved_state:
+                self._restore_split(saved_state, rows)
+            else:
+                self._new_split(rows)
+            every = collect_samples(lib, flt, self.classes)
+            self.samples = {
+                name: [s for s in every if s.image_id in set(ids)]
+                for name, ids in self.split_ids.items()
+            }
+            self._init_weights = self._resolve_init(lib)
+        counts = {k: len(v) for k, v in self.samples.items()}
+        self.control.log(f"classes {', '.join(self.classes)}; images {counts}")
+        if not self.samples["val"]:
+            raise ValueError("no validation images: label more images (or more patients)")
+
+    def _new_split(self, rows: dict[str, dict[str, Any]]) -> None:
+        self.classes = self.cfg.classes or self._default_classes(rows)
+        keep = [r for r in rows.values() if r["diagnosis"] in self.classes]
+        if self.cfg.max_images and len(keep) > self.cfg.max_images:
+            rng = np.random.default_rng(self.cfg.split_seed)
+            keep = [keep[i] for i in sorted(rng.choice(len(keep), self.cfg.max_images, False))]
+        items = [item_from_row(r) for r in keep]
+        split = grouped_split(items, self.cfg.fractions, self.cfg.split_seed)
+        self.split_ids = {n: sorted(i for i, s in split.items() if s == n) for n in SPLIT_NAMES}
+        self.split_summary = summarize(split, items)
+
+    def _restore_split(self, saved: dict[str, Any], rows: dict[str, dict[str, Any]]) -> None:
+        """A resumed job trains on exactly the images and split it started with."""
+        self.classes = list(saved["classes"])
+        self.split_ids = {n: [i for i in saved["split"][n] if i in rows] for n in SPLIT_NAMES}
+        self.split_summary = saved["split_summary"]
+        lost = sum(len(saved["split"][n]) - len(self.split_ids[n]) for n in SPLIT_NAMES)
+        if lost:
+            self.control.log(f"{lost} images of the split lost their label since the start")
+
+    def _default_classes(self, rows: dict[str, dict[str, Any]]) -> list[str]:
+        from dermdesk import taxonomy
+
+        counts: dict[str, int] = {}
+        for r in rows.values():
+            if r["source"] != "synthetic":
+                counts[r["diagnosis"]] = counts.get(r["diagnosis"], 0) + 1
+        order = list(taxonomy.diagnoses())
+        classes = [c for c in order if counts.get(c, 0) >= self.cfg.min_class_images]
+        if len(classes) < 2:
+            raise ValueError(
+                f"need at least 2 diagnoses with {self.cfg.min_class_images}+ labelled images; "
+                f"have {dict(sorted(counts.items()))}"
+            )
+        return classes
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "classes": self.classes,
+            "split": self.split_ids,
+            "split_summary": self.split_summary,
+        }
+
+    def train_set(self) -> ImageDataset:
+        return ImageDataset(self.samples["train"], self.spec, train=True, seed=self.cfg.loop.seed)
+
+    def eval_set(self, name: str) -> ImageDataset:
+        """Validation/test views; one dataset per split so decoded images stay cached."""
+        if name not in self._eval_sets:
+            self._eval_sets[name] = ImageDataset(self.samples[name], self.spec, train=False)
+        return self._eval_sets[name]
+
+    def train_weights(self) -> np.ndarray | None:
+        if self.cfg.balance != "sampler":
+            return None
+        return balanced_weights(self.samples["train"], len(self.classes))
+
+    # -- model and loss ------------------------------------------------------------------------
+
+    def _resolve_init(self, lib: Library) -> dict[str, Any] | None:
+        init = self.cfg.init
+        if init == "scratch":
+            return None
+        path = Path(init).expanduser()
+        if path.suffix in (".pt", ".pth", ".bin", ".ckpt", ".safetensors") or path.is_file():
+            self.init_note = f"weights file {path.name}"
+            return checkpoints.load_file(path)
+        parent = get_model(lib, init)
+        self.parents = [parent["id"]]
+        self.init_note = f"registered model {parent['id']} ({parent['name']})"
+        return checkpoints.load_file(model_dir(lib.root, parent["id"]) / "model.pt")
+
+    def build_model(self) -> nn.Module:
+        model = build_model(self.cfg.arch, len(self.classes), self.cfg.img_size)
+        if self._init_weights is not None:
+            weights = checkpoints.state_dict_of(self._init_weights, self.init_note)
+            head = classifier_head(model)
+            old = self._init_weights.get("classes")
+            if isinstance(old, list) and old != self.classes:
+                weights = remap_head(weights, model, old, self.classes)
+            loaded, total = checkpoints.load_into(model, weights, self.init_note)
+            fitted = head[0] in weights and weights[head[0]].shape[0] == len(self.classes)
+            self.control.log(
+                f"started from {self.init_note}: {loaded}/{total} tensors loaded"
+                + ("" if fitted else "; new classifier head")
+            )
+        else:
+            self.control.log(f"started from scratch ({self.cfg.arch})")
+        self._init_weights = None  # free the memory
+        self._class_weight = self._loss_weights()
+        return model
+
+    def _loss_weights(self) -> torch.Tensor | None:
+        if self.cfg.balance != "loss":
+            return None
+        counts = class_counts(self.samples["train"], len(self.classes)).astype(np.float64)
+        w = counts.sum() / (len(counts) * np.maximum(counts, 1))
+        return torch.tensor(w, dtype=torch.float32)
+
+    def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
+        x, y = batch
+        x = x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+        logits = model(x).float()
+        weight = self._class_weight.to(device) if self._class_weight is not None else None
+        return nn.functional.cross_entropy(
+            logits, y, weight=weight, label_smoothing=self.cfg.label_smoothing
+        )
+
+    def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        y, probs = predict_torch(model, self.eval_set("val"), device)
+        bacc = metrics.balanced_accuracy(y, probs) or 0.0
+        loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1))))
+        return {"score": bacc, "val_balanced_accuracy": bacc, "val_loss": loss}
+
+
+def predict_torch(
+    model: nn.Module, dataset: ImageDataset, device: torch.device, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and softmax probabilities of a dataset (eval views)."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    ys, ps = [], []
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for x, y in loader:
+            ps.append(torch.softmax(model(x.to(device)).float(), dim=1).cpu().numpy())
+            ys.append(y.numpy())
+    model.train(was_training)
+    if not ys:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 1), dtype=np.float64)
+    return np.concatenate(ys), np.concatenate(ps)
+
+
+# -- the job ---------------------------------------------------------------------------------
+
+
+def run_job(ctx: JobContext) -> dict[str, Any]:
+    """Entry point of the ``finetune`` job kind (runs in the worker process)."""
+    cfg = FinetuneConfig.from_params(ctx.params)
+    if cfg.devices > 1:
+        from dermdesk.ml.distributed import run_under_torchrun
+
+        return run_under_torchrun(ctx, cfg)
+    return finetune(ctx.library_dir, cfg, ctx, ctx.checkpoint_path, resume=ctx.resume)
+
+
+def finetune(
+    library_dir: Path,
+    cfg: FinetuneConfig,
+    control: Control,
+    checkpoint_path: Path,
+    *,
+    resume: bool = False,
+    dist: DistEnv | None = None,
+) -> dict[str, Any]:
+    """Train, evaluate, export and write a model folder; returns the job result."""
+    task = FinetuneTask(library_dir, cfg, control)
+    result, model = train(task, cfg.loop, control, checkpoint_path, resume=resume, dist=dist)
+    if dist is not None and not dist.is_main:
+        return {}
+    return finalize(library_dir, cfg, task, result, model, control)
+
+
+def finalize(
+    library_dir: Path,
+    cfg: FinetuneConfig,
+    task: FinetuneTask,
+    result: TrainResult,
+    model: nn.Module,
+    control: Control,
+) -> dict[str, Any]:
+    """Best weights -> metrics, model files and the registration record."""
+    from dermdesk.ml import export
+
+    model = model.to("cpu").eval()
+    if result.best_state:
+        model.load_state_dict(result.best_state)
+    control.progress(1.0, "evaluating on validation and test", force=True)
+    device = torch.device("cpu")
+    evals = {name: _evaluate_split(task, name, model, device, cfg) for name in ("val", "test")}
+    model_id = new_model_id()
+    folder = model_dir(library_dir, model_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = export.metadata(task.classes, task.spec, cfg.arch, model_id)
+    checkpoints.save_atomic(
+        checkpoints.model_file_payload(
+            model,
+            arch=cfg.arch,
+            classes=task.classes,
+            preprocess_json=task.spec.to_json(),
+            extra={"img_size": cfg.img_size, "model_id": model_id},
+        ),
+        folder / "model.pt",
+    )
+    control.progress(1.0, "exporting to ONNX", force=True)
+    val = task.eval_set("val")
+    parity_batch = np.stack([val[i][0].numpy() for i in range(min(16, len(val)))])
+    report = export.export_checked(model, task.spec, folder / "model.onnx", meta, parity_batch)
+    control.log(f"ONNX export: max |logit diff| vs torch {report.max_abs_diff:.2e}")
+    onnx_info: dict[str, Any] = report.to_json()
+    if cfg.quantize:
+        onnx_info["int8"] = _quantize_and_measure(task, folder, meta, control)
+    record = _record(cfg, task, result, model, model_id, folder, evals, onnx_info, library_dir)
+    (folder / "card.json").write_text(json.dumps(_card(record), indent=2, sort_keys=True))
+    test = evals["test"]["overall"]
+    return {
+        "message": f"model {model_id}: test {metrics.headline(test)}"
+        if test["n"]
+        else f"model {model_id}: val {metrics.headline(evals['val']['overall'])}",
+        "model": record.to_json(),
+        "steps": result.steps,
+        "stop_reason": result.stop_reason,
+        "best_val_balanced_accuracy": result.best_score,
+    }
+
+
+def _evaluate_split(
+    task: FinetuneTask, name: str, model: nn.Module, device: torch.device, cfg: FinetuneConfig
+) -> dict[str, Any]:
+    samples: list[Sample] = task.samples[name]
+    y, probs = predict_torch(model, task.eval_set(name), device)
+    if not len(y):
+        return {"overall": {"n": 0}}
+    return metrics.evaluate_groups(
+        y,
+        probs,
+        task.classes,
+        subgroups(samples),
+        malignant=cfg.malignant,
+        n_boot=cfg.n_boot,
+        seed=cfg.split_seed,
+    )
+
+
+def _quantize_and_measure(
+    task: FinetuneTask, folder: Path, meta: dict[str, str], control: Control
+) -> dict[str, Any]:
+    """int8 copy of the model and its accuracy change on the validation split."""
+    from dermdesk.inference.predictor import OnnxClassifier
+    from dermdesk.ml.export import quantize_int8
+
+    quantize_int8(folder / "model.onnx", folder / "model.int8.onnx", meta)
+    val = task.eval_set("val")
+    y = np.array([s.label for s in task.samples["val"]])
+    sessions = [OnnxClassifier(folder / name) for name in ("model.onnx", "model.int8.onnx")]
+    fp32_parts, int8_parts = [], []
+    for start in range(0, len(val), 64):
+        x = np.stack([val[i][0].numpy() for i in range(start, min(start + 64, len(val)))])
+        fp32_parts.append(sessions[0].predict(x))
+        int8_parts.append(sessions[1].predict(x))
+    fp32, int8 = np.concatenate(fp32_parts), np.concatenate(int8_parts)
+    bacc32 = metrics.balanced_accuracy(y, fp32) or 0.0
+    bacc8 = metrics.balanced_accuracy(y, int8) or 0.0
+    out: dict[str, Any] = {
+        "file": "model.int8.onnx",
+        "val_images": len(y),
+        "val_balanced_accuracy_fp32": bacc32,
+        "val_balanced_accuracy_int8": bacc8,
+        "val_accuracy_fp32": metrics.accuracy(y, fp32),
+        "val_accuracy_int8": metrics.accuracy(y, int8),
+        "top1_agreement": float(np.mean(fp32.argmax(1) == int8.argmax(1))),
+        "max_abs_prob_diff": float(np.abs(fp32 - int8).max()),
+        "balanced_accuracy_change_points": 100 * (bacc8 - bacc32),
+    }
+    control.log(
+        f"int8: validation balanced accuracy {bacc32:.3f} -> {bacc8:.3f} "
+        f"({out['balanced_accuracy_change_points']:+.1f} points), "
+        f"top-1 agreement {out['top1_agreement']:.3f}"
+    )
+    return out
+
+
+def _record(
+    cfg: FinetuneConfig,
+    task: FinetuneTask,
+    result: TrainResult,
+    model: nn.Module,
+    model_id: str,
+    folder: Path,
+    evals: dict[str, Any],
+    onnx_info: dict[str, Any],
+    library_dir: Path,
+) -> ModelRecord:
+    onnx_path = folder / "model.onnx"
+    evals_only = [h for h in result.history if "score" in h]
+    return ModelRecord(
+        id=model_id,
+        name=cfg.name or f"{cfg.arch} fine-tuned {time.strftime('%Y-%m-%d %H:%M')}",
+        kind="classifier",
+        architecture=cfg.arch,
+        file=onnx_path.relative_to(library_dir).as_posix(),
+        sha256=hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
+        parents=task.parents,
+        training_set={
+            "classes": task.classes,
+            "filter": cfg.filter,
+            "method": SPLIT_METHOD,
+            "fractions": list(cfg.fractions),
+            "seed": cfg.split_seed,
+            "split": task.split_ids,
+            "summary": task.split_summary,
+            "synthetic_in_training": sum(
+                1 for s in task.samples["train"] if s.source == "synthetic"
+            ),
+        },
+        params={
+            **cfg.to_params(),
+            "init_from": task.init_note,
+            "parameters": count_parameters(model),
+            "preprocess": json.loads(task.spec.to_json()),
+        },
+        metrics={
+            "val": evals["val"],
+            "test": evals["test"],
+            "onnx": onnx_info,
+            "training": {
+                "steps": result.steps,
+                "epochs": round(result.epochs_done, 2),
+                "best_step": result.best_step,
+                "best_val_balanced_accuracy": result.best_score,
+                "stop_reason": result.stop_reason,
+                "seconds": round(result.seconds, 1),
+                "images_seen": result.images_seen,
+                "evaluations": evals_only,
+                "loss_curve": _thin([h for h in result.history if "train_loss" in h], 200),
+            },
+        },
+    )
+
+
+def _thin(rows: list[dict[str, Any]], keep: int) -> list[dict[str, Any]]:
+    if len(rows) <= keep:
+        return rows
+    idx = np.linspace(0, len(rows) - 1, keep).round().astype(int)
+    return [rows[i] for i in idx]
+
+
+def _card(record: ModelRecord) -> dict[str, Any]:
+    """The human-readable summary kept next to the model files."""
+    test = record.metrics["test"].get("overall", {})
+    return {
+        "id": record.id,
+        "name": record.name,
+        "architecture": record.architecture,
+        "parents": record.parents,
+        "classes": record.training_set["classes"],
+        "split": record.training_set["summary"],
+        "test_balanced_accuracy": test.get("balanced_accuracy"),
+        "onnx": record.metrics["onnx"],
+        "training": {k: v for k, v in record.metrics["training"].items() if k != "loss_curve"},
+    }

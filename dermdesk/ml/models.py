@@ -1,0 +1,91 @@
+"""Model factory: every network the app trains is built here, never downloaded.
+
+Architectures are timm models created with ``pretrained=False``; weights come
+from the library's own models, a checkpoint file the user names, or random
+initialisation. ``vit_test`` is a tiny ViT for tests and quick checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+from dermdesk.ml.config import ARCH_NAMES
+
+
+@dataclass(frozen=True)
+class Arch:
+    timm_name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    default_size: int = 224
+    description: str = ""
+
+
+ARCHS: dict[str, Arch] = {
+    "vit_tiny": Arch("vit_tiny_patch16_224", description="ViT-Ti/16, 5.7M parameters (student)"),
+    "vit_small": Arch("vit_small_patch16_224", description="ViT-S/16, 22M parameters"),
+    "vit_base": Arch("vit_base_patch16_224", description="ViT-B/16, 86M parameters (teacher)"),
+    "vit_test": Arch(
+        "vit_tiny_patch16_224",
+        {"patch_size": 8, "embed_dim": 48, "depth": 2, "num_heads": 3, "mlp_ratio": 2.0},
+        default_size=32,
+        description="2-layer ViT for tests (0.05M parameters)",
+    ),
+}
+
+
+assert tuple(ARCHS) == ARCH_NAMES, "keep dermdesk.ml.config.ARCH_NAMES in step"
+
+
+def build_model(arch: str, num_classes: int, img_size: int | None = None) -> nn.Module:
+    """A freshly initialised classifier of architecture ``arch``."""
+    try:
+        spec = ARCHS[arch]
+    except KeyError:
+        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}") from None
+    model: nn.Module = timm.create_model(
+        spec.timm_name,
+        pretrained=False,
+        num_classes=num_classes,
+        img_size=img_size or spec.default_size,
+        **spec.kwargs,
+    )
+    return model
+
+
+def classifier_head(model: nn.Module) -> tuple[str, str]:
+    """State-dict keys of the final layer's weight and bias (what changes with the classes)."""
+    get = getattr(model, "get_classifier", None)
+    head = get() if get else None
+    for name, module in model.named_modules():
+        if module is head:
+            return f"{name}.weight", f"{name}.bias"
+    raise ValueError("model has no classifier head")
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def remap_head(
+    state: dict[str, torch.Tensor],
+    model: nn.Module,
+    old_classes: list[str],
+    new_classes: list[str],
+) -> dict[str, torch.Tensor]:
+    """Adapt a parent's classifier rows to new classes: shared classes keep their rows."""
+    w_key, b_key = classifier_head(model)
+    if w_key not in state:
+        return state
+    fresh = model.state_dict()
+    weight, bias = fresh[w_key].clone(), fresh[b_key].clone()
+    for i, code in enumerate(new_classes):
+        if code in old_classes:
+            j = old_classes.index(code)
+            weight[i] = state[w_key][j]
+            bias[i] = state[b_key][j]
+    return {**state, w_key: weight, b_key: bias}
