@@ -29,6 +29,7 @@ FINETUNE_OPTIONS = (
     ("--seed", "seed", int, "training seed"),
     ("--split-seed", "split_seed", int, "seed of the patient-grouped split"),
     ("--balance", "balance", str, "class balancing: sampler (default), loss, none"),
+    ("--augment", "augment", str, "augmentation: full (default), light, none"),
     ("--max-images", "max_images", int, "train on a seeded subset of this many images"),
     ("--min-class-images", "min_class_images", int, "minimum images for a class (10)"),
     ("--threads", "threads", int, "CPU threads (default: all cores)"),

@@ -59,6 +59,7 @@ class FinetuneConfig:
     split_seed: int = 0
     balance: str = "sampler"  # sampler | loss | none
     label_smoothing: float = 0.1
+    augment: str = "full"  # full (device and lighting variation), light, none
     quantize: bool = True
     name: str | None = None
     devices: int = 1
@@ -83,6 +84,8 @@ class FinetuneConfig:
             raise ValueError(f"unknown architecture {cfg.arch!r}; known: {', '.join(ARCH_NAMES)}")
         if cfg.devices < 1:
             raise ValueError("devices must be at least 1")
+        if cfg.augment not in ("full", "light", "none"):
+            raise ValueError(f"augment must be full, light or none, not {cfg.augment!r}")
         if cfg.balance not in ("sampler", "loss", "none"):
             raise ValueError(f"balance must be sampler, loss or none, not {cfg.balance!r}")
         return cfg

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -125,6 +126,8 @@ def rank_main(argv: Sequence[str]) -> int:
     from dermdesk.ml.finetune import FinetuneConfig, finetune
     from dermdesk.ml.loop import DistEnv
 
+    # DDP's note about ViT token parameters' gradient strides is harmless and floods the log.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     spec = json.loads(Path(argv[0]).read_text())
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if torch.cuda.is_available():

@@ -179,6 +179,7 @@ class Trainer:
         self.state = _State()
         self.best_model: dict[str, torch.Tensor] | None = None
         self.last_checkpoint = time.monotonic()
+        self.last_eval_step: int | None = None  # the same on every rank (best_score is not)
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -277,11 +278,28 @@ class Trainer:
             if self._epoch(started) == "early_stop":
                 outcome = "early_stop"
                 break
-        if self.state.best_score is None:  # resumed after the last step: evaluate once
+        if self.last_eval_step != self.state.step:  # e.g. resumed after the last step
             self._evaluate()
         self.state.seconds = time.monotonic() - started
         self._save_checkpoint()
+        if self.dist.enabled:
+            self._check_replicas()
         return self._result(outcome)
+
+    def _check_replicas(self) -> None:
+        """Log whether every rank ended with the same weights (DDP kept them in step)."""
+        import torch.distributed as dist
+
+        with torch.no_grad():
+            total = sum(p.double().sum() for p in self.model.parameters())
+        mine = torch.tensor([float(total)], dtype=torch.float64, device=self._comm_device())
+        every = [torch.zeros_like(mine) for _ in range(self.dist.world)]
+        dist.all_gather(every, mine)
+        spread = float(max(abs(t.item() - mine.item()) for t in every))
+        self.control.log(
+            f"DDP replicas: weight checksums of {self.dist.world} ranks differ by at most "
+            f"{spread:.1e}"
+        )
 
     def _epoch(self, started: float) -> str:
         """Train to the end of the epoch (or of training); returns continue or early_stop."""
@@ -370,6 +388,7 @@ class Trainer:
 
     def _evaluate(self) -> str:
         """Evaluate on rank 0, share the verdict, checkpoint; returns ok or early_stop."""
+        self.last_eval_step = self.state.step
         verdict = torch.zeros(1, device=self._comm_device())
         if self.dist.is_main:
             self.model.eval()
