@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -175,6 +176,13 @@ def open_library(args: argparse.Namespace, *, create: bool = True) -> Library:
     return Library.open(resolve_library_dir(args.library), create=create)
 
 
+def open_for_reading(args: argparse.Namespace) -> Library:
+    """Open read-write where possible (to apply migrations), read-only on read-only media."""
+    folder = resolve_library_dir(args.library).expanduser()
+    readonly = folder.is_dir() and not os.access(folder, os.W_OK)
+    return Library.open(folder, create=False, readonly=readonly)
+
+
 # -- commands --------------------------------------------------------------------------------
 
 
@@ -261,12 +269,12 @@ LS_COLUMNS = (
 
 def cmd_ls(args: argparse.Namespace) -> int:
     flt = filter_from_args(args)
-    with open_library(args, create=False) as lib:
+    with open_for_reading(args) as lib:
         rows = lib.images(flt, limit=args.limit, offset=args.offset, order=args.order)
         total = lib.count(flt)
     if args.json:
         for row in rows:
-            print(json.dumps(row, default=str))
+            print(json.dumps(row, default=str, ensure_ascii=False))
         return 0
     table = [[_cell(c, r.get(c)) for c in LS_COLUMNS] for r in rows]
     print_table(LS_COLUMNS, table)
@@ -292,7 +300,7 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    with open_library(args, create=False) as lib:
+    with open_for_reading(args) as lib:
         image = lib.image(args.image)
         info = {
             "image": image,
@@ -304,7 +312,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             "original": str(lib.original_path(image)),
         }
     if args.json:
-        print(json.dumps(info, indent=2, default=str))
+        print(json.dumps(info, indent=2, default=str, ensure_ascii=False))
         return 0
     _print_show(info)
     return 0
@@ -341,7 +349,7 @@ def _print_show(info: dict[str, Any]) -> None:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     flt = filter_from_args(args)
-    with open_library(args, create=False) as lib:
+    with open_for_reading(args) as lib:
         if args.by:
             by = ["device_model" if c == "device" else c for c in _split(args.by)]
             rows = lib.counts(by, flt)

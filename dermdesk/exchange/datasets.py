@@ -10,6 +10,7 @@ with its line number; a metadata file that cannot be used refuses the folder.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from dermdesk import taxonomy
 from dermdesk.exchange.importer import ImportItem
 from dermdesk.exchange.tables import DatasetError, Row, contained_path, read_csv
 from dermdesk.imaging.decode import IMAGE_SUFFIXES
+from dermdesk.library.db import DB_NAME
 from dermdesk.library.records import LabelIn, LesionRef, PatientRef, SkinToneIn
 
 
@@ -342,14 +344,19 @@ def plan_files(paths: list[Path], modality: str, *, root: Path | None = None) ->
 
 
 def image_files_under(folder: Path) -> list[Path]:
-    """Image files below ``folder`` (recursive), skipping hidden files and folders."""
+    """Image files below ``folder`` (recursive), skipping hidden files and folders and
+    any dermdesk library folder inside it (its originals and thumbnails are not photos
+    to import again)."""
     found = []
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts):
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        if (here / DB_NAME).exists():
+            dirnames.clear()
             continue
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
-            found.append(path)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                found.append(here / name)
     return found
 
 

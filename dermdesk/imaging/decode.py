@@ -67,9 +67,15 @@ class ImageInfo:
 
 def open_image(data: bytes | Path) -> Image.Image:
     """Open (header only) and check format and size. Raises ImageRejected."""
-    if isinstance(data, bytes) and not data:
+    if isinstance(data, Path):
+        # Read up front: no file handle outlives a refused or half-decoded image.
+        try:
+            data = data.read_bytes()
+        except OSError as exc:
+            raise ImageRejected(f"cannot read file ({exc.strerror or exc})") from exc
+    if not data:
         raise ImageRejected("empty file (0 bytes)")
-    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    source = io.BytesIO(data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -162,9 +168,21 @@ def displayed_size(img: Image.Image, orientation: int | None) -> tuple[int, int]
 
 
 def thumbnail_jpeg(img: Image.Image, size: int = 256, quality: int = 85) -> bytes:
-    """An upright RGB JPEG thumbnail of a loaded image, longest side ``size``."""
-    thumb = to_rgb8(upright(img))
-    thumb.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    """An upright RGB JPEG thumbnail of a loaded image, longest side at most ``size``.
+
+    A fast integer box reduction first brings the image within 2x of the target,
+    then one bilinear resize: about as good as a full antialiased resize, at a
+    fraction of the cost (thumbnails are made for every imported image).
+    """
+    thumb = to_rgb8(img)
+    factor = max(thumb.size) // (2 * size)
+    if factor > 1:
+        thumb = thumb.reduce(factor)
+    if max(thumb.size) > size:
+        scale = size / max(thumb.size)
+        new_size = (max(1, round(thumb.width * scale)), max(1, round(thumb.height * scale)))
+        thumb = thumb.resize(new_size, Image.Resampling.BILINEAR)
+    thumb = upright(thumb)  # after shrinking: rotating a thumbnail is cheap
     out = io.BytesIO()
     thumb.save(out, "JPEG", quality=quality)
     return out.getvalue()

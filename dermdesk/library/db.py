@@ -8,10 +8,12 @@ in autocommit mode; writers open explicit ``BEGIN IMMEDIATE`` transactions
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import sqlite_utils
 
@@ -35,8 +37,14 @@ def connect(
     """Open (creating if needed) the database file at ``path`` and migrate it."""
     try:
         if readonly:
+            # On read-only media SQLite cannot create the WAL index (-shm) beside the
+            # database; 'immutable' reads the file as it is, without locking.
+            immutable = "&immutable=1" if not os.access(path.parent, os.W_OK) else ""
             conn = sqlite3.connect(
-                f"file:{path}?mode=ro", uri=True, timeout=busy_timeout_s, isolation_level=None
+                f"file:{quote(str(path))}?mode=ro{immutable}",
+                uri=True,
+                timeout=busy_timeout_s,
+                isolation_level=None,
             )
         else:
             conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)

@@ -68,9 +68,15 @@ class Library:
         create: bool = True,
         readonly: bool = False,
         actor: str | None = None,
-        busy_timeout_s: float = 30.0,
+        busy_timeout_s: float | None = None,
     ) -> Library:
-        """Open the library in folder ``root``, creating an empty one if allowed."""
+        """Open the library in folder ``root``, creating an empty one if allowed.
+
+        ``busy_timeout_s`` (default ``$DERMDESK_BUSY_TIMEOUT_S`` or 30 s) is how long a
+        writer waits for another process's transaction before giving up with an error.
+        """
+        if busy_timeout_s is None:
+            busy_timeout_s = float(os.environ.get("DERMDESK_BUSY_TIMEOUT_S", "30"))
         folder = Path(root).expanduser().resolve()
         db_path = folder / DB_NAME
         if not db_path.exists():

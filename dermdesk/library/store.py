@@ -36,6 +36,9 @@ class Store:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        # Folders known to exist: mkdir on an existing folder costs a failing syscall
+        # per file, which is measurable on some file systems (overlayfs).
+        self._made: set[Path] = set()
 
     def ensure_dirs(self) -> None:
         for sub in (ORIGINALS, THUMBS, MASKS, TMP):
@@ -61,7 +64,9 @@ class Store:
         target = self.root / rel
         if not overwrite and target.exists() and target.stat().st_size == len(data):
             return False
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.parent not in self._made:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(target.parent)
         tmp = self.root / TMP / f"{target.name}.{secrets.token_hex(4)}.part"
         try:
             with open(tmp, "wb") as fh:

@@ -1,0 +1,181 @@
+"""Benchmark: importing real images vs bare decoding, full-scale import, listing speed.
+
+    python scripts/bench_import.py [--data ../shared/data] [--rows 100000]
+
+1. The 866 reference images (manifest.csv) into a fresh library (hash, EXIF,
+   DCT-scaled decode, thumbnail, rows), and in the same run a bare Pillow
+   open+load of the same files; prints both and the ratio (goal <= 1.5x).
+2. All 6,237 images (both manifests): images/s and library size on disk.
+3. A library of N synthetic rows: filtered listing latency (goal < 50 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from dermdesk.exchange.datasets import plan_path
+from dermdesk.exchange.importer import run_import
+from dermdesk.library import ImageFilter, Library
+from dermdesk.library.records import ImageRecord, LabelIn, SkinToneIn, StoredFile
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def manifest_files(data: Path, name: str) -> list[Path]:
+    with open(data / name, newline="") as fh:
+        return [data / row["file"] for row in csv.DictReader(fh)]
+
+
+def bare_decode(files: list[Path]) -> float:
+    start = time.perf_counter()
+    for path in files:
+        with Image.open(path) as img:
+            img.load()
+    return time.perf_counter() - start
+
+
+def timed_import(data: Path, folders: list[str], workdir: Path) -> tuple[float, Library, int]:
+    items = []
+    for folder in folders:
+        items += plan_path(data / folder).items
+    lib = Library.open(workdir, actor="bench")
+    start = time.perf_counter()
+    report = run_import(lib, items)
+    elapsed = time.perf_counter() - start
+    assert not report.refused, report.refused[:3]
+    return elapsed, lib, len(report.added)
+
+
+def folder_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def reference_import(data: Path, tmp: Path) -> None:
+    files = manifest_files(data, "manifest.csv")
+    bare_decode(files[:50])  # warm the page cache for both contenders alike
+    decode_s = bare_decode(files)
+    import_s, lib, added = timed_import(
+        data, ["pad_ufes_20", "ham10000", "fitzpatrick17k"], tmp / "ref"
+    )
+    lib.close()
+    print(f"## 1. Reference set: {len(files)} images, {os.cpu_count()} cores")
+    print(
+        f"bare Pillow open+load, serial : {decode_s:6.2f} s  ({len(files) / decode_s:6.0f} img/s)"
+    )
+    print(f"dermdesk import (all steps)   : {import_s:6.2f} s  ({added / import_s:6.0f} img/s)")
+    print(f"ratio import / bare decode    : {import_s / decode_s:6.2f}x  (goal <= 1.5x)\n")
+
+
+def full_import(data: Path, tmp: Path) -> None:
+    folders = sorted(
+        {
+            f.relative_to(data).parts[0]
+            for n in ("manifest.csv", "manifest_extra.csv")
+            for f in manifest_files(data, n)
+        }
+    )
+    source_bytes = sum(
+        p.stat().st_size
+        for n in ("manifest.csv", "manifest_extra.csv")
+        for p in manifest_files(data, n)
+    )
+    import_s, lib, added = timed_import(data, folders, tmp / "full")
+    size = folder_size(lib.root)
+    lib.close()
+    print(f"## 2. All images: {added} imported in {import_s:.1f} s = {added / import_s:.0f} img/s")
+    print(
+        f"source files {source_bytes / 1e6:.0f} MB; library on disk {size / 1e6:.0f} MB "
+        f"(originals + thumbnails + database)\n"
+    )
+
+
+def synthetic_rows(lib: Library, n: int) -> None:
+    rng = random.Random(0)
+    codes = ["MEL", "NEV", "BCC", "SCC", "ACK", "SEK", "DF", "VASC", "OTHER"]
+    makes = [("Apple", "iPhone 13"), ("Samsung", "SM-G991B"), ("Canon", "EOS 80D"), (None, None)]
+    batch = []
+    for i in range(n):
+        make, model = rng.choice(makes)
+        stored = StoredFile(
+            sha256=f"{i:064x}",
+            file=f"originals/{i:064x}.jpg",
+            format="JPEG",
+            width=1024,
+            height=768,
+            bytes=200_000,
+            mode="RGB",
+            device={"device_make": make, "device_model": model},
+        )
+        batch.append(
+            ImageRecord(
+                stored=stored,
+                modality=rng.choice(["clinical", "dermoscopic"]),
+                dataset="synthetic-bench",
+                label=LabelIn(rng.choice(codes)) if i % 5 else None,
+                skin_tones=[SkinToneIn(fitzpatrick=rng.randint(1, 6))] if i % 3 else [],
+            )
+        )
+        if len(batch) == 5000:
+            lib.add_images(batch)
+            batch.clear()
+    if batch:
+        lib.add_images(batch)
+
+
+def listing(tmp: Path, n: int) -> None:
+    lib = Library.open(tmp / "rows", actor="bench")
+    start = time.perf_counter()
+    synthetic_rows(lib, n)
+    build_s = time.perf_counter() - start
+    queries = {
+        "first page, no filter": ImageFilter(),
+        "MEL on Fitzpatrick V-VI": ImageFilter(diagnosis=["MEL"], fitzpatrick=[5, 6]),
+        "clinical, iPhone, unlabelled": ImageFilter(
+            modality=["clinical"], device="iPhone", labelled=False
+        ),
+        "free text (id prefix)": ImageFilter(text="00000000000000000000000000000000000000000001"),
+        "quality = unchecked": ImageFilter(quality="unchecked", diagnosis=["NEV"]),
+    }
+    print(f"## 3. Filtered listing on {n} rows (built in {build_s:.0f} s); page of 200 + count")
+    for name, flt in queries.items():
+        times = []
+        for _ in range(7):
+            t0 = time.perf_counter()
+            rows = lib.images(flt, limit=200)
+            total = lib.count(flt)
+            times.append((time.perf_counter() - t0) * 1000)
+        print(
+            f"{name:32s}: median {statistics.median(times):6.1f} ms, max {max(times):6.1f} ms "
+            f"({len(rows)} rows of {total})"
+        )
+    lib.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--skip-full", action="store_true")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="dermdesk-bench-"))
+    try:
+        reference_import(args.data, tmp)
+        if not args.skip_full:
+            full_import(args.data, tmp)
+        listing(tmp, args.rows)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,283 @@
+"""The `dermdesk` command end to end, as a user runs it (real processes, real files)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import encode, skin_like
+
+
+def run(
+    lib: Path,
+    *args: str | Path,
+    check: bool = True,
+    extra_env: dict[str, str] | None = None,
+    **kw: object,
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI on library ``lib``; raise with its output if it fails and ``check``."""
+    env = {**os.environ, "DERMDESK_HOME": str(lib), **(extra_env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-m", "dermdesk", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kw,
+    )  # type: ignore[call-overload]
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "lib"
+
+
+def test_version() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "dermdesk", "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.startswith("dermdesk ")
+
+
+def test_import_list_show_stats_verify_backup(
+    home: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    out = run(home, "import", shared_data / "pad_ufes_20", "--quiet").stdout
+    assert "500 added, 0 already in library, 0 refused" in out
+    again = run(home, "import", shared_data / "pad_ufes_20", "--quiet").stdout
+    assert "0 added, 500 already in library" in again
+    assert "already in library (" in again
+    listing = run(home, "ls", "--diagnosis", "MEL", "--fitzpatrick", "I-III", "--limit", "5").stdout
+    assert listing.splitlines()[0].split()[:3] == ["id", "diagnosis", "fitzpatrick"]
+    assert listing.strip().endswith(" images") and "5 of " in listing
+    image_id = listing.splitlines()[1].split()[0]
+    shown = run(home, "show", image_id).stdout
+    assert "pad_ufes_20" in shown and "MEL" in shown and "histopathology" in shown
+    stats = run(home, "stats").stdout
+    assert "500 images" in stats and "clinical (500): diagnosis x Fitzpatrick" in stats
+    flat = run(home, "stats", "--by", "diagnosis,modality").stdout
+    assert "BCC" in flat and "clinical" in flat
+    assert "verify OK: 500 images" in run(home, "verify").stdout
+    backup = tmp_path / "backup"
+    assert "backed up 500 images" in run(home, "backup", backup).stdout
+    assert "verify OK: 500 images" in run(backup, "verify").stdout
+
+
+def test_bad_files_are_refused_one_line_each_and_nothing_is_lost(
+    home: Path, tmp_path: Path
+) -> None:
+    from tests.unit.imaging.test_decode import png_bomb
+
+    folder = tmp_path / "camera roll"
+    folder.mkdir()
+    good = encode(skin_like(640, 480), "JPEG")
+    (folder / "good.jpg").write_bytes(good)
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    (folder / "notes.jpg").write_text("not a photo")
+    (folder / "bomb.png").write_bytes(png_bomb())
+    proc = run(home, "import", folder, "--quiet", check=False)
+    assert proc.returncode == 1
+    refused = [line for line in proc.stdout.splitlines() if ": refused: " in line]
+    assert len(refused) == 4
+    text = "\n".join(refused)
+    for name, reason in [
+        ("empty.jpg", "empty file"),
+        ("truncated.jpg", "truncated"),
+        ("notes.jpg", "not an image"),
+        ("bomb.png", "decompression bomb"),
+    ]:
+        assert f"{name}: refused: " in text and reason in text
+    assert "1 added" in proc.stdout
+    assert run(home, "verify").returncode == 0
+    (folder / "second.jpg").write_bytes(encode(skin_like(seed=3), "JPEG"))
+    assert (
+        "1 added, 1 already in library, 4 refused"
+        in run(home, "import", folder, "--quiet", check=False).stdout
+    )
+
+
+def test_unicode_and_spaced_paths(home: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "Dr. Müller – Läsionen" / "rücken links"
+    folder.mkdir(parents=True)
+    (folder / "nävus 1.jpg").write_bytes(encode(skin_like(), "JPEG"))
+    assert "1 added" in run(home, "import", folder.parent, "--quiet").stdout
+    assert "nävus 1.jpg" in run(home, "ls", "--json").stdout
+
+
+def test_errors_are_one_line_with_exit_2(home: Path, tmp_path: Path) -> None:
+    proc = run(home, "import", tmp_path / "nowhere", check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "no such file or folder" in proc.stderr
+    proc = run(tmp_path / "empty-lib", "ls", check=False)
+    assert proc.returncode == 2 and "no library here" in proc.stderr
+    run(home, "import", tmp_path / "nowhere", check=False)
+    proc = run(home, "ls", "--fitzpatrick", "VII", check=False)
+    assert proc.returncode == 2 and "not a Fitzpatrick type" in proc.stderr
+
+
+def test_locked_library(home: Path, tmp_path: Path) -> None:
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(encode(skin_like(), "JPEG"))
+    run(home, "import", photo, "--quiet")
+    holder = sqlite3.connect(home / "library.sqlite", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        photo2 = tmp_path / "b.jpg"
+        photo2.write_bytes(encode(skin_like(seed=2), "JPEG"))
+        proc = run(
+            home,
+            "import",
+            photo2,
+            "--quiet",
+            check=False,
+            extra_env={"DERMDESK_BUSY_TIMEOUT_S": "0.5"},
+        )
+        assert proc.returncode != 0
+        assert "locked by another process" in proc.stdout + proc.stderr
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert "verify OK: 1 images" in run(home, "verify").stdout
+    assert "1 added" in run(home, "import", tmp_path, "--quiet").stdout
+
+
+@pytest.fixture
+def world_dir() -> Iterator[Path]:
+    """A temp folder another user can reach (pytest's tmp_path is private to root)."""
+    folder = Path(tempfile.mkdtemp(prefix="dermdesk-ro-"))
+    folder.chmod(0o755)
+    yield folder
+    for p in folder.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    shutil.rmtree(folder)
+
+
+def run_as_nobody(lib: Path, *args: str | Path) -> tuple[int, str]:
+    """Run the CLI in a forked child that dropped root (root ignores file permissions).
+
+    The interpreter itself may live where 'nobody' cannot execute it, so the child
+    calls ``cli.main`` in the already-running interpreter instead of exec'ing.
+    """
+    import concurrent.futures.thread  # noqa: F401 - the child may not read the stdlib
+    import pwd
+
+    from PIL import Image
+
+    import dermdesk.exchange.csvmap  # noqa: F401 - preloaded for the same reason
+    from dermdesk import cli
+
+    Image.init()
+
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("running as root and there is no 'nobody' user to drop to")
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 99
+        try:
+            sys.stderr = os.fdopen(write_fd, "w")
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            os.environ["DERMDESK_HOME"] = str(lib)
+            code = cli.main([str(a) for a in args])
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as fh:
+        stderr = fh.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), stderr
+
+
+def test_read_only_library_folder(world_dir: Path) -> None:
+    home = world_dir / "lib"
+    photo = world_dir / "a.jpg"
+    photo.write_bytes(encode(skin_like(), "JPEG"))
+    run(home, "import", photo, "--quiet")
+    photo2 = world_dir / "b.jpg"
+    photo2.write_bytes(encode(skin_like(seed=5), "JPEG"))
+    for p in [world_dir, *world_dir.rglob("*")]:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    if os.geteuid() == 0:
+        code, stderr = run_as_nobody(home, "import", photo2, "--quiet")
+    else:
+        proc = run(home, "import", photo2, "--quiet", check=False)
+        code, stderr = proc.returncode, proc.stderr
+    assert code == 2, stderr
+    assert "read-only" in stderr and stderr.count("\n") == 1
+    # reading a library on read-only media still works
+    if os.geteuid() == 0:
+        assert run_as_nobody(home, "stats") == (0, "")
+    else:
+        assert "1 images" in run(home, "stats").stdout
+    for p in [world_dir, *world_dir.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    assert "verify OK: 1 images" in run(home, "verify").stdout
+
+
+def test_killed_import_leaves_a_consistent_library(home: Path, shared_data: Path) -> None:
+    env = {**os.environ, "DERMDESK_HOME": str(home)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dermdesk", "import", str(shared_data), "--quiet"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    committed = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        try:
+            db = sqlite3.connect(f"file:{home / 'library.sqlite'}?mode=ro", uri=True)
+            committed = db.execute("SELECT count(*) FROM image").fetchone()[0]
+            db.close()
+        except sqlite3.Error:
+            continue
+        if committed >= 400:
+            break
+    assert proc.poll() is None, "import finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    check = run(home, "verify", "--quick")
+    assert "verify OK" in check.stdout
+    out = run(home, "import", shared_data, "--quiet").stdout
+    assert "0 refused" in out
+    assert "verify OK: 6237 images" in run(home, "verify", "--quick").stdout
+
+
+def test_two_processes_importing_at_once(home: Path, shared_data: Path) -> None:
+    env = {**os.environ, "DERMDESK_HOME": str(home)}
+    cmds = [
+        [sys.executable, "-m", "dermdesk", "import", str(shared_data / name), "--quiet"]
+        for name in ("pad_ufes_20", "fitzpatrick17k")
+    ]
+    cmds.append(cmds[0])  # and one more importing the same folder as the first
+    procs = [
+        subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for c in cmds
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    assert "verify OK: 740 images" in run(home, "verify").stdout

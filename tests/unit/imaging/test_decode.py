@@ -1,0 +1,141 @@
+"""Safe decoding: every awkward file is decoded correctly or refused with a reason."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dermdesk.exchange.ingest import ingest_bytes
+from dermdesk.imaging.decode import ImageRejected, decode_rgb, open_image
+from dermdesk.library.records import StoredFile
+from dermdesk.library.store import Store
+from tests.helpers import encode, skin_like
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A tiny PNG whose header claims 10 gigapixels."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 1000)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", idat)
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(tmp_path)
+    s.ensure_dirs()
+    return s
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty file"),
+        (b"patient: Jane Doe\nnot an image\n", "not an image"),
+        (png_bomb(), "decompression bomb"),
+    ],
+    ids=["zero-byte", "text-named-jpg", "png-bomb"],
+)
+def test_refused_with_reason(store: Store, data: bytes, reason: str) -> None:
+    with pytest.raises(ImageRejected, match=reason):
+        ingest_bytes(data, store)
+    assert not list(store.iter_files("originals"))  # nothing stored for a refused file
+
+
+def test_truncated_jpeg_is_refused(store: Store) -> None:
+    data = encode(skin_like(640, 480), "JPEG", quality=95)
+    with pytest.raises(ImageRejected, match="truncated"):
+        ingest_bytes(data[: len(data) // 2], store)
+
+
+def test_cmyk_jpeg_is_converted_for_the_thumbnail(store: Store) -> None:
+    img = Image.fromarray(skin_like()).convert("CMYK")
+    out = store.root / "cmyk.jpg"
+    img.save(out, "JPEG")
+    stored = ingest_bytes(out.read_bytes(), store)
+    assert isinstance(stored, StoredFile) and stored.mode == "CMYK"
+    with Image.open(store.path(store.thumb_rel(stored.sha256))) as thumb:
+        assert thumb.mode == "RGB"
+        assert np.asarray(thumb).mean() > 100  # not an inverted/black thumbnail
+
+
+def test_16bit_tiff_keeps_its_tones(store: Store) -> None:
+    gray16 = np.tile(np.linspace(0, 65535, 200), (100, 1)).astype(np.uint16)
+    path = store.root / "scan16.tif"
+    Image.fromarray(gray16).save(path)  # mode I;16
+    stored = ingest_bytes(path.read_bytes(), store)
+    assert isinstance(stored, StoredFile) and stored.format == "TIFF"
+    rgb = decode_rgb(path)
+    assert rgb.dtype == np.uint8 and rgb[:, 0].mean() < 10 and rgb[:, -1].mean() > 245
+
+
+def test_grayscale_and_alpha_images_import(store: Store) -> None:
+    gray = encode(skin_like()[:, :, 0], "PNG")
+    rgba = np.dstack([skin_like(), np.full((240, 320), 128, np.uint8)])
+    for data in (
+        gray,
+        encode(rgba, "PNG"),
+        encode(skin_like(), "WEBP"),
+        encode(skin_like(), "BMP"),
+    ):
+        assert isinstance(ingest_bytes(data, store), StoredFile)
+
+
+def test_exif_rotated_photo_is_stored_upright(store: Store) -> None:
+    img = Image.fromarray(skin_like(400, 200))  # landscape pixels
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": a portrait phone photo
+    path = store.root / "rotated.jpg"
+    img.save(path, "JPEG", exif=exif)
+    stored = ingest_bytes(path.read_bytes(), store)
+    assert isinstance(stored, StoredFile)
+    assert (stored.width, stored.height, stored.orientation) == (200, 400, 6)
+    with Image.open(store.path(store.thumb_rel(stored.sha256))) as thumb:
+        assert thumb.height > thumb.width
+    # the original bytes are kept exactly as they were
+    assert store.path(stored.file).read_bytes() == path.read_bytes()
+
+
+def test_heic_from_a_phone_imports(store: Store) -> None:
+    pillow_heif = pytest.importorskip("pillow_heif")
+    path = store.root / "phone.heic"
+    try:
+        pillow_heif.from_pillow(Image.fromarray(skin_like())).save(path, quality=80)
+    except (RuntimeError, ValueError) as exc:  # wheel built without an encoder
+        pytest.skip(f"pillow-heif cannot encode here: {exc}")
+    stored = ingest_bytes(path.read_bytes(), store)
+    assert isinstance(stored, StoredFile) and stored.format == "HEIF"
+    assert stored.file.endswith(".heic")
+
+
+def test_mislabelled_extension_is_stored_by_content(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(encode(skin_like(), "PNG"))
+    stored = ingest_bytes(path.read_bytes(), store)
+    assert isinstance(stored, StoredFile) and stored.file.endswith(".png")
+
+
+def test_unicode_and_spaces_in_paths(tmp_path: Path) -> None:
+    folder = tmp_path / "Ärztin Müller" / "läsion 1"
+    folder.mkdir(parents=True)
+    path = folder / "naevus – rücken.jpg"
+    path.write_bytes(encode(skin_like(), "JPEG"))
+    assert decode_rgb(path).shape == (240, 320, 3)
+
+
+def test_open_image_reads_only_the_header_of_a_bomb() -> None:
+    with pytest.raises(ImageRejected, match="decompression bomb"):
+        open_image(png_bomb())
