@@ -127,8 +127,11 @@ class NullControl:
         return False
 
 
-def pick_device(dist: DistEnv) -> torch.device:
-    if torch.cuda.is_available():
+def pick_device(dist: DistEnv, choice: str = "auto") -> torch.device:
+    """A CUDA GPU when present (one per local rank), else the CPU."""
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for, but no CUDA GPU is available")
+    if choice != "cpu" and torch.cuda.is_available():
         return torch.device("cuda", dist.local_rank)
     return torch.device("cpu")
 
@@ -147,7 +150,7 @@ def set_threads(cfg: LoopConfig, dist: DistEnv) -> None:
     """Use every core on the CPU (split between ranks when several share the machine)."""
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    elif not torch.cuda.is_available():
+    elif not torch.cuda.is_available() or cfg.device == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.world))
 
 
@@ -174,7 +177,7 @@ class Trainer:
     ) -> None:
         self.task, self.cfg, self.control, self.dist = task, cfg, control, dist
         self.checkpoint_path = checkpoint_path
-        self.device = pick_device(dist)
+        self.device = pick_device(dist, cfg.device)
         self.autocast = autocast_for(self.device, cfg.precision)
         self.state = _State()
         self.best_model: dict[str, torch.Tensor] | None = None
