@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from dermdesk.library import LibraryError
 
+WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 FINETUNE_OPTIONS = (
     # (flag, params key, type, help)
     ("--arch", "arch", str, "vit_tiny (default), vit_small, vit_base, vit_test"),
@@ -29,9 +32,12 @@ FINETUNE_OPTIONS = (
     ("--seed", "seed", int, "training seed"),
     ("--split-seed", "split_seed", int, "seed of the patient-grouped split"),
     ("--balance", "balance", str, "class balancing: sampler (default), loss, none"),
+    ("--augment", "augment", str, "augmentation: full (default), light, none"),
     ("--max-images", "max_images", int, "train on a seeded subset of this many images"),
     ("--min-class-images", "min_class_images", int, "minimum images for a class (10)"),
     ("--threads", "threads", int, "CPU threads (default: all cores)"),
+    ("--compute", "device", str, "where to train: auto (a CUDA GPU when present), cpu, cuda"),
+    ("--precision", "precision", str, "auto (bf16 autocast on a GPU), bf16 or fp32"),
     ("--devices", "devices", int, "processes/GPUs; >1 runs DDP under torchrun"),
     ("--name", "name", str, "name of the registered model"),
     ("--boot", "n_boot", int, "bootstrap resamples for confidence intervals (500)"),
@@ -50,8 +56,8 @@ def add_parsers(sub: Any, add_filters: Any) -> None:
         default="scratch",
         help="start from: scratch (default), active, a model id or name, or a weights file",
     )
-    for flag, _, kind, text in FINETUNE_OPTIONS:
-        p.add_argument(flag, type=kind, help=text)
+    for flag, key, kind, text in FINETUNE_OPTIONS:
+        p.add_argument(flag, dest=f"opt_{key}", type=kind, help=text)
     p.add_argument("--classes", help="diagnosis codes to learn (default: all with enough images)")
     p.add_argument("--no-quantize", action="store_true", help="skip the int8 copy")
     p.add_argument("--queue", action="store_true", help="only queue it (the app runs it)")
@@ -102,7 +108,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "init": args.init,
     }
     for _, key, _, _ in FINETUNE_OPTIONS:
-        value = getattr(args, key if key != "n_boot" else "boot")
+        value = getattr(args, f"opt_{key}")
         if value is not None:
             params[key] = value
     if args.classes:
@@ -127,6 +133,14 @@ def _check_params(params: dict[str, Any]) -> None:
         FinetuneConfig.from_params(params)
     except (TypeError, ValueError) as exc:
         raise LibraryError(str(exc)) from None
+    init = str(params.get("init", "scratch"))
+    if init not in ("scratch", "active") and (
+        "/" in init or os.sep in init or init.endswith(WEIGHT_SUFFIXES)
+    ):
+        path = Path(init).expanduser().resolve()
+        if not path.is_file():
+            raise LibraryError(f"{init}: no such file")
+        params["init"] = str(path)  # the job may resume from another working folder
 
 
 def _runner(args: argparse.Namespace) -> Any:

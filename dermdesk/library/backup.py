@@ -42,8 +42,10 @@ def backup(lib: Library, dest: str | Path) -> BackupResult:
         named = "SELECT file FROM image UNION SELECT file FROM mask"
         rels = [r[0] for r in snapshot.execute(named)]
         ids = [r[0] for r in snapshot.execute("SELECT id FROM image")]
+        model_ids = [r[0] for r in snapshot.execute("SELECT id FROM model")]
         snapshot.close()
         rels += [Store.thumb_rel(i) for i in ids if lib.thumbnail_path(i).is_file()]
+        rels += model_files(lib.root, model_ids)
         total = 0
         for rel in rels:
             out = folder / rel
@@ -53,3 +55,13 @@ def backup(lib: Library, dest: str | Path) -> BackupResult:
     except OSError as exc:
         raise LibraryError(f"{folder}: backup failed ({exc.strerror or exc})") from exc
     return BackupResult(folder, len(ids), len(rels), total)
+
+
+def model_files(root: Path, model_ids: list[str]) -> list[str]:
+    """Every file in the folders of registered models (weights, ONNX, int8, card)."""
+    rels = []
+    for model_id in model_ids:
+        folder = root / "models" / model_id
+        if folder.is_dir():
+            rels += [p.relative_to(root).as_posix() for p in folder.iterdir() if p.is_file()]
+    return rels

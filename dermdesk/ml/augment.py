@@ -33,6 +33,21 @@ class AugmentConfig:
     lowres_p: float = 0.15
 
 
+LIGHT = AugmentConfig(
+    scale=(0.7, 1.0),
+    brightness=0.1,
+    contrast=0.1,
+    saturation=0.1,
+    white_balance=0.04,
+    gamma=(0.95, 1.05),
+    blur_p=0.0,
+    noise_p=0.0,
+    jpeg_p=0.0,
+    lowres_p=0.0,
+)
+PRESETS = {"full": AugmentConfig(), "light": LIGHT, "none": None}
+
+
 def random_resized_crop(
     rgb: np.ndarray, size: int, rng: np.random.Generator, cfg: AugmentConfig
 ) -> np.ndarray:

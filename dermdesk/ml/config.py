@@ -30,6 +30,7 @@ class LoopConfig:
     grad_clip: float = 1.0
     eval_every: int = 0  # optimiser steps between evaluations; 0 = once per epoch
     patience: int = 5  # evaluations without improvement before early stopping
+    device: str = "auto"  # auto (CUDA when present), cpu, cuda
     precision: str = "auto"  # auto (bf16 on CUDA, else fp32), bf16, fp32
     seed: int = 0
     num_workers: int = -1  # DataLoader workers; -1 = 0 on the CPU, a few on a GPU
@@ -59,6 +60,7 @@ class FinetuneConfig:
     split_seed: int = 0
     balance: str = "sampler"  # sampler | loss | none
     label_smoothing: float = 0.1
+    augment: str = "full"  # full (device and lighting variation), light, none
     quantize: bool = True
     name: str | None = None
     devices: int = 1
@@ -83,6 +85,12 @@ class FinetuneConfig:
             raise ValueError(f"unknown architecture {cfg.arch!r}; known: {', '.join(ARCH_NAMES)}")
         if cfg.devices < 1:
             raise ValueError("devices must be at least 1")
+        if cfg.loop.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, not {cfg.loop.device!r}")
+        if cfg.loop.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"precision must be auto, bf16 or fp32, not {cfg.loop.precision!r}")
+        if cfg.augment not in ("full", "light", "none"):
+            raise ValueError(f"augment must be full, light or none, not {cfg.augment!r}")
         if cfg.balance not in ("sampler", "loss", "none"):
             raise ValueError(f"balance must be sampler, loss or none, not {cfg.balance!r}")
         return cfg

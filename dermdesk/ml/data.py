@@ -35,6 +35,7 @@ from dermdesk.ml.groups import device_name, domain_name, fitzpatrick_group
 log = logging.getLogger(__name__)
 CACHE_BUDGET_BYTES = 3 << 30  # decoded base views kept in memory up to this size
 PAGE = 5000
+DEFAULT_AUGMENT = AugmentConfig()
 
 
 @dataclass(frozen=True)
@@ -122,14 +123,14 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
         *,
         train: bool,
         seed: int = 0,
-        augment_cfg: AugmentConfig | None = None,
+        augment_cfg: AugmentConfig | None = DEFAULT_AUGMENT,  # None: train on eval views
         cache_budget: int = CACHE_BUDGET_BYTES,
     ) -> None:
         self.samples = list(samples)
         self.spec = spec
         self.train = train
         self.seed = seed
-        self.augment_cfg = augment_cfg or AugmentConfig()
+        self.augment_cfg = augment_cfg
         self.cache: dict[int, np.ndarray] = {}
         self.cache_budget = cache_budget
         self._cached_bytes = 0
@@ -157,7 +158,7 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
     def pixels(self, i: int, epoch: int = 0) -> np.ndarray:
         """uint8 (size, size, 3): augmented for training, the centre crop otherwise."""
         base = self.base(i)
-        if self.train:
+        if self.train and self.augment_cfg is not None:
             rng = np.random.default_rng((self.seed, epoch, i))
             return augment(base, self.spec.size, rng, self.augment_cfg)
         return center_crop(base, self.spec.size)

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -125,13 +126,15 @@ def rank_main(argv: Sequence[str]) -> int:
     from dermdesk.ml.finetune import FinetuneConfig, finetune
     from dermdesk.ml.loop import DistEnv
 
+    # DDP's note about ViT token parameters' gradient strides is harmless and floods the log.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     spec = json.loads(Path(argv[0]).read_text())
+    cfg = FinetuneConfig.from_params(spec["params"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
+    gpu = torch.cuda.is_available() and cfg.loop.device != "cpu"
+    if gpu:
         torch.cuda.set_device(local_rank)
-    dist.init_process_group(
-        "nccl" if torch.cuda.is_available() else "gloo", timeout=timedelta(minutes=10)
-    )
+    dist.init_process_group("nccl" if gpu else "gloo", timeout=timedelta(minutes=10))
     env = DistEnv(dist.get_rank(), dist.get_world_size(), local_rank)
     library_dir = Path(spec["library_dir"])
     work = JobContext(spec["job_id"], library_dir, spec["params"], lambda m: None).work_dir
@@ -145,7 +148,6 @@ def rank_main(argv: Sequence[str]) -> int:
         echo=not env.is_main,  # other ranks' lines go to ddp.log only
     )
     try:
-        cfg = FinetuneConfig.from_params(spec["params"])
         result = finetune(library_dir, cfg, ctx, ctx.checkpoint_path, resume=ctx.resume, dist=env)
         outcome: dict[str, Any] = {"status": "done", "result": result}
     except JobCancelled as exc:

@@ -30,6 +30,7 @@ from dermdesk.jobs.context import JobContext
 from dermdesk.library import ImageFilter, Library
 from dermdesk.library.model_store import ModelRecord, get_model, model_dir, new_model_id
 from dermdesk.ml import checkpoints, metrics
+from dermdesk.ml.augment import PRESETS
 from dermdesk.ml.config import FinetuneConfig
 from dermdesk.ml.data import (
     ImageDataset,
@@ -124,7 +125,13 @@ class FinetuneTask:
         }
 
     def train_set(self) -> ImageDataset:
-        return ImageDataset(self.samples["train"], self.spec, train=True, seed=self.cfg.loop.seed)
+        return ImageDataset(
+            self.samples["train"],
+            self.spec,
+            train=True,
+            seed=self.cfg.loop.seed,
+            augment_cfg=PRESETS[self.cfg.augment],
+        )
 
     def eval_set(self, name: str) -> ImageDataset:
         """Validation/test views; one dataset per split so decoded images stay cached."""

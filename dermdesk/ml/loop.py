@@ -127,8 +127,11 @@ class NullControl:
         return False
 
 
-def pick_device(dist: DistEnv) -> torch.device:
-    if torch.cuda.is_available():
+def pick_device(dist: DistEnv, choice: str = "auto") -> torch.device:
+    """A CUDA GPU when present (one per local rank), else the CPU."""
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for, but no CUDA GPU is available")
+    if choice != "cpu" and torch.cuda.is_available():
         return torch.device("cuda", dist.local_rank)
     return torch.device("cpu")
 
@@ -147,7 +150,7 @@ def set_threads(cfg: LoopConfig, dist: DistEnv) -> None:
     """Use every core on the CPU (split between ranks when several share the machine)."""
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    elif not torch.cuda.is_available():
+    elif not torch.cuda.is_available() or cfg.device == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.world))
 
 
@@ -174,11 +177,12 @@ class Trainer:
     ) -> None:
         self.task, self.cfg, self.control, self.dist = task, cfg, control, dist
         self.checkpoint_path = checkpoint_path
-        self.device = pick_device(dist)
+        self.device = pick_device(dist, cfg.device)
         self.autocast = autocast_for(self.device, cfg.precision)
         self.state = _State()
         self.best_model: dict[str, torch.Tensor] | None = None
         self.last_checkpoint = time.monotonic()
+        self.last_eval_step: int | None = None  # the same on every rank (best_score is not)
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -277,11 +281,28 @@ class Trainer:
             if self._epoch(started) == "early_stop":
                 outcome = "early_stop"
                 break
-        if self.state.best_score is None:  # resumed after the last step: evaluate once
+        if self.last_eval_step != self.state.step:  # e.g. resumed after the last step
             self._evaluate()
         self.state.seconds = time.monotonic() - started
         self._save_checkpoint()
+        if self.dist.enabled:
+            self._check_replicas()
         return self._result(outcome)
+
+    def _check_replicas(self) -> None:
+        """Log whether every rank ended with the same weights (DDP kept them in step)."""
+        import torch.distributed as dist
+
+        with torch.no_grad():
+            total = sum(p.double().sum() for p in self.model.parameters())
+        mine = torch.tensor([float(total)], dtype=torch.float64, device=self._comm_device())
+        every = [torch.zeros_like(mine) for _ in range(self.dist.world)]
+        dist.all_gather(every, mine)
+        spread = float(max(abs(t.item() - mine.item()) for t in every))
+        self.control.log(
+            f"DDP replicas: weight checksums of {self.dist.world} ranks differ by at most "
+            f"{spread:.1e}"
+        )
 
     def _epoch(self, started: float) -> str:
         """Train to the end of the epoch (or of training); returns continue or early_stop."""
@@ -370,6 +391,7 @@ class Trainer:
 
     def _evaluate(self) -> str:
         """Evaluate on rank 0, share the verdict, checkpoint; returns ok or early_stop."""
+        self.last_eval_step = self.state.step
         verdict = torch.zeros(1, device=self._comm_device())
         if self.dist.is_main:
             self.model.eval()

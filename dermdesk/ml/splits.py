@@ -66,10 +66,11 @@ def _assign(counts: np.ndarray, fractions: np.ndarray, seed: int) -> np.ndarray:
     bin sizes), measured relative to each bin's target fraction, most even.
     """
     rng = np.random.default_rng(seed)
+    active = np.flatnonzero(fractions > 0)  # a bin with fraction 0 gets nothing
     totals = np.maximum(counts.sum(axis=0), 1)
-    scale = 1.0 / (fractions[:, None] * totals[None, :])  # filled * scale = 1 when on target
-    size_scale = 1.0 / (fractions * counts.sum())
-    filled = np.zeros((len(fractions), counts.shape[1]))
+    scale = 1.0 / (fractions[active, None] * totals[None, :])  # 1 when a bin is on target
+    size_scale = 1.0 / (fractions[active] * counts.sum())
+    filled = np.zeros((len(active), counts.shape[1]))
     # Groups with a peaked stratum mix and big groups are hardest to place: do them first.
     order = rng.permutation(len(counts))
     peaked = (counts / totals).std(axis=1)
@@ -77,15 +78,15 @@ def _assign(counts: np.ndarray, fractions: np.ndarray, seed: int) -> np.ndarray:
     assignment = np.empty(len(counts), dtype=np.int64)
     for g in order:
         best, best_cost = 0, np.inf
-        for b in np.flatnonzero(fractions > 0):
+        for b in range(len(active)):
             filled[b] += counts[g]
             strata_spread = (filled * scale).std(axis=0).mean()
             size_spread = (filled.sum(axis=1) * size_scale).std()
             filled[b] -= counts[g]
             cost = strata_spread + size_spread
             if cost < best_cost - 1e-12:
-                best, best_cost = int(b), cost
-        assignment[g] = best
+                best, best_cost = b, cost
+        assignment[g] = active[best]
         filled[best] += counts[g]
     return assignment
 

@@ -20,7 +20,9 @@ def counting(ctx: JobContext) -> dict[str, Any]:
         if ctx.should_stop():
             raise JobCancelled(f"cancelled at {i}")
         time.sleep(delay)
-        ckpt.write_text(json.dumps({"i": i + 1}))
+        tmp = ckpt.with_suffix(".part")  # atomic, like real checkpoints: the test kills us
+        tmp.write_text(json.dumps({"i": i + 1}))
+        os.replace(tmp, ckpt)
         (ctx.work_dir / "checkpoint.pt").write_text("marker: a checkpoint exists")
         ctx.progress((i + 1) / steps, f"step {i + 1}")
     return {"message": f"counted to {steps}", "started_from": start}

@@ -139,3 +139,12 @@ def test_cancel_and_resume_rules(lib: Library) -> None:
 
 def test_model_dir_is_inside_the_library(tmp_path: Path) -> None:
     assert model_store.model_dir(tmp_path, "M-1") == tmp_path / "models" / "M-1"
+
+
+def test_backups_carry_the_model_files(lib: Library, tmp_path: Path) -> None:
+    from dermdesk.library.backup import backup
+
+    rec = record(lib)
+    model_store.register_model(lib, rec)
+    backup(lib, tmp_path / "bak")
+    assert (tmp_path / "bak" / rec.file).read_bytes() == b"onnx"

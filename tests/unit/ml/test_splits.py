@@ -99,3 +99,9 @@ def test_summary_counts_images_groups_and_strata() -> None:
 def test_bad_fractions_are_refused() -> None:
     with pytest.raises(ValueError, match="three non-negative"):
         grouped_split(population(patients=5), (0.5, 0.5))
+
+
+def test_a_zero_fraction_leaves_that_split_empty() -> None:
+    split = grouped_split(population(patients=60), (0.85, 0.15, 0.0), seed=0)
+    counts = Counter(split.values())
+    assert counts["test"] == 0 and counts["val"] > 0 and counts["train"] > counts["val"]

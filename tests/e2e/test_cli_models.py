@@ -1,0 +1,82 @@
+"""`dermdesk train / jobs / models / predict` end to end, as a user runs them."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_cli import run
+
+pytestmark = [pytest.mark.ml, pytest.mark.slow]
+
+TINY = [
+    "--arch", "vit_test", "--img-size", "32", "--epochs", "3", "--batch-size", "16",
+    "--micro-batch", "8", "--threads", "1", "--boot", "30", "--min-class-images", "5",
+    "--augment", "none",
+]  # fmt: skip
+
+
+@pytest.fixture
+def home(tmp_path: Path, shared_data: Path) -> Path:
+    home = tmp_path / "lib"
+    pad = tmp_path / "pad"
+    (pad / "images").mkdir(parents=True)
+    lines = (shared_data / "pad_ufes_20" / "metadata.csv").read_text().splitlines()
+    kept = [lines[0]]
+    for line in lines[1:121]:
+        name = line.split(",")[lines[0].split(",").index("img_id")]
+        found = next((shared_data / "pad_ufes_20").rglob(Path(name).stem + ".*"), None)
+        if found:
+            shutil.copy(found, pad / "images" / found.name)
+            kept.append(line)
+    (pad / "metadata.csv").write_text("\n".join(kept) + "\n")
+    run(home, "import", pad, "--quiet")
+    return home
+
+
+def test_train_inspect_promote_and_predict(home: Path) -> None:
+    out = run(home, "train", "finetune", *TINY, "--name", "cli model").stdout
+    assert "job 1: finetune queued" in out
+    assert re.search(r"job 1 done: model M-\w+: test n=\d+ balanced accuracy", out)
+    model_id = re.search(r"model (M-\w+) registered", out).group(1)
+
+    listing = run(home, "jobs", "list").stdout
+    assert "finetune" in listing and "done" in listing and model_id in listing
+    shown = run(home, "jobs", "show", "1").stdout
+    assert "training on cpu (fp32)" in shown and "ONNX export: max |logit diff|" in shown
+
+    models = run(home, "models", "list").stdout
+    assert model_id in models and "cli model" in models and "candidate" in models
+    card = run(home, "models", "show", model_id).stdout
+    assert "split: patient-grouped" in card and "fitzpatrick" in card
+    assert "ONNX parity: max |logit diff|" in card and "int8: validation balanced accuracy" in card
+    assert "no active model yet" in card
+
+    check = run(home, "models", "promote", model_id, "--check").stdout
+    assert "rule: promote only if balanced accuracy >= active" in check
+    assert f"model {model_id} is now active" in run(home, "models", "promote", model_id).stdout
+
+    predicted = run(home, "predict").stdout
+    assert re.search(r"predicted \d+ images, 0 unreadable", predicted)
+    shown_image = run(home, "ls", "--limit", "1", "--json").stdout
+    assert shown_image.strip()
+
+
+def test_queue_cancel_resume_and_bad_options(home: Path) -> None:
+    queued = run(home, "train", "finetune", *TINY, "--queue").stdout
+    assert "job 1: finetune queued" in queued
+    assert "job 1 cancelled" in run(home, "jobs", "cancel", "1").stdout
+    resumed = run(home, "jobs", "resume", "1").stdout
+    assert "job 1 done" in resumed
+    assert "already done" in run(home, "jobs", "cancel", "1").stdout
+
+    bad = run(home, "train", "finetune", "--arch", "resnet9000", check=False)
+    assert bad.returncode == 2 and "unknown architecture 'resnet9000'" in bad.stderr
+    bad = run(home, "train", "finetune", "--from", str(home / "nope.pt"), check=False)
+    assert bad.returncode == 2 and "nope.pt: no such file" in bad.stderr
+    missing = run(home, "models", "show", "M-404", check=False)
+    assert missing.returncode == 2 and "no model 'M-404'" in missing.stderr
+    assert run(home, "jobs", "show", "99", check=False).returncode == 2

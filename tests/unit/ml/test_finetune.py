@@ -1,0 +1,232 @@
+"""A real (small) fine-tuning run on PAD-UFES-20 images, through the job runner.
+
+Trains the 2-layer test ViT on 32 px views for a few epochs on the CPU in a
+spawned worker, then checks what a user would: the model is registered with
+its split and metrics, its loss went down, the ONNX file predicts what torch
+predicts, predictions reach the library, and promotion follows the rule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from dermdesk.exchange.datasets import plan_path
+from dermdesk.exchange.importer import run_import
+from dermdesk.inference.predictor import OnnxClassifier
+from dermdesk.jobs.runner import JobRunner
+from dermdesk.library import Library, model_store
+from dermdesk.library.verify import verify
+from dermdesk.ml.checkpoints import load_file
+from dermdesk.ml.models import build_model
+from dermdesk.ml.promotion import check_promotion, promote
+
+pytestmark = [pytest.mark.ml, pytest.mark.slow]
+
+TIMEOUT = 300
+FAST = {
+    "arch": "vit_test",
+    "img_size": 32,
+    "epochs": 10,
+    "augment": "none",  # a 2-layer ViT at 32 px cannot fit heavy augmentation in 70 steps
+    "batch_size": 16,
+    "micro_batch": 8,
+    "lr": 2e-3,
+    "threads": 1,
+    "n_boot": 50,
+    "min_class_images": 5,
+}
+
+
+def make_library(root: Path, shared_data: Path, n: int = 160) -> Path:
+    with Library.open(root, actor="tester") as lib:
+        plan = plan_path(shared_data / "pad_ufes_20", "clinical")
+        run_import(lib, plan.items[:n], workers=2, progress=None)
+    return root
+
+
+@pytest.fixture(scope="module")
+def pad_library(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_library(tmp_path_factory.mktemp("pad") / "library", shared_data)
+
+
+@pytest.fixture(scope="module")
+def trained(pad_library: Path) -> dict[str, Any]:
+    """One fine-tuning job run to the end; later tests read what it produced."""
+    runner = JobRunner(pad_library, actor="tester")
+    try:
+        job = runner.submit("finetune", {**FAST, "name": "first"})
+        row = runner.wait(job, timeout_s=TIMEOUT)
+    finally:
+        runner.close()
+    assert row["status"] == "done", row["error"]
+    return row
+
+
+@pytest.fixture
+def lib(pad_library: Path, trained: dict[str, Any]) -> Iterator[Library]:
+    library = Library.open(pad_library, actor="tester")
+    yield library
+    library.close()
+
+
+def test_the_job_registers_a_model_with_its_split_and_metrics(lib: Library, trained: dict) -> None:
+    model = model_store.get_model(lib, trained["model_id"])
+    assert model["status"] == "candidate" and model["name"] == "first" and model["parents"] == []
+    split = model["training_set"]["split"]
+    ids = [i for part in split.values() for i in part]
+    assert len(ids) == len(set(ids)) == lib.count()
+    patient_split: dict[str, set[str]] = {}
+    for name, part in split.items():
+        for image_id in part:
+            patient_split.setdefault(lib.image(image_id)["patient_id"], set()).add(name)
+    assert all(len(s) == 1 for s in patient_split.values()), "a patient is in two splits"
+    test = model["metrics"]["test"]
+    assert test["overall"]["n"] == len(split["test"])
+    assert test["overall"]["balanced_accuracy"]["ci"] is not None
+    assert set(test) >= {"overall", "fitzpatrick", "device", "modality", "domain"}
+    assert model["params"]["loop"]["lr"] == FAST["lr"] and model["params"]["arch"] == "vit_test"
+    folder = model_store.model_dir(lib.root, model["id"])
+    for name in ("model.pt", "model.onnx", "model.int8.onnx", "card.json"):
+        assert (folder / name).is_file(), name
+    assert hashlib.sha256((folder / "model.onnx").read_bytes()).hexdigest() == model["sha256"]
+    assert verify(lib, checksums=False).ok
+
+
+def test_training_loss_went_down(lib: Library, trained: dict) -> None:
+    curve = model_store.get_model(lib, trained["model_id"])["metrics"]["training"]["loss_curve"]
+    losses = [p["train_loss"] for p in curve]
+    assert len(losses) >= 50
+    assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.02
+
+
+def test_onnx_predictions_match_torch_on_real_images(lib: Library, trained: dict) -> None:
+    model = model_store.get_model(lib, trained["model_id"])
+    folder = model_store.model_dir(lib.root, model["id"])
+    saved = load_file(folder / "model.pt")
+    net = build_model(saved["arch"], len(saved["classes"]), saved["img_size"])
+    net.load_state_dict(saved["model"])
+    net.eval()
+    onnx = OnnxClassifier(folder / "model.onnx")
+    assert onnx.classes == saved["classes"] == model["training_set"]["classes"]
+    val = model["training_set"]["split"]["val"]
+    batch = np.stack([onnx.load(lib.original_path(lib.image(i))) for i in val])
+    with torch.no_grad():
+        expected = net(torch.from_numpy(batch)).numpy()
+    assert np.abs(onnx.logits(batch) - expected).max() < 1e-4
+    parity = model["metrics"]["onnx"]["parity_max_abs_logit_diff"]
+    assert parity < 1e-4
+    int8 = model["metrics"]["onnx"]["int8"]
+    assert int8["val_images"] == len(val) and "balanced_accuracy_change_points" in int8
+
+
+def test_the_predict_job_stores_probabilities_for_every_image(lib: Library, trained: dict) -> None:
+    runner = JobRunner(lib.root, actor="tester")
+    try:
+        job = runner.submit("predict", {"model": trained["model_id"], "batch_size": 16})
+        row = runner.wait(job, timeout_s=TIMEOUT)
+    finally:
+        runner.close()
+    assert row["status"] == "done", row["error"]
+    stored = model_store.predictions_for(lib, trained["model_id"])
+    assert len(stored) == lib.count() == row["result"]["predicted"]
+    some = next(iter(stored))
+    top = lib.predictions(some)[0]["top"]
+    assert top == max(stored[some], key=stored[some].__getitem__)
+    assert sum(stored[some].values()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_fine_tuning_from_the_active_model_and_the_promotion_rule(
+    lib: Library, trained: dict
+) -> None:
+    first = trained["model_id"]
+    verdict = check_promotion(lib, first)
+    assert verdict.passed and "no active model" in verdict.reason
+    promote(lib, first)
+    assert model_store.active_model(lib)["id"] == first
+    runner = JobRunner(lib.root, actor="tester")
+    try:
+        job = runner.submit("finetune", {**FAST, "epochs": 2, "init": "active", "split_seed": 1})
+        row = runner.wait(job, timeout_s=TIMEOUT)
+    finally:
+        runner.close()
+    assert row["status"] == "done", row["error"]
+    child = model_store.get_model(lib, row["model_id"])
+    assert child["parents"] == [first]
+    assert "registered model" in child["params"]["init_from"]
+    assert "tensors loaded" in row["log"]
+    check = check_promotion(lib, child["id"], min_group=5)
+    assert check.active_id == first and check.images > 0
+    overall = check.rows[0]
+    assert overall.grouping == "overall" and overall.n == check.images
+    judged = [r for r in check.rows if not r.verdict.startswith("not judged")]
+    assert check.passed == all(r.verdict == "ok" for r in judged)
+    assert any("rule: promote only if" in line for line in check.lines())
+    result = promote(lib, child["id"], min_group=5)
+    expected = child["id"] if result.passed else first
+    assert model_store.active_model(lib)["id"] == expected
+
+
+def test_cancel_and_resume_of_a_real_fine_tuning_job(shared_data: Path, tmp_path: Path) -> None:
+    root = make_library(tmp_path / "library", shared_data, n=100)
+    runner = JobRunner(root, actor="tester")
+    try:
+        job = runner.submit(
+            "finetune", {**FAST, "epochs": 40, "quantize": False, "name": "resumed"}
+        )
+        deadline_steps = 0
+        while deadline_steps < 3:
+            for event in runner.poll():
+                if event.type == "progress" and event.message and event.message.startswith("step"):
+                    deadline_steps = int(event.message.split()[1].split("/")[0])
+            assert runner.busy or runner.job(job)["status"] == "queued"
+        assert runner.cancel(job) == "requested"
+        row = runner.wait(job, timeout_s=TIMEOUT)
+        assert row["status"] == "cancelled", row["error"]
+        checkpoint = load_file(root / "jobs" / str(job) / "checkpoint.pt")
+        stopped = checkpoint["step"]
+        assert 3 <= stopped < 40 * 5
+        runner.resume(job)
+        row = runner.wait(job, timeout_s=TIMEOUT)
+    finally:
+        runner.close()
+    assert row["status"] == "done", row["error"]
+    assert f"resumed at step {stopped}" in row["log"]
+    with Library.open(root) as lib:
+        model = model_store.get_model(lib, row["model_id"])
+        assert model["metrics"]["training"]["steps"] > stopped
+
+
+def test_a_bad_starting_file_fails_the_job_with_a_clear_error(
+    pad_library: Path, tmp_path: Path
+) -> None:
+    bogus = tmp_path / "weights.pt"
+    bogus.write_text("not weights")
+    runner = JobRunner(pad_library, actor="tester")
+    try:
+        job = runner.submit("finetune", {**FAST, "init": str(bogus)})
+        row = runner.wait(job, timeout_s=TIMEOUT)
+    finally:
+        runner.close()
+    assert row["status"] == "failed"
+    assert row["message"].endswith(
+        "weights.pt: not a PyTorch checkpoint (unrecognised file content)"
+    )
+    assert "Traceback" in row["error"]
+
+
+def test_copying_a_library_keeps_models_usable(
+    pad_library: Path, tmp_path: Path, trained: dict
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(pad_library, copy)
+    with Library.open(copy) as lib:
+        model = model_store.get_model(lib, trained["model_id"])
+        assert OnnxClassifier(lib.root / model["file"]).classes
