@@ -1,0 +1,128 @@
+"""Every threshold of the quality checks and the skin-tone estimator, in one place."""
+
+from __future__ import annotations
+
+from dermdesk.imaging.findings import Limits
+
+CHECKER_VERSION = "1.0"
+DECODE_SIZE = 512  # JPEGs are DCT-decoded to the smallest scale with both sides >= this
+SHARP_SIZE = 512  # longest side of the grey image the focus measures read
+WORK_SIZE = 256  # longest side of the colour image for everything else
+MIN_CHECK_SIDE = 16  # below this many pixels a side, pixel checks cannot measure anything
+
+# -- field of view, letterbox, segmentation -------------------------------------------------
+FOV_DARK_MIN = 25  # grey level below which a border-connected region is vignette ...
+FOV_DARK_FRACTION = 0.45  # ... or below this fraction of its 90th percentile
+PAD_RANGE = 6  # a border row/column whose grey levels span at most this is padding
+HAIR_KERNEL = 7  # black-hat structuring element (px at WORK_SIZE): wider than a hair
+HAIR_CONTRAST = 14  # black-hat response (grey levels) that counts as a hair pixel
+SKIN_RING_FRACTION = 0.12  # width of the outer ring the skin colour is read from
+SKIN_RING_LIGHT_PERCENTILE = 60  # skin = ring pixels lighter than this percentile
+LESION_BRIGHTER_WEIGHT = 0.3  # brighter-than-skin (glare, scale) counts less than darker
+LESION_MIN_DELTA_E = 6.0  # colour difference below which nothing is a lesion
+LESION_MIN_AREA = 0.002  # smallest lesion as a fraction of the field of view
+
+# -- measures ---------------------------------------------------------------------------------
+FOCUS_EPS = 0.5  # grey levels added to the middle band (keeps flat images finite)
+FOCUS_MIN_DETAIL = 0.15  # middle-band contrast below this: nothing to focus on
+EXPOSURE_HIGHLIGHT_TARGET = 0.75  # linear luminance the 99th percentile normally reaches
+EXPOSURE_MIDTONE_TARGET = 0.25  # linear luminance of normal mid-tones
+CLIP_HIGH = 254  # a channel at or above this is clipped
+CLIP_LOW = 3  # all channels at or below this is crushed black
+GLARE_MIN_LEVEL = 230  # specular highlight: every channel at least this ...
+GLARE_MAX_CHROMA = 25  # ... and channels within this of each other
+NOISE_FLAT_PERCENTILE = 50  # pixels with gradients below this percentile are 'flat'
+NOISE_CROP = 512  # noise and blockiness read a central crop of the decoded image
+BLOCK_CROP = 512
+BLOCK_EPS = 0.5
+
+# Colour of normal skin photos: mean and inverse covariance of (log R/G, log B/G) of
+# the median well-exposed pixel, fitted on the training-scale sets in shared/data
+# (dermoscopic: ham10000_224, isic2017, ph2; clinical: fitzpatrick17k_more) by
+# scripts/eval_quality.py --fit-priors. The reference set used for evaluation is not in it.
+CAST_PRIOR: dict[
+    str, tuple[tuple[float, float], tuple[tuple[float, float], tuple[float, float]]]
+] = {
+    "clinical": ((0.3031, -0.1337), ((52.171, 14.846), (14.846, 65.028))),
+    "dermoscopic": ((0.25, -0.018), ((55.299, 0.45), (0.45, 89.057))),
+}
+
+# -- verdict limits ---------------------------------------------------------------------------
+# warn / fail bounds of each score; calibrated on real images by scripts/eval_quality.py
+# (false fails on untouched images <= 5 %, visible degradations caught).
+LIMITS: dict[str, Limits] = {
+    "sharpness": Limits(warn=40, fail=30),
+    "lesion_sharpness": Limits(warn=35, fail=25),
+    "motion_blur": Limits(warn=35, fail=25),
+    "underexposure": Limits(warn=-1.0, fail=-1.6),  # EV of the highlights
+    "overexposure": Limits(warn=1.0, fail=1.5, higher_is_better=False),  # EV of mid-tones
+    "clipping": Limits(warn=5, fail=20, higher_is_better=False),  # % of pixels
+    "contrast": Limits(warn=25, fail=15),  # L* range
+    "glare": Limits(warn=3, fail=15, higher_is_better=False),  # % of pixels
+    "colour_cast": Limits(warn=3.0, fail=4.5, higher_is_better=False),  # Mahalanobis
+    "noise": Limits(warn=4.0, fail=7.0, higher_is_better=False),  # sigma, grey levels
+    "compression": Limits(warn=50, fail=30),  # JPEG quality
+    "blockiness": Limits(warn=1.5, fail=2.0, higher_is_better=False),
+    "lesion_size": Limits(warn=1.0, fail=-1.0),  # % of frame; never fails
+    "lesion_cut": Limits(warn=30, fail=101, higher_is_better=False),  # % of outline
+    "lesion_centre": Limits(warn=45, fail=101, higher_is_better=False),  # % to a corner
+    # artefacts only ever warn
+    "hair": Limits(warn=5, fail=1e9, higher_is_better=False),  # % of image
+    "ink": Limits(warn=0.3, fail=1e9, higher_is_better=False),  # % of the skin
+    "ruler": Limits(warn=6, fail=1e9, higher_is_better=False),  # evenly spaced ticks
+    "bubbles": Limits(warn=2, fail=1e9, higher_is_better=False),  # bubbles seen
+}
+# Short side in pixels, per modality.
+RESOLUTION_LIMITS: dict[str, Limits] = {
+    "dermoscopic": Limits(warn=450, fail=150),
+    "clinical": Limits(warn=600, fail=150),
+    "other": Limits(warn=300, fail=100),
+}
+
+# -- modality ---------------------------------------------------------------------------------
+MODALITY_SURE = 0.8  # a guess this confident overrides "unknown" and flags a mismatch
+LBP_MARGIN = 2  # grey levels a neighbour must exceed the centre by to set its LBP bit
+
+# -- artefacts --------------------------------------------------------------------------------
+HAIR_MIN_LENGTH = 8  # px at WORK_SIZE: shorter dark pieces are pores or dots, not hair
+INK_HUE_MIN, INK_HUE_MAX = 240.0, 350.0  # CIELAB hue angle of violet / blue marker ink
+INK_MIN_BLUE_SHIFT = 10.0  # b* at least this far below the skin's
+INK_MIN_DARKER = 3.0  # L* at least this far below the skin's
+INK_MIN_CHROMA = 8.0
+INK_MIN_BLOB = 4  # px: smaller specks are noise
+RULER_CONTRAST = 12  # black-hat response of a tick mark (grey levels)
+RULER_MAX_COMPONENTS = 4000
+RULER_TICK_AREA = (3, 120)  # px at SHARP_SIZE
+RULER_TICK_LENGTH = (4.0, 40.0)
+RULER_TICK_ELONGATION = 2.0
+RULER_BASELINE_TOL = 8.0  # px a tick may sit off the ruler's line
+RULER_MIN_TICKS = 5
+RULER_MIN_SPACING = 3.0
+RULER_SPACING_TOL = 0.25
+BUBBLE_MIN_DIST = 12
+BUBBLE_CANNY = 80
+BUBBLE_VOTES = 18
+BUBBLE_RADIUS = (4, 24)  # px at SHARP_SIZE
+BUBBLE_RIM_CONTRAST = 12.0
+
+# -- skin tone --------------------------------------------------------------------------------
+SKIN_L_RANGE = (8.0, 97.0)  # L* of anything that could be skin
+SKIN_HUE_RANGE = (0.0, 95.0)  # CIELAB hue angle (degrees) of skin of every tone
+SKIN_MIN_CHROMA = 4.0
+TONE_RING_GAP = 0.15  # ring starts this many lesion diameters outside the lesion ...
+TONE_RING_WIDTH = 0.6  # ... and ends this many diameters outside it
+TONE_MAX_LESION_SHARE = 0.35  # a larger 'lesion' is the body or a rash: use all skin
+TONE_TYPICAL_PERCENTILE = 75  # without a ring, keep the skin pixels nearest the median colour
+TONE_MIN_PIXELS = 150  # skin pixels (at WORK_SIZE) needed for an estimate
+TONE_MIN_FRACTION = 0.01  # ... and at least this share of the field of view
+TONE_MIN_L = 12.0  # median skin L* below this: too dark to judge
+TONE_MAX_L = 92.0  # above this: too bright to judge
+TONE_MAX_SPREAD = 60.0  # ITA interquartile range (degrees) above this: too uneven
+TONE_CONFIDENT_MARGIN = 8.0  # ITA degrees from a type boundary for full confidence
+# ITA cut points between Fitzpatrick types I|II, II|III, III|IV, IV|V, V|VI (degrees).
+# Literature (Del Bino / Chardon categories): 55, 41, 28, 10, -30.
+ITA_FITZPATRICK_CUTS = (55.0, 41.0, 28.0, 10.0, -30.0)
+ITA_MONK_SHIFT = 0.0  # degrees added to a photo's ITA before matching Monk reference colours
+
+# -- duplicates -------------------------------------------------------------------------------
+DUPLICATE_MAX_DISTANCE = 6  # pHash bits: at most this many differ for the same picture
