@@ -30,12 +30,14 @@ def measure_hair(work: WorkImage) -> float:
     mask = hair_mask(work.gray_small, work.fov)
     if not mask.any():
         return 0.0
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    keep = np.zeros(n, bool)
-    for i in range(1, n):
-        w, h, area = stats[i, 2], stats[i, 3], stats[i, 4]
-        thin = max(w, h) >= cfg.HAIR_MIN_LENGTH and area <= 0.6 * w * h + 4
-        keep[i] = thin or area > 200
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    w, h, area = stats[:, 2], stats[:, 3], stats[:, 4]
+    length = np.maximum(w, h).astype(np.float64)
+    thin = (length >= cfg.HAIR_MIN_LENGTH) & (area <= cfg.HAIR_MAX_WIDTH * length)
+    # crossing hairs form one sprawling, sparse component
+    network = (length >= 3 * cfg.HAIR_MIN_LENGTH) & (area <= 0.25 * w * h)
+    keep = thin | network
+    keep[0] = False
     return 100.0 * float(keep[labels].sum()) / max(int(work.fov.sum()), 1)
 
 
@@ -109,6 +111,7 @@ def ruler_ticks(gray: np.ndarray) -> int:
     )
     thr = max(cfg.RULER_CONTRAST, float(np.percentile(blackhat[::2, ::2], 97)))
     mask = (blackhat > thr).astype(np.uint8)
+    mask &= ~_long_lines(mask)  # a ruler's baseline would join its ticks into one piece
     n, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if n <= 1 or n > cfg.RULER_MAX_COMPONENTS:
         return 0
@@ -120,6 +123,19 @@ def ruler_ticks(gray: np.ndarray) -> int:
     ok[0] = False  # background
     ticks = np.column_stack([angle[ok], centroids[ok, 0], centroids[ok, 1]])
     return _longest_tick_row(ticks)
+
+
+def _long_lines(mask: np.ndarray) -> np.ndarray:
+    """Straight runs longer than a tick in any of 8 directions (baselines, long hairs)."""
+    size = cfg.RULER_LINE_LENGTH
+    out = np.zeros_like(mask)
+    for angle in np.arange(0.0, 180.0, 22.5):
+        kernel = np.zeros((size, size), np.uint8)
+        c = size // 2
+        dx, dy = math.cos(math.radians(angle)) * c, math.sin(math.radians(angle)) * c
+        cv2.line(kernel, (round(c - dx), round(c - dy)), (round(c + dx), round(c + dy)), 1, 1)
+        out |= cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
+    return out
 
 
 def _component_shapes(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -145,9 +161,9 @@ def _longest_tick_row(arr: np.ndarray) -> int:
     best = 0
     if len(arr) < cfg.RULER_MIN_TICKS:
         return len(arr)
-    for angle in np.arange(0.0, 180.0, 15.0):
+    for angle in np.arange(0.0, 180.0, 7.5):
         diff = np.abs((arr[:, 0] - angle + 90.0) % 180.0 - 90.0)
-        group = arr[diff <= 12.0]
+        group = arr[diff <= cfg.RULER_ANGLE_TOL]
         if len(group) < cfg.RULER_MIN_TICKS:
             continue
         theta = math.radians(angle)
@@ -164,25 +180,33 @@ def _longest_tick_row(arr: np.ndarray) -> int:
 
 
 def _even_run(positions: np.ndarray) -> int:
-    """Longest run of positions with near-constant spacing (a ruler's millimetre marks)."""
+    """Longest chain of marks at one regular spacing (a ruler's millimetre marks; a single
+    missing mark is bridged)."""
     if len(positions) < 3:
         return len(positions)
+    positions = np.sort(positions)
     gaps = np.diff(positions)
     best = 0
-    for i in range(len(gaps)):
-        ref = gaps[i]
-        if ref < cfg.RULER_MIN_SPACING:
-            continue
-        run = 1
-        for g in gaps[i + 1 :]:
-            if abs(g - ref) <= cfg.RULER_SPACING_TOL * ref or (
-                abs(g - 2 * ref) <= cfg.RULER_SPACING_TOL * ref
-            ):
-                run += 1
-            else:
-                break
-        best = max(best, run + 1)
+    for spacing in np.unique(np.round(gaps[gaps >= cfg.RULER_MIN_SPACING], 1)):
+        tol = cfg.RULER_SPACING_TOL * spacing
+        for start in positions:
+            length, at = 1, start
+            while True:
+                nxt = _mark_near(positions, at + spacing, tol)
+                if nxt is None:
+                    nxt = _mark_near(positions, at + 2 * spacing, tol)
+                if nxt is None:
+                    break
+                length, at = length + 1, nxt
+            best = max(best, length)
     return best
+
+
+def _mark_near(positions: np.ndarray, target: float, tol: float) -> float | None:
+    i = int(np.searchsorted(positions, target - tol))
+    if i < len(positions) and positions[i] <= target + tol:
+        return float(positions[i])
+    return None
 
 
 def check_ruler(work: WorkImage) -> CheckResult:
@@ -204,7 +228,12 @@ def check_ruler(work: WorkImage) -> CheckResult:
 
 
 def count_bubbles(work: WorkImage) -> int:
-    """Small bright-rimmed circles off the lesion (air bubbles in dermoscope gel)."""
+    """Small transparent circles off the lesion (air bubbles in dermoscope gel).
+
+    Hough circle candidates are kept when their outline is a complete ring of
+    edge (a bubble's meniscus) and their inside looks like their outside
+    (a bubble is transparent; a dark dot or a pore is not).
+    """
     gray = cv2.GaussianBlur(work.sharp_gray.astype(np.uint8), (3, 3), 0)
     scale = gray.shape[1] / work.fov.shape[1]
     circles = cv2.HoughCircles(
@@ -220,30 +249,42 @@ def count_bubbles(work: WorkImage) -> int:
     if circles is None:
         return 0
     lesion = cv2.dilate(work.lesion.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0)
+    gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1)
     count = 0
-    for x, y, r in circles[0]:
+    for x, y, r in circles[0][: cfg.BUBBLE_MAX_CANDIDATES]:
         sx, sy = int(x / scale), int(y / scale)
         if not (0 <= sy < lesion.shape[0] and 0 <= sx < lesion.shape[1]):
             continue
         if lesion[sy, sx] or not work.fov[sy, sx]:
             continue
-        if _bright_rim(gray, float(x), float(y), float(r)):
+        if _looks_like_bubble(gray, gx, gy, float(x), float(y), float(r)):
             count += 1
     return count
 
 
-def _bright_rim(gray: np.ndarray, x: float, y: float, r: float) -> bool:
-    """A bubble's rim catches light: brighter than the ring just outside it somewhere."""
-    angles = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+def _looks_like_bubble(
+    gray: np.ndarray, gx: np.ndarray, gy: np.ndarray, x: float, y: float, r: float
+) -> bool:
+    """A complete ring of edges pointing to the centre, with the same grey inside as out."""
     h, w = gray.shape
+    angles = np.linspace(0, 2 * np.pi, 32, endpoint=False)
+    cos, sin = np.cos(angles), np.sin(angles)
 
-    def sample(radius: float) -> np.ndarray:
-        xs = np.clip((x + radius * np.cos(angles)).round().astype(int), 0, w - 1)
-        ys = np.clip((y + radius * np.sin(angles)).round().astype(int), 0, h - 1)
-        return gray[ys, xs].astype(np.float32)
+    def ring(radius: float, img: np.ndarray) -> np.ndarray:
+        xs = np.clip((x + radius * cos).round().astype(int), 0, w - 1)
+        ys = np.clip((y + radius * sin).round().astype(int), 0, h - 1)
+        return img[ys, xs].astype(np.float32)
 
-    rim, outside = sample(r), sample(r + 3)
-    return float(np.percentile(rim - outside, 90)) >= cfg.BUBBLE_RIM_CONTRAST
+    best = np.zeros(32, bool)
+    for radius in (r - 1, r, r + 1):
+        ex, ey = ring(radius, gx), ring(radius, gy)
+        mag = np.hypot(ex, ey)
+        radial = np.abs(ex * cos + ey * sin) >= cfg.BUBBLE_RADIAL * np.maximum(mag, 1e-3)
+        best |= (mag >= cfg.BUBBLE_EDGE) & radial
+    inside = float(np.mean(ring(0.5 * r, gray)))
+    outside = float(np.mean(ring(r + 3, gray)))
+    return float(best.mean()) >= cfg.BUBBLE_COMPLETE and abs(inside - outside) <= cfg.BUBBLE_CLEAR
 
 
 def check_bubbles(work: WorkImage) -> CheckResult:

@@ -17,7 +17,7 @@ import numpy as np
 
 from dermdesk.imaging import quality_config as cfg
 from dermdesk.imaging.findings import CheckResult, Verdict, severity
-from dermdesk.imaging.working import WorkImage
+from dermdesk.imaging.working import WorkImage, srgb_to_linear
 
 # -- measures --------------------------------------------------------------------------------------
 
@@ -89,31 +89,49 @@ def measure_contrast(lab_l: np.ndarray) -> float:
     return float(hi - lo)
 
 
-def measure_glare(chan_max: np.ndarray, chan_min: np.ndarray) -> float:
-    """% of pixels that are specular highlights: near-white and colourless."""
-    if chan_max.size == 0:
+def measure_glare(chan_max: np.ndarray, chan_min: np.ndarray, fov: np.ndarray) -> float:
+    """% of the field of view that is specular highlights: near-white, colourless spots.
+
+    Large white areas are background (a sheet, a wall), not glare on the skin.
+    """
+    area = int(fov.sum())
+    if area == 0:
         return 0.0
     spec = (chan_min >= cfg.GLARE_MIN_LEVEL) & (chan_max - chan_min <= cfg.GLARE_MAX_CHROMA)
-    return 100.0 * np.count_nonzero(spec) / spec.size
+    spec &= fov
+    if not spec.any():
+        return 0.0
+    _, _, stats, _ = cv2.connectedComponentsWithStats(spec.astype(np.uint8), connectivity=8)
+    small = stats[:, cv2.CC_STAT_AREA] <= cfg.GLARE_MAX_BLOB * area
+    small[0] = False
+    return 100.0 * float(stats[small, cv2.CC_STAT_AREA].sum()) / area
 
 
-def measure_cast(rgb_float: np.ndarray, modality: str) -> tuple[float, float, float]:
-    """(distance from the usual colour of skin photos, log(R/G), log(B/G)) of the image.
+def cast_vector(rgb_float: np.ndarray) -> np.ndarray:
+    """Colour of a photo as 4 numbers: log(R/G), log(B/G) of the median pixel and of the
+    brightest pixels, in linear light (a colour cast shifts both the same way)."""
+    lin = srgb_to_linear(rgb_float.reshape(-1, 3))
+    level = lin.sum(axis=1)
+    top = lin.max(axis=1)
+    ok = (level > 0.03) & (top < 0.97)
+    if ok.sum() < 50:
+        ok = np.ones(len(lin), bool)
+    r, g, b = np.median(lin[ok], axis=0) + 1e-4
+    bright = ok & (top >= np.percentile(top[ok], 97))
+    r2, g2, b2 = lin[bright].mean(axis=0) + 1e-4
+    return np.array([math.log(r / g), math.log(b / g), math.log(r2 / g2), math.log(b2 / g2)])
 
-    The median chromaticity of the well-exposed pixels is compared with the
-    spread seen in real photos of the modality (a Mahalanobis distance in
-    log-chromaticity), so skin's natural redness is not called a cast.
+
+def measure_cast(rgb_float: np.ndarray, modality: str) -> tuple[float, np.ndarray]:
+    """(distance from the usual colour of photos of this modality, the colour vector).
+
+    The distance is Mahalanobis against real photos (``CAST_PRIOR``), so skin's
+    natural redness and the ordinary spread between people are not a cast.
     """
-    flat = rgb_float.reshape(-1, 3)
-    level = flat.sum(axis=1) / 3.0
-    keep = (level > 0.08) & (flat[:, 0] < 0.98) & (flat[:, 1] < 0.98) & (flat[:, 2] < 0.98)
-    if keep.sum() < 20:
-        keep = np.ones(len(flat), bool)
-    r, g, b = np.median(flat[keep], axis=0) + 1e-3
-    x = np.array([math.log(r / g), math.log(b / g)])
+    x = cast_vector(rgb_float)
     mean, inv_cov = cfg.CAST_PRIOR[modality if modality in cfg.CAST_PRIOR else "clinical"]
     d = x - np.asarray(mean)
-    return float(math.sqrt(max(d @ np.asarray(inv_cov) @ d, 0.0))), float(x[0]), float(x[1])
+    return float(math.sqrt(max(float(d @ np.asarray(inv_cov) @ d), 0.0))), x
 
 
 def measure_noise(gray: np.ndarray) -> float:
@@ -241,6 +259,7 @@ def check_exposure(work: WorkImage) -> CheckResult:
             v_under,
             f"too dark: brightest parts {ev_hi:+.1f} EV from normal, {under.needed(v_under)} EV; "
             "add light or turn exposure up",
+            highlights_ev=ev_hi,
             midtones_ev=ev_mid,
         )
     if v_over != "pass":
@@ -251,9 +270,15 @@ def check_exposure(work: WorkImage) -> CheckResult:
             f"too bright: mid-tones {ev_mid:+.1f} EV from normal, {over.needed(v_over)} EV; "
             "reduce light or turn exposure down",
             highlights_ev=ev_hi,
+            midtones_ev=ev_mid,
         )
     return _result(
-        "exposure", ev_mid, "pass", f"exposure normal ({ev_mid:+.1f} EV)", highlights_ev=ev_hi
+        "exposure",
+        ev_mid,
+        "pass",
+        f"exposure normal ({ev_mid:+.1f} EV)",
+        highlights_ev=ev_hi,
+        midtones_ev=ev_mid,
     )
 
 
@@ -294,7 +319,7 @@ def check_contrast(work: WorkImage) -> CheckResult:
 
 
 def check_glare(work: WorkImage) -> CheckResult:
-    score = measure_glare(_in_fov(work, work.chan_max), _in_fov(work, work.chan_min))
+    score = measure_glare(work.chan_max, work.chan_min, work.fov)
     limits = cfg.LIMITS["glare"]
     verdict = limits.grade(score)
     if verdict == "pass":
@@ -311,7 +336,8 @@ def check_glare(work: WorkImage) -> CheckResult:
 def check_colour_cast(work: WorkImage) -> CheckResult:
     modality = work.modality or "clinical"
     pixels = work.small_float[work.fov] if work.fov.any() else work.small_float.reshape(-1, 3)
-    score, lrg, lbg = measure_cast(pixels, modality)
+    score, vector = measure_cast(pixels, modality)
+    lrg, lbg = float(vector[0]), float(vector[1])
     limits = cfg.LIMITS["colour_cast"]
     verdict = limits.grade(score)
     if verdict == "pass":

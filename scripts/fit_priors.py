@@ -1,4 +1,8 @@
-"""Fit the dermoscopic-vs-clinical model and write resources/modality_model.json.
+"""Fit what the checker learns from data: the modality model and the colour prior.
+
+Writes resources/modality_model.json (dermoscopic vs clinical network) and
+prints the ``CAST_PRIOR`` literal for dermdesk/imaging/quality_config.py (the
+usual colour of photos per modality, for the colour-cast check).
 
 Training images (all in ../shared/data): dermoscopic ham10000_224, isic2017 and
 ph2; clinical fitzpatrick17k_more and the PAD-UFES-20 images of even-numbered
@@ -6,7 +10,7 @@ patients. Held out for scripts/eval_quality.py: ham10000, fitzpatrick17k and
 the PAD-UFES-20 images of odd-numbered patients. Every dataset weighs the
 same in the loss, whatever its size. Deterministic (fixed seed).
 
-    PYTHONPATH=. python scripts/fit_modality.py [--workers 2]
+    PYTHONPATH=. python scripts/fit_priors.py [--workers 2]
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from _shared import ROOT, SHARED_DATA, manifest, pad_training_fold
 
+from dermdesk.imaging.checks import cast_vector
 from dermdesk.imaging.modality import MODEL_FILE, features
 from dermdesk.imaging.working import WorkImage, decode_for_checks
 
@@ -39,13 +44,35 @@ def training_rows() -> list[dict[str, str]]:
     return rows
 
 
-def feature_row(path: str) -> dict[str, float]:
-    return features(WorkImage(decode_for_checks(SHARED_DATA / path)))
+def feature_row(path: str) -> tuple[dict[str, float], list[float]]:
+    work = WorkImage(decode_for_checks(SHARED_DATA / path))
+    pixels = work.small_float[work.fov] if work.fov.any() else work.small_float
+    return features(work), cast_vector(pixels).tolist()
 
 
-def extract(rows: list[dict[str, str]], workers: int) -> list[dict[str, float]]:
+def extract(rows: list[dict[str, str]], workers: int) -> list[tuple[dict[str, float], list[float]]]:
     with ProcessPoolExecutor(workers) as pool:
         return list(pool.map(feature_row, [r["file"] for r in rows], chunksize=16))
+
+
+def cast_prior(rows: list[dict[str, str]], vectors: list[list[float]]) -> str:
+    """The CAST_PRIOR literal: mean and inverse covariance of the colour vector per modality,
+    from the public training sets only (PAD-UFES-20 is an evaluation set for this check)."""
+    lines = ["CAST_PRIOR: dict[str, tuple[tuple[float, ...], tuple[tuple[float, ...], ...]]] = {"]
+    for modality in ("clinical", "dermoscopic"):
+        v = np.array(
+            [
+                x
+                for r, x in zip(rows, vectors, strict=True)
+                if r["modality"] == modality and r["dataset"] in TRAIN_SETS
+            ]
+        )
+        mean, inv = v.mean(axis=0), np.linalg.inv(np.cov(v.T))
+        lines.append(f'    "{modality}": (')
+        lines.append(f"        {tuple(round(float(m), 4) for m in mean)},")
+        lines.append(f"        {tuple(tuple(round(float(c), 3) for c in row) for row in inv)},")
+        lines.append("    ),")
+    return "\n".join([*lines, "}"])
 
 
 def train(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> dict[str, np.ndarray]:
@@ -87,7 +114,8 @@ def main() -> int:
     args = parser.parse_args()
     rows = training_rows()
     start = time.perf_counter()
-    feats = extract(rows, args.workers)
+    extracted = extract(rows, args.workers)
+    feats = [f for f, _ in extracted]
     names = sorted(feats[0])
     x = np.array([[f[n] for n in names] for f in feats], dtype=np.float64)
     y = np.array([r["modality"] == "dermoscopic" for r in rows], dtype=np.float64)
@@ -114,6 +142,7 @@ def main() -> int:
         f"{time.perf_counter() - start:.0f} s -> {args.out}",
         file=sys.stderr,
     )
+    print(cast_prior(rows, [v for _, v in extracted]))
     return 0
 
 
