@@ -60,19 +60,13 @@ class DiagnosisPicker(QComboBox):
         self.setCompleter(completer)
         self._edit().setPlaceholderText("type to search diagnoses…")
         self.setAccessibleName("Diagnosis")
+        # Choosing in the completer's popup makes the combo emit `activated` itself.
         self.activated.connect(self._activated)
-        completer.activated[str].connect(self._completed)  # type: ignore[index]
 
     def _activated(self, row: int) -> None:
         code = self.itemData(row)
         if code:
             self.chosen.emit(code)
-
-    def _completed(self, text: str) -> None:
-        row = self.findText(text)
-        if row >= 0:
-            self.setCurrentIndex(row)
-            self.chosen.emit(self.itemData(row))
 
     def show_code(self, code: str | None, mixed: bool = False) -> None:
         self.blockSignals(True)

@@ -102,6 +102,7 @@ class MainWindow(QMainWindow):
         self.models = ModelsPanel(self.lib, self._activate_model)
         self.jobs = JobsDock(jobs_backend or LibraryJobsBackend(self.lib, self.writer))
         self.status = QLabel()
+        self._closing = False
         self._selection_timer = QTimer(self, singleShot=True, interval=40)
         self._selection_timer.timeout.connect(self._selection_changed)
 
@@ -331,6 +332,8 @@ class MainWindow(QMainWindow):
         return ids[0] if ids else None
 
     def _selection_changed(self) -> None:
+        if self._closing:
+            return  # results still arriving from the workers after the window closed
         ids = self.target_ids()
         current = self.current_id()
         second = next((i for i in ids if i != current), None) if len(ids) == 2 else None
@@ -355,6 +358,8 @@ class MainWindow(QMainWindow):
         self.gallery.scrollTo(index)
 
     def _edited(self, ids: list[str]) -> None:
+        if self._closing:
+            return
         self.gallery_model.refresh_ids(ids)
         if self.viewer.image_id in ids:
             self.viewer.refresh_info()
@@ -413,6 +418,8 @@ class MainWindow(QMainWindow):
         self.writer.run(lambda lib: set_active_model(lib, model_id), done)
 
     def refresh_all(self) -> None:
+        if self._closing:
+            return
         self.gallery_model.reload()
         self.dashboard.mark_stale()
         self.filters.set_device_choices(distinct_devices(self.lib))
@@ -475,6 +482,8 @@ class MainWindow(QMainWindow):
         if self.writer.pending and not self._confirm_close():
             event.ignore()
             return
+        self._closing = True
+        self._selection_timer.stop()
         self.settings.filters = self.filters.state()
         self.settings.save_window_state(self.saveGeometry(), self.saveState())
         self.settings.sync()

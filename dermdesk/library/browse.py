@@ -220,6 +220,13 @@ def same_lesion(lib: Library, image_id: str) -> list[dict[str, Any]]:
     )
 
 
+def device_name(make: str | None, model: str | None) -> str:
+    """How a device reads: 'Canon' + 'Canon EOS 5D' is 'Canon EOS 5D', not 'Canon Canon ...'."""
+    if make and model and model.lower().startswith(make.lower()):
+        return model
+    return " ".join(x for x in (make, model) if x)
+
+
 def distinct_devices(lib: Library, limit: int = 200) -> list[str]:
     """Device make + model strings present in the library, most frequent first."""
     rows = lib.conn.execute(
@@ -287,8 +294,7 @@ def dashboard_stats(lib: Library, flt: ImageFilter | None = None) -> DashboardSt
         stats.datasets[r["dataset"] or "own images"] = r["n"]
     devices: Counter[str] = Counter()
     for r in lib.counts(["device_make", "device_model"], real):
-        name = " ".join(x for x in (r["device_make"], r["device_model"]) if x) or "unknown device"
-        devices[name] += r["n"]
+        devices[device_name(r["device_make"], r["device_model"]) or "unknown device"] += r["n"]
     stats.devices = devices.most_common()
     stats.quality = _quality_counts(lib, real, stats.total)
     return stats
@@ -336,8 +342,8 @@ class Gap:
 
 def coverage_gaps(stats: DashboardStats, min_images: int = 10) -> list[Gap]:
     """Diagnoses with fewer than ``min_images`` on a skin-tone band, malignant ones first."""
-    codes = [c for c in taxonomy.diagnoses() if c != taxonomy.OTHER]
-    codes.sort(key=lambda c: (not taxonomy.diagnoses()[c].malignant, codes.index(c)))
+    order = [c for c in taxonomy.diagnoses() if c != taxonomy.OTHER]
+    codes = sorted(order, key=lambda c: (not taxonomy.diagnoses()[c].malignant, order.index(c)))
     gaps: list[Gap] = []
     for scale, table, bands in (
         ("Fitzpatrick", stats.dx_fitzpatrick, FITZPATRICK_BANDS),
