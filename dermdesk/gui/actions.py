@@ -28,6 +28,7 @@ class ActionSpec:
     section: str = "General"
     tip: str = ""
     checkable: bool = False
+    short: str = ""  # text on tool buttons, when shorter than ``text``
 
 
 def _diagnosis_actions() -> list[ActionSpec]:
@@ -64,8 +65,8 @@ def _tone_actions() -> list[ActionSpec]:
 
 
 ACTIONS: tuple[ActionSpec, ...] = (
-    ActionSpec("import", "&Import files or folders…", ("Ctrl+I",), "Library"),
-    ActionSpec("capture", "&Capture from camera…", ("Ctrl+Shift+C",), "Library"),
+    ActionSpec("import", "&Import files or folders…", ("Ctrl+I",), "Library", short="Import"),
+    ActionSpec("capture", "&Capture from camera…", ("Ctrl+Shift+C",), "Library", short="Capture"),
     ActionSpec("refresh", "&Refresh", ("F5",), "Library"),
     ActionSpec("settings", "&Settings…", ("Ctrl+,",), "Application"),
     ActionSpec("quit", "&Quit", ("Ctrl+Q",), "Application"),
@@ -91,6 +92,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "Viewer",
         "Show the selected pair, or this image beside the same lesion's others",
         checkable=True,
+        short="Compare",
     ),
     ActionSpec("undo", "&Undo", ("Ctrl+Z",), "Annotate"),
     ActionSpec("redo", "&Redo", ("Ctrl+Shift+Z", "Ctrl+Y"), "Annotate"),
@@ -99,7 +101,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("pick_diagnosis", "Type to search diagnoses", ("/",), "Annotate"),
     *_certainty_actions(),
     *_tone_actions(),
-    ActionSpec("shortcuts", "&Keyboard shortcuts", ("F1", "?"), "Help"),
+    ActionSpec("shortcuts", "&Keyboard shortcuts", ("F1", "?"), "Help", short="Shortcuts"),
     ActionSpec("about", "&About dermdesk", (), "Help"),
 )
 
@@ -130,6 +132,8 @@ def build_actions(parent: QWidget, specs: Iterable[ActionSpec] = ACTIONS) -> dic
         action.setCheckable(s.checkable)
         if s.tip:
             action.setToolTip(s.tip)
+        if s.short:
+            action.setIconText(s.short)
         parent.addAction(action)
         actions[s.name] = action
     return actions

@@ -72,6 +72,7 @@ class DiagnosisPicker(QComboBox):
         self.blockSignals(True)
         row = self.findData(code) if code else -1
         self.setCurrentIndex(row)
+        self._edit().setCursorPosition(0)  # show the code, not the tail of a long name
         if row < 0:
             self.setEditText("")
             self._edit().setPlaceholderText("(mixed)" if mixed else "unlabelled — type to search…")
@@ -268,7 +269,7 @@ class AnnotationPanel(QScrollArea):
 
     def _show_values(self, v: dict[str, Any], mixed: set[str]) -> None:
         self.diagnosis.show_code(v.get("diagnosis"), "diagnosis" in mixed)
-        self.certainty.setCurrentIndex(max(0, self.certainty.findData(v.get("certainty"))))
+        self.certainty.setCurrentIndex(self.certainty.findData(v.get("certainty")))  # -1: blank
         tones = v.get("tones") or {}
         manual = tones.get("manual") or {}
         estimated = tones.get("estimated") or {}
@@ -286,7 +287,7 @@ class AnnotationPanel(QScrollArea):
         for key, line in self.device.items():
             line.setText("" if key in mixed else str(v.get(key) or ""))
             line.setPlaceholderText("(mixed)" if key in mixed else "")
-        self.modality.setCurrentIndex(max(0, self.modality.findData(v.get("modality"))))
+        self.modality.setCurrentIndex(self.modality.findData(v.get("modality")))
 
 
 def _common(rows: list[dict[str, Any]]) -> tuple[dict[str, Any], set[str]]:
@@ -312,20 +313,19 @@ def _common(rows: list[dict[str, Any]]) -> tuple[dict[str, Any], set[str]]:
 
 
 def _tone_note(tones: dict[str, Any]) -> str:
+    """Who rated the skin type, and the automatic estimate beside it (marked ● on the swatch)."""
+    if not tones:
+        return "Keys: F then 1-6 (Fitzpatrick), M then 1-0 (Monk)."
     manual, estimated = tones.get("manual"), tones.get("estimated")
-    parts = []
-    if manual:
-        parts.append(f"manual by {manual['rater']}")
+    parts = [f"manual by {manual['rater']}" if manual else "no manual rating"]
     if estimated:
         ita = f", ITA {estimated['ita']:.0f}°" if estimated.get("ita") is not None else ""
-        conf = (
-            f", confidence {estimated['confidence']:.2f}"
-            if estimated.get("confidence") is not None
-            else ""
-        )
+        conf = ""
+        if estimated.get("confidence") is not None:
+            conf = f", confidence {estimated['confidence']:.2f}"
         fitz = taxonomy.fitzpatrick_roman(estimated.get("fitzpatrick")) or "—"
         monk = estimated.get("monk") or "—"
         parts.append(f"● automatic estimate: Fitzpatrick {fitz}, Monk {monk}{ita}{conf}")
-    elif tones:
+    else:
         parts.append("no automatic estimate yet")
-    return " · ".join(parts) + ("  ·  keys F,1-6 and M,1-0" if tones or not parts else "")
+    return " · ".join(parts)

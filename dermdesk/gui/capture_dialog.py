@@ -318,13 +318,17 @@ class CaptureDialog(QDialog):
             self.override.isChecked() and self.reason.text().strip()
         )
         self.capture_button.setEnabled(self.frame is not None and not blocked and not self._saving)
-        if self.frame is not None and blocked:
-            failed = [f.name for f in self.frame.findings if f.verdict == "fail"]
-            self.capture_button.setToolTip(
-                f"Blocked: {', '.join(failed)} failed — fix it, or override with a reason"
+        if self.frame is not None and blocked and not self._saving:
+            failed = ", ".join(f.name for f in self.frame.findings if f.verdict == "fail")
+            self.capture_button.setText("Capture blocked")
+            self.status.setText(
+                f"Capture blocked: {failed} failed. Fix it, or tick “Keep a failing frame "
+                "anyway” and give a reason."
             )
         else:
-            self.capture_button.setToolTip("Store this frame in the library")
+            self.capture_button.setText("Capture")
+            if self.status.text().startswith("Capture blocked"):
+                self.status.clear()
 
     def capture(self) -> None:
         """Store the frame on screen with its checks, device, patient, lesion and site."""

@@ -84,7 +84,18 @@ class HeatTable(QTableWidget):
         self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
 
-    def set_matrix(self, rows: list[str], columns: list[str], values: list[list[int]]) -> None:
+    def set_matrix(
+        self,
+        rows: list[str],
+        columns: list[str],
+        values: list[list[int]],
+        *,
+        gap_rows: int | None = None,
+        gap_columns: int | None = None,
+    ) -> None:
+        """Fill the table; zeros in the first ``gap_rows`` x ``gap_columns`` cells are gaps."""
+        gap_rows = len(rows) if gap_rows is None else gap_rows
+        gap_columns = len(columns) if gap_columns is None else gap_columns
         self.clear()
         self.setRowCount(len(rows))
         self.setColumnCount(len(columns))
@@ -96,7 +107,9 @@ class HeatTable(QTableWidget):
             for j, value in enumerate(row):
                 item = QTableWidgetItem(f"{value:,}" if value else "0")
                 item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
-                item.setBackground(_shade(value, top, dark))
+                gap = value == 0 and i < gap_rows and j < gap_columns
+                if value or gap:
+                    item.setBackground(_shade(value, top, dark))
                 if value and value / top > 0.55:
                     item.setForeground(QColor("white"))
                 self.setItem(i, j, item)

@@ -108,6 +108,7 @@ class DashboardPanel(QScrollArea):
         box = QGroupBox(title)
         layout = QVBoxLayout(box)
         layout.addWidget(widget)
+        layout.addStretch(1)  # short charts sit at the top of their box
         return box
 
     # -- data ------------------------------------------------------------------------------
@@ -176,15 +177,23 @@ class DashboardPanel(QScrollArea):
         names = [c or "unlabelled" for c in codes]
         fitz_cols: list[int | None] = [1, 2, 3, 4, 5, 6, None]
         monk_cols: list[int | None] = [*range(1, 11), None]
+        # Empty cells are gaps only for a diagnosis on a rated skin type, and only when the
+        # library uses that scale at all (no Monk ratings anywhere is one fact, not 90 gaps).
+        fitz_rated = any(k[1] is not None for k in stats.dx_fitzpatrick)
+        monk_rated = any(k[1] is not None for k in stats.dx_monk)
         self.dx_fitz.set_matrix(
             names,
             [taxonomy.fitzpatrick_roman(v) if v else "?" for v in fitz_cols],
             [[stats.dx_fitzpatrick.get((c, v), 0) for v in fitz_cols] for c in codes],
+            gap_rows=len(codes) - 1 if fitz_rated else 0,
+            gap_columns=len(fitz_cols) - 1,
         )
         self.dx_monk.set_matrix(
             names,
             [str(v) if v else "?" for v in monk_cols],
             [[stats.dx_monk.get((c, v), 0) for v in monk_cols] for c in codes],
+            gap_rows=len(codes) - 1 if monk_rated else 0,
+            gap_columns=len(monk_cols) - 1,
         )
         for table in (self.dx_fitz, self.dx_monk):
             table.setToolTip(

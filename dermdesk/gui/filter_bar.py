@@ -30,18 +30,18 @@ from dermdesk.gui.gallery_model import Query
 from dermdesk.library import ImageFilter
 
 SORT_CHOICES = (
-    ("imported", "Newest imported"),
+    ("imported", "Newest first"),
     ("captured", "Capture date"),
     ("diagnosis", "Diagnosis"),
     ("patient", "Patient"),
     ("lesion", "Lesion"),
 )
 GROUP_CHOICES = (
-    (None, "No grouping"),
-    ("patient", "Group by patient"),
-    ("lesion", "Group by lesion"),
-    ("diagnosis", "Group by diagnosis"),
-    ("captured", "Group by capture date"),
+    (None, "No groups"),
+    ("patient", "By patient"),
+    ("lesion", "By lesion"),
+    ("diagnosis", "By diagnosis"),
+    ("captured", "By capture date"),
 )
 TRISTATE = {"labelled": ("Labelled", "Unlabelled"), "synthetic": ("Synthetic only", "Real only")}
 
@@ -121,10 +121,10 @@ class FilterBar(QWidget):
             ]
         )
         self.labelled = self._combo(
-            [(None, "Labelled or not"), (True, "Labelled"), (False, "Unlabelled")]
+            [(None, "Any label"), (True, "Labelled"), (False, "Unlabelled")]
         )
         self.synthetic = self._combo(
-            [(None, "Real and synthetic"), (False, "Real only"), (True, "Synthetic only")]
+            [(None, "All sources"), (False, "Real only"), (True, "Synthetic only")]
         )
         self.disagreement = QCheckBox("Model disagrees")
         self.disagreement.setToolTip("The active model's top class differs from the label")

@@ -64,6 +64,12 @@ class GridLayout:
         return max(1, (self.width - self.spacing) // (self.tile_w + self.spacing))
 
     @property
+    def left(self) -> int:
+        """x of the first column: the grid is centred, leftover width split on both sides."""
+        used = self.columns * (self.tile_w + self.spacing) + self.spacing
+        return self.spacing + max(0, self.width - used) // 2
+
+    @property
     def grouped(self) -> bool:
         return bool(self.group_starts)
 
@@ -114,7 +120,7 @@ class GridLayout:
         i = row - self._starts()[g]
         line, col = divmod(i, self.columns)
         head = self.header_h if self.grouped else 0
-        x = self.spacing + col * (self.tile_w + self.spacing)
+        x = self.left + col * (self.tile_w + self.spacing)
         y = self._tops[g] + head + line * (self.tile_h + self.spacing)
         return x, y, self.tile_w, self.tile_h
 
@@ -137,9 +143,9 @@ class GridLayout:
         x1, y1 = x0 + w, y0 + h
         cols = self.columns
         step_x, step_y = self.tile_w + self.spacing, self.tile_h + self.spacing
-        c0 = max(0, (x0 - self.spacing) // step_x)
-        c1 = min(cols - 1, (x1 - self.spacing) // step_x)
-        if x1 <= self.spacing or c0 > c1:
+        c0 = max(0, (x0 - self.left) // step_x)
+        c1 = min(cols - 1, (x1 - self.left) // step_x)
+        if x1 <= self.left or c0 > c1:
             return []
         head = self.header_h if self.grouped else 0
         out: list[int] = []

@@ -13,7 +13,7 @@ from PySide6.QtCore import QByteArray, QSettings
 from dermdesk.library.library import default_actor
 
 THEMES = ("light", "dark")
-THUMB_SIZES = (112, 144, 184)
+THUMB_SIZES = (104, 136, 184)
 
 
 class Settings:

@@ -137,6 +137,9 @@ class ViewerPanel(QWidget):
         self.info = InfoPanel(lib)
         self.compare_with = QComboBox()
         self.compare_with.setMinimumContentsLength(18)
+        self.compare_with.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
         self.compare_with.setToolTip("Image shown on the right in comparison mode")
         self.compare_with.currentIndexChanged.connect(self._compare_choice)
         self.zoom_label = QLabel("fit")
@@ -209,7 +212,7 @@ class ViewerPanel(QWidget):
         self.compare_with.blockSignals(True)
         self.compare_with.clear()
         if second:
-            self.compare_with.addItem(f"Selected {second[:8]}", second)
+            self.compare_with.addItem(f"Other selected image {second[:8]}", second)
         if image_id:
             for other in same_lesion(self.lib, image_id)[:50]:
                 when = (other["captured_at"] or other["imported_at"] or "")[:10]
@@ -224,6 +227,8 @@ class ViewerPanel(QWidget):
             self._load(self.right, self.compare_with.currentData())
 
     def _load(self, canvas: ImageCanvas, image_id: str | None) -> None:
+        if image_id is not None and image_id == canvas.image_id and canvas.has_image():
+            return  # already on screen: no flash of "Loading…"
         canvas.image_id = image_id
         if image_id is None:
             canvas.set_image(None)
