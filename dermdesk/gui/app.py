@@ -6,6 +6,7 @@ training runs in job worker processes.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -36,6 +37,18 @@ def make_app(argv: list[str] | None = None) -> QApplication:
     return app
 
 
+def freeze_startup_heap() -> None:
+    """Exempt the objects made at start-up from the cyclic garbage collector's full passes.
+
+    Modules, classes and the window built at start-up live as long as the app; left in
+    the collector's oldest generation, every full collection walks them all, which
+    scripts/bench_gui.py measured as 70-190 ms GUI-thread stalls while scrolling 100,000
+    images. ``gc.freeze()`` (CPython 3.7+) moves them aside; reference counting still
+    frees them as usual. (No ``gc.collect()`` first: that alone would pause ~100 ms.)
+    """
+    gc.freeze()
+
+
 def run(library_dir: Path) -> int:
     """Open ``library_dir`` (created if needed) and run the event loop."""
     app = make_app()
@@ -48,6 +61,7 @@ def run(library_dir: Path) -> int:
         raise
     window = MainWindow(lib, settings)
     window.show()
+    freeze_startup_heap()
     # Smoke tests of the installed / packaged app close it by themselves.
     quit_after = os.environ.get("DERMDESK_QUIT_AFTER_MS")
     if quit_after:

@@ -45,7 +45,7 @@ from dermdesk.imaging.camera import (
     VideoFileSource,
     list_cameras,
 )
-from dermdesk.imaging.capture_checks import LiveChecker, LiveFinding, live_check, worst_verdict
+from dermdesk.imaging.capture_checks import LiveChecker, live_check, worst_verdict
 from dermdesk.library.edits import CaptureInfo
 
 SourceFactory = Callable[[], FrameSource]
@@ -55,7 +55,18 @@ SourceFactory = Callable[[], FrameSource]
 class Frame:
     rgb: np.ndarray
     image: QImage
-    findings: list[LiveFinding]
+    findings: list[Any]  # LiveFinding, or any object with name/check, score, verdict, reason
+
+
+def finding_dict(f: Any) -> dict[str, Any]:
+    """A live finding as a plain dict, from this module's LiveFinding or the quality
+    checker's CheckResult (``check`` instead of ``name``), so either checker plugs in."""
+    return {
+        "name": getattr(f, "name", None) or getattr(f, "check", "check"),
+        "score": getattr(f, "score", None),
+        "verdict": f.verdict,
+        "reason": f.reason,
+    }
 
 
 def to_qimage(rgb: np.ndarray) -> QImage:
@@ -198,17 +209,25 @@ class CaptureDialog(QDialog):
 
     def _indicators(self) -> QGroupBox:
         box = QGroupBox("Live quality")
-        grid = QGridLayout(box)
+        self._grid = QGridLayout(box)
         self.indicators: dict[str, tuple[QLabel, QLabel]] = {}
-        for row, name in enumerate(("sharpness", "exposure", "glare")):
+        for name in ("sharpness", "exposure", "glare"):
+            self._indicator(name)
+        self._grid.setColumnStretch(2, 1)
+        return box
+
+    def _indicator(self, name: str) -> tuple[QLabel, QLabel]:
+        """The row for one check (rows appear for whatever checks the checker reports)."""
+        if name not in self.indicators:
+            row = len(self.indicators)
             dot, text = QLabel("●"), QLabel("waiting for frames…")
             text.setWordWrap(True)
-            grid.addWidget(dot, row, 0, Qt.AlignmentFlag.AlignTop)
-            grid.addWidget(QLabel(name.capitalize()), row, 1, Qt.AlignmentFlag.AlignTop)
-            grid.addWidget(text, row, 2)
+            title = QLabel(name.replace("_", " ").capitalize())
+            self._grid.addWidget(dot, row, 0, Qt.AlignmentFlag.AlignTop)
+            self._grid.addWidget(title, row, 1, Qt.AlignmentFlag.AlignTop)
+            self._grid.addWidget(text, row, 2)
             self.indicators[name] = (dot, text)
-        grid.setColumnStretch(2, 1)
-        return box
+        return self.indicators[name]
 
     def _details(self) -> QGroupBox:
         box = QGroupBox("Patient and lesion")
@@ -301,11 +320,10 @@ class CaptureDialog(QDialog):
             Qt.TransformationMode.FastTransformation,
         )
         self.preview.setPixmap(pixmap)
-        for f in frame.findings:
-            if f.name in self.indicators:
-                dot, text = self.indicators[f.name]
-                dot.setStyleSheet(f"color: {VERDICT_COLOURS[f.verdict]}; font-size: 16px;")
-                text.setText(f.reason)
+        for f in map(finding_dict, frame.findings):
+            dot, text = self._indicator(f["name"])
+            dot.setStyleSheet(f"color: {VERDICT_COLOURS[f['verdict']]}; font-size: 16px;")
+            text.setText(f["reason"])
         self._update_button()
 
     # -- capturing -------------------------------------------------------------------------
@@ -319,7 +337,9 @@ class CaptureDialog(QDialog):
         )
         self.capture_button.setEnabled(self.frame is not None and not blocked and not self._saving)
         if self.frame is not None and blocked and not self._saving:
-            failed = ", ".join(f.name for f in self.frame.findings if f.verdict == "fail")
+            failed = ", ".join(
+                finding_dict(f)["name"] for f in self.frame.findings if f.verdict == "fail"
+            )
             self.capture_button.setText("Capture blocked")
             self.status.setText(
                 f"Capture blocked: {failed} failed. Fix it, or tick “Keep a failing frame "
@@ -342,7 +362,7 @@ class CaptureDialog(QDialog):
             lesion=self.lesion.text().strip() or None,
             body_site=self.site.currentData(),
             device=source.device() if source else {},
-            checks=[f.as_dict() for f in frame.findings],
+            checks=[finding_dict(f) for f in frame.findings],
             override_reason=self.reason.text().strip() if self.override.isChecked() else None,
             operator=self.operator or None,
         )

@@ -24,7 +24,15 @@ from dermdesk import taxonomy
 from dermdesk.gui.tasks import LibraryWorker
 from dermdesk.gui.thumbnails import ThumbnailLoader
 from dermdesk.library import ImageFilter, Library
-from dermdesk.library.browse import Group, Snapshot, Tile, group_label, snapshot, tiles
+from dermdesk.library.browse import (
+    Group,
+    Snapshot,
+    Tile,
+    TileRow,
+    group_label,
+    snapshot,
+    tiles,
+)
 
 IdRole = Qt.ItemDataRole.UserRole + 1
 TileRole = Qt.ItemDataRole.UserRole + 2
@@ -58,7 +66,7 @@ class GalleryModel(QAbstractListModel):
         self.page_size = page_size
         self.query = Query()
         self._snap = Snapshot([])
-        self._tiles: list[Tile] = []
+        self._tiles: list[TileRow] = []  # tuples, not objects: see browse.TileRow
         self._row_of: dict[str, int] = {}
         self._next = 0  # snapshot position of the next page
         self._generation = 0
@@ -77,9 +85,9 @@ class GalleryModel(QAbstractListModel):
         self._fetching = True
         self.loading.emit(True)
 
-        def work(lib: Library) -> tuple[Snapshot, list[Tile]]:
+        def work(lib: Library) -> tuple[Snapshot, list[TileRow]]:
             snap = snapshot(lib, query.filter, query.sort, query.group)
-            return snap, tiles(lib, snap.ids[:page])
+            return snap, [t.as_row() for t in tiles(lib, snap.ids[:page])]
 
         self.reader.run(
             work,
@@ -90,13 +98,13 @@ class GalleryModel(QAbstractListModel):
     def reload(self) -> None:
         self.set_query(self.query)
 
-    def _snapshot_ready(self, generation: int, snap: Snapshot, first: list[Tile]) -> None:
+    def _snapshot_ready(self, generation: int, snap: Snapshot, first: list[TileRow]) -> None:
         if generation != self._generation:
             return  # a newer query is on its way
         self.beginResetModel()
         self._snap = snap
         self._tiles = list(first)
-        self._row_of = {t.id: i for i, t in enumerate(self._tiles)}
+        self._row_of = {t[0]: i for i, t in enumerate(self._tiles)}
         self._next = min(len(snap.ids), self.page_size)
         self._wanted_rows = 0
         self.endResetModel()
@@ -126,12 +134,12 @@ class GalleryModel(QAbstractListModel):
         self._fetching = True
         generation = self._generation
         self.reader.run(
-            lambda lib: tiles(lib, ids),
+            lambda lib: [t.as_row() for t in tiles(lib, ids)],
             lambda page: self._page_ready(generation, page),
             lambda exc: self._failed(generation, exc),
         )
 
-    def _page_ready(self, generation: int, page: list[Tile]) -> None:
+    def _page_ready(self, generation: int, page: list[TileRow]) -> None:
         if generation != self._generation:
             return
         self._fetching = False
@@ -140,7 +148,7 @@ class GalleryModel(QAbstractListModel):
             self.beginInsertRows(QModelIndex(), first, first + len(page) - 1)
             self._tiles.extend(page)
             for i, t in enumerate(page, first):
-                self._row_of[t.id] = i
+                self._row_of[t[0]] = i
             self.endInsertRows()
         self.counts_changed.emit(len(self._tiles), len(self._snap.ids))
         if self._wanted_rows > len(self._tiles) and self._next < len(self._snap.ids):
@@ -192,26 +200,27 @@ class GalleryModel(QAbstractListModel):
         return 0 if parent.isValid() else len(self._tiles)
 
     def tile(self, row: int) -> Tile:
-        return self._tiles[row]
+        return Tile(*self._tiles[row])
 
     def row_of(self, image_id: str) -> int | None:
         return self._row_of.get(image_id)
 
     def ids(self, rows: list[int]) -> list[str]:
-        return [self._tiles[r].id for r in rows if 0 <= r < len(self._tiles)]
+        return [self._tiles[r][0] for r in rows if 0 <= r < len(self._tiles)]
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self._tiles):
             return None
-        t = self._tiles[index.row()]
+        row = self._tiles[index.row()]
+        if role == ThumbRole:  # asked for every tile on every paint: no Tile object needed
+            return self.thumbs.get(row[0])
+        if role == IdRole:
+            return row[0]
+        t = Tile(*row)
         if role == Qt.ItemDataRole.DisplayRole:
             return t.diagnosis or "unlabelled"
-        if role == IdRole:
-            return t.id
         if role == TileRole:
             return t
-        if role == ThumbRole:
-            return self.thumbs.get(t.id)
         if role == Qt.ItemDataRole.ToolTipRole:
             return _tooltip(t)
         if role == Qt.ItemDataRole.AccessibleTextRole:
@@ -243,7 +252,7 @@ class GalleryModel(QAbstractListModel):
         for t in fresh:
             row = self._row_of.get(t.id)
             if row is not None:
-                self._tiles[row] = t
+                self._tiles[row] = t.as_row()
                 index = self.index(row)
                 self.dataChanged.emit(index, index)
 

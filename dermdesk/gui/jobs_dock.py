@@ -9,6 +9,7 @@ every 200 ms, so the view updates at most five times a second.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,7 +47,7 @@ from dermdesk.library import Library
 from dermdesk.library.browse import job_rows
 from dermdesk.library.edits import request_job_cancel
 
-POLL_MS = 200
+POLL_MS = 100  # the job runner is drained at this pace; views change only when jobs do
 ACTIVE = ("queued", "running", "cancelling")
 COLUMNS = ("Job", "Status", "Progress", "ETA", "Message")
 Index = QModelIndex | QPersistentModelIndex
@@ -138,6 +139,34 @@ class LibraryJobsBackend:
 
     def cancel(self, job_id: int) -> None:
         self.writer.run(lambda lib: request_job_cancel(lib, job_id))
+
+
+class RunnerJobsBackend:
+    """Adapter for the job runner (issue 5): anything with ``poll()``, ``jobs(limit)`` and
+    ``cancel(job_id)``. ``poll`` drives the runner (drains its worker, starts queued jobs);
+    the rows it records are what the dock shows."""
+
+    def __init__(self, runner: Any, limit: int = 100) -> None:
+        self.runner = runner
+        self.limit = limit
+
+    def poll(self) -> list[JobView]:
+        self.runner.poll()
+        return [_job_view(_decoded(row)) for row in self.runner.jobs(self.limit)]
+
+    def cancel(self, job_id: int) -> None:
+        self.runner.cancel(job_id)
+
+
+def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    for key in ("result", "params"):
+        if isinstance(out.get(key), str):
+            try:
+                out[key] = json.loads(out[key])
+            except ValueError:
+                out[key] = None
+    return out
 
 
 def _job_view(row: dict[str, Any]) -> JobView:

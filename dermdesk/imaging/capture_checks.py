@@ -42,7 +42,9 @@ class LiveFinding:
         return asdict(self)
 
 
-LiveChecker = Callable[[np.ndarray], Sequence[LiveFinding]]
+# Any per-frame checker: findings need ``verdict`` and ``reason`` and a ``name`` (or
+# ``check``, as the quality checker's CheckResult has) and ``score``.
+LiveChecker = Callable[[np.ndarray], Sequence[Any]]
 
 
 def working_copy(rgb: np.ndarray) -> np.ndarray:
@@ -120,6 +122,6 @@ def check_glare(hsv: np.ndarray) -> LiveFinding:
     return LiveFinding("glare", fraction, "pass", "no glare")
 
 
-def worst_verdict(findings: Sequence[LiveFinding]) -> str:
+def worst_verdict(findings: Sequence[Any]) -> str:
     order = {"pass": 0, "warn": 1, "fail": 2}
     return max((f.verdict for f in findings), key=order.__getitem__, default="pass")

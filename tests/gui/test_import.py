@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QWidget
 from pytestqt.qtbot import QtBot
@@ -31,17 +31,19 @@ def drop(widget: QWidget, paths: list[Path]) -> None:
     """What a drag from the file manager delivers: DragEnter (must be accepted), then Drop."""
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
-    args = (
-        QPointF(200, 200),
+    rest = (
         Qt.DropAction.CopyAction,
         mime,
         Qt.MouseButton.LeftButton,
         Qt.KeyboardModifier.NoModifier,
     )
-    enter = QDragEnterEvent(*args)
+    try:  # PySide6 6.12 takes a QPointF (and deprecates QPoint); 6.11 only a QPoint
+        enter = QDragEnterEvent(QPointF(200, 200), *rest)
+    except TypeError:
+        enter = QDragEnterEvent(QPoint(200, 200), *rest)
     QApplication.sendEvent(widget, enter)
     assert enter.isAccepted()
-    QApplication.sendEvent(widget, QDropEvent(*args))
+    QApplication.sendEvent(widget, QDropEvent(QPointF(200, 200), *rest))
 
 
 def test_drag_and_drop_a_folder_imports_it_with_progress(

@@ -8,7 +8,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pytestqt.qtbot import QtBot
 
-from dermdesk.gui.jobs_dock import JobsDock, JobsModel, JobView, LibraryJobsBackend
+from dermdesk.gui.jobs_dock import (
+    JobsDock,
+    JobsModel,
+    JobView,
+    LibraryJobsBackend,
+    RunnerJobsBackend,
+)
 from dermdesk.gui.main_window import MainWindow
 from dermdesk.gui.models_panel import ModelsTableModel
 from dermdesk.library import Library
@@ -91,6 +97,41 @@ def test_library_jobs_backend_reads_the_job_table_and_requests_cancel(
     qtbot.waitUntil(lambda: window.writer.pending == 0)
     assert lib.jobs()[0]["status"] == "cancelling"
     assert any(e["action"] == "job.cancel" for e in lib.audit_entries(str(job_id)))
+
+
+def test_runner_backend_drives_a_runner_and_shows_its_rows() -> None:
+    class Runner:  # the job runner's public surface: poll(), jobs(limit), cancel(id)
+        def __init__(self) -> None:
+            self.polls, self.cancelled = 0, []
+
+        def poll(self) -> list[object]:
+            self.polls += 1
+            return []
+
+        def jobs(self, limit: int) -> list[dict[str, object]]:
+            return [
+                {
+                    "id": 7,
+                    "kind": "finetune",
+                    "status": "done",
+                    "progress": 1.0,
+                    "log": "ok",
+                    "result": '{"model_id": "m7"}',
+                    "params": "{}",
+                    "pid": None,
+                }
+            ]
+
+        def cancel(self, job_id: int) -> str:
+            self.cancelled.append(job_id)
+            return "requested"
+
+    runner = Runner()
+    backend = RunnerJobsBackend(runner)
+    (job,) = backend.poll()
+    assert runner.polls == 1 and job.result_link() == ("model", "m7")
+    backend.cancel(7)
+    assert runner.cancelled == [7]
 
 
 def test_eta_is_extrapolated_from_progress() -> None:
