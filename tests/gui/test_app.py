@@ -14,7 +14,6 @@ from pytestqt.qtbot import QtBot
 
 from dermdesk.gui.about import AboutDialog, versions
 from dermdesk.gui.actions import ACTIONS, shortcut_text
-from dermdesk.gui.compat import needs_refcount_guard
 from dermdesk.gui.main_window import MainWindow
 from dermdesk.gui.settings_dialog import SettingsDialog
 from dermdesk.gui.shortcuts_sheet import ShortcutsSheet
@@ -106,9 +105,3 @@ def test_about_lists_versions_without_loading_torch(qtbot: QtBot, window: MainWi
     qtbot.addWidget(dialog)
     table = dialog.findChild(QTableWidget)
     assert table is not None and table.rowCount() == len(rows)
-
-
-def test_refcount_guard_only_for_the_broken_binding() -> None:
-    assert needs_refcount_guard("6.12.0", (3, 11))
-    assert not needs_refcount_guard("6.11.3", (3, 11))
-    assert not needs_refcount_guard("6.12.0", (3, 12))
