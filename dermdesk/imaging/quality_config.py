@@ -13,7 +13,8 @@ MIN_CHECK_SIDE = 16  # below this many pixels a side, pixel checks cannot measur
 # -- field of view, letterbox, segmentation -------------------------------------------------
 FOV_DARK_MIN = 25  # grey level below which a border-connected region is vignette ...
 FOV_DARK_FRACTION = 0.45  # ... or below this fraction of its 90th percentile
-PAD_RANGE = 6  # a border row/column whose grey levels span at most this is padding
+PAD_RANGE = 6  # a border row/column whose grey levels span at most this ...
+PAD_DARK, PAD_BRIGHT = 40, 230  # ... and that is this dark or bright is padding
 HAIR_KERNEL = 7  # black-hat structuring element (px at WORK_SIZE): wider than a hair
 HAIR_CONTRAST = 14  # black-hat response (grey levels) that counts as a hair pixel
 SKIN_RING_FRACTION = 0.12  # width of the outer ring the skin colour is read from

@@ -93,11 +93,17 @@ def vignette_radius(gray: np.ndarray) -> float | None:
 
 
 def content_box(gray: np.ndarray) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) bounds inside uniform border bars (at most 30 % a side)."""
+    """(top, bottom, left, right) inside uniform black or white border bars (letterboxing,
+    at most 30 % a side)."""
     h, w = gray.shape
     g = gray.astype(np.int16)
-    rows_flat = (g.max(axis=1) - g.min(axis=1)) <= cfg.PAD_RANGE
-    cols_flat = (g.max(axis=0) - g.min(axis=0)) <= cfg.PAD_RANGE
+
+    def bar(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        flat = (hi - lo) <= cfg.PAD_RANGE
+        return flat & ((hi <= cfg.PAD_DARK) | (lo >= cfg.PAD_BRIGHT))
+
+    rows_flat = bar(g.min(axis=1), g.max(axis=1))
+    cols_flat = bar(g.min(axis=0), g.max(axis=0))
     top = _run(rows_flat, h)
     bottom = h - _run(rows_flat[::-1], h)
     left = _run(cols_flat, w)

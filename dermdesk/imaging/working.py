@@ -31,9 +31,19 @@ from dermdesk.imaging.decode import (
     upright,
 )
 
-# IJG reference luminance quantisation table (quality 50); its sum calibrates
-# the quality estimate of any JPEG's own table (the usual libjpeg/ImageMagick way).
-_IJG_LUMA_SUM = 5069  # sum of the 64 entries of the standard table (Annex K.1)
+# IJG reference luminance quantisation table (ITU T.81 Annex K.1, quality 50), and the
+# tables libjpeg derives from it for qualities 1-100: a file's own table is matched
+# against them (exact for libjpeg-family encoders, a close estimate for others).
+_IJG_LUMA = np.array(
+    [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+     14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+     18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+     49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99],
+    dtype=np.float64,
+)  # fmt: skip
+_QUALITIES = np.arange(1, 101)
+_SCALES = np.where(_QUALITIES < 50, 5000.0 / _QUALITIES, 200.0 - 2.0 * _QUALITIES)
+_IJG_SUMS = np.clip(np.floor((_IJG_LUMA[None, :] * _SCALES[:, None] + 50) / 100), 1, 255).sum(1)
 
 
 @dataclass(frozen=True)
@@ -84,9 +94,7 @@ def jpeg_quality(img: Image.Image) -> int | None:
     luma = tables.get(0)
     if not luma or len(luma) != 64:
         return None
-    scale = 100.0 * sum(luma) / _IJG_LUMA_SUM
-    quality = (200.0 - scale) / 2.0 if scale <= 100.0 else 5000.0 / scale
-    return round(min(100.0, max(1.0, quality)))
+    return int(_QUALITIES[np.argmin(np.abs(_IJG_SUMS - float(sum(luma))))])
 
 
 def decode_pil(img: Image.Image, *, reduce_to: int = cfg.DECODE_SIZE) -> Decoded:
