@@ -17,7 +17,7 @@ import numpy as np
 
 from dermdesk.imaging import quality_config as cfg
 from dermdesk.imaging.findings import CheckResult, Verdict, severity
-from dermdesk.imaging.working import WorkImage, srgb_to_linear
+from dermdesk.imaging.working import WorkImage, pct, srgb_to_linear
 
 # -- measures --------------------------------------------------------------------------------------
 
@@ -63,9 +63,7 @@ def measure_exposure(luminance: np.ndarray) -> tuple[float, float, float]:
     level; a well-exposed photo of dark skin still has them, an underexposed
     one does not. Mid-tones (median) catch overexposure.
     """
-    hi = float(np.percentile(luminance, 99))
-    mid = float(np.median(luminance))
-    lo = float(np.percentile(luminance, 2))
+    lo, mid, hi = (float(v) for v in pct(luminance, (2, 50, 99)))
     ev_hi = math.log2(max(hi, 1e-4) / cfg.EXPOSURE_HIGHLIGHT_TARGET)
     ev_mid = math.log2(max(mid, 1e-4) / cfg.EXPOSURE_MIDTONE_TARGET)
     return ev_hi, ev_mid, lo
@@ -85,7 +83,7 @@ def measure_contrast(lab_l: np.ndarray) -> float:
     """Spread of lightness: L* 98th minus 2nd percentile."""
     if lab_l.size == 0:
         return 0.0
-    lo, hi = np.percentile(lab_l, (2, 98))
+    lo, hi = pct(lab_l, (2, 98))
     return float(hi - lo)
 
 
@@ -110,14 +108,15 @@ def measure_glare(chan_max: np.ndarray, chan_min: np.ndarray, fov: np.ndarray) -
 def cast_vector(rgb_float: np.ndarray) -> np.ndarray:
     """Colour of a photo as 4 numbers: log(R/G), log(B/G) of the median pixel and of the
     brightest pixels, in linear light (a colour cast shifts both the same way)."""
-    lin = srgb_to_linear(rgb_float.reshape(-1, 3))
+    flat = rgb_float.reshape(-1, 3)
+    lin = srgb_to_linear(flat[:: max(1, len(flat) // 16384)])
     level = lin.sum(axis=1)
     top = lin.max(axis=1)
     ok = (level > 0.03) & (top < 0.97)
     if ok.sum() < 50:
         ok = np.ones(len(lin), bool)
-    r, g, b = np.median(lin[ok], axis=0) + 1e-4
-    bright = ok & (top >= np.percentile(top[ok], 97))
+    r, g, b = pct(lin[ok], 50, axis=0) + 1e-4
+    bright = ok & (top >= pct(top[ok], 97))
     r2, g2, b2 = lin[bright].mean(axis=0) + 1e-4
     return np.array([math.log(r / g), math.log(b / g), math.log(r2 / g2), math.log(b2 / g2)])
 
