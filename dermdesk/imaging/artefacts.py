@@ -142,7 +142,7 @@ def _long_lines(mask: np.ndarray) -> np.ndarray:
         c = size // 2
         dx, dy = math.cos(math.radians(angle)) * c, math.sin(math.radians(angle)) * c
         cv2.line(kernel, (round(c - dx), round(c - dy)), (round(c + dx), round(c + dy)), 1, 1)
-        found |= cv2.morphologyEx(half, cv2.MORPH_OPEN, kernel)
+        found = np.maximum(found, cv2.morphologyEx(half, cv2.MORPH_OPEN, kernel))
     up = cv2.resize(found, (w, h), interpolation=cv2.INTER_NEAREST)
     return cv2.dilate(up, np.ones((3, 3), np.uint8))
 
