@@ -162,7 +162,7 @@ TARGETS: list[Target] = [
         for ev in (-1, -2)
     ],
     *[
-        ("overexposure", f"+{ev} EV", exposure(ev), "exposure", "midtones_ev", True)
+        ("overexposure", f"+{ev} EV", exposure(ev), "exposure", "overexposure", True)
         for ev in (1, 2)
     ],
     *[("overexposure", f"+{ev} EV", exposure(ev), "clipping", "score", True) for ev in (1, 2)],

@@ -26,8 +26,10 @@ LESION_MIN_AREA = 0.002  # smallest lesion as a fraction of the field of view
 # -- measures ---------------------------------------------------------------------------------
 FOCUS_EPS = 0.5  # grey levels added to the middle band (keeps flat images finite)
 FOCUS_MIN_DETAIL = 0.15  # middle-band contrast below this: nothing to focus on
-EXPOSURE_HIGHLIGHT_TARGET = 0.75  # linear luminance the 99th percentile normally reaches
+EXPOSURE_HIGHLIGHT_PERCENTILE = 99.5  # of max(R, G, B): where the highlights are read
+EXPOSURE_HIGHLIGHT_TARGET = 0.9  # linear level the highlights normally reach
 EXPOSURE_MIDTONE_TARGET = 0.25  # linear luminance of normal mid-tones
+OVEREXPOSURE_CLIP_WEIGHT = 0.5  # weight of ln(1 + % burnt-out pixels) in the overexposure index
 CLIP_HIGH = 254  # a channel at or above this is clipped
 CLIP_LOW = 3  # all channels at or below this is crushed black
 GLARE_MIN_LEVEL = 230  # specular highlight: every channel at least this ...
@@ -71,8 +73,9 @@ LIMITS: dict[str, Limits] = {
     "sharpness": Limits(warn=32, fail=27),  # fine/mid band contrast x100
     "lesion_sharpness": Limits(warn=30, fail=25),
     "motion_blur": Limits(warn=20, fail=12),  # directional balance x100
-    "underexposure": Limits(warn=-1.3, fail=-1.8),  # EV of the highlights
-    "overexposure": Limits(warn=1.1, fail=1.45, higher_is_better=False),  # EV of mid-tones
+    "underexposure": Limits(warn=-1.2, fail=-1.6),  # EV of the highlights
+    # highlights EV + OVEREXPOSURE_CLIP_WEIGHT * ln(1 + % burnt-out pixels)
+    "overexposure": Limits(warn=0.9, fail=1.7, higher_is_better=False),
     "clipping": Limits(warn=8, fail=25, higher_is_better=False),  # % of pixels
     "contrast": Limits(warn=14, fail=10),  # L* range
     "glare": Limits(warn=3, fail=10, higher_is_better=False),  # % of pixels
