@@ -19,7 +19,7 @@ import numpy as np
 
 from dermdesk.imaging import quality_config as cfg
 from dermdesk.imaging.findings import CheckResult
-from dermdesk.imaging.segment import hair_mask, skin_reference
+from dermdesk.imaging.segment import skin_reference
 from dermdesk.imaging.working import WorkImage
 
 # -- hair ------------------------------------------------------------------------------------------
@@ -27,7 +27,7 @@ from dermdesk.imaging.working import WorkImage
 
 def measure_hair(work: WorkImage) -> float:
     """% of the field of view covered by hair (thin, elongated dark lines)."""
-    mask = hair_mask(work.gray_small, work.fov)
+    mask = work.hair
     if not mask.any():
         return 0.0
     _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)

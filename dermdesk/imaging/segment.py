@@ -167,7 +167,7 @@ def lesion_distance(lab: np.ndarray, skin: np.ndarray) -> np.ndarray:
 def segment_small(work: WorkImage) -> np.ndarray:
     """Lesion mask on the work image's small view."""
     fov = work.fov
-    hair = hair_mask(work.gray_small, fov)
+    hair = work.hair
     lab = work.lab
     skin = skin_reference(lab, fov, hair)
     dist = lesion_distance(lab, skin)

@@ -21,7 +21,6 @@ import numpy as np
 from dermdesk import taxonomy
 from dermdesk.imaging import quality_config as cfg
 from dermdesk.imaging.findings import CheckResult
-from dermdesk.imaging.segment import hair_mask
 from dermdesk.imaging.working import Decoded, WorkImage, pct
 
 
@@ -134,7 +133,7 @@ def skin_pixels(work: WorkImage, lesion: np.ndarray) -> np.ndarray:
     """
     lab, fov = work.lab, work.fov
     skin = fov & skin_colour(lab)
-    skin &= ~hair_mask(work.gray_small, fov)
+    skin &= ~work.hair
     skin &= ~(work.chan_min >= cfg.GLARE_MIN_LEVEL)
     share = lesion.sum() / max(int(fov.sum()), 1)
     if lesion.any() and share < cfg.TONE_MAX_LESION_SHARE:

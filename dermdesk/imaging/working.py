@@ -214,6 +214,13 @@ class WorkImage:
         return field_of_view(self.small)
 
     @cached_property
+    def hair(self) -> np.ndarray:
+        """Boolean mask of hair-like thin dark lines in the field of view (small image)."""
+        from dermdesk.imaging.segment import hair_mask
+
+        return hair_mask(self.gray_small, self.fov)
+
+    @cached_property
     def lesion(self) -> np.ndarray:
         """Boolean lesion mask at the small image's size (may be empty)."""
         from dermdesk.imaging.segment import segment_small
