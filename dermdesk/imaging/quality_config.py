@@ -1,4 +1,10 @@
-"""Every threshold of the quality checks and the skin-tone estimator, in one place."""
+"""Every threshold of the quality checks and the skin-tone estimator, in one place.
+
+Limits were calibrated on the real images in ../shared/data with
+``scripts/eval_quality.py`` (false fails on untouched images, detection of
+degraded copies). Bump ``CHECKER_VERSION`` whenever a limit or a method
+changes: stored findings of another version are re-run by ``dermdesk check``.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,8 @@ WORK_SIZE = 256  # longest side of the colour image for everything else
 MIN_CHECK_SIDE = 16  # below this many pixels a side, pixel checks cannot measure anything
 
 # -- field of view, letterbox, segmentation -------------------------------------------------
-FOV_DARK_MIN = 25  # grey level below which a border-connected region is vignette ...
-FOV_DARK_FRACTION = 0.45  # ... or below this fraction of its 90th percentile
+FOV_DARK_MIN = 25  # a corner darker than this grey level is dermoscope vignette ...
+FOV_DARK_FRACTION = 0.45  # ... or darker than this fraction of the image's 90th percentile
 PAD_RANGE = 6  # a border row/column whose grey levels span at most this ...
 PAD_DARK, PAD_BRIGHT = 40, 230  # ... and that is this dark or bright is padding
 HAIR_KERNEL = 7  # black-hat structuring element (px at WORK_SIZE): wider than a hair
