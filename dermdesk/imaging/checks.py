@@ -17,7 +17,7 @@ import numpy as np
 
 from dermdesk.imaging import quality_config as cfg
 from dermdesk.imaging.findings import CheckResult, Verdict, severity
-from dermdesk.imaging.working import WorkImage, srgb_to_linear
+from dermdesk.imaging.working import WorkImage, pct, srgb_to_linear
 
 # -- measures --------------------------------------------------------------------------------------
 
@@ -56,19 +56,22 @@ def measure_motion(gray: np.ndarray) -> float:
     return 100.0 * lo / hi if hi > 1e-6 else 100.0
 
 
-def measure_exposure(luminance: np.ndarray) -> tuple[float, float, float]:
-    """(EV offset of the highlights, EV offset of the mid-tones, shadow level) of linear Y.
+def measure_exposure(luminance: np.ndarray, chan_max: np.ndarray) -> tuple[float, float]:
+    """(EV of the highlights, EV of the mid-tones), relative to a normal exposure.
 
-    Highlights (99th percentile) say whether the brightest parts reach a normal
-    level; a well-exposed photo of dark skin still has them, an underexposed
-    one does not. Mid-tones (median) catch overexposure.
+    Highlights are the brightest channel of the brightest pixels (99.5th percentile of
+    max(R, G, B), in linear light): a well-exposed photo of any skin reaches a normal
+    level there (skin's red channel, a specular spot), an underexposed one does not.
+    Mid-tones are the median linear luminance.
     """
-    hi = float(np.percentile(luminance, 99))
-    mid = float(np.median(luminance))
-    lo = float(np.percentile(luminance, 2))
-    ev_hi = math.log2(max(hi, 1e-4) / cfg.EXPOSURE_HIGHLIGHT_TARGET)
+    if chan_max.size == 0 or luminance.size == 0:
+        return 0.0, 0.0
+    top = float(pct(chan_max, cfg.EXPOSURE_HIGHLIGHT_PERCENTILE)) / 255.0
+    top_linear = float(srgb_to_linear(np.array([top], np.float32))[0])
+    mid = float(pct(luminance, 50))
+    ev_hi = math.log2(max(top_linear, 1e-4) / cfg.EXPOSURE_HIGHLIGHT_TARGET)
     ev_mid = math.log2(max(mid, 1e-4) / cfg.EXPOSURE_MIDTONE_TARGET)
-    return ev_hi, ev_mid, lo
+    return ev_hi, ev_mid
 
 
 def measure_clipping(chan_max: np.ndarray) -> tuple[float, float]:
@@ -85,7 +88,7 @@ def measure_contrast(lab_l: np.ndarray) -> float:
     """Spread of lightness: L* 98th minus 2nd percentile."""
     if lab_l.size == 0:
         return 0.0
-    lo, hi = np.percentile(lab_l, (2, 98))
+    lo, hi = pct(lab_l, (2, 98))
     return float(hi - lo)
 
 
@@ -110,14 +113,15 @@ def measure_glare(chan_max: np.ndarray, chan_min: np.ndarray, fov: np.ndarray) -
 def cast_vector(rgb_float: np.ndarray) -> np.ndarray:
     """Colour of a photo as 4 numbers: log(R/G), log(B/G) of the median pixel and of the
     brightest pixels, in linear light (a colour cast shifts both the same way)."""
-    lin = srgb_to_linear(rgb_float.reshape(-1, 3))
+    flat = rgb_float.reshape(-1, 3)
+    lin = srgb_to_linear(flat[:: max(1, len(flat) // 16384)])
     level = lin.sum(axis=1)
     top = lin.max(axis=1)
     ok = (level > 0.03) & (top < 0.97)
     if ok.sum() < 50:
         ok = np.ones(len(lin), bool)
-    r, g, b = np.median(lin[ok], axis=0) + 1e-4
-    bright = ok & (top >= np.percentile(top[ok], 97))
+    r, g, b = pct(lin[ok], 50, axis=0) + 1e-4
+    bright = ok & (top >= pct(top[ok], 97))
     r2, g2, b2 = lin[bright].mean(axis=0) + 1e-4
     return np.array([math.log(r / g), math.log(b / g), math.log(r2 / g2), math.log(b2 / g2)])
 
@@ -248,10 +252,16 @@ def check_motion_blur(work: WorkImage) -> CheckResult:
 
 
 def check_exposure(work: WorkImage) -> CheckResult:
+    """Too dark: the highlights do not reach a normal level. Too bright: the highlights
+    are at the top and many pixels are burnt out (an index adding both)."""
     y = work.luminance[work.fov] if work.fov.any() else work.luminance.ravel()
-    ev_hi, ev_mid, _ = measure_exposure(y)
+    chan_max = _in_fov(work, work.chan_max)
+    ev_hi, ev_mid = measure_exposure(y, chan_max)
+    burnt, _ = measure_clipping(chan_max)
+    over_index = ev_hi + cfg.OVEREXPOSURE_CLIP_WEIGHT * math.log1p(burnt)
     under, over = cfg.LIMITS["underexposure"], cfg.LIMITS["overexposure"]
-    v_under, v_over = under.grade(ev_hi), over.grade(ev_mid)
+    v_under, v_over = under.grade(ev_hi), over.grade(over_index)
+    details = {"highlights_ev": ev_hi, "midtones_ev": ev_mid, "overexposure": over_index}
     if v_under != "pass" and severity(v_under) >= severity(v_over):
         return _result(
             "exposure",
@@ -259,27 +269,18 @@ def check_exposure(work: WorkImage) -> CheckResult:
             v_under,
             f"too dark: brightest parts {ev_hi:+.1f} EV from normal, {under.needed(v_under)} EV; "
             "add light or turn exposure up",
-            highlights_ev=ev_hi,
-            midtones_ev=ev_mid,
+            **details,
         )
     if v_over != "pass":
         return _result(
             "exposure",
-            ev_mid,
+            over_index,
             v_over,
-            f"too bright: mid-tones {ev_mid:+.1f} EV from normal, {over.needed(v_over)} EV; "
-            "reduce light or turn exposure down",
-            highlights_ev=ev_hi,
-            midtones_ev=ev_mid,
+            f"too bright: overexposure {over_index:.1f} ({burnt:.0f}% of pixels burnt out, "
+            f"mid-tones {ev_mid:+.1f} EV), {over.needed(v_over)}; reduce light or exposure",
+            **details,
         )
-    return _result(
-        "exposure",
-        ev_mid,
-        "pass",
-        f"exposure normal ({ev_mid:+.1f} EV)",
-        highlights_ev=ev_hi,
-        midtones_ev=ev_mid,
-    )
+    return _result("exposure", ev_mid, "pass", f"exposure normal ({ev_mid:+.1f} EV)", **details)
 
 
 def check_clipping(work: WorkImage) -> CheckResult:

@@ -25,6 +25,7 @@ import numpy as np
 from dermdesk.imaging import quality_config as cfg
 from dermdesk.imaging.findings import CheckResult
 from dermdesk.imaging.segment import content_box, hair_mask, vignette_radius
+from dermdesk.imaging.working import pct
 from dermdesk.resources import resource_path
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ def _frame_features(work: WorkImage) -> dict[str, float]:
     top, bottom, left, right = content_box(gray)
     radius = vignette_radius(gray[top:bottom, left:right])
     half_diag = float(np.hypot(h, w) / 2)
-    p90 = float(np.percentile(g, 90)) + 1.0
+    p90 = float(pct(g, 90)) + 1.0
     c = max(2, min(h, w) // 10)
     corners = [g[:c, :c], g[:c, -c:], g[-c:, :c], g[-c:, -c:]]
     edge = np.concatenate([g[:c].ravel(), g[-c:].ravel(), g[:, :c].ravel(), g[:, -c:].ravel()])
@@ -96,19 +97,19 @@ def _frame_features(work: WorkImage) -> dict[str, float]:
         "letterbox": 1.0 - (bottom - top) * (right - left) / (h * w),
         "vignette": 0.0 if radius is None else 1.0,
         "vig_r": 1.5 if radius is None else radius / half_diag,
-        "corner_dark": float(np.median(np.concatenate([x.ravel() for x in corners]))) / p90,
-        "corner_min4": min(float(np.median(x)) for x in corners) / p90,
-        "centre_vs_edge": (float(np.median(centre)) + 1) / (float(np.median(edge)) + 1),
+        "corner_dark": float(pct(np.concatenate([x.ravel() for x in corners]), 50)) / p90,
+        "corner_min4": min(float(pct(x, 50)) for x in corners) / p90,
+        "centre_vs_edge": (float(pct(centre, 50)) + 1) / (float(pct(edge, 50)) + 1),
         "dark_frac": float((g < 0.25 * p90).mean()),
     }
     for name, v in (("L", l_), ("A", a_), ("B", b_)):
-        q25, q50, q75 = np.percentile(v, (25, 50, 75))
+        q25, q50, q75 = pct(v, (25, 50, 75))
         f[f"{name}_med"], f[f"{name}_iqr"] = float(q50), float(q75 - q25)
     f["hue"] = float(np.degrees(np.arctan2(f["B_med"], f["A_med"])))
     f["chroma"] = float(np.hypot(f["A_med"], f["B_med"]))
     mx, mn = work.chan_max[fov].astype(np.float32), work.chan_min[fov].astype(np.float32)
-    f["S_med"] = float(np.median(np.where(mx > 0, (mx - mn) / np.maximum(mx, 1) * 255, 0)))
-    f["V_med"] = float(np.median(mx))
+    f["S_med"] = float(pct(np.where(mx > 0, (mx - mn) / np.maximum(mx, 1) * 255, 0), 50))
+    f["V_med"] = float(pct(mx, 50))
     g1 = cv2.GaussianBlur(g, (0, 0), 1.0)
     f["fine_rel"] = float(np.log(np.abs(g - g1)[fov].mean() / (g[fov].std() + 1) + 1e-3))
     f["lowfreq"] = float(cv2.resize(lab[:, :, 0], (16, 16), interpolation=cv2.INTER_AREA).std())
@@ -152,7 +153,7 @@ def _centre_features(work: WorkImage) -> dict[str, float]:
     f["hair"] = float(hairs.mean())
     if hairs.sum() > 30:
         dist = cv2.distanceTransform(hairs.astype(np.uint8), cv2.DIST_L2, 3)
-        f["hair_w"] = float(np.percentile(dist[hairs], 90))
+        f["hair_w"] = float(pct(dist[hairs], 90))
     else:
         f["hair_w"] = 0.0
     for i, name in enumerate("LAB"):

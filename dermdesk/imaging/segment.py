@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from dermdesk.imaging import quality_config as cfg
+from dermdesk.imaging.working import pct
 
 if TYPE_CHECKING:
     from dermdesk.imaging.working import WorkImage
@@ -68,7 +69,7 @@ def vignette_radius(gray: np.ndarray) -> float | None:
     if min(h, w) < 16:
         return None
     blurred = cv2.blur(gray, (5, 5)).astype(np.float32)
-    level = float(np.percentile(blurred, 90))
+    level = float(pct(blurred, 90))
     threshold = max(cfg.FOV_DARK_MIN, cfg.FOV_DARK_FRACTION * level)
     half_diag = np.hypot(h - 1, w - 1) / 2.0
     steps = np.linspace(0.0, 1.0, 64)
@@ -93,11 +94,17 @@ def vignette_radius(gray: np.ndarray) -> float | None:
 
 
 def content_box(gray: np.ndarray) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) bounds inside uniform border bars (at most 30 % a side)."""
+    """(top, bottom, left, right) inside uniform black or white border bars (letterboxing,
+    at most 30 % a side)."""
     h, w = gray.shape
     g = gray.astype(np.int16)
-    rows_flat = (g.max(axis=1) - g.min(axis=1)) <= cfg.PAD_RANGE
-    cols_flat = (g.max(axis=0) - g.min(axis=0)) <= cfg.PAD_RANGE
+
+    def bar(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        flat = (hi - lo) <= cfg.PAD_RANGE
+        return flat & ((hi <= cfg.PAD_DARK) | (lo >= cfg.PAD_BRIGHT))
+
+    rows_flat = bar(g.min(axis=1), g.max(axis=1))
+    cols_flat = bar(g.min(axis=0), g.max(axis=0))
     top = _run(rows_flat, h)
     bottom = h - _run(rows_flat[::-1], h)
     left = _run(cols_flat, w)
@@ -137,8 +144,8 @@ def skin_reference(lab: np.ndarray, fov: np.ndarray, exclude: np.ndarray) -> np.
         ring = np.ones(fov.shape, bool)
     values = lab[ring]
     # A large lesion can cover much of the ring; skin is the lighter part of it.
-    light = values[values[:, 0] >= np.percentile(values[:, 0], cfg.SKIN_RING_LIGHT_PERCENTILE)]
-    return np.median(light, axis=0)
+    light = values[values[:, 0] >= pct(values[:, 0], cfg.SKIN_RING_LIGHT_PERCENTILE)]
+    return np.asarray(pct(light, 50, axis=0))
 
 
 def _eroded(mask: np.ndarray, fraction: float) -> np.ndarray:
@@ -160,11 +167,11 @@ def lesion_distance(lab: np.ndarray, skin: np.ndarray) -> np.ndarray:
 def segment_small(work: WorkImage) -> np.ndarray:
     """Lesion mask on the work image's small view."""
     fov = work.fov
-    hair = hair_mask(work.gray_small, fov)
+    hair = work.hair
     lab = work.lab
     skin = skin_reference(lab, fov, hair)
     dist = lesion_distance(lab, skin)
-    lab = flatten_shading(lab, fov & ~hair & (dist <= np.percentile(dist[fov], 40)))
+    lab = flatten_shading(lab, fov & ~hair & (dist <= pct(dist[fov], 40)))
     skin = skin_reference(lab, fov, hair)
     dist = lesion_distance(lab, skin)
     if hair.any():  # bridge hairs: take the distance from their surroundings
@@ -201,7 +208,7 @@ def _quadratic_basis(v: np.ndarray, u: np.ndarray) -> np.ndarray:
 
 
 def _otsu(values: np.ndarray) -> float:
-    top = float(np.percentile(values, 99.5)) or 1.0
+    top = float(pct(values, 99.5)) or 1.0
     scaled = np.clip(values / top * 255.0, 0, 255).astype(np.uint8)
     t, _ = cv2.threshold(scaled.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     return float(t) / 255.0 * top

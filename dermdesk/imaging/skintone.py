@@ -21,8 +21,7 @@ import numpy as np
 from dermdesk import taxonomy
 from dermdesk.imaging import quality_config as cfg
 from dermdesk.imaging.findings import CheckResult
-from dermdesk.imaging.segment import hair_mask
-from dermdesk.imaging.working import Decoded, WorkImage
+from dermdesk.imaging.working import Decoded, WorkImage, pct
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,7 @@ def estimate_from_work(
     if count < cfg.TONE_MIN_PIXELS or count < cfg.TONE_MIN_FRACTION * fov_area:
         return Refusal("too little healthy skin visible around the lesion to judge skin tone")
     lab = work.lab[skin]
-    l_star, b_star = float(np.median(lab[:, 0])), float(np.median(lab[:, 2]))
+    l_star, b_star = float(pct(lab[:, 0], 50)), float(pct(lab[:, 2], 50))
     if l_star < cfg.TONE_MIN_L:
         return Refusal(f"skin too dark in this photo (L* {l_star:.0f}): underexposed?")
     if l_star > cfg.TONE_MAX_L:
@@ -134,7 +133,7 @@ def skin_pixels(work: WorkImage, lesion: np.ndarray) -> np.ndarray:
     """
     lab, fov = work.lab, work.fov
     skin = fov & skin_colour(lab)
-    skin &= ~hair_mask(work.gray_small, fov)
+    skin &= ~work.hair
     skin &= ~(work.chan_min >= cfg.GLARE_MIN_LEVEL)
     share = lesion.sum() / max(int(fov.sum()), 1)
     if lesion.any() and share < cfg.TONE_MAX_LESION_SHARE:
@@ -155,8 +154,8 @@ def _typical(skin: np.ndarray, lab: np.ndarray) -> np.ndarray:
     if skin.sum() < cfg.TONE_MIN_PIXELS:
         return skin
     values = lab[skin]
-    dist = np.linalg.norm(values - np.median(values, axis=0), axis=1)
-    keep = dist <= np.percentile(dist, cfg.TONE_TYPICAL_PERCENTILE)
+    dist = np.linalg.norm(values - pct(values, 50, axis=0), axis=1)
+    keep = dist <= pct(dist, cfg.TONE_TYPICAL_PERCENTILE)
     out = np.zeros_like(skin)
     out[skin] = keep
     return out
@@ -178,7 +177,7 @@ def skin_colour(lab: np.ndarray) -> np.ndarray:
 
 def _ita_spread(lab: np.ndarray) -> float:
     ita = np.degrees(np.arctan2(lab[:, 0] - 50.0, lab[:, 2]))
-    q25, q75 = np.percentile(ita, (25, 75))
+    q25, q75 = pct(ita, (25, 75))
     return float(q75 - q25)
 
 

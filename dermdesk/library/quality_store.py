@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 ESTIMATOR = f"dermdesk-quality {CHECKER_VERSION}"
 
-_INDEXES: weakref.WeakKeyDictionary[Any, HashIndex] = weakref.WeakKeyDictionary()
+# Per open Library: its hash index and the transaction (audit writer) that last checked it.
+_INDEXES: weakref.WeakKeyDictionary[Any, tuple[HashIndex, Any]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def insert_assessment(
     at = audit.at
     results = list(assessment.checks)
     if assessment.phash is not None:
-        index = hash_index(lib, conn)
+        index = hash_index(lib, conn, within=audit)
         matches = index.near(assessment.phash, exclude=image_id)
         results.append(check_duplicate(matches))
         _mark_partners(conn, image_id, [m.image_id for m in matches], at)
@@ -192,15 +193,22 @@ def _withdraw_estimate(
 # -- hashes ----------------------------------------------------------------------------------------
 
 
-def hash_index(lib: Library, conn: sqlite3.Connection | None = None) -> HashIndex:
+def hash_index(
+    lib: Library, conn: sqlite3.Connection | None = None, within: AuditWriter | None = None
+) -> HashIndex:
     """Every perceptual hash in the library, cached per open Library and kept in step
-    with its own writes (reloaded when another process changed the count)."""
+    with its own writes; reloaded when the row count shows another process wrote some.
+    Within one transaction (``within`` its audit writer) the count is checked once."""
     conn = conn or lib.conn
+    cached = _INDEXES.get(lib)
+    if cached is not None and within is not None and cached[1]() is within:
+        return cached[0]
     count = int(conn.execute("SELECT count(*) FROM image_hash").fetchone()[0])
-    index = _INDEXES.get(lib)
-    if index is None or len(index) != count:
+    if cached is None or len(cached[0]) != count:
         index = HashIndex(conn.execute("SELECT image_id, phash FROM image_hash").fetchall())
-        _INDEXES[lib] = index
+    else:
+        index = cached[0]
+    _INDEXES[lib] = (index, weakref.ref(within) if within is not None else lambda: None)
     return index
 
 
