@@ -85,7 +85,7 @@ def loop_rate(
             "arch": "vit_tiny",
             "img_size": size,
             "epochs": 1000,
-            "max_steps": args.steps,
+            "max_steps": args.warmup + args.steps,
             "batch_size": args.batch,
             "micro_batch": args.batch,
             "eval_every": 10_000,

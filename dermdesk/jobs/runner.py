@@ -29,7 +29,7 @@ from typing import Any
 from dermdesk.jobs import kinds
 from dermdesk.jobs.context import cancel_file, job_dir, pid_alive
 from dermdesk.jobs.worker import CRASH_LOG, worker_main
-from dermdesk.library import Library, LibraryError, job_store
+from dermdesk.library import Library, LibraryBusyError, LibraryError, job_store
 from dermdesk.library.model_store import ModelRecord, store_predictions
 
 DB_FLUSH_INTERVAL_S = 0.5  # progress reaches the job row at most twice a second
@@ -66,13 +66,24 @@ class _Running:
     outcome: tuple[str, Any] | None = None
     last_flush: float = 0.0
     dirty: bool = False
+    writes: list[dict[str, Any]] = field(default_factory=list)  # asked for, not yet stored
 
 
 class JobRunner:
     """Runs the library's queued jobs one at a time in spawned worker processes."""
 
-    def __init__(self, library_dir: str | os.PathLike[str], *, actor: str | None = None) -> None:
-        self.lib = Library.open(library_dir, create=False, actor=actor)
+    def __init__(
+        self,
+        library_dir: str | os.PathLike[str],
+        *,
+        actor: str | None = None,
+        busy_timeout_s: float = 2.0,
+    ) -> None:
+        # A short busy timeout: poll() runs on the GUI thread and must not hang on a lock
+        # another process holds; progress and results that cannot be written are retried.
+        self.lib = Library.open(
+            library_dir, create=False, actor=actor, busy_timeout_s=busy_timeout_s
+        )
         self.library_dir = self.lib.root
         self._mp = multiprocessing.get_context("spawn")
         self._running: _Running | None = None
@@ -249,22 +260,35 @@ class JobRunner:
             run.log.append(str(payload))
             return [JobEvent(run.job_id, "log", line=str(payload))]
         if kind == "write":
-            self._apply_write(run, payload)
+            run.writes.append(payload)
+            self._apply_writes(run)
             return []
         run.outcome = (kind, payload)
         return []
 
-    def _apply_write(self, run: _Running, payload: dict[str, Any]) -> None:
-        if payload.get("op") != "predictions":
-            raise LibraryError(f"job {run.job_id} asked for an unknown write {payload.get('op')!r}")
-        rows = [(image_id, probs) for image_id, probs in payload["rows"]]
-        store_predictions(self.lib, payload["model_id"], rows)
+    def _apply_writes(self, run: _Running) -> bool:
+        """Store what the worker asked for; False if the library is busy (retried later)."""
+        while run.writes:
+            payload = run.writes[0]
+            if payload.get("op") != "predictions":
+                run.log.append(f"[runner] ignored an unknown write {payload.get('op')!r}")
+            else:
+                rows = [(image_id, probs) for image_id, probs in payload["rows"]]
+                try:
+                    store_predictions(self.lib, payload["model_id"], rows)
+                except LibraryBusyError:
+                    return False
+            run.writes.pop(0)
+        return True
 
     def _flush(self, run: _Running, force: bool = False) -> None:
         t = time.monotonic()
         if not force and t - run.last_flush < DB_FLUSH_INTERVAL_S:
             return
-        job_store.update_progress(self.lib, run.job_id, run.progress, run.message, run.log)
+        try:
+            job_store.update_progress(self.lib, run.job_id, run.progress, run.message, run.log)
+        except LibraryBusyError:
+            return  # another process holds the write lock; the lines wait for the next flush
         run.log = []
         run.last_flush = t
         run.dirty = False
@@ -282,21 +306,37 @@ class JobRunner:
             return []  # reported its end, still tearing down: look again next poll
         if run.conn is not None:
             self._drain(run)
+        if not self._apply_writes(run):
+            return []  # the library is busy: finish at a later poll, nothing is lost
+        try:
+            event = self._finish(run)
+        except LibraryBusyError:
+            return []
         self._running = None
-        return [self._finish(run)]
+        return [event]
 
     def _finish(self, run: _Running) -> JobEvent:
         status, message, result, error, model = self._outcome(run)
-        job_store.finish_job(
-            self.lib,
-            run.job_id,
-            status,
-            message=message,
-            result=result,
-            error=error,
-            model=model,
-            log_lines=run.log,
-        )
+        try:
+            job_store.finish_job(
+                self.lib,
+                run.job_id,
+                status,
+                message=message,
+                result=result,
+                error=error,
+                model=model,
+                log_lines=run.log,
+            )
+        except LibraryBusyError:
+            raise
+        except (LibraryError, TypeError, ValueError) as exc:
+            # The result could not be recorded (e.g. its parent model was deleted meanwhile):
+            # the job fails with the reason; nothing half-written stays behind.
+            status, message = "failed", f"could not record the job's result: {exc}"
+            job_store.finish_job(
+                self.lib, run.job_id, status, message=message, error=message, log_lines=run.log
+            )
         cancel_file(self.library_dir, run.job_id).unlink(missing_ok=True)
         return JobEvent(
             run.job_id, "finished", 1.0 if status == "done" else run.progress, message, status

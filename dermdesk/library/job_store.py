@@ -43,6 +43,9 @@ def create_job(lib: Library, kind: str, params: Mapping[str, Any]) -> int:
 
 def claim_next(lib: Library, pid: int) -> dict[str, Any] | None:
     """Atomically take the oldest queued job if no job is running; None otherwise."""
+    # A plain read first: an idle GUI polls often and must not take the write lock each time.
+    if not lib.conn.execute("SELECT 1 FROM job WHERE status = 'queued' LIMIT 1").fetchone():
+        return None
     with lib._write() as conn:
         if conn.execute("SELECT 1 FROM job WHERE status = 'running'").fetchone():
             return None

@@ -81,20 +81,35 @@ class FinetuneConfig:
         )
         cfg = cls(**{k: v for k, v in raw.items() if k in known}, loop=loop)
         cfg.fractions = tuple(cfg.fractions)  # type: ignore[assignment]
-        if cfg.arch not in ARCH_NAMES:
-            raise ValueError(f"unknown architecture {cfg.arch!r}; known: {', '.join(ARCH_NAMES)}")
-        if cfg.devices < 1:
-            raise ValueError("devices must be at least 1")
-        if cfg.loop.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device must be auto, cpu or cuda, not {cfg.loop.device!r}")
-        if cfg.loop.precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"precision must be auto, bf16 or fp32, not {cfg.loop.precision!r}")
-        if cfg.augment not in ("full", "light", "none"):
-            raise ValueError(f"augment must be full, light or none, not {cfg.augment!r}")
-        if cfg.balance not in ("sampler", "loss", "none"):
-            raise ValueError(f"balance must be sampler, loss or none, not {cfg.balance!r}")
+        _validate(cfg)
         return cfg
 
     def to_params(self) -> dict[str, Any]:
         params: dict[str, Any] = json.loads(json.dumps(asdict(self)))
         return params
+
+
+def _validate(cfg: FinetuneConfig) -> None:
+    """One-line errors for option values no job could use."""
+    if cfg.arch not in ARCH_NAMES:
+        raise ValueError(f"unknown architecture {cfg.arch!r}; known: {', '.join(ARCH_NAMES)}")
+    if cfg.devices < 1:
+        raise ValueError("devices must be at least 1")
+    if cfg.classes is not None:
+        from dermdesk import taxonomy
+
+        bad = [c for c in cfg.classes if c not in taxonomy.diagnoses()]
+        if bad or len(cfg.classes) < 2:
+            codes = ", ".join(taxonomy.diagnoses())
+            raise ValueError(
+                f"classes must be at least 2 diagnosis codes ({codes})"
+                + (f"; unknown: {', '.join(bad)}" if bad else "")
+            )
+    if cfg.loop.device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, not {cfg.loop.device!r}")
+    if cfg.loop.precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, not {cfg.loop.precision!r}")
+    if cfg.augment not in ("full", "light", "none"):
+        raise ValueError(f"augment must be full, light or none, not {cfg.augment!r}")
+    if cfg.balance not in ("sampler", "loss", "none"):
+        raise ValueError(f"balance must be sampler, loss or none, not {cfg.balance!r}")

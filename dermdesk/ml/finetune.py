@@ -71,11 +71,12 @@ class FinetuneTask:
             else:
                 self._new_split(rows)
             every = collect_samples(lib, flt, self.classes)
+            members = {name: set(ids) for name, ids in self.split_ids.items()}
             self.samples = {
-                name: [s for s in every if s.image_id in set(ids)]
-                for name, ids in self.split_ids.items()
+                name: [s for s in every if s.image_id in ids] for name, ids in members.items()
             }
-            self._init_weights = self._resolve_init(lib)
+            # A resumed job gets its weights from the checkpoint, not from where it started.
+            self._init_weights = None if saved_state else self._resolve_init(lib)
         counts = {k: len(v) for k, v in self.samples.items()}
         self.control.log(f"classes {', '.join(self.classes)}; images {counts}")
         if not self.samples["val"]:
@@ -97,6 +98,8 @@ class FinetuneTask:
         self.classes = list(saved["classes"])
         self.split_ids = {n: [i for i in saved["split"][n] if i in rows] for n in SPLIT_NAMES}
         self.split_summary = saved["split_summary"]
+        self.parents = list(saved.get("parents", []))
+        self.init_note = str(saved.get("init_note", self.init_note))
         lost = sum(len(saved["split"][n]) - len(self.split_ids[n]) for n in SPLIT_NAMES)
         if lost:
             self.control.log(f"{lost} images of the split lost their label since the start")
@@ -108,7 +111,8 @@ class FinetuneTask:
         for r in rows.values():
             if r["source"] != "synthetic":
                 counts[r["diagnosis"]] = counts.get(r["diagnosis"], 0) + 1
-        order = list(taxonomy.diagnoses())
+        # OTHER lumps unrelated conditions together; it is a class only when asked for.
+        order = [c for c in taxonomy.diagnoses() if c != taxonomy.OTHER]
         classes = [c for c in order if counts.get(c, 0) >= self.cfg.min_class_images]
         if len(classes) < 2:
             raise ValueError(
@@ -122,6 +126,8 @@ class FinetuneTask:
             "classes": self.classes,
             "split": self.split_ids,
             "split_summary": self.split_summary,
+            "parents": self.parents,
+            "init_note": self.init_note,
         }
 
     def train_set(self) -> ImageDataset:
@@ -173,7 +179,7 @@ class FinetuneTask:
                 f"started from {self.init_note}: {loaded}/{total} tensors loaded"
                 + ("" if fitted else "; new classifier head")
             )
-        else:
+        elif self.init_note == "random initialisation":
             self.control.log(f"started from scratch ({self.cfg.arch})")
         self._init_weights = None  # free the memory
         self._class_weight = self._loss_weights()

@@ -69,8 +69,10 @@ def test_queue_cancel_resume_and_bad_options(home: Path) -> None:
     queued = run(home, "train", "finetune", *TINY, "--queue").stdout
     assert "job 1: finetune queued" in queued
     assert "job 1 cancelled" in run(home, "jobs", "cancel", "1").stdout
-    resumed = run(home, "jobs", "resume", "1").stdout
-    assert "job 1 done" in resumed
+    queued_again = run(home, "jobs", "resume", "1", "--queue").stdout
+    assert "job 1 queued to resume" in queued_again and "done" not in queued_again
+    ran = run(home, "jobs", "run").stdout
+    assert "job 1 done" in ran
     assert "already done" in run(home, "jobs", "cancel", "1").stdout
 
     bad = run(home, "train", "finetune", "--arch", "resnet9000", check=False)

@@ -155,3 +155,31 @@ def test_unknown_kinds_are_refused(runner: JobRunner) -> None:
 def test_runner_needs_an_existing_library(tmp_path: Path) -> None:
     with pytest.raises(LibraryError, match="no library here"):
         JobRunner(tmp_path / "missing")
+
+
+def test_a_locked_library_delays_recording_but_loses_nothing(lib: Library) -> None:
+    import sqlite3
+
+    runner = JobRunner(lib.root, actor="tester", busy_timeout_s=0.05)
+    try:
+        job = runner.submit("test.count", {"steps": 3})
+        poll_until(runner, lambda: runner.busy)
+        blocker = sqlite3.connect(lib.root / "library.sqlite", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # another process writing for a long time
+        try:
+            process = runner._running.process  # type: ignore[union-attr]
+            deadline = time.monotonic() + TIMEOUT
+            while process.is_alive() or process.exitcode is None:
+                runner.poll()
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            for _ in range(5):
+                assert runner.poll() == []  # finished, but cannot be recorded yet
+            assert runner.busy
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        row = runner.wait(job, timeout_s=TIMEOUT)
+        assert row["status"] == "done" and "counting from 0 to 3" in row["log"]
+    finally:
+        runner.close()

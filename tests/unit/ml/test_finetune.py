@@ -20,13 +20,16 @@ import torch
 
 from dermdesk.exchange.datasets import plan_path
 from dermdesk.exchange.importer import run_import
+from dermdesk.exchange.ingest import ingest_bytes
 from dermdesk.inference.predictor import OnnxClassifier
 from dermdesk.jobs.runner import JobRunner
-from dermdesk.library import Library, model_store
+from dermdesk.library import ImageFilter, Library, model_store
+from dermdesk.library.records import ImageRecord, LabelIn
 from dermdesk.library.verify import verify
 from dermdesk.ml.checkpoints import load_file
 from dermdesk.ml.models import build_model
 from dermdesk.ml.promotion import check_promotion, promote
+from tests.helpers import encode, skin_like
 
 pytestmark = [pytest.mark.ml, pytest.mark.slow]
 
@@ -45,16 +48,20 @@ FAST = {
 }
 
 
-def make_library(root: Path, shared_data: Path, n: int = 160) -> Path:
+def make_library(root: Path, shared_data: Path, n: int = 160, synthetic: int = 0) -> Path:
     with Library.open(root, actor="tester") as lib:
         plan = plan_path(shared_data / "pad_ufes_20", "clinical")
         run_import(lib, plan.items[:n], workers=2, progress=None)
+        for seed in range(synthetic):  # stand-ins for diffusion-made minority-class images
+            stored = ingest_bytes(encode(skin_like(seed=100 + seed)), lib.store)
+            record = ImageRecord(stored=stored, source="synthetic", label=LabelIn("MEL"))
+            lib.add_images([record])
     return root
 
 
 @pytest.fixture(scope="module")
 def pad_library(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_library(tmp_path_factory.mktemp("pad") / "library", shared_data)
+    return make_library(tmp_path_factory.mktemp("pad") / "library", shared_data, synthetic=6)
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +93,12 @@ def test_the_job_registers_a_model_with_its_split_and_metrics(lib: Library, trai
     patient_split: dict[str, set[str]] = {}
     for name, part in split.items():
         for image_id in part:
-            patient_split.setdefault(lib.image(image_id)["patient_id"], set()).add(name)
+            patient = lib.image(image_id)["patient_id"] or image_id
+            patient_split.setdefault(patient, set()).add(name)
     assert all(len(s) == 1 for s in patient_split.values()), "a patient is in two splits"
+    synthetic = {r["id"] for r in lib.images(ImageFilter(synthetic=True))}
+    assert len(synthetic) == 6 and synthetic <= set(split["train"])
+    assert model["training_set"]["synthetic_in_training"] == 6
     test = model["metrics"]["test"]
     assert test["overall"]["n"] == len(split["test"])
     assert test["overall"]["balanced_accuracy"]["ci"] is not None
@@ -136,7 +147,7 @@ def test_the_predict_job_stores_probabilities_for_every_image(lib: Library, trai
         runner.close()
     assert row["status"] == "done", row["error"]
     stored = model_store.predictions_for(lib, trained["model_id"])
-    assert len(stored) == lib.count() == row["result"]["predicted"]
+    assert len(stored) == lib.count() == row["result"]["predicted"]  # synthetic ones too
     some = next(iter(stored))
     top = lib.predictions(some)[0]["top"]
     assert top == max(stored[some], key=stored[some].__getitem__)

@@ -58,7 +58,7 @@ class ToyTask:
         if self.scores is not None:
             return {"score": self.scores[min(self.evals - 1, len(self.scores) - 1)]}
         x, y = self.data.tensors
-        acc = float((model(x).argmax(1) == y).float().mean())
+        acc = float((model(x.to(device)).argmax(1).cpu() == y).float().mean())
         return {"score": acc}
 
 
@@ -153,3 +153,28 @@ def test_early_stopping_after_patience_evaluations_without_improvement(tmp_path:
 def test_unknown_options_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown training option"):
         LoopConfig.from_dict({"epochz": 3})
+
+
+def test_device_and_precision_choices() -> None:
+    from contextlib import nullcontext
+
+    from dermdesk.ml.loop import DistEnv, autocast_for, pick_device
+
+    cpu = torch.device("cpu")
+    assert autocast_for(cpu, "bf16") is nullcontext  # bf16 autocast is for CUDA GPUs only
+    assert pick_device(DistEnv(), "cpu") == cpu
+    if torch.cuda.is_available():  # pragma: no cover - exercised where a GPU is lent
+        assert pick_device(DistEnv(), "auto").type == "cuda"
+        assert autocast_for(torch.device("cuda"), "fp32") is nullcontext
+    else:
+        assert pick_device(DistEnv(), "auto") == cpu
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            pick_device(DistEnv(), "cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_bf16_training_on_a_gpu(tmp_path: Path) -> None:  # pragma: no cover - GPU only
+    result, model = train(ToyTask(), config(epochs=2, precision="bf16"), quiet(), tmp_path / "g.pt")
+    assert next(model.parameters()).device.type == "cuda"
+    assert result.steps == 8 and result.best_score is not None
