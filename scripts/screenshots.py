@@ -43,7 +43,7 @@ from dermdesk.gui.settings_dialog import SettingsDialog  # noqa: E402
 from dermdesk.gui.shortcuts_sheet import ShortcutsSheet  # noqa: E402
 from dermdesk.gui.theme import apply_theme  # noqa: E402
 from dermdesk.imaging.camera import GeneratedSource, frame_from_image  # noqa: E402
-from dermdesk.imaging.capture_checks import live_check  # noqa: E402
+from dermdesk.imaging.quality import live_check  # noqa: E402
 from dermdesk.library import Library  # noqa: E402
 from dermdesk.library.library import now  # noqa: E402
 

@@ -14,7 +14,8 @@ from dermdesk.library.library import Library, now
 def store_capture(lib: Library, rgb: np.ndarray, info: CaptureInfo) -> str:
     """Encode the frame as JPEG, store it, and add its row; returns the image id."""
     data = encode_jpeg(rgb)
-    stored = ingest_bytes(data, lib.store, lib.known_ids())
+    # The full quality checks run on the stored frame, as for an imported photo.
+    stored = ingest_bytes(data, lib.store, lib.known_ids(), checks=True, modality=info.modality)
     if isinstance(stored, AlreadyStored):
         raise LibraryError("this exact frame is already in the library")
     info.device.setdefault("captured_at", now()[:19])

@@ -45,7 +45,8 @@ from dermdesk.imaging.camera import (
     VideoFileSource,
     list_cameras,
 )
-from dermdesk.imaging.capture_checks import LiveChecker, live_check, worst_verdict
+from dermdesk.imaging.findings import CheckResult, worst
+from dermdesk.imaging.quality import CHECK_TITLES, live_check
 from dermdesk.library.edits import CaptureInfo
 
 SourceFactory = Callable[[], FrameSource]
@@ -55,18 +56,17 @@ SourceFactory = Callable[[], FrameSource]
 class Frame:
     rgb: np.ndarray
     image: QImage
-    findings: list[Any]  # LiveFinding, or any object with name/check, score, verdict, reason
+    findings: list[CheckResult]
 
 
-def finding_dict(f: Any) -> dict[str, Any]:
-    """A live finding as a plain dict, from this module's LiveFinding or the quality
-    checker's CheckResult (``check`` instead of ``name``), so either checker plugs in."""
-    return {
-        "name": getattr(f, "name", None) or getattr(f, "check", "check"),
-        "score": getattr(f, "score", None),
-        "verdict": f.verdict,
-        "reason": f.reason,
-    }
+# Any per-frame checker with the shape of dermdesk.imaging.quality.live_check
+# (tests pass their own to force a verdict).
+LiveChecker = Callable[[np.ndarray], Sequence[CheckResult]]
+
+
+def finding_dict(f: CheckResult) -> dict[str, Any]:
+    """A live finding as a plain dict, as kept with the captured image."""
+    return {"name": f.check, "score": f.score, "verdict": f.verdict, "reason": f.reason}
 
 
 def to_qimage(rgb: np.ndarray) -> QImage:
@@ -222,7 +222,7 @@ class CaptureDialog(QDialog):
             row = len(self.indicators)
             dot, text = QLabel("●"), QLabel("waiting for frames…")
             text.setWordWrap(True)
-            title = QLabel(name.replace("_", " ").capitalize())
+            title = QLabel(CHECK_TITLES.get(name, name.replace("_", " ").capitalize()))
             self._grid.addWidget(dot, row, 0, Qt.AlignmentFlag.AlignTop)
             self._grid.addWidget(title, row, 1, Qt.AlignmentFlag.AlignTop)
             self._grid.addWidget(text, row, 2)
@@ -329,7 +329,7 @@ class CaptureDialog(QDialog):
     # -- capturing -------------------------------------------------------------------------
 
     def verdict(self) -> str:
-        return worst_verdict(self.frame.findings) if self.frame else "fail"
+        return worst([f.verdict for f in self.frame.findings]) if self.frame else "fail"
 
     def _update_button(self) -> None:
         blocked = self.verdict() == "fail" and not (

@@ -30,7 +30,7 @@ from dermdesk import __version__, taxonomy
 from dermdesk.gui import actions as actions_table
 from dermdesk.gui.about import AboutDialog
 from dermdesk.gui.annotation_panel import AnnotationPanel
-from dermdesk.gui.capture_dialog import CaptureDialog, SourceFactory
+from dermdesk.gui.capture_dialog import CaptureDialog, LiveChecker, SourceFactory
 from dermdesk.gui.dashboard import DashboardPanel
 from dermdesk.gui.editing import Editor
 from dermdesk.gui.filter_bar import FilterBar
@@ -46,7 +46,7 @@ from dermdesk.gui.tasks import Background, LibraryWorker
 from dermdesk.gui.theme import apply_theme
 from dermdesk.gui.thumbnails import ThumbnailLoader
 from dermdesk.gui.viewer import ViewerPanel
-from dermdesk.imaging.capture_checks import LiveChecker, live_check
+from dermdesk.imaging.quality import live_check
 from dermdesk.library import ImageFilter, Library
 from dermdesk.library.browse import distinct_devices
 from dermdesk.library.edits import set_active_model

@@ -180,7 +180,9 @@ def live_check(frame: np.ndarray, *, bgr: bool = False) -> list[CheckResult]:
     rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if bgr and frame.ndim == 3 else frame
     work = WorkImage(Decoded.from_array(rgb), "clinical")
     if work.too_small:
-        return [r for r in _too_small(work).checks if r.check in LIVE_CHECKS]
+        # A frame too small to measure must block capture: keep its resolution failure.
+        live = (*LIVE_CHECKS, "resolution")
+        return [r for r in _too_small(work).checks if r.check in live]
     results = [_safe(name, fn, work) for name, fn in _PIXEL_CHECKS if name in LIVE_CHECKS]
     results += _safe_many(
         ("lesion_size", "lesion_cut", "lesion_centre"), checks.check_framing, work

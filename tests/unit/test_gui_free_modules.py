@@ -11,7 +11,6 @@ MODULES = (
     "dermdesk.library.browse",
     "dermdesk.library.edits",
     "dermdesk.imaging.camera",
-    "dermdesk.imaging.capture_checks",
     "dermdesk.exchange.capture",
 )
 

@@ -10,7 +10,12 @@ import pytest
 from PIL import Image
 
 from dermdesk.imaging.camera import GeneratedSource, VideoFileSource, encode_jpeg, frame_from_image
-from dermdesk.imaging.capture_checks import live_check, worst_verdict
+from dermdesk.imaging.findings import CheckResult, worst
+from dermdesk.imaging.quality import live_check
+
+
+def worst_verdict(findings: list[CheckResult]) -> str:
+    return worst([f.verdict for f in findings])
 
 
 @pytest.fixture
@@ -27,8 +32,19 @@ def _width(path: Path) -> int:
         return int(img.width)
 
 
+def glare_spots(frame: np.ndarray, n: int = 60, size: int = 16) -> np.ndarray:
+    """Specular highlights: small white spots over the middle of the frame (~5% of it)."""
+    out = frame.copy()
+    h, w = out.shape[:2]
+    rng = np.random.default_rng(0)
+    for _ in range(n):
+        y, x = rng.integers(h // 4, 3 * h // 4), rng.integers(w // 4, 3 * w // 4)
+        out[y : y + size, x : x + size] = 255
+    return out
+
+
 def verdicts(rgb: np.ndarray) -> dict[str, str]:
-    return {f.name: f.verdict for f in live_check(rgb)}
+    return {f.check: f.verdict for f in live_check(rgb)}
 
 
 def test_real_photos_pass_and_degraded_ones_fail_with_what_to_fix(frames: list[np.ndarray]) -> None:
@@ -36,13 +52,14 @@ def test_real_photos_pass_and_degraded_ones_fail_with_what_to_fix(frames: list[n
     assert sum(fails) <= 1  # real phone photos are (nearly) never refused
     for frame in frames[:4]:
         blurred = cv2.GaussianBlur(frame, (0, 0), 6)
-        findings = {f.name: f for f in live_check(blurred)}
+        findings = {f.check: f for f in live_check(blurred)}
         assert findings["sharpness"].verdict == "fail" and "steady" in findings["sharpness"].reason
         dark = (frame * 0.12).astype(np.uint8)
         assert verdicts(dark)["exposure"] == "fail"
-        glare = frame.copy()
-        glare[:, : frame.shape[1] // 3] = 255
-        assert verdicts(glare)["glare"] in ("warn", "fail")
+        assert verdicts(glare_spots(frame))["glare"] in ("warn", "fail")
+        burnt = frame.copy()
+        burnt[:, : frame.shape[1] // 3] = 255  # a blown-out third: exposure, not glare
+        assert verdicts(burnt)["exposure"] in ("warn", "fail")
 
 
 def test_odd_frames_get_a_verdict_not_an_exception() -> None:
