@@ -57,6 +57,8 @@ class WarmTask(FinetuneTask):
     """
 
     def prepare(self, saved_state: dict[str, Any] | None) -> None:
+        if hasattr(self, "_train"):  # a later round: images are decoded already
+            return
         super().prepare(saved_state)
         self.samples["val"] = self.samples["val"][:1]
         self._train = super().train_set()
@@ -76,10 +78,9 @@ def library(args: argparse.Namespace) -> Path:
     return root
 
 
-def loop_rate(
+def warm_task(
     root: Path, size: int, args: argparse.Namespace, device: str, precision: str
-) -> float:
-    """Steady-state images/s of the real fine-tuning loop."""
+) -> tuple[WarmTask, FinetuneConfig, StepClock]:
     cfg = FinetuneConfig.from_params(
         {
             "arch": "vit_tiny",
@@ -96,10 +97,15 @@ def loop_rate(
         }
     )
     clock = StepClock()
-    task = WarmTask(root, cfg, clock)
+    return WarmTask(root, cfg, clock), cfg, clock
+
+
+def loop_rate(task: WarmTask, cfg: FinetuneConfig, clock: StepClock, warmup: int) -> float:
+    """Steady-state images/s of the real fine-tuning loop (one run of it)."""
+    clock.times = []
     train(task, cfg.loop, clock, Path(tempfile.mkdtemp()) / "ckpt.pt")
-    steady = clock.times[args.warmup :]
-    return args.batch * (len(steady) - 1) / (steady[-1] - steady[0])
+    steady = clock.times[warmup:]
+    return cfg.loop.batch_size * (len(steady) - 1) / (steady[-1] - steady[0])
 
 
 def model_rate(size: int, args: argparse.Namespace, device: torch.device, precision: str) -> float:
@@ -125,6 +131,25 @@ def model_rate(size: int, args: argparse.Namespace, device: torch.device, precis
     return args.batch / statistics.median(times)
 
 
+def measure(
+    root: Path, size: int, args: argparse.Namespace, device: str, precision: str
+) -> tuple[list[float], list[float]]:
+    """Interleaved rounds of (bare model step, full loop) images/s."""
+    task, cfg, clock = warm_task(root, size, args, device, precision)
+    bare, full = [], []
+    for _ in range(args.rounds):
+        bare.append(model_rate(size, args, torch.device(device), precision))
+        full.append(loop_rate(task, cfg, clock, args.warmup))
+    return bare, full
+
+
+def row(device: str, precision: str, size: int, bare: list[float], full: list[float]) -> str:
+    def cell(values: list[float]) -> str:
+        return f"{statistics.median(values):7.1f} ({min(values):5.1f}-{max(values):5.1f})"
+
+    return f"{device:<6} {precision:<10} {size:>5} {cell(bare):>24} {cell(full):>24}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--library", help="library with PAD-UFES-20 (default: import into temp)")
@@ -133,6 +158,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="default: all cores")
     args = parser.parse_args()
     threads = args.threads or os.cpu_count() or 1
@@ -141,27 +167,22 @@ def main() -> None:
     root = library(args)
     print(
         f"vit_tiny fine-tuning, batch {args.batch}, {args.steps} steps after {args.warmup} "
-        f"warm-up; CPU: {threads} threads"
+        f"warm-up, {args.rounds} interleaved rounds (median, min-max); CPU: {threads} threads"
     )
     print(
-        f"{'device':<6} {'precision':<10} {'size':>5} {'model step img/s':>17} "
-        f"{'full loop img/s':>16}"
+        f"{'device':<6} {'precision':<10} {'size':>5} {'model step img/s':>24} "
+        f"{'full loop img/s':>24}"
     )
-    cpu = torch.device("cpu")
     for size in sizes:
-        bare = model_rate(size, args, cpu, "fp32")
-        full = loop_rate(root, size, args, "cpu", "fp32")
-        print(f"{'cpu':<6} {'fp32':<10} {size:>5} {bare:>17.1f} {full:>16.1f}", flush=True)
+        print(row("cpu", "fp32", size, *measure(root, size, args, "cpu", "fp32")), flush=True)
     if not torch.cuda.is_available():
         print("no CUDA GPU on this machine: GPU bf16 vs fp32 rows skipped")
         return
-    gpu = torch.device("cuda")
     print(f"GPU: {torch.cuda.get_device_name(0)}")
     for size in sizes:
         for precision in ("fp32", "bf16"):
-            bare = model_rate(size, args, gpu, precision)
-            full = loop_rate(root, size, args, "cuda", precision)
-            print(f"{'cuda':<6} {precision:<10} {size:>5} {bare:>17.1f} {full:>16.1f}", flush=True)
+            bare, full = measure(root, size, args, "cuda", precision)
+            print(row("cuda", precision, size, bare, full), flush=True)
 
 
 if __name__ == "__main__":
