@@ -31,7 +31,6 @@ sys.path.insert(0, str(ROOT))
 from PySide6.QtCore import QItemSelectionModel, QSettings  # noqa: E402
 from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
 
-import dermdesk.gui  # noqa: E402,F401  (binding workaround before any Qt call)
 from dermdesk.exchange.datasets import plan_path  # noqa: E402
 from dermdesk.exchange.importer import run_import  # noqa: E402
 from dermdesk.gui.about import AboutDialog  # noqa: E402
@@ -43,7 +42,6 @@ from dermdesk.gui.settings_dialog import SettingsDialog  # noqa: E402
 from dermdesk.gui.shortcuts_sheet import ShortcutsSheet  # noqa: E402
 from dermdesk.gui.theme import apply_theme  # noqa: E402
 from dermdesk.imaging.camera import GeneratedSource, frame_from_image  # noqa: E402
-from dermdesk.imaging.quality import live_check  # noqa: E402
 from dermdesk.library import Library  # noqa: E402
 from dermdesk.library.library import now  # noqa: E402
 
@@ -78,20 +76,12 @@ def build_library(folder: Path, data: Path) -> None:
 
 
 def add_demo_rows(lib: Library) -> None:
-    """Rows other parts of dermdesk will write (quality checker, model registry, job runner).
+    """Demo rows for what only hours of training would produce (models, predictions, jobs).
 
     Plain SQL into the documented schema, for the screenshots only; every row
-    says it is a demo.
+    says it is a demo. Quality findings are real: the import ran the checks.
     """
     images = lib.images(limit=300)
-    rows = []
-    for image in images:
-        frame = frame_from_image(lib.original_path(image))
-        for f in live_check(frame):
-            rows.append(
-                (image["id"], f.name, f.score, f.verdict, f.reason, "demo-live-checks", now())
-            )
-    lib.conn.executemany("INSERT OR REPLACE INTO quality VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     metrics = {
         "balanced_accuracy": 0.68,
         "macro_auroc": 0.91,
@@ -143,9 +133,10 @@ def add_demo_rows(lib: Library) -> None:
         for e in range(1, 5)
     )
     lib.conn.execute(
-        "INSERT INTO job (kind, status, progress, message, log, created_at, started_at) "
-        "VALUES ('finetune (demo)', 'running', 0.34, 'epoch 4 of 12', ?, ?, ?)",
-        (log, now(), started + "Z"),
+        # pid: this process, so the app's job runner treats the demo job as alive elsewhere
+        "INSERT INTO job (kind, status, progress, message, log, created_at, started_at, pid) "
+        "VALUES ('finetune (demo)', 'running', 0.34, 'epoch 4 of 12', ?, ?, ?, ?)",
+        (log, now(), started + "Z", os.getpid()),
     )
     lib.conn.execute(
         "INSERT INTO job (kind, status, progress, message, log, model_id, created_at, "

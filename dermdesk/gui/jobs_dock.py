@@ -1,18 +1,22 @@
 """The jobs dock: every background job with progress, ETA, live log, cancel and result.
 
-The dock talks to a :class:`JobsBackend`. Until the job runner (issue 5)
-lands, :class:`LibraryJobsBackend` reads the library's ``job`` table and asks
-a job to stop by setting its status; the runner will provide the same two
-calls (``poll`` drained from this dock's timer, and ``cancel``). Polling is
-every 200 ms, so the view updates at most five times a second.
+The dock talks to a :class:`JobsBackend`. The app uses
+:class:`RunnerThreadBackend`: the job runner on its own thread (it writes job
+rows, models and predictions, which must not happen on the GUI thread).
+:class:`LibraryJobsBackend` only reads the ``job`` table (tests use it to show
+jobs they wrote themselves). The dock polls every 100 ms; polling only reads
+the latest list the backend published.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import queue
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from PySide6.QtCore import (
@@ -125,6 +129,12 @@ class JobsBackend(Protocol):
 
     def cancel(self, job_id: int) -> None: ...
 
+    def resume(self, job_id: int) -> None: ...
+
+    def submit(self, kind: str, params: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
 
 class LibraryJobsBackend:
     """Jobs as recorded in the library's ``job`` table (read: a bounded, indexed query)."""
@@ -140,22 +150,93 @@ class LibraryJobsBackend:
     def cancel(self, job_id: int) -> None:
         self.writer.run(lambda lib: request_job_cancel(lib, job_id))
 
+    def resume(self, job_id: int) -> None:
+        raise NotImplementedError("this view only reads jobs; the job runner resumes them")
 
-class RunnerJobsBackend:
-    """Adapter for the job runner (issue 5): anything with ``poll()``, ``jobs(limit)`` and
-    ``cancel(job_id)``. ``poll`` drives the runner (drains its worker, starts queued jobs);
-    the rows it records are what the dock shows."""
+    def submit(self, kind: str, params: dict[str, Any]) -> None:
+        raise NotImplementedError("this view only reads jobs; the job runner starts them")
 
-    def __init__(self, runner: Any, limit: int = 100) -> None:
-        self.runner = runner
+    def close(self) -> None:
+        pass
+
+
+class RunnerThreadBackend:
+    """The job runner (:class:`dermdesk.jobs.runner.JobRunner`) on a thread of its own.
+
+    The runner writes job rows and what jobs produce (models, predictions), so it
+    must not run on the GUI thread. This thread owns the runner and its library
+    connection, drains it every :data:`POLL_MS`, and publishes the job list; the
+    dock's :meth:`poll` only reads that list. Commands (submit, cancel, resume)
+    are queued to the thread. Closing cancels a running job, which checkpoints
+    and can be resumed next time.
+    """
+
+    def __init__(self, library_dir: Path, actor: str | None = None, limit: int = 100) -> None:
+        self.library_dir = library_dir
+        self.actor = actor
         self.limit = limit
+        self._commands: queue.SimpleQueue[Callable[[Any], object]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._jobs: list[JobView] = []
+        self._error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="job-runner", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from dermdesk.jobs.runner import JobRunner  # torch-free; imported off the GUI thread
+
+        try:
+            runner = JobRunner(self.library_dir, actor=self.actor)
+        except Exception as exc:
+            self._error = str(exc)
+            return
+        try:
+            while not self._stop.is_set():
+                self._step(runner)
+                self._stop.wait(POLL_MS / 1000)
+        finally:
+            runner.close()
+
+    def _step(self, runner: Any) -> None:
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                command(runner)
+            except Exception as exc:  # a refused command is shown, not fatal
+                self._error = str(exc)
+        try:
+            runner.poll()
+            jobs = [_job_view(_decoded(row)) for row in runner.jobs(self.limit)]
+        except Exception as exc:  # e.g. the library is busy: try again next round
+            self._error = str(exc)
+            return
+        with self._lock:
+            self._jobs = jobs
 
     def poll(self) -> list[JobView]:
-        self.runner.poll()
-        return [_job_view(_decoded(row)) for row in self.runner.jobs(self.limit)]
+        if self._error:
+            error, self._error = self._error, None
+            if not self._thread.is_alive():
+                raise RuntimeError(error)
+        with self._lock:
+            return list(self._jobs)
+
+    def submit(self, kind: str, params: dict[str, Any]) -> None:
+        self._commands.put(lambda runner: runner.submit(kind, params))
 
     def cancel(self, job_id: int) -> None:
-        self.runner.cancel(job_id)
+        self._commands.put(lambda runner: runner.cancel(job_id))
+
+    def resume(self, job_id: int) -> None:
+        self._commands.put(lambda runner: runner.resume(job_id))
+
+    def close(self, timeout_s: float = 60.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout_s)
 
 
 def _decoded(row: dict[str, Any]) -> dict[str, Any]:
@@ -263,6 +344,7 @@ class JobsDock(QDockWidget):
     open_model = Signal(str)
     show_images = Signal(list)
     open_path = Signal(str)
+    job_finished = Signal(object)  # JobView of a job that just left queued/running
 
     def __init__(self, backend: JobsBackend, parent: QWidget | None = None) -> None:
         super().__init__("Jobs", parent)
@@ -285,6 +367,9 @@ class JobsDock(QDockWidget):
         self.log.setPlaceholderText("The selected job's log appears here as it runs.")
         self.cancel_button = QPushButton("Cancel job")
         self.cancel_button.clicked.connect(self.cancel_selected)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue a cancelled or failed job from its checkpoint")
+        self.resume_button.clicked.connect(self.resume_selected)
         self.result_button = QPushButton("Open result")
         self.result_button.clicked.connect(self.open_result)
         self.summary = QLabel()
@@ -299,6 +384,7 @@ class JobsDock(QDockWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.summary, 1)
         buttons.addWidget(self.result_button)
+        buttons.addWidget(self.resume_button)
         buttons.addWidget(self.cancel_button)
         right = QWidget()
         v = QVBoxLayout(right)
@@ -318,7 +404,11 @@ class JobsDock(QDockWidget):
             self.summary.setText(f"Jobs unavailable: {exc}")
             return
         selected = self.selected_job()
+        was_active = {j.id for j in self.model.jobs if j.active}
         self.model.update(jobs)
+        for job in jobs:
+            if job.id in was_active and not job.active:
+                self.job_finished.emit(job)
         if selected is not None:
             self._reselect(selected.id)
         running = sum(1 for j in jobs if j.active)
@@ -337,6 +427,7 @@ class JobsDock(QDockWidget):
     def _show_selected(self) -> None:
         job = self.selected_job()
         self.cancel_button.setEnabled(bool(job and job.active))
+        self.resume_button.setEnabled(bool(job and job.status in ("cancelled", "failed")))
         link = job.result_link() if job else None
         self.result_button.setEnabled(bool(link) and bool(job) and not job.active)  # type: ignore[union-attr]
         self.result_button.setText(
@@ -358,6 +449,16 @@ class JobsDock(QDockWidget):
         if job and job.active:
             self.backend.cancel(job.id)
             self.summary.setText(f"Cancelling job #{job.id}…")
+
+    def resume_selected(self) -> None:
+        job = self.selected_job()
+        if job and job.status in ("cancelled", "failed"):
+            try:
+                self.backend.resume(job.id)
+            except NotImplementedError as exc:
+                self.summary.setText(str(exc))
+                return
+            self.summary.setText(f"Resuming job #{job.id}…")
 
     def open_result(self) -> None:
         job = self.selected_job()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QItemSelectionModel, Qt, QTimer, QUrl
 from PySide6.QtGui import QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent
@@ -37,19 +38,20 @@ from dermdesk.gui.filter_bar import FilterBar
 from dermdesk.gui.gallery_model import GalleryModel, Query
 from dermdesk.gui.gallery_view import GalleryView
 from dermdesk.gui.import_dialog import ImportDialog, dropped_paths
-from dermdesk.gui.jobs_dock import JobsBackend, JobsDock, LibraryJobsBackend
+from dermdesk.gui.jobs_dock import JobsBackend, JobsDock, JobView, RunnerThreadBackend
 from dermdesk.gui.models_panel import ModelsPanel
+from dermdesk.gui.promotion_dialog import PromotionDialog
 from dermdesk.gui.settings import Settings
 from dermdesk.gui.settings_dialog import SettingsDialog
 from dermdesk.gui.shortcuts_sheet import ShortcutsSheet
 from dermdesk.gui.tasks import Background, LibraryWorker
 from dermdesk.gui.theme import apply_theme
 from dermdesk.gui.thumbnails import ThumbnailLoader
+from dermdesk.gui.train_dialog import TrainDialog, filter_params
 from dermdesk.gui.viewer import ViewerPanel
 from dermdesk.imaging.quality import live_check
 from dermdesk.library import ImageFilter, Library
-from dermdesk.library.browse import distinct_devices
-from dermdesk.library.edits import set_active_model
+from dermdesk.library.browse import distinct_devices, model_rows
 
 
 class MainWindow(QMainWindow):
@@ -100,7 +102,10 @@ class MainWindow(QMainWindow):
         self.annotation = AnnotationPanel()
         self.dashboard = DashboardPanel(self.reader)
         self.models = ModelsPanel(self.lib, self._activate_model)
-        self.jobs = JobsDock(jobs_backend or LibraryJobsBackend(self.lib, self.writer))
+        self.jobs_backend = jobs_backend or RunnerThreadBackend(
+            self.lib.root, self.settings.annotator
+        )
+        self.jobs = JobsDock(self.jobs_backend)
         self.status = QLabel()
         self._closing = False
         self._selection_timer = QTimer(self, singleShot=True, interval=40)
@@ -162,6 +167,7 @@ class MainWindow(QMainWindow):
                 "compare",
             ],
             "&Annotate": ["pick_diagnosis", "clear_label"],
+            "&Models": ["show_models", None, "train", "predict"],
             "&Help": ["shortcuts", "about"],
         }
         self.menus: dict[str, QMenu] = {}
@@ -203,6 +209,8 @@ class MainWindow(QMainWindow):
             "show_library": lambda: self.tabs.setCurrentIndex(0),
             "show_dashboard": lambda: self.tabs.setCurrentIndex(1),
             "show_models": lambda: self.tabs.setCurrentIndex(2),
+            "train": self.open_train,
+            "predict": self.predict_with_active,
             "zoom_fit": self.viewer.fit,
             "zoom_actual": self.viewer.actual_size,
             "zoom_in": self.viewer.zoom_in,
@@ -290,6 +298,7 @@ class MainWindow(QMainWindow):
 
     def _wire_jobs(self) -> None:
         self.jobs.open_model.connect(self.show_model)
+        self.jobs.job_finished.connect(self._job_finished)
         self.jobs.show_images.connect(self._show_ids)
         self.jobs.open_path.connect(lambda path: QDesktopServices.openUrl(QUrl.fromLocalFile(path)))
 
@@ -410,12 +419,35 @@ class MainWindow(QMainWindow):
         self.models.select(model_id)
 
     def _activate_model(self, model_id: str) -> None:
-        def done(_: object) -> None:
+        """Apply the promotion rule (on the writer thread), show its numbers, then promote."""
+        from dermdesk.ml.promotion import check_promotion, promote  # onnxruntime: load late
+
+        def promoted(_: object) -> None:
             self.models.refresh()
             self.gallery_model.reload()  # the disagreement badges follow the active model
             self.dashboard.mark_stale()
+            self.statusBar().showMessage(f"{model_id} is now the active model", 8000)
 
-        self.writer.run(lambda lib: set_active_model(lib, model_id), done)
+        def checked(check: Any) -> None:
+            self.statusBar().clearMessage()
+            dialog = PromotionDialog(check, self)
+            dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            dialog.accepted.connect(
+                lambda: self.writer.run(
+                    lambda lib: promote(lib, model_id, force=dialog.force),
+                    promoted,
+                    self._show_error,
+                )
+            )
+            dialog.show()
+            self.promotion_dialog = dialog
+
+        self.statusBar().showMessage(f"Comparing {model_id} with the active model…")
+        self.writer.run(lambda lib: check_promotion(lib, model_id), checked, self._show_error)
+
+    def _show_error(self, exc: Exception) -> None:
+        self.statusBar().clearMessage()
+        QMessageBox.warning(self, "dermdesk", str(exc))
 
     def refresh_all(self) -> None:
         if self._closing:
@@ -455,6 +487,38 @@ class MainWindow(QMainWindow):
         self.capture_dialog = dialog
         return dialog
 
+    def open_train(self) -> TrainDialog:
+        dialog = TrainDialog(model_rows(self.lib), self.gallery_model.query.filter, self)
+        dialog.accepted.connect(lambda: self._submit("finetune", dialog.job_params))
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        self.train_dialog = dialog
+        return dialog
+
+    def predict_with_active(self) -> None:
+        if not any(m["status"] == "active" for m in self.lib.models()):
+            QMessageBox.information(
+                self,
+                "No active model",
+                "There is no active model yet: fine-tune one (Models ▸ Fine-tune a model) "
+                "and make it active in the Models tab.",
+            )
+            return
+        flt = filter_params(self.gallery_model.query.filter)
+        self._submit("predict", {"model": "active", "filter": flt})
+
+    def _submit(self, kind: str, params: dict[str, object]) -> None:
+        self.jobs_backend.submit(kind, params)
+        self.jobs.show()
+        self.statusBar().showMessage(f"{kind} job queued; progress in the Jobs panel", 5000)
+
+    def _job_finished(self, job: JobView) -> None:
+        """A job produced a model or predictions: show what changed."""
+        self.models.refresh()
+        if job.kind == "predict":
+            self.gallery_model.reload()  # probabilities and disagreement badges
+        self.statusBar().showMessage(f"job #{job.id} ({job.kind}) {job.status}", 8000)
+
     def open_settings(self) -> None:
         dialog = SettingsDialog(self.settings, self)
         if dialog.exec():
@@ -482,17 +546,31 @@ class MainWindow(QMainWindow):
         if self.writer.pending and not self._confirm_close():
             event.ignore()
             return
+        running = [j for j in self.jobs.model.jobs if j.status == "running"]
+        if running and not self._confirm_stop_jobs(running[0]):
+            event.ignore()
+            return
         self._closing = True
         self._selection_timer.stop()
         self.settings.filters = self.filters.state()
         self.settings.save_window_state(self.saveGeometry(), self.saveState())
         self.settings.sync()
         self.jobs.timer.stop()
+        self.jobs_backend.close()  # a running job is cancelled with a checkpoint (resumable)
         self.thumbs.shutdown()
         self.decoder.shutdown(wait=False)
         self.reader.shutdown(wait=True)
         self.writer.shutdown(wait=True)  # edits still queued are written before we go
         super().closeEvent(event)
+
+    def _confirm_stop_jobs(self, job: JobView) -> bool:
+        answer = QMessageBox.question(
+            self,
+            "A job is running",
+            f"Job #{job.id} ({job.kind}) is running. Quitting stops it with a checkpoint; "
+            "resume it from the Jobs panel later. Quit now?",
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     def _confirm_close(self) -> bool:
         answer = QMessageBox.question(

@@ -210,25 +210,6 @@ def clear_manual_skin_tone(lib: Library, image_ids: Iterable[str]) -> None:
 # -- models and jobs -------------------------------------------------------------------------
 
 
-def set_active_model(lib: Library, model_id: str) -> None:
-    """Make one model the active one; the previously active model becomes a candidate."""
-    with lib._write() as conn:
-        row = conn.execute("SELECT status FROM model WHERE id = ?", (model_id,)).fetchone()
-        if row is None:
-            raise LibraryError(f"no such model: {model_id}")
-        audit = AuditWriter(conn, lib.actor, now())
-        for (previous,) in conn.execute(
-            "SELECT id FROM model WHERE status = 'active' AND id != ?", (model_id,)
-        ).fetchall():
-            conn.execute("UPDATE model SET status = 'candidate' WHERE id = ?", (previous,))
-            audit.record(
-                "model.status", "model", previous, {"status": "active"}, {"status": "candidate"}
-            )
-        conn.execute("UPDATE model SET status = 'active' WHERE id = ?", (model_id,))
-        audit.record("model.status", "model", model_id, {"status": row[0]}, {"status": "active"})
-        audit.flush()
-
-
 def request_job_cancel(lib: Library, job_id: int) -> bool:
     """Ask a queued or running job to stop; the runner sees the status and stops.
 

@@ -64,4 +64,12 @@ def window(qtbot: object, lib: Library, settings: object) -> Iterator[object]:
     w.activateWindow()
     qtbot.waitUntil(lambda: w.gallery_model.rowCount() > 0)  # type: ignore[attr-defined]
     yield w
+    # Closing with a running job asks the user first; stop test jobs before closing.
+    for job in w.jobs.model.jobs:  # type: ignore[attr-defined]
+        if job.active:
+            w.jobs_backend.cancel(job.id)  # type: ignore[attr-defined]
+    qtbot.waitUntil(  # type: ignore[attr-defined]
+        lambda: not any(j.status == "running" for j in w.jobs.model.jobs),  # type: ignore[attr-defined]
+        timeout=120_000,
+    )
     w.close()

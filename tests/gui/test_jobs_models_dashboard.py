@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -13,15 +14,17 @@ from dermdesk.gui.jobs_dock import (
     JobsModel,
     JobView,
     LibraryJobsBackend,
-    RunnerJobsBackend,
+    RunnerThreadBackend,
 )
 from dermdesk.gui.main_window import MainWindow
 from dermdesk.gui.models_panel import ModelsTableModel
+from dermdesk.jobs.kinds import register_kind
 from dermdesk.library import Library
 from dermdesk.library.browse import model_rows
 from tests.gui.stand_ins import add_job, add_model
 
 pytestmark = pytest.mark.gui
+register_kind("test.count", "tests.unit.jobs.tasks:counting")
 
 
 class ScriptedJobs:
@@ -99,39 +102,30 @@ def test_library_jobs_backend_reads_the_job_table_and_requests_cancel(
     assert any(e["action"] == "job.cancel" for e in lib.audit_entries(str(job_id)))
 
 
-def test_runner_backend_drives_a_runner_and_shows_its_rows() -> None:
-    class Runner:  # the job runner's public surface: poll(), jobs(limit), cancel(id)
-        def __init__(self) -> None:
-            self.polls, self.cancelled = 0, []
+def wait_for(condition, timeout: float = 120.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
 
-        def poll(self) -> list[object]:
-            self.polls += 1
-            return []
 
-        def jobs(self, limit: int) -> list[dict[str, object]]:
-            return [
-                {
-                    "id": 7,
-                    "kind": "finetune",
-                    "status": "done",
-                    "progress": 1.0,
-                    "log": "ok",
-                    "result": '{"model_id": "m7"}',
-                    "params": "{}",
-                    "pid": None,
-                }
-            ]
-
-        def cancel(self, job_id: int) -> str:
-            self.cancelled.append(job_id)
-            return "requested"
-
-    runner = Runner()
-    backend = RunnerJobsBackend(runner)
-    (job,) = backend.poll()
-    assert runner.polls == 1 and job.result_link() == ("model", "m7")
-    backend.cancel(7)
-    assert runner.cancelled == [7]
+def test_runner_thread_backend_runs_cancels_and_resumes_real_jobs(lib: Library) -> None:
+    """The app's backend: the real job runner on its own thread, spawned workers and all."""
+    backend = RunnerThreadBackend(lib.root, "tester")
+    try:
+        backend.submit("test.count", {"steps": 60, "delay": 0.05})
+        wait_for(lambda: any(j.status == "running" and j.progress > 0 for j in backend.poll()))
+        (job,) = backend.poll()
+        assert job.kind == "test.count" and "counting from 0" in job.log
+        backend.cancel(job.id)
+        wait_for(lambda: backend.poll()[0].status == "cancelled")
+        backend.resume(job.id)
+        wait_for(lambda: backend.poll()[0].status == "done")
+        done = backend.poll()[0]
+        assert done.result is not None and done.result["started_from"] > 0
+    finally:
+        backend.close()
+    assert lib.jobs()[0]["status"] == "done"  # the runner recorded it in the library
 
 
 def test_eta_is_extrapolated_from_progress() -> None:
@@ -141,7 +135,7 @@ def test_eta_is_extrapolated_from_progress() -> None:
     assert replace(job, status="done").eta_seconds() is None
 
 
-def test_models_panel_shows_lineage_metrics_and_activates(
+def test_models_panel_shows_lineage_metrics_and_promotes_by_the_rule(
     qtbot: QtBot, qtmodeltester: object, window: MainWindow, lib: Library
 ) -> None:
     metrics = {
@@ -150,7 +144,7 @@ def test_models_panel_shows_lineage_metrics_and_activates(
         "per_fitzpatrick": {"V-VI": {"balanced_accuracy": 0.52, "n": 9}},
         "per_device": {"iPhone": {"balanced_accuracy": 0.69, "n": 40}},
     }
-    add_model(lib, "base", status="active")
+    add_model(lib, "base")
     add_model(lib, "child", parents=["base"], metrics=metrics)
     w = window
     w.actions_["show_models"].trigger()
@@ -161,8 +155,35 @@ def test_models_panel_shows_lineage_metrics_and_activates(
     sections = {panel.metrics.item(r, 0).text() for r in range(panel.metrics.rowCount())}
     assert {"overall", "per_class", "per_fitzpatrick", "per_device"} <= sections
     panel.activate_button.click()
+    # the promotion rule runs first and its verdict is shown before anything changes
+    qtbot.waitUntil(lambda: getattr(w, "promotion_dialog", None) is not None)
+    dialog = w.promotion_dialog
+    assert dialog.check.passed and "no active model yet" in dialog.check.reason
+    assert {m["id"]: m["status"] for m in model_rows(lib)}["child"] != "active"
+    dialog.accept()
     qtbot.waitUntil(lambda: {m["id"]: m["status"] for m in model_rows(lib)}["child"] == "active")
-    assert {m["id"]: m["status"] for m in model_rows(lib)}["base"] == "candidate"
+    assert any(e["action"] == "model.promote" for e in lib.audit_entries("child"))
+
+
+def test_training_dialog_queues_a_fine_tuning_job(
+    qtbot: QtBot, window: MainWindow, lib: Library
+) -> None:
+    w = window
+    dialog = w.open_train()
+    dialog.epochs.setValue(2)
+    dialog.img_size.setValue(64)
+    dialog.name.setText("clinic-v1")
+    dialog.buttons.accepted.emit()
+    qtbot.waitUntil(lambda: any(j.kind == "finetune" for j in w.jobs.model.jobs), timeout=20000)
+    job = next(j for j in w.jobs.model.jobs if j.kind == "finetune")
+    assert job.params is not None and job.params["name"] == "clinic-v1"
+    assert job.params["loop"]["epochs"] == 2 and job.params["img_size"] == 64
+    assert w.jobs.isVisible()
+    w.jobs.backend.cancel(job.id)
+    qtbot.waitUntil(
+        lambda: next(j for j in w.jobs.model.jobs if j.id == job.id).status == "cancelled",
+        timeout=120000,
+    )
 
 
 def test_models_table_model_on_its_own(qtmodeltester: object, lib: Library) -> None:

@@ -20,7 +20,6 @@ from dermdesk.library.edits import (
     clear_manual_skin_tone,
     link_images,
     request_job_cancel,
-    set_active_model,
     set_body_site,
 )
 from dermdesk.library.records import ImageRecord, LabelIn, SkinToneIn
@@ -95,15 +94,7 @@ def test_capture_needs_a_reason_to_keep_a_failed_frame(lib: Library) -> None:
     assert any(e["action"] == "capture.override" for e in lib.audit_entries(image))
 
 
-def test_active_model_and_job_cancel(lib: Library) -> None:
-    for model_id, status in (("a", "active"), ("b", "candidate")):
-        lib.conn.execute(
-            "INSERT INTO model (id, name, kind, status, created_at) "
-            "VALUES (?, ?, 'classifier', ?, 'now')",
-            (model_id, model_id, status),
-        )
-    set_active_model(lib, "b")
-    assert {m["id"]: m["status"] for m in lib.models()} == {"a": "candidate", "b": "active"}
+def test_job_cancel_request(lib: Library) -> None:
     job = lib.conn.execute(
         "INSERT INTO job (kind, status, created_at) VALUES ('train', 'running', 'now')"
     ).lastrowid
