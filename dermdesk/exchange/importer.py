@@ -1,19 +1,31 @@
 """Run an import: ingest files in parallel, then add rows through the single writer.
 
-Files are hashed, checked, thumbnailed and stored by a thread pool (Pillow,
-hashlib and file I/O release the GIL, so threads use every core without the
-start-up cost of processes). Rows are written by the calling thread in
-batches, each batch one transaction, so a killed import keeps every finished
-batch and leaves only orphan files (collected by ``verify --repair``) behind.
+Files are hashed, checked, thumbnailed and stored by a pool of spawned worker
+processes (the quality checks and EXIF parsing are Python and numpy code that
+holds the GIL, so threads would not use the cores); small imports use threads,
+which start at once. Workers write only content-addressed files; rows are
+written by the calling thread in batches, each batch one transaction, so a
+killed import keeps every finished batch and leaves only orphan files
+(collected by ``verify --repair``) behind.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    BrokenExecutor,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +41,7 @@ from dermdesk.library.records import (
     SkinToneIn,
     StoredFile,
 )
+from dermdesk.library.store import Store
 
 
 @dataclass
@@ -118,7 +131,8 @@ def run_import(
             _write_batch(lib, pending, report)
             pending.clear()
 
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest") as pool:
+    pool, ingest = _pool(len(items), workers, lib.store.root, known, checks)
+    with pool:
         # Keep a bounded number of files in flight so memory stays flat on huge imports.
         queue = iter(items)
         running: dict[Future[Any], ImportItem] = {}
@@ -128,7 +142,12 @@ def run_import(
                 item = next(queue, None)
                 if item is None:
                     return
-                running[pool.submit(_ingest_one, item, lib, known, checks)] = item
+                try:
+                    running[pool.submit(ingest, item)] = item
+                except BrokenExecutor:  # a worker died (e.g. a crashing decoder)
+                    for rest in (item, *queue):
+                        report.refused.append((rest.where, WORKER_DIED))
+                    return
 
         top_up()
         while running:
@@ -151,14 +170,46 @@ def run_import(
     return report
 
 
+WORKER_DIED = "not imported: an import worker process died; run the import again"
+# Worker processes start in about a second (imports of Pillow, OpenCV, numpy);
+# below this many files a thread pool finishes first.
+PROCESS_MIN_ITEMS = 48
+_WORKER: dict[str, Any] = {}
+
+
+def _pool(
+    n_items: int, workers: int, root: Path, known: frozenset[str], checks: bool
+) -> tuple[Executor, Callable[[ImportItem], Any]]:
+    """Processes for big imports (the per-file work is largely Python and numpy code
+    that holds the GIL, so threads would not use the cores), threads for small ones."""
+    if workers > 1 and n_items >= PROCESS_MIN_ITEMS:
+        pool: Executor = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),  # never fork a GUI or CUDA process
+            initializer=_init_worker,
+            initargs=(root, known, checks),
+        )
+        return pool, _ingest_in_worker
+    threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
+    return threads, partial(_ingest_one, store=Store(root), known=known, checks=checks)
+
+
+def _init_worker(root: Path, known: frozenset[str], checks: bool) -> None:
+    _WORKER.update(store=Store(root), known=known, checks=checks)
+
+
+def _ingest_in_worker(item: ImportItem) -> tuple[StoredFile | AlreadyStored, str | None]:
+    return _ingest_one(item, _WORKER["store"], _WORKER["known"], _WORKER["checks"])
+
+
 def _ingest_one(
-    item: ImportItem, lib: Library, known: frozenset[str], checks: bool
+    item: ImportItem, store: Store, known: frozenset[str], checks: bool
 ) -> tuple[StoredFile | AlreadyStored, str | None]:
-    stored = ingest_file(item.path, lib.store, known, checks=checks, modality=item.modality)
+    stored = ingest_file(item.path, store, known, checks=checks, modality=item.modality)
     mask = None
     if item.mask_path is not None and isinstance(stored, StoredFile):
         try:
-            mask = ingest_mask(item.mask_path, stored.sha256, lib.store)
+            mask = ingest_mask(item.mask_path, stored.sha256, store)
         except ImageRejected as exc:
             raise ImageRejected(f"lesion mask {item.mask_path.name}: {exc}") from exc
     return stored, mask
