@@ -66,8 +66,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--modality",
         choices=taxonomy.MODALITIES,
-        default="clinical",
-        help="modality of plain photos (datasets set their own)",
+        default=None,
+        help="modality of plain photos (default: detected per image; datasets set their own)",
+    )
+    p.add_argument("--workers", type=int, help="parallel workers (default: all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument(
+        "--no-checks", action="store_true", help="skip the quality checks (run `check` later)"
+    )
+
+    p = sub.add_parser("check", help="(re)run the quality checks and show a summary")
+    add_filters(p)
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="re-check every matching image (default: only unchecked or older-version ones)",
     )
     p.add_argument("--workers", type=int, help="parallel workers (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
@@ -208,7 +221,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                     args.csv,
                     parse_mapping(args.map),
                     root=args.root,
-                    modality=args.modality,
+                    modality=args.modality or "clinical",
                     dataset=args.dataset,
                 )
             )
@@ -218,7 +231,11 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise LibraryError(str(exc)) from exc
     with open_library(args) as lib:
         report = run_import(
-            lib, plan.items, workers=args.workers, progress=None if args.quiet else _ProgressLine()
+            lib,
+            plan.items,
+            workers=args.workers,
+            progress=None if args.quiet else _ProgressLine(),
+            checks=not args.no_checks,
         )
     report.refused[:0] = plan.refused
     report.warnings[:0] = plan.warnings
@@ -300,6 +317,8 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from dermdesk.library import quality_store
+
     with open_for_reading(args) as lib:
         image = lib.image(args.image)
         info = {
@@ -309,6 +328,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             "labels": lib.label_history(image["id"]),
             "skin_tones": lib.skin_tones(image["id"]),
             "masks": lib.masks(image["id"]),
+            "quality": quality_store.findings(lib, image["id"]),
             "original": str(lib.original_path(image)),
         }
     if args.json:
@@ -344,6 +364,67 @@ def _print_show(info: dict[str, Any]) -> None:
             f"  {mark} {tone['created_at']}  {tone['method']}  Fitzpatrick "
             f"{taxonomy.fitzpatrick_roman(tone['fitzpatrick']) or '-'}  Monk "
             f"{tone['monk'] or '-'}  by {tone['rater']}"
+            + (
+                f"  (ITA {tone['ita']:.0f}°, confidence {tone['confidence']:.0%})"
+                if tone["ita"] is not None and tone["confidence"] is not None
+                else ""
+            )
+        )
+    _print_findings(info["quality"])
+
+
+def _print_findings(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        print("quality: not checked yet (run `dermdesk check`)")
+        return
+    print(f"quality (checker {rows[0]['checker_version']}):")
+    for row in rows:
+        print(f"  {row['verdict']:<4}  {row['check_name']:<16}  {row['reason']}")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from dermdesk.imaging.quality import CHECK_TITLES, CHECKER_VERSION
+    from dermdesk.library import quality_store
+    from dermdesk.library.checking import check_images
+
+    flt = filter_from_args(args)
+    with open_library(args, create=False) as lib:
+        ids = quality_store.image_ids(lib, flt) if args.all else quality_store.stale_ids(lib, flt)
+        result = check_images(
+            lib, ids, workers=args.workers, progress=None if args.quiet else _CheckProgress()
+        )
+        table = quality_store.flatten(quality_store.verdict_counts(lib, flt))
+    print(
+        f"checked {result.checked} images with checker {CHECKER_VERSION}"
+        + (f", {len(result.unreadable)} unreadable" if result.unreadable else "")
+        + (" (cancelled)" if result.cancelled else "")
+    )
+    for image_id, reason in result.unreadable:
+        print(f"{image_id[:12]}: {reason}")
+    order = [c for c in CHECK_TITLES if c in table] + sorted(set(table) - set(CHECK_TITLES))
+    print_table(
+        ["check", "pass", "warn", "fail"],
+        [[c, table[c]["pass"], table[c]["warn"], table[c]["fail"]] for c in order],
+    )
+    return 0
+
+
+class _CheckProgress:
+    """Throttled progress line for `check`."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+        self.start = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        t = time.monotonic()
+        if t - self.last < 0.1 and done < total:
+            return
+        self.last = t
+        rate = done / max(t - self.start, 1e-6)
+        end = "\n" if done == total else ""
+        print(
+            f"\r{done}/{total} images checked, {rate:.0f}/s", end=end, file=sys.stderr, flush=True
         )
 
 
@@ -424,6 +505,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 COMMANDS = {
     "gui": cmd_gui,
     "import": cmd_import,
+    "check": cmd_check,
     "ls": cmd_ls,
     "show": cmd_show,
     "stats": cmd_stats,

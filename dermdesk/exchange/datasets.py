@@ -334,8 +334,8 @@ def plan_dataset(folder: Path, layout: Layout) -> Plan:
     return _PLANNERS[layout.name](folder)
 
 
-def plan_files(paths: list[Path], modality: str, *, root: Path | None = None) -> Plan:
-    """Plain photos: no labels, modality given by the user."""
+def plan_files(paths: list[Path], modality: str | None, *, root: Path | None = None) -> Plan:
+    """Plain photos: no labels; modality given by the user, or None to detect it per image."""
     items = [
         ImportItem(path=p, where=str(p.relative_to(root)) if root else str(p), modality=modality)
         for p in paths
@@ -360,8 +360,11 @@ def image_files_under(folder: Path) -> list[Path]:
     return found
 
 
-def plan_path(path: Path, modality: str = "clinical") -> Plan:
-    """Plan the import of a file, a dataset folder, or a folder of datasets and photos."""
+def plan_path(path: Path, modality: str | None = None) -> Plan:
+    """Plan the import of a file, a dataset folder, or a folder of datasets and photos.
+
+    Plain photos get ``modality``, or the one detected from their pixels when it is
+    None; dataset folders always keep their own modality."""
     if path.is_file():
         return plan_files([path], modality)
     if not path.is_dir():

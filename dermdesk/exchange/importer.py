@@ -37,7 +37,7 @@ class ImportItem:
 
     path: Path
     where: str  # how to name it in messages: a path, or "metadata.csv row 12"
-    modality: str = "clinical"
+    modality: str | None = "clinical"  # None: detected from the pixels
     dataset: str | None = None
     dataset_image_id: str | None = None
     patient: PatientRef | None = None
@@ -98,8 +98,13 @@ def run_import(
     batch_size: int = 200,
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
+    checks: bool = True,
 ) -> ImportReport:
-    """Import ``items`` into ``lib``; never raises for a bad file, only reports it."""
+    """Import ``items`` into ``lib``; never raises for a bad file, only reports it.
+
+    With ``checks`` (the default) every new image is quality-checked from the same
+    decode that makes its thumbnail, and the findings, skin-tone estimate and hash
+    are stored with its row; items without a modality get the detected one."""
     items = list(items)
     report = ImportReport()
     known = frozenset(lib.known_ids())
@@ -123,7 +128,7 @@ def run_import(
                 item = next(queue, None)
                 if item is None:
                     return
-                running[pool.submit(_ingest_one, item, lib, known)] = item
+                running[pool.submit(_ingest_one, item, lib, known, checks)] = item
 
         top_up()
         while running:
@@ -147,9 +152,9 @@ def run_import(
 
 
 def _ingest_one(
-    item: ImportItem, lib: Library, known: frozenset[str]
+    item: ImportItem, lib: Library, known: frozenset[str], checks: bool
 ) -> tuple[StoredFile | AlreadyStored, str | None]:
-    stored = ingest_file(item.path, lib.store, known)
+    stored = ingest_file(item.path, lib.store, known, checks=checks, modality=item.modality)
     mask = None
     if item.mask_path is not None and isinstance(stored, StoredFile):
         try:
@@ -199,9 +204,12 @@ def _write_batch(
 def _record(item: ImportItem, stored: StoredFile, mask: str | None) -> ImageRecord:
     if item.device:
         stored.device = {**stored.device, **item.device}
+    modality = item.modality
+    if modality is None:  # plain photos without --modality: what the pixels say
+        modality = stored.quality.modality.modality if stored.quality is not None else "clinical"
     return ImageRecord(
         stored=stored,
-        modality=item.modality,
+        modality=modality,
         source=item.source,
         dataset=item.dataset,
         dataset_image_id=item.dataset_image_id,

@@ -19,6 +19,7 @@ from dermdesk.imaging.decode import (
     load,
     open_image,
     thumbnail_jpeg,
+    thumbnail_jpeg_rgb,
 )
 from dermdesk.imaging.exif import device_metadata
 from dermdesk.library.records import StoredFile
@@ -46,9 +47,18 @@ def read_file(path: Path) -> bytes:
 
 
 def ingest_bytes(
-    data: bytes, store: Store, known: set[str] | frozenset[str] = frozenset()
+    data: bytes,
+    store: Store,
+    known: set[str] | frozenset[str] = frozenset(),
+    *,
+    checks: bool = False,
+    modality: str | None = None,
 ) -> StoredFile | AlreadyStored:
-    """Check and store one image's bytes. Raises ImageRejected with the reason."""
+    """Check and store one image's bytes. Raises ImageRejected with the reason.
+
+    With ``checks``, the quality checker runs on the same (DCT-reduced) decode
+    that makes the thumbnail; its assessment rides along in ``StoredFile.quality``
+    (``modality`` as recorded, or None to let the checker detect it)."""
     sha = hashlib.sha256(data).hexdigest()
     if sha in known:
         return AlreadyStored(sha)
@@ -58,8 +68,18 @@ def ingest_bytes(
     orientation = exif_orientation(img)
     width, height = displayed_size(img, orientation)
     device = device_metadata(img)
-    load(img, reduce_to=THUMB_SIZE)  # decodes the whole stream: truncation is caught here
-    thumb = thumbnail_jpeg(img, THUMB_SIZE)
+    assessment = None
+    if checks:
+        # One decode, a little larger than the thumbnail needs, serves both.
+        from dermdesk.imaging.quality import assess_decoded
+        from dermdesk.imaging.working import decode_pil
+
+        decoded = decode_pil(img)  # decodes the whole stream: truncation is caught here
+        thumb = thumbnail_jpeg_rgb(decoded.rgb, THUMB_SIZE)
+        assessment = assess_decoded(decoded, modality)
+    else:
+        load(img, reduce_to=THUMB_SIZE)  # decodes the whole stream: truncation is caught here
+        thumb = thumbnail_jpeg(img, THUMB_SIZE)
     rel = store.original_rel(sha, FORMAT_EXT[fmt])
     try:
         store.put(rel, data)
@@ -76,13 +96,19 @@ def ingest_bytes(
         mode=mode,
         orientation=orientation,
         device=device,
+        quality=assessment,
     )
 
 
 def ingest_file(
-    path: Path, store: Store, known: set[str] | frozenset[str] = frozenset()
+    path: Path,
+    store: Store,
+    known: set[str] | frozenset[str] = frozenset(),
+    *,
+    checks: bool = False,
+    modality: str | None = None,
 ) -> StoredFile | AlreadyStored:
-    return ingest_bytes(read_file(path), store, known)
+    return ingest_bytes(read_file(path), store, known, checks=checks, modality=modality)
 
 
 def ingest_mask(path: Path, image_sha: str, store: Store) -> str:

@@ -1,1 +1,1 @@
-"""PySide6 user interface: the only package that imports Qt."""
+"""The PySide6 desktop app: the only package that imports Qt."""

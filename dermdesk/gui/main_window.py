@@ -1,48 +1,503 @@
-"""The main window. For now: the library's location and what it holds."""
+"""The main window: builds the panels, docks and actions and wires them together.
+
+Business logic lives elsewhere: queries in :mod:`dermdesk.library.browse`,
+edits in :mod:`dermdesk.gui.editing`, each view in its own module. This file
+only connects signals to slots and keeps the selection in step.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+
+from PySide6.QtCore import QItemSelectionModel, Qt, QTimer, QUrl
+from PySide6.QtGui import QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
     QLabel,
     QMainWindow,
-    QTableWidget,
-    QTableWidgetItem,
+    QMenu,
+    QMessageBox,
+    QSplitter,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from dermdesk import __version__, taxonomy
-from dermdesk.library import Library
+from dermdesk.gui import actions as actions_table
+from dermdesk.gui.about import AboutDialog
+from dermdesk.gui.annotation_panel import AnnotationPanel
+from dermdesk.gui.capture_dialog import CaptureDialog, LiveChecker, SourceFactory
+from dermdesk.gui.dashboard import DashboardPanel
+from dermdesk.gui.editing import Editor
+from dermdesk.gui.filter_bar import FilterBar
+from dermdesk.gui.gallery_model import GalleryModel, Query
+from dermdesk.gui.gallery_view import GalleryView
+from dermdesk.gui.import_dialog import ImportDialog, dropped_paths
+from dermdesk.gui.jobs_dock import JobsBackend, JobsDock, LibraryJobsBackend
+from dermdesk.gui.models_panel import ModelsPanel
+from dermdesk.gui.settings import Settings
+from dermdesk.gui.settings_dialog import SettingsDialog
+from dermdesk.gui.shortcuts_sheet import ShortcutsSheet
+from dermdesk.gui.tasks import Background, LibraryWorker
+from dermdesk.gui.theme import apply_theme
+from dermdesk.gui.thumbnails import ThumbnailLoader
+from dermdesk.gui.viewer import ViewerPanel
+from dermdesk.imaging.quality import live_check
+from dermdesk.library import ImageFilter, Library
+from dermdesk.library.browse import distinct_devices
+from dermdesk.library.edits import set_active_model
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, lib: Library) -> None:
+    """The workstation window on one library."""
+
+    def __init__(
+        self,
+        lib: Library,
+        settings: Settings | None = None,
+        *,
+        jobs_backend: JobsBackend | None = None,
+        live_checker: LiveChecker = live_check,
+        capture_sources: Sequence[tuple[str, SourceFactory]] | None = None,
+    ) -> None:
         super().__init__()
         self.lib = lib
+        self.settings = settings or Settings()
+        self.live_checker = live_checker
+        self.capture_sources = capture_sources
         self.setWindowTitle(f"dermdesk {__version__} — {lib.root}")
-        self.resize(1280, 800)
-        body = QWidget(self)
-        layout = QVBoxLayout(body)
-        total = lib.count()
-        self.summary = QLabel(
-            f"<h2>Library</h2><p>{lib.root}</p><p><b>{total}</b> images. "
-            "Import photos or datasets with <code>dermdesk import PATH</code>.</p>"
-        )
-        layout.addWidget(self.summary)
-        self.table = self._counts_table()
-        layout.addWidget(self.table)
-        self.setCentralWidget(body)
+        self.setAcceptDrops(True)
+        self._make_workers()
+        self._make_views(jobs_backend)
+        self._layout()
+        self.actions_ = actions_table.build_actions(self)
+        self._menus()
+        self._wire()
+        self._restore()
 
-    def _counts_table(self) -> QTableWidget:
-        rows = self.lib.counts(["diagnosis", "modality"])
-        table = QTableWidget(len(rows), 4, self)
-        table.setHorizontalHeaderLabels(["Code", "Diagnosis", "Modality", "Images"])
-        names = {code: d.name for code, d in taxonomy.diagnoses().items()}
-        for i, r in enumerate(rows):
-            code = r["diagnosis"] or ""
-            for j, value in enumerate(
-                (code, names.get(code, "unlabelled"), r["modality"], str(r["n"]))
-            ):
-                table.setItem(i, j, QTableWidgetItem(value))
-        table.resizeColumnsToContents()
-        return table
+    # -- construction ----------------------------------------------------------------------
+
+    def _make_workers(self) -> None:
+        annotator = self.settings.annotator
+        self.writer = LibraryWorker(self.lib.root, annotator, "writer", self)
+        self.reader = LibraryWorker(self.lib.root, annotator, "reader", self)
+        self.decoder = Background("decode", 2, self)
+        self.thumbs = ThumbnailLoader(
+            self.lib.root, self.settings.thumb_size, device_pixel_ratio=self.devicePixelRatioF()
+        )
+        self.editor = Editor(self.writer, self)
+
+    def _make_views(self, jobs_backend: JobsBackend | None) -> None:
+        self.gallery_model = GalleryModel(self.reader, self.thumbs)
+        self.gallery = GalleryView(self.settings.thumb_size)
+        self.gallery.setModel(self.gallery_model)
+        self.filters = FilterBar()
+        self.viewer = ViewerPanel(self.lib, self.decoder)
+        self.annotation = AnnotationPanel()
+        self.dashboard = DashboardPanel(self.reader)
+        self.models = ModelsPanel(self.lib, self._activate_model)
+        self.jobs = JobsDock(jobs_backend or LibraryJobsBackend(self.lib, self.writer))
+        self.status = QLabel()
+        self._closing = False
+        self._selection_timer = QTimer(self, singleShot=True, interval=40)
+        self._selection_timer.timeout.connect(self._selection_changed)
+
+    def _layout(self) -> None:
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self.gallery)
+        split.addWidget(self.viewer)
+        split.setStretchFactor(0, 5)
+        split.setStretchFactor(1, 4)
+        split.setSizes([520, 420])
+        library = QWidget()
+        v = QVBoxLayout(library)
+        v.setContentsMargins(0, 0, 0, 0)
+        v.setSpacing(0)
+        v.addWidget(self.filters)
+        v.addWidget(split, 1)
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(library, "Library")
+        self.tabs.addTab(self.dashboard, "Dashboard")
+        self.tabs.addTab(self.models, "Models")
+        self.setCentralWidget(self.tabs)
+        self.annotation_dock = QDockWidget("Annotation", self)
+        self.annotation_dock.setObjectName("annotation_dock")
+        self.annotation_dock.setWidget(self.annotation)
+        self.annotation_dock.setMinimumWidth(330)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.annotation_dock)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.jobs)
+        self.jobs.hide()
+        self.statusBar().addPermanentWidget(self.status)
+        self.resize(1280, 800)
+
+    def _menus(self) -> None:
+        a = self.actions_
+        bar = self.menuBar()
+        menus: dict[str, list[str | None]] = {
+            "&Library": ["import", "capture", "refresh", None, "settings", None, "quit"],
+            "&Edit": ["undo", "redo", None, "select_all", "search", "clear_filters"],
+            "&View": [
+                "show_library",
+                "show_dashboard",
+                "show_models",
+                None,
+                "toggle_annotation",
+                "toggle_jobs",
+                None,
+                "dark_theme",
+            ],
+            "&Image": [
+                "next",
+                "previous",
+                None,
+                "zoom_fit",
+                "zoom_actual",
+                "zoom_in",
+                "zoom_out",
+                "compare",
+            ],
+            "&Annotate": ["pick_diagnosis", "clear_label"],
+            "&Help": ["shortcuts", "about"],
+        }
+        self.menus: dict[str, QMenu] = {}
+        for title, names in menus.items():
+            menu = self.menus[title] = bar.addMenu(title)
+            for name in names:
+                if name is None:
+                    menu.addSeparator()
+                else:
+                    menu.addAction(a[name])
+        sub = self.menus["&Annotate"].addMenu("Diagnosis and certainty")
+        tones = self.menus["&Annotate"].addMenu("Skin type")
+        for spec in actions_table.ACTIONS:
+            if spec.name.startswith(("label_", "certainty_")):
+                sub.addAction(a[spec.name])
+            elif spec.section == "Skin type":
+                tones.addAction(a[spec.name])
+        toolbar = self.addToolBar("Main")
+        toolbar.setObjectName("main_toolbar")
+        for name in ("import", "capture", "undo", "redo", "compare", "shortcuts"):
+            toolbar.addAction(a[name])
+        a["dark_theme"].setChecked(self.settings.theme == "dark")
+        a["toggle_annotation"].setChecked(True)
+
+    def _wire(self) -> None:
+        a = self.actions_
+        ids = self.target_ids
+        handlers: dict[str, Callable[[], object]] = {
+            "import": self.open_import,
+            "capture": self.open_capture,
+            "refresh": self.refresh_all,
+            "settings": self.open_settings,
+            "quit": self.close,
+            "next": lambda: self.step(1),
+            "previous": lambda: self.step(-1),
+            "select_all": self.gallery.selectAll,
+            "search": lambda: self.filters.text.setFocus(Qt.FocusReason.ShortcutFocusReason),
+            "clear_filters": self.filters.clear,
+            "show_library": lambda: self.tabs.setCurrentIndex(0),
+            "show_dashboard": lambda: self.tabs.setCurrentIndex(1),
+            "show_models": lambda: self.tabs.setCurrentIndex(2),
+            "zoom_fit": self.viewer.fit,
+            "zoom_actual": self.viewer.actual_size,
+            "zoom_in": self.viewer.zoom_in,
+            "zoom_out": self.viewer.zoom_out,
+            "undo": self.editor.stack.undo,
+            "redo": self.editor.stack.redo,
+            "clear_label": lambda: self.editor.clear_label(ids()),
+            "pick_diagnosis": self.annotation.diagnosis.start_search,
+            "tone_clear": lambda: self.editor.clear_tone(ids()),
+            "shortcuts": lambda: ShortcutsSheet(parent=self).exec(),
+            "about": lambda: AboutDialog(self.lib, self).exec(),
+        }
+        for code in taxonomy.diagnoses():
+            handlers[f"label_{code}"] = partial(self._label, code)
+        for spec in actions_table.ACTIONS:
+            if spec.name.startswith("certainty_"):
+                certainty = spec.name.removeprefix("certainty_")
+                handlers[spec.name] = partial(self._certainty, certainty)
+        for i in range(1, 7):
+            handlers[f"fitzpatrick_{i}"] = partial(self._fitzpatrick, i)
+        for i in range(1, 11):
+            handlers[f"monk_{i}"] = partial(self._monk, i)
+        actions_table.connect(a, handlers)
+        a["toggle_jobs"].toggled.connect(self.jobs.setVisible)
+        self.jobs.visibilityChanged.connect(a["toggle_jobs"].setChecked)
+        a["toggle_annotation"].toggled.connect(self.annotation_dock.setVisible)
+        self.annotation_dock.visibilityChanged.connect(a["toggle_annotation"].setChecked)
+        a["dark_theme"].toggled.connect(self.set_dark)
+        a["compare"].toggled.connect(self.set_compare)
+        self.editor.stack.canUndoChanged.connect(a["undo"].setEnabled)
+        self.editor.stack.canRedoChanged.connect(a["redo"].setEnabled)
+        a["undo"].setEnabled(False)
+        a["redo"].setEnabled(False)
+        for name, slot in (
+            ("zoom_fit", self.viewer.fit),
+            ("zoom_actual", self.viewer.actual_size),
+            ("zoom_in", self.viewer.zoom_in),
+            ("zoom_out", self.viewer.zoom_out),
+        ):
+            self.viewer.buttons[name].clicked.connect(slot)
+        self.viewer.buttons["compare"].setDefaultAction(a["compare"])
+        self._wire_library()
+        self._wire_annotation()
+        self._wire_jobs()
+
+    def _label(self, code: str) -> None:
+        self.editor.set_label(self.target_ids(), code, self.settings.certainty)
+
+    def _certainty(self, certainty: str) -> None:
+        self.editor.set_certainty(self.target_ids(), certainty)
+
+    def _fitzpatrick(self, value: int) -> None:
+        self.editor.set_fitzpatrick(self.target_ids(), value)
+
+    def _monk(self, value: int) -> None:
+        self.editor.set_monk(self.target_ids(), value)
+
+    def _wire_library(self) -> None:
+        self.filters.changed.connect(self._query_changed)
+        self.gallery_model.counts_changed.connect(lambda *_: self._update_status())
+        self.gallery_model.modelReset.connect(self._after_reset)
+        self.gallery_model.failed.connect(self.notify)
+        self.gallery.selectionModel().selectionChanged.connect(
+            lambda *_: self._selection_timer.start()
+        )
+        self.gallery.selectionModel().currentChanged.connect(
+            lambda *_: self._selection_timer.start()
+        )
+        self.writer.failed.connect(self.notify)
+        self.reader.failed.connect(self.notify)
+        self.tabs.currentChanged.connect(self._tab_changed)
+
+    def _wire_annotation(self) -> None:
+        p, e, ids = self.annotation, self.editor, self.target_ids
+        p.label_chosen.connect(self._label)
+        p.certainty_chosen.connect(self._certainty)
+        p.fitzpatrick_chosen.connect(self._fitzpatrick)
+        p.monk_chosen.connect(self._monk)
+        p.tone_cleared.connect(lambda: e.clear_tone(ids()))
+        p.link_requested.connect(lambda pat, les, site: e.link(ids(), pat, les, site))
+        p.site_chosen.connect(lambda site: e.set_body_site(ids(), site))
+        p.device_edited.connect(lambda changes: e.set_device(ids(), changes))
+        e.edited.connect(self._edited)
+        e.failed.connect(self.notify)
+
+    def _wire_jobs(self) -> None:
+        self.jobs.open_model.connect(self.show_model)
+        self.jobs.show_images.connect(self._show_ids)
+        self.jobs.open_path.connect(lambda path: QDesktopServices.openUrl(QUrl.fromLocalFile(path)))
+
+    def _restore(self) -> None:
+        geometry, state = self.settings.window_state()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+        self.filters.set_device_choices(distinct_devices(self.lib))
+        self.annotation.set_patient_choices(self.lib)
+        self.filters.set_state(self.settings.filters)  # emits: loads the gallery
+
+    # -- the gallery and the selection -----------------------------------------------------
+
+    def _query_changed(self, query: Query) -> None:
+        self.settings.filters = self.filters.state()
+        self.gallery_model.set_query(query)
+
+    def _after_reset(self) -> None:
+        if self.gallery_model.rowCount() and not self.gallery.currentIndex().isValid():
+            self.gallery.setCurrentIndex(self.gallery_model.index(0))
+        self._selection_changed()
+
+    def selected_ids(self) -> list[str]:
+        rows = sorted(i.row() for i in self.gallery.selectionModel().selectedIndexes())
+        return self.gallery_model.ids(rows)
+
+    def target_ids(self) -> list[str]:
+        """Images an annotation applies to: the selection, else the current image."""
+        ids = self.selected_ids()
+        current = self.gallery.currentIndex()
+        if not ids and current.isValid():
+            ids = self.gallery_model.ids([current.row()])
+        return ids
+
+    def current_id(self) -> str | None:
+        current = self.gallery.currentIndex()
+        ids = self.gallery_model.ids([current.row()]) if current.isValid() else []
+        return ids[0] if ids else None
+
+    def _selection_changed(self) -> None:
+        if self._closing:
+            return  # results still arriving from the workers after the window closed
+        ids = self.target_ids()
+        current = self.current_id()
+        second = next((i for i in ids if i != current), None) if len(ids) == 2 else None
+        if current != self.viewer.image_id or second:
+            self.viewer.show_image(current, second)
+        self.annotation.show_selection(self.lib, ids)
+        self._update_status()
+
+    def step(self, delta: int) -> None:
+        """Move to the next / previous image (loading more rows at the end)."""
+        model = self.gallery_model
+        if model.rowCount() == 0:
+            return
+        row = self.gallery.currentIndex().row() if self.gallery.currentIndex().isValid() else -1
+        target = max(0, min(model.rowCount() - 1, row + delta))
+        if target >= model.rowCount() - 5 and model.canFetchMore():
+            model.fetchMore()
+        index = model.index(target)
+        self.gallery.selectionModel().setCurrentIndex(
+            index, QItemSelectionModel.SelectionFlag.ClearAndSelect
+        )
+        self.gallery.scrollTo(index)
+
+    def _edited(self, ids: list[str]) -> None:
+        if self._closing:
+            return
+        self.gallery_model.refresh_ids(ids)
+        if self.viewer.image_id in ids:
+            self.viewer.refresh_info()
+        if set(ids) & set(self.target_ids()):
+            self.annotation.show_selection(self.lib, self.target_ids())
+        self.dashboard.mark_stale()
+        self._update_status()
+
+    def _show_ids(self, ids: list[str]) -> None:
+        self.tabs.setCurrentIndex(0)
+        self.gallery_model.set_query(Query(ImageFilter(ids=ids)))
+
+    def _update_status(self) -> None:
+        model = self.gallery_model
+        selected = len(self.selected_ids())
+        pending = self.writer.pending
+        parts = [f"{model.rowCount():,} of {model.total:,} shown"]
+        if selected > 1:
+            parts.append(f"{selected:,} selected")
+        if pending:
+            parts.append(f"saving {pending} edit{'s' * (pending != 1)}…")
+        self.status.setText(" · ".join(parts))
+
+    def notify(self, message: str) -> None:
+        """One place for errors and notices: the status bar (and a tooltip for long ones)."""
+        self.statusBar().showMessage(message, 8000)
+        self.statusBar().setToolTip(message)
+
+    # -- views -----------------------------------------------------------------------------
+
+    def _tab_changed(self, index: int) -> None:
+        if self.tabs.widget(index) is self.models:
+            self.models.refresh()
+
+    def set_compare(self, on: bool) -> None:
+        self.viewer.set_compare(on)
+        self._selection_changed()
+
+    def set_dark(self, on: bool) -> None:
+        self.settings.theme = "dark" if on else "light"
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            apply_theme(app, self.settings.theme)
+
+    def show_model(self, model_id: str) -> None:
+        self.tabs.setCurrentWidget(self.models)
+        self.models.refresh()
+        self.models.select(model_id)
+
+    def _activate_model(self, model_id: str) -> None:
+        def done(_: object) -> None:
+            self.models.refresh()
+            self.gallery_model.reload()  # the disagreement badges follow the active model
+            self.dashboard.mark_stale()
+
+        self.writer.run(lambda lib: set_active_model(lib, model_id), done)
+
+    def refresh_all(self) -> None:
+        if self._closing:
+            return
+        self.gallery_model.reload()
+        self.dashboard.mark_stale()
+        self.filters.set_device_choices(distinct_devices(self.lib))
+        self.annotation.set_patient_choices(self.lib)
+
+    # -- dialogs ---------------------------------------------------------------------------
+
+    def open_import(self, paths: list[Path] | None = None, *, start: bool = False) -> ImportDialog:
+        dialog = ImportDialog(
+            self.lib.root, self.settings.annotator, self.settings.import_modality, self
+        )
+        dialog.imported.connect(lambda report: self.refresh_all())
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        if paths:
+            dialog.add_paths(paths)
+        dialog.show()
+        if start:
+            dialog.start()
+        self.import_dialog = dialog
+        return dialog
+
+    def open_capture(self) -> CaptureDialog:
+        dialog = CaptureDialog(
+            self.writer,
+            sources=self.capture_sources,
+            checker=self.live_checker,
+            operator=self.settings.annotator,
+            parent=self,
+        )
+        dialog.captured.connect(lambda image_id: self.refresh_all())
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        self.capture_dialog = dialog
+        return dialog
+
+    def open_settings(self) -> None:
+        dialog = SettingsDialog(self.settings, self)
+        if dialog.exec():
+            app = QApplication.instance()
+            if isinstance(app, QApplication):
+                apply_theme(app, self.settings.theme)
+            self.actions_["dark_theme"].setChecked(self.settings.theme == "dark")
+            self.writer.set_actor(self.settings.annotator)
+            self.gallery.set_thumb_size(self.settings.thumb_size)
+            self.thumbs.set_size(self.settings.thumb_size, self.devicePixelRatioF())
+
+    # -- drag and drop, closing ------------------------------------------------------------
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if dropped_paths(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = dropped_paths(event.mimeData())
+        if paths:
+            event.acceptProposedAction()
+            self.open_import(paths, start=True)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.writer.pending and not self._confirm_close():
+            event.ignore()
+            return
+        self._closing = True
+        self._selection_timer.stop()
+        self.settings.filters = self.filters.state()
+        self.settings.save_window_state(self.saveGeometry(), self.saveState())
+        self.settings.sync()
+        self.jobs.timer.stop()
+        self.thumbs.shutdown()
+        self.decoder.shutdown(wait=False)
+        self.reader.shutdown(wait=True)
+        self.writer.shutdown(wait=True)  # edits still queued are written before we go
+        super().closeEvent(event)
+
+    def _confirm_close(self) -> bool:
+        answer = QMessageBox.question(
+            self,
+            "Edits still saving",
+            f"{self.writer.pending} edits are still being saved. Wait for them and quit?",
+        )
+        return answer == QMessageBox.StandardButton.Yes

@@ -186,3 +186,8 @@ def thumbnail_jpeg(img: Image.Image, size: int = 256, quality: int = 85) -> byte
     out = io.BytesIO()
     thumb.save(out, "JPEG", quality=quality)
     return out.getvalue()
+
+
+def thumbnail_jpeg_rgb(rgb: np.ndarray, size: int = 256, quality: int = 85) -> bytes:
+    """The same thumbnail from an already upright 8-bit RGB array."""
+    return thumbnail_jpeg(Image.fromarray(rgb), size, quality)

@@ -209,6 +209,10 @@ class Library:
                     "created_at": at,
                 },
             )
+        if s.quality is not None:
+            from dermdesk.library.quality_store import insert_assessment  # lazy: pixel stack
+
+            insert_assessment(self, conn, audit, s.sha256, s.quality)
 
     def _patient_id(
         self, conn: sqlite3.Connection, audit: AuditWriter, ref: PatientRef, at: str

@@ -65,6 +65,9 @@ class StoredFile:
     mode: str
     orientation: int | None = None
     device: dict[str, Any] = field(default_factory=dict)
+    # What the quality checker found while the file was decoded anyway
+    # (a dermdesk.imaging.quality.Assessment); stored with the image row.
+    quality: Any = None
 
 
 @dataclass

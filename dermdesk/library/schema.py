@@ -190,6 +190,19 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX prediction_model ON prediction (model_id)",
         "CREATE INDEX job_status ON job (status)",
     ],
+    2: [
+        # Perceptual hash of each image, for exact / near-duplicate findings (quality_store).
+        """
+        CREATE TABLE image_hash (
+            image_id TEXT PRIMARY KEY REFERENCES image(id),
+            phash TEXT NOT NULL,              -- 64-bit DCT hash, 16 hex digits
+            checker_version TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX image_hash_phash ON image_hash (phash)",
+        "CREATE INDEX quality_check ON quality (check_name, verdict)",
+    ],
 }
 
 LATEST_VERSION = max(MIGRATIONS)

@@ -34,3 +34,10 @@ def test_migrates_from_every_earlier_version(tmp_path: Path, start: int) -> None
 
 def test_migrations_are_numbered_without_gaps() -> None:
     assert sorted(MIGRATIONS) == list(range(1, LATEST_VERSION + 1))
+
+
+def test_version_2_adds_the_perceptual_hash_table(tmp_path: Path) -> None:
+    with Library.open(tmp_path / "lib") as lib:
+        assert "image_hash" in lib.db.table_names()
+        indexes = {r[1] for r in lib.conn.execute("PRAGMA index_list(quality)")}
+        assert "quality_check" in indexes

@@ -1,0 +1,395 @@
+"""The capture dialog: live preview with quality indicators, then store the frame.
+
+Frames are read and checked on a grabber thread (any
+:class:`~dermdesk.imaging.camera.FrameSource`, so tests use a fake camera);
+the newest one is handed to the GUI thread ("latest wins", at most one frame
+signal in flight). A failing frame can only be captured with an override
+reason, which is stored with the image and in the audit log.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QCloseEvent, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from dermdesk import taxonomy
+from dermdesk.exchange.capture import store_capture
+from dermdesk.gui.tasks import LibraryWorker
+from dermdesk.gui.theme import VERDICT_COLOURS
+from dermdesk.imaging.camera import (
+    FrameSource,
+    GeneratedSource,
+    OpenCVCamera,
+    VideoFileSource,
+    list_cameras,
+)
+from dermdesk.imaging.findings import CheckResult, worst
+from dermdesk.imaging.quality import CHECK_TITLES, live_check
+from dermdesk.library.edits import CaptureInfo
+
+SourceFactory = Callable[[], FrameSource]
+
+
+@dataclass
+class Frame:
+    rgb: np.ndarray
+    image: QImage
+    findings: list[CheckResult]
+
+
+# Any per-frame checker with the shape of dermdesk.imaging.quality.live_check
+# (tests pass their own to force a verdict).
+LiveChecker = Callable[[np.ndarray], Sequence[CheckResult]]
+
+
+def finding_dict(f: CheckResult) -> dict[str, Any]:
+    """A live finding as a plain dict, as kept with the captured image."""
+    return {"name": f.check, "score": f.score, "verdict": f.verdict, "reason": f.reason}
+
+
+def to_qimage(rgb: np.ndarray) -> QImage:
+    rgb = np.ascontiguousarray(rgb)
+    h, w = rgb.shape[:2]
+    return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+
+class FrameGrabber(QObject):
+    """Reads and checks frames on its own thread; the GUI pulls the newest."""
+
+    ready = Signal()
+    error = Signal(str)
+
+    def __init__(self, source: FrameSource, checker: LiveChecker, fps: float = 15.0) -> None:
+        super().__init__()
+        self.source = source
+        self.checker = checker
+        self.interval = 1.0 / fps
+        self._lock = threading.Lock()
+        self._latest: Frame | None = None
+        self._signalled = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="camera", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=3)
+        self.source.close()
+
+    def take(self) -> Frame | None:
+        with self._lock:
+            self._signalled = False
+            return self._latest
+
+    def _loop(self) -> None:
+        misses = 0
+        while not self._stop.is_set():
+            start = time.monotonic()
+            rgb = self.source.read()
+            if rgb is None:
+                misses += 1
+                if misses == 30:
+                    self.error.emit(f"{self.source.name}: no frames (camera busy or unplugged?)")
+                self._stop.wait(0.1)
+                continue
+            misses = 0
+            frame = Frame(rgb, to_qimage(rgb), list(self.checker(rgb)))
+            with self._lock:
+                self._latest = frame
+                notify = not self._signalled
+                self._signalled = True
+            if notify:
+                self.ready.emit()
+            self._stop.wait(max(0.0, self.interval - (time.monotonic() - start)))
+
+
+def default_sources() -> list[tuple[str, SourceFactory]]:
+    """Cameras OpenCV finds, plus a test pattern for trying the dialog without one."""
+    sources: list[tuple[str, SourceFactory]] = [
+        (f"{cam.name} (camera {cam.index})", lambda i=cam.index: OpenCVCamera(i))  # type: ignore[misc]
+        for cam in list_cameras()
+    ]
+    sources.append(("Test pattern (no camera)", _test_pattern))
+    return sources
+
+
+def _test_pattern() -> FrameSource:
+    rng = np.random.default_rng(0)
+
+    def frame(n: int) -> np.ndarray:
+        yy, xx = np.mgrid[0:480, 0:640]
+        img = np.empty((480, 640, 3), np.float32)
+        img[...] = (196, 150, 126)
+        img += rng.normal(0, 8, img.shape)
+        blob = (xx - 320 - 20 * np.sin(n / 10)) ** 2 + (yy - 240) ** 2 < 60**2
+        img[blob] = (95, 60, 45)
+        return np.clip(img, 0, 255).astype(np.uint8)
+
+    return GeneratedSource(frame, name="Test pattern")
+
+
+class CaptureDialog(QDialog):
+    """Live capture into the library."""
+
+    captured = Signal(str)
+
+    def __init__(
+        self,
+        writer: LibraryWorker,
+        *,
+        sources: Sequence[tuple[str, SourceFactory]] | None = None,
+        checker: LiveChecker = live_check,
+        operator: str = "",
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Capture")
+        self.writer = writer
+        self.checker = checker
+        self.operator = operator
+        self.grabber: FrameGrabber | None = None
+        self.frame: Frame | None = None
+        self._saving = False
+        self._build(list(sources) if sources is not None else default_sources())
+        self.resize(1000, 640)
+
+    # -- construction ----------------------------------------------------------------------
+
+    def _build(self, sources: list[tuple[str, SourceFactory]]) -> None:
+        self.source_box = QComboBox()
+        for name, factory in sources:
+            self.source_box.addItem(name, factory)
+        self.source_box.activated.connect(lambda _: self.start_source())
+        video = QPushButton("Video file…")
+        video.clicked.connect(self._open_video)
+        self.preview = QLabel("Starting camera…")
+        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.preview.setMinimumSize(480, 360)
+        self.preview.setStyleSheet("background: #111; color: #ddd;")
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Source"))
+        top.addWidget(self.source_box, 1)
+        top.addWidget(video)
+        left = QVBoxLayout()
+        left.addLayout(top)
+        left.addWidget(self.preview, 1)
+        right = QVBoxLayout()
+        right.addWidget(self._indicators())
+        right.addWidget(self._details())
+        right.addWidget(self._capture_box())
+        right.addStretch(1)
+        layout = QHBoxLayout(self)
+        layout.addLayout(left, 3)
+        layout.addLayout(right, 2)
+
+    def _indicators(self) -> QGroupBox:
+        box = QGroupBox("Live quality")
+        self._grid = QGridLayout(box)
+        self.indicators: dict[str, tuple[QLabel, QLabel]] = {}
+        for name in ("sharpness", "exposure", "glare"):
+            self._indicator(name)
+        self._grid.setColumnStretch(2, 1)
+        return box
+
+    def _indicator(self, name: str) -> tuple[QLabel, QLabel]:
+        """The row for one check (rows appear for whatever checks the checker reports)."""
+        if name not in self.indicators:
+            row = len(self.indicators)
+            dot, text = QLabel("●"), QLabel("waiting for frames…")
+            text.setWordWrap(True)
+            title = QLabel(CHECK_TITLES.get(name, name.replace("_", " ").capitalize()))
+            self._grid.addWidget(dot, row, 0, Qt.AlignmentFlag.AlignTop)
+            self._grid.addWidget(title, row, 1, Qt.AlignmentFlag.AlignTop)
+            self._grid.addWidget(text, row, 2)
+            self.indicators[name] = (dot, text)
+        return self.indicators[name]
+
+    def _details(self) -> QGroupBox:
+        box = QGroupBox("Patient and lesion")
+        form = QFormLayout(box)
+        self.patient = QLineEdit()
+        self.patient.setPlaceholderText("pseudonymous id (P-…) or clinic id")
+        self.lesion = QLineEdit()
+        self.lesion.setPlaceholderText("lesion id (L-…) or a new name")
+        self.site = QComboBox()
+        self.site.addItem("—", None)
+        for code, name in taxonomy.body_sites().items():
+            self.site.addItem(name, code)
+        self.modality = QComboBox()
+        for m in taxonomy.MODALITIES:
+            self.modality.addItem(m, m)
+        form.addRow("Patient", self.patient)
+        form.addRow("Lesion", self.lesion)
+        form.addRow("Body site", self.site)
+        form.addRow("Modality", self.modality)
+        return box
+
+    def _capture_box(self) -> QGroupBox:
+        box = QGroupBox("Capture")
+        v = QVBoxLayout(box)
+        self.override = QCheckBox("Keep a failing frame anyway")
+        self.reason = QLineEdit()
+        self.reason.setPlaceholderText("reason (required to override a failed check)")
+        self.override.toggled.connect(self._update_button)
+        self.reason.textChanged.connect(self._update_button)
+        self.capture_button = QPushButton("Capture")
+        self.capture_button.setDefault(True)
+        self.capture_button.clicked.connect(self.capture)
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        close = QPushButton("Close")
+        close.clicked.connect(self.close)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.capture_button, 1)
+        buttons.addWidget(close)
+        v.addWidget(self.override)
+        v.addWidget(self.reason)
+        v.addLayout(buttons)
+        v.addWidget(self.status)
+        return box
+
+    # -- the source ------------------------------------------------------------------------
+
+    def showEvent(self, event: Any) -> None:
+        super().showEvent(event)
+        if self.grabber is None:
+            self.start_source()
+
+    def start_source(self) -> None:
+        self.stop_source()
+        factory: SourceFactory | None = self.source_box.currentData()
+        if factory is None:
+            return
+        try:
+            source = factory()
+        except OSError as exc:
+            self.preview.setText(str(exc))
+            return
+        self.grabber = FrameGrabber(source, self.checker)
+        self.grabber.ready.connect(self._new_frame)
+        self.grabber.error.connect(self.preview.setText)
+        self.grabber.start()
+
+    def stop_source(self) -> None:
+        if self.grabber is not None:
+            self.grabber.stop()
+            self.grabber = None
+
+    def _open_video(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Video file as camera", "", "Videos (*.mp4 *.avi *.mov *.mkv)"
+        )
+        if path:
+            self.source_box.addItem(f"Video {path}", lambda p=path: VideoFileSource(p))
+            self.source_box.setCurrentIndex(self.source_box.count() - 1)
+            self.start_source()
+
+    def _new_frame(self) -> None:
+        frame = self.grabber.take() if self.grabber else None
+        if frame is None:
+            return
+        self.frame = frame
+        pixmap = QPixmap.fromImage(frame.image).scaled(
+            self.preview.size(),
+            Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.FastTransformation,
+        )
+        self.preview.setPixmap(pixmap)
+        for f in map(finding_dict, frame.findings):
+            dot, text = self._indicator(f["name"])
+            dot.setStyleSheet(f"color: {VERDICT_COLOURS[f['verdict']]}; font-size: 16px;")
+            text.setText(f["reason"])
+        self._update_button()
+
+    # -- capturing -------------------------------------------------------------------------
+
+    def verdict(self) -> str:
+        return worst([f.verdict for f in self.frame.findings]) if self.frame else "fail"
+
+    def _update_button(self) -> None:
+        blocked = self.verdict() == "fail" and not (
+            self.override.isChecked() and self.reason.text().strip()
+        )
+        self.capture_button.setEnabled(self.frame is not None and not blocked and not self._saving)
+        if self.frame is not None and blocked and not self._saving:
+            failed = ", ".join(
+                finding_dict(f)["name"] for f in self.frame.findings if f.verdict == "fail"
+            )
+            self.capture_button.setText("Capture blocked")
+            self.status.setText(
+                f"Capture blocked: {failed} failed. Fix it, or tick “Keep a failing frame "
+                "anyway” and give a reason."
+            )
+        else:
+            self.capture_button.setText("Capture")
+            if self.status.text().startswith("Capture blocked"):
+                self.status.clear()
+
+    def capture(self) -> None:
+        """Store the frame on screen with its checks, device, patient, lesion and site."""
+        frame = self.frame
+        if frame is None or not self.capture_button.isEnabled():
+            return
+        source = self.grabber.source if self.grabber else None
+        info = CaptureInfo(
+            modality=self.modality.currentData(),
+            patient=self.patient.text().strip() or None,
+            lesion=self.lesion.text().strip() or None,
+            body_site=self.site.currentData(),
+            device=source.device() if source else {},
+            checks=[finding_dict(f) for f in frame.findings],
+            override_reason=self.reason.text().strip() if self.override.isChecked() else None,
+            operator=self.operator or None,
+        )
+        self._saving = True
+        self._update_button()
+        self.status.setText("Saving…")
+        self.writer.run(
+            lambda lib: store_capture(lib, frame.rgb, info), self._saved, self._save_failed
+        )
+
+    def _saved(self, image_id: str) -> None:
+        self._saving = False
+        self.status.setText(f"Saved image {image_id[:12]}.")
+        self.override.setChecked(False)
+        self.reason.clear()
+        self._update_button()
+        self.captured.emit(image_id)
+
+    def _save_failed(self, exc: Exception) -> None:
+        self._saving = False
+        self.status.setText(f"Not saved: {exc}")
+        self._update_button()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.stop_source()
+        super().closeEvent(event)
+
+    def done(self, result: int) -> None:
+        self.stop_source()
+        super().done(result)

@@ -1,0 +1,134 @@
+"""Small charts drawn with QPainter (QtCharts is not part of PySide6-Essentials).
+
+:class:`BarChart` draws labelled horizontal bars; :class:`HeatTable` is a
+count matrix whose cells are shaded by count, empty cells tinted as gaps.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QRect, QSize, Qt
+from PySide6.QtGui import QColor, QPainter, QPaintEvent
+from PySide6.QtWidgets import QHeaderView, QSizePolicy, QTableWidget, QTableWidgetItem, QWidget
+
+from dermdesk.gui.theme import is_dark
+
+ROW_H = 22
+
+
+class BarChart(QWidget):
+    """Horizontal bars: one (label, value, colour or None) per row, largest scale first."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.rows: list[tuple[str, float, str | None]] = []
+        self.percent_of: float | None = None
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def set_rows(
+        self, rows: list[tuple[str, float, str | None]], percent_of: float | None = None
+    ) -> None:
+        self.rows = rows
+        self.percent_of = percent_of
+        self.setFixedHeight(self.sizeHint().height())
+        self.update()
+
+    def sizeHint(self) -> QSize:
+        return QSize(320, ROW_H * max(1, len(self.rows)) + 6)
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        painter = QPainter(self)
+        pal = self.palette()
+        if not self.rows:
+            painter.setPen(pal.placeholderText().color())
+            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "no data")
+            return
+        metrics = painter.fontMetrics()
+        label_w = min(
+            self.width() // 2, max(metrics.horizontalAdvance(r[0]) for r in self.rows) + 10
+        )
+        value_w = metrics.horizontalAdvance("100,000 (100%)") + 8
+        bar_w = max(20, self.width() - label_w - value_w)
+        top = max(r[1] for r in self.rows) or 1
+        default = QColor("#4a86e8")
+        for i, (label, value, colour) in enumerate(self.rows):
+            y = 3 + i * ROW_H
+            painter.setPen(pal.text().color())
+            elided = metrics.elidedText(label, Qt.TextElideMode.ElideRight, label_w - 8)
+            painter.drawText(
+                QRect(0, y, label_w - 8, ROW_H),
+                Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
+                elided,
+            )
+            painter.fillRect(
+                QRect(label_w, y + 5, round(bar_w * value / top), ROW_H - 10),
+                QColor(colour) if colour else default,
+            )
+            text = f"{value:,.0f}"
+            if self.percent_of:
+                text += f" ({value / self.percent_of:.0%})"
+            painter.drawText(
+                QRect(label_w + round(bar_w * value / top) + 4, y, value_w, ROW_H),
+                Qt.AlignmentFlag.AlignVCenter,
+                text,
+            )
+        painter.end()
+
+
+class HeatTable(QTableWidget):
+    """A matrix of counts shaded by value; zero cells are marked as gaps."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+
+    def set_matrix(
+        self,
+        rows: list[str],
+        columns: list[str],
+        values: list[list[int]],
+        *,
+        gap_rows: int | None = None,
+        gap_columns: int | None = None,
+    ) -> None:
+        """Fill the table; zeros in the first ``gap_rows`` x ``gap_columns`` cells are gaps."""
+        gap_rows = len(rows) if gap_rows is None else gap_rows
+        gap_columns = len(columns) if gap_columns is None else gap_columns
+        self.clear()
+        self.setRowCount(len(rows))
+        self.setColumnCount(len(columns))
+        self.setHorizontalHeaderLabels(columns)
+        self.setVerticalHeaderLabels(rows)
+        top = max((v for row in values for v in row), default=0) or 1
+        dark = is_dark()
+        for i, row in enumerate(values):
+            for j, value in enumerate(row):
+                item = QTableWidgetItem(f"{value:,}" if value else "0")
+                item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                gap = value == 0 and i < gap_rows and j < gap_columns
+                if value or gap:
+                    item.setBackground(_shade(value, top, dark))
+                if value and value / top > 0.55:
+                    item.setForeground(QColor("white"))
+                self.setItem(i, j, item)
+        height = (
+            self.horizontalHeader().height() + sum(self.rowHeight(i) for i in range(len(rows))) + 4
+        )
+        self.setFixedHeight(min(height, 420))
+
+
+def _shade(value: int, top: int, dark: bool) -> QColor:
+    if value == 0:
+        return QColor("#5a2a2a") if dark else QColor("#fde2e1")
+    # square root: small counts stay visible next to a dominant class
+    t = (value / top) ** 0.5
+    light, deep = (
+        (QColor("#23324a"), QColor("#3d7bd9")) if dark else (QColor("#e8f0fe"), QColor("#1a56b8"))
+    )
+    return QColor(
+        round(light.red() + (deep.red() - light.red()) * t),
+        round(light.green() + (deep.green() - light.green()) * t),
+        round(light.blue() + (deep.blue() - light.blue()) * t),
+    )

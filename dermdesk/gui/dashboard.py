@@ -1,0 +1,202 @@
+"""The dashboard: what the library holds and where the gaps are.
+
+Counts of diagnosis × Fitzpatrick and × Monk, devices, modalities, quality
+verdicts, labelled fraction, and plain sentences for the gaps ("no melanoma
+on Fitzpatrick V-VI"). Counting runs on the reader thread.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QFrame,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+
+from dermdesk import taxonomy
+from dermdesk.gui.charts import BarChart, HeatTable
+from dermdesk.gui.tasks import LibraryWorker
+from dermdesk.gui.theme import UNCHECKED_COLOUR, VERDICT_COLOURS
+from dermdesk.library import Library
+from dermdesk.library.browse import DashboardStats, Gap, coverage_gaps, dashboard_stats
+
+MAX_DEVICES = 12
+
+
+class StatTile(QFrame):
+    """A big number with a caption."""
+
+    def __init__(self, caption: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.value = QLabel("—")
+        font = self.value.font()
+        font.setPointSizeF(font.pointSizeF() * 1.8)
+        font.setBold(True)
+        self.value.setFont(font)
+        self.caption = QLabel(caption)
+        self.caption.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.value)
+        layout.addWidget(self.caption)
+
+    def set(self, value: str, caption: str | None = None) -> None:
+        self.value.setText(value)
+        if caption is not None:
+            self.caption.setText(caption)
+
+
+class DashboardPanel(QScrollArea):
+    """Counts and gaps of the library, refreshed on demand."""
+
+    def __init__(self, reader: LibraryWorker, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.reader = reader
+        self.setWidgetResizable(True)
+        self.stats: DashboardStats | None = None
+        self.gaps: list[Gap] = []
+        self._stale = True
+        body = QWidget()
+        grid = QGridLayout(body)
+        grid.addLayout(self._tiles(), 0, 0, 1, 2)
+        self.gap_list = QListWidget()
+        self.gap_list.setMinimumHeight(150)
+        grid.addWidget(
+            self._box(
+                "Gaps: diagnoses with fewer than 10 images on a skin-tone band", self.gap_list
+            ),
+            1,
+            0,
+            1,
+            2,
+        )
+        self.dx_fitz = HeatTable()
+        self.dx_monk = HeatTable()
+        grid.addWidget(self._box("Diagnosis × Fitzpatrick", self.dx_fitz), 2, 0)
+        grid.addWidget(self._box("Diagnosis × Monk", self.dx_monk), 2, 1)
+        self.devices = BarChart()
+        self.modality = BarChart()
+        self.quality = BarChart()
+        self.datasets = BarChart()
+        grid.addWidget(self._box("Devices", self.devices), 3, 0)
+        grid.addWidget(self._box("Modality", self.modality), 3, 1)
+        grid.addWidget(self._box("Quality verdicts (worst check per image)", self.quality), 4, 0)
+        grid.addWidget(self._box("Datasets", self.datasets), 4, 1)
+        grid.setRowStretch(5, 1)
+        self.setWidget(body)
+
+    def _tiles(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        self.total = StatTile("real images")
+        self.labelled = StatTile("labelled")
+        self.toned = StatTile("with a skin type")
+        self.checked = StatTile("quality-checked")
+        self.synthetic = StatTile("synthetic images (kept apart)")
+        for tile in (self.total, self.labelled, self.toned, self.checked, self.synthetic):
+            row.addWidget(tile)
+        return row
+
+    @staticmethod
+    def _box(title: str, widget: QWidget) -> QGroupBox:
+        box = QGroupBox(title)
+        layout = QVBoxLayout(box)
+        layout.addWidget(widget)
+        layout.addStretch(1)  # short charts sit at the top of their box
+        return box
+
+    # -- data ------------------------------------------------------------------------------
+
+    def mark_stale(self) -> None:
+        """The library changed; recount when next shown."""
+        self._stale = True
+        if self.isVisible():
+            self.refresh()
+
+    def showEvent(self, event: object) -> None:
+        super().showEvent(event)  # type: ignore[arg-type]
+        if self._stale:
+            self.refresh()
+
+    def refresh(self) -> None:
+        self._stale = False
+
+        def work(lib: Library) -> tuple[DashboardStats, list[Gap]]:
+            stats = dashboard_stats(lib)
+            return stats, coverage_gaps(stats)
+
+        self.reader.run(work, lambda result: self.show_stats(*result))
+
+    def show_stats(self, stats: DashboardStats, gaps: list[Gap]) -> None:
+        self.stats, self.gaps = stats, gaps
+        total = stats.total or 1
+        self.total.set(f"{stats.total:,}")
+        self.labelled.set(f"{stats.labelled_fraction:.0%}", f"labelled ({stats.labelled:,})")
+        toned = stats.total - stats.fitzpatrick.get(None, 0)
+        self.toned.set(f"{toned / total:.0%}", f"with a Fitzpatrick type ({toned:,})")
+        checked = stats.total - stats.quality.get("unchecked", 0)
+        self.checked.set(f"{checked / total:.0%}", f"quality-checked ({checked:,})")
+        self.synthetic.set(f"{stats.synthetic:,}")
+        self._show_gaps(gaps)
+        self._show_matrices(stats)
+        self.devices.set_rows(
+            [(name, n, None) for name, n in stats.devices[:MAX_DEVICES]], stats.total
+        )
+        self.modality.set_rows(
+            [(m, n, None) for m, n in sorted(stats.modality.items())], stats.total
+        )
+        self.quality.set_rows(
+            [
+                (v, stats.quality.get(v, 0), VERDICT_COLOURS.get(v, UNCHECKED_COLOUR))
+                for v in ("pass", "warn", "fail", "unchecked")
+            ],
+            stats.total,
+        )
+        self.datasets.set_rows(
+            [(d, n, None) for d, n in sorted(stats.datasets.items(), key=lambda kv: -kv[1])],
+            stats.total,
+        )
+
+    def _show_gaps(self, gaps: list[Gap]) -> None:
+        self.gap_list.clear()
+        if not gaps:
+            self.gap_list.addItem(
+                "No gaps: every diagnosis has at least 10 images on every skin-tone band."
+            )
+        for gap in gaps[:200]:
+            self.gap_list.addItem(("⚠ " if gap.count == 0 else "· ") + gap.text())
+
+    def _show_matrices(self, stats: DashboardStats) -> None:
+        codes = [c for c in taxonomy.diagnoses() if stats.by_diagnosis.get(c)] + [None]
+        names = [c or "unlabelled" for c in codes]
+        fitz_cols: list[int | None] = [1, 2, 3, 4, 5, 6, None]
+        monk_cols: list[int | None] = [*range(1, 11), None]
+        # Empty cells are gaps only for a diagnosis on a rated skin type, and only when the
+        # library uses that scale at all (no Monk ratings anywhere is one fact, not 90 gaps).
+        fitz_rated = any(k[1] is not None for k in stats.dx_fitzpatrick)
+        monk_rated = any(k[1] is not None for k in stats.dx_monk)
+        self.dx_fitz.set_matrix(
+            names,
+            [taxonomy.fitzpatrick_roman(v) if v else "?" for v in fitz_cols],
+            [[stats.dx_fitzpatrick.get((c, v), 0) for v in fitz_cols] for c in codes],
+            gap_rows=len(codes) - 1 if fitz_rated else 0,
+            gap_columns=len(fitz_cols) - 1,
+        )
+        self.dx_monk.set_matrix(
+            names,
+            [str(v) if v else "?" for v in monk_cols],
+            [[stats.dx_monk.get((c, v), 0) for v in monk_cols] for c in codes],
+            gap_rows=len(codes) - 1 if monk_rated else 0,
+            gap_columns=len(monk_cols) - 1,
+        )
+        for table in (self.dx_fitz, self.dx_monk):
+            table.setToolTip(
+                "Rows: diagnosis; columns: skin type; '?' = not rated. Pink cells are empty."
+            )
+            table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)

@@ -1,0 +1,253 @@
+"""The filter bar above the gallery: what to show, in which order, grouped how.
+
+Every control maps onto a field of :class:`~dermdesk.library.ImageFilter`;
+filters combine (AND). The bar's state is a plain dict, saved in QSettings so
+the last filters come back on the next start. Changes are debounced, so
+typing a search does not reload the gallery on every key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QCompleter,
+    QHBoxLayout,
+    QLineEdit,
+    QMenu,
+    QPushButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from dermdesk import taxonomy
+from dermdesk.gui.gallery_model import Query
+from dermdesk.library import ImageFilter
+
+SORT_CHOICES = (
+    ("imported", "Newest first"),
+    ("captured", "Capture date"),
+    ("diagnosis", "Diagnosis"),
+    ("patient", "Patient"),
+    ("lesion", "Lesion"),
+)
+GROUP_CHOICES = (
+    (None, "No groups"),
+    ("patient", "By patient"),
+    ("lesion", "By lesion"),
+    ("diagnosis", "By diagnosis"),
+    ("captured", "By capture date"),
+)
+TRISTATE = {"labelled": ("Labelled", "Unlabelled"), "synthetic": ("Synthetic only", "Real only")}
+
+
+class MultiChoice(QToolButton):
+    """A drop-down of checkable choices; none checked means 'any'."""
+
+    changed = Signal()
+
+    def __init__(
+        self, title: str, choices: list[tuple[Any, str]], parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.title = title
+        self.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.setMenu(QMenu(self))
+        self._actions: list[tuple[Any, QAction]] = []
+        for value, text in choices:
+            action = self.menu().addAction(text)
+            action.setCheckable(True)
+            action.toggled.connect(self._toggled)
+            self._actions.append((value, action))
+        self.setAccessibleName(title)
+        self._update_text()
+
+    def values(self) -> list[Any]:
+        return [v for v, a in self._actions if a.isChecked()]
+
+    def set_values(self, values: list[Any]) -> None:
+        wanted = set(values)
+        for value, action in self._actions:
+            action.blockSignals(True)
+            action.setChecked(value in wanted)
+            action.blockSignals(False)
+        self._update_text()
+
+    def _toggled(self) -> None:
+        self._update_text()
+        self.changed.emit()
+
+    def _update_text(self) -> None:
+        chosen = [a.text().split(" — ")[0] for _, a in self._actions if a.isChecked()]
+        shown = ", ".join(chosen[:3]) + ("…" if len(chosen) > 3 else "")
+        self.setText(f"{self.title}: {shown or 'any'}")
+
+
+class FilterBar(QWidget):
+    """Two rows of filter controls; emits :attr:`changed` with the resulting query."""
+
+    changed = Signal(object)  # Query
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._timer = QTimer(self, singleShot=True, interval=250)
+        self._timer.timeout.connect(self._emit)
+        self._build()
+
+    # -- construction ----------------------------------------------------------------------
+
+    def _build(self) -> None:
+        dx = [(d.code, f"{d.code} — {d.name}") for d in taxonomy.diagnoses().values()]
+        self.diagnosis = MultiChoice("Diagnosis", dx)
+        self.fitzpatrick = MultiChoice(
+            "Fitzpatrick", [(f["value"], f["roman"]) for f in taxonomy.fitzpatrick_scale()]
+        )
+        self.monk = MultiChoice(
+            "Monk", [(m["value"], str(m["value"])) for m in taxonomy.monk_scale()]
+        )
+        self.modality = MultiChoice("Modality", [(m, m) for m in taxonomy.MODALITIES])
+        self.quality = self._combo(
+            [
+                (None, "Quality: any"),
+                ("pass", "Quality: pass"),
+                ("warn", "Quality: warn"),
+                ("fail", "Quality: fail"),
+                ("unchecked", "Quality: not checked"),
+            ]
+        )
+        self.labelled = self._combo(
+            [(None, "Any label"), (True, "Labelled"), (False, "Unlabelled")]
+        )
+        self.synthetic = self._combo(
+            [(None, "All sources"), (False, "Real only"), (True, "Synthetic only")]
+        )
+        self.disagreement = QCheckBox("Model disagrees")
+        self.disagreement.setToolTip("The active model's top class differs from the label")
+        self.device = self._line("Device", "make or model")
+        self.patient = self._line("Patient", "patient id")
+        self.text = self._line("Search", "id, file name, dataset id, free-text label")
+        self.text.setClearButtonEnabled(True)
+        self.sort = self._combo(list(SORT_CHOICES))
+        self.group = self._combo(list(GROUP_CHOICES))
+        self.clear_button = QPushButton("Clear filters")
+        self.clear_button.clicked.connect(self.clear)
+        for w in (self.diagnosis, self.fitzpatrick, self.monk, self.modality):
+            w.changed.connect(self._schedule)
+        self.disagreement.toggled.connect(self._schedule)
+        self._layout()
+
+    def _combo(self, choices: list[tuple[Any, str]]) -> QComboBox:
+        box = QComboBox()
+        box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        box.setMinimumContentsLength(9)
+        for value, text in choices:
+            box.addItem(text, value)
+        box.currentIndexChanged.connect(self._schedule)
+        return box
+
+    def _line(self, name: str, placeholder: str) -> QLineEdit:
+        line = QLineEdit()
+        line.setPlaceholderText(f"{name}: {placeholder}")
+        line.setAccessibleName(name)
+        line.textChanged.connect(self._schedule)
+        return line
+
+    def _layout(self) -> None:
+        for line in (self.device, self.patient):
+            line.setMinimumWidth(80)
+        self.text.setMinimumWidth(120)
+        top = QHBoxLayout()
+        top.addWidget(self.text, 3)
+        for w in (self.diagnosis, self.fitzpatrick, self.monk, self.modality, self.quality):
+            top.addWidget(w)
+        bottom = QHBoxLayout()
+        for choice in (self.labelled, self.synthetic, self.disagreement):
+            bottom.addWidget(choice)
+        bottom.addWidget(self.device, 1)
+        bottom.addWidget(self.patient, 1)
+        for widget in (self.sort, self.group, self.clear_button):
+            bottom.addWidget(widget)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(6, 4, 6, 2)
+        outer.setSpacing(4)
+        outer.addLayout(top)
+        outer.addLayout(bottom)
+
+    def set_device_choices(self, devices: list[str]) -> None:
+        completer = QCompleter(devices, self.device)
+        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        self.device.setCompleter(completer)
+
+    # -- state -----------------------------------------------------------------------------
+
+    def image_filter(self) -> ImageFilter:
+        return ImageFilter(
+            diagnosis=self.diagnosis.values(),
+            fitzpatrick=self.fitzpatrick.values(),
+            monk=self.monk.values(),
+            modality=self.modality.values(),
+            device=self.device.text().strip() or None,
+            patient=self.patient.text().strip() or None,
+            labelled=self.labelled.currentData(),
+            synthetic=self.synthetic.currentData(),
+            text=self.text.text().strip() or None,
+            quality=self.quality.currentData(),
+            disagreement=True if self.disagreement.isChecked() else None,
+        )
+
+    def query(self) -> Query:
+        return Query(self.image_filter(), self.sort.currentData(), self.group.currentData())
+
+    def state(self) -> dict[str, Any]:
+        """The bar as a JSON-able dict (for QSettings)."""
+        return {
+            "diagnosis": self.diagnosis.values(),
+            "fitzpatrick": self.fitzpatrick.values(),
+            "monk": self.monk.values(),
+            "modality": self.modality.values(),
+            "quality": self.quality.currentData(),
+            "labelled": self.labelled.currentData(),
+            "synthetic": self.synthetic.currentData(),
+            "disagreement": self.disagreement.isChecked(),
+            "device": self.device.text(),
+            "patient": self.patient.text(),
+            "text": self.text.text(),
+            "sort": self.sort.currentData(),
+            "group": self.group.currentData(),
+        }
+
+    def set_state(self, state: dict[str, Any], *, emit: bool = True) -> None:
+        """Restore a saved state; unknown or malformed entries are ignored."""
+        self.blockSignals(True)
+        try:
+            for name in ("diagnosis", "fitzpatrick", "monk", "modality"):
+                values = state.get(name)
+                getattr(self, name).set_values(values if isinstance(values, list) else [])
+            for name in ("quality", "labelled", "synthetic", "sort", "group"):
+                box: QComboBox = getattr(self, name)
+                i = box.findData(state.get(name))
+                box.setCurrentIndex(max(0, i))
+            self.disagreement.setChecked(bool(state.get("disagreement")))
+            for name in ("device", "patient", "text"):
+                getattr(self, name).setText(str(state.get(name) or ""))
+        finally:
+            self.blockSignals(False)
+        self._timer.stop()
+        if emit:
+            self._emit()
+
+    def clear(self) -> None:
+        self.set_state({"sort": self.sort.currentData(), "group": self.group.currentData()})
+
+    def _schedule(self, *args: object) -> None:
+        if not self.signalsBlocked():
+            self._timer.start()
+
+    def _emit(self) -> None:
+        self.changed.emit(self.query())

@@ -1,0 +1,373 @@
+"""The jobs dock: every background job with progress, ETA, live log, cancel and result.
+
+The dock talks to a :class:`JobsBackend`. Until the job runner (issue 5)
+lands, :class:`LibraryJobsBackend` reads the library's ``job`` table and asks
+a job to stop by setting its status; the runner will provide the same two
+calls (``poll`` drained from this dock's timer, and ``cancel``). Polling is
+every 200 ms, so the view updates at most five times a second.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    Qt,
+    QTimer,
+    Signal,
+)
+from PySide6.QtGui import QPainter
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionProgressBar,
+    QStyleOptionViewItem,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from dermdesk.gui.tasks import LibraryWorker
+from dermdesk.library import Library
+from dermdesk.library.browse import job_rows
+from dermdesk.library.edits import request_job_cancel
+
+POLL_MS = 100  # the job runner is drained at this pace; views change only when jobs do
+ACTIVE = ("queued", "running", "cancelling")
+COLUMNS = ("Job", "Status", "Progress", "ETA", "Message")
+Index = QModelIndex | QPersistentModelIndex
+
+
+@dataclass
+class JobView:
+    """What the dock shows about one job."""
+
+    id: int
+    kind: str
+    status: str
+    progress: float = 0.0  # 0..1
+    message: str | None = None
+    log: str = ""
+    result: dict[str, Any] | None = None
+    model_id: str | None = None
+    error: str | None = None
+    created_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    params: dict[str, Any] | None = field(default=None, compare=False)
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    def eta_seconds(self, now: datetime | None = None) -> float | None:
+        """Remaining time extrapolated from progress so far (None until it means something)."""
+        if self.status != "running" or not self.started_at or self.progress < 0.01:
+            return None
+        start = _parse_time(self.started_at)
+        if start is None:
+            return None
+        elapsed = ((now or datetime.now(UTC)) - start).total_seconds()
+        return max(0.0, elapsed * (1 - self.progress) / self.progress)
+
+    def result_link(self) -> tuple[str, str] | None:
+        """(kind, target) of what the job produced: a model, images, or a folder."""
+        if self.model_id:
+            return "model", self.model_id
+        result = self.result or {}
+        if result.get("model_id"):
+            return "model", str(result["model_id"])
+        if result.get("image_ids"):
+            return "images", ",".join(result["image_ids"])
+        for key in ("path", "export_dir", "folder"):
+            if result.get(key):
+                return "path", str(result[key])
+        return None
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class JobsBackend(Protocol):
+    """Where jobs come from. ``poll`` is called on the GUI thread and must be cheap."""
+
+    def poll(self) -> Sequence[JobView]: ...
+
+    def cancel(self, job_id: int) -> None: ...
+
+
+class LibraryJobsBackend:
+    """Jobs as recorded in the library's ``job`` table (read: a bounded, indexed query)."""
+
+    def __init__(self, lib: Library, writer: LibraryWorker, limit: int = 100) -> None:
+        self.lib = lib
+        self.writer = writer
+        self.limit = limit
+
+    def poll(self) -> list[JobView]:
+        return [_job_view(row) for row in job_rows(self.lib, self.limit)]
+
+    def cancel(self, job_id: int) -> None:
+        self.writer.run(lambda lib: request_job_cancel(lib, job_id))
+
+
+class RunnerJobsBackend:
+    """Adapter for the job runner (issue 5): anything with ``poll()``, ``jobs(limit)`` and
+    ``cancel(job_id)``. ``poll`` drives the runner (drains its worker, starts queued jobs);
+    the rows it records are what the dock shows."""
+
+    def __init__(self, runner: Any, limit: int = 100) -> None:
+        self.runner = runner
+        self.limit = limit
+
+    def poll(self) -> list[JobView]:
+        self.runner.poll()
+        return [_job_view(_decoded(row)) for row in self.runner.jobs(self.limit)]
+
+    def cancel(self, job_id: int) -> None:
+        self.runner.cancel(job_id)
+
+
+def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    for key in ("result", "params"):
+        if isinstance(out.get(key), str):
+            try:
+                out[key] = json.loads(out[key])
+            except ValueError:
+                out[key] = None
+    return out
+
+
+def _job_view(row: dict[str, Any]) -> JobView:
+    names = {f for f in JobView.__dataclass_fields__}
+    values = {k: v for k, v in row.items() if k in names}
+    values["log"] = values.get("log") or ""
+    values["progress"] = float(values.get("progress") or 0.0)
+    if not isinstance(values.get("result"), dict):
+        values["result"] = None
+    return JobView(**values)
+
+
+class JobsModel(QAbstractTableModel):
+    """Jobs as table rows, updated in place as polls come in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.jobs: list[JobView] = []
+
+    def update(self, jobs: Sequence[JobView]) -> None:
+        fresh = sorted(jobs, key=lambda j: -j.id)
+        if [j.id for j in fresh] != [j.id for j in self.jobs]:
+            self.beginResetModel()
+            self.jobs = list(fresh)
+            self.endResetModel()
+            return
+        for row, (old, new) in enumerate(zip(self.jobs, fresh, strict=True)):
+            if old != new or new.status == "running":  # running rows: the ETA moves
+                self.jobs[row] = new
+                self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.jobs)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if (
+            orientation == Qt.Orientation.Horizontal
+            and role == Qt.ItemDataRole.DisplayRole
+            and 0 <= section < len(COLUMNS)
+        ):
+            return COLUMNS[section]
+        return None
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self.jobs):
+            return None
+        job = self.jobs[index.row()]
+        column = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            return (
+                f"#{job.id} {job.kind}",
+                job.status,
+                f"{job.progress:.0%}",
+                format_eta(job.eta_seconds()),
+                job.error or job.message or "",
+            )[column]
+        if role == Qt.ItemDataRole.UserRole:
+            return job.progress if column == 2 else job
+        if role == Qt.ItemDataRole.ToolTipRole and column == 4:
+            return job.error or job.message
+        return None
+
+    def job(self, row: int) -> JobView | None:
+        return self.jobs[row] if 0 <= row < len(self.jobs) else None
+
+
+class ProgressDelegate(QStyledItemDelegate):
+    """Draws the progress column as a progress bar."""
+
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
+        bar = QStyleOptionProgressBar()
+        bar.rect = option.rect.adjusted(2, 3, -2, -3)
+        bar.minimum, bar.maximum = 0, 1000
+        bar.progress = round(float(index.data(Qt.ItemDataRole.UserRole) or 0) * 1000)
+        bar.text = index.data(Qt.ItemDataRole.DisplayRole)
+        bar.textVisible = True
+        style = QApplication.style()
+        style.drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter)
+
+
+class JobsDock(QDockWidget):
+    """Jobs table, the selected job's live log, cancel and a link to its result."""
+
+    open_model = Signal(str)
+    show_images = Signal(list)
+    open_path = Signal(str)
+
+    def __init__(self, backend: JobsBackend, parent: QWidget | None = None) -> None:
+        super().__init__("Jobs", parent)
+        self.setObjectName("jobs_dock")
+        self.backend = backend
+        self.model = JobsModel()
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setItemDelegateForColumn(2, ProgressDelegate(self.table))
+        self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QTableView.SelectionMode.SingleSelection)
+        self.table.verticalHeader().setVisible(False)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Fixed)
+        header.resizeSection(2, 160)
+        header.setStretchLastSection(True)
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setPlaceholderText("The selected job's log appears here as it runs.")
+        self.cancel_button = QPushButton("Cancel job")
+        self.cancel_button.clicked.connect(self.cancel_selected)
+        self.result_button = QPushButton("Open result")
+        self.result_button.clicked.connect(self.open_result)
+        self.summary = QLabel()
+        self._build()
+        self.table.selectionModel().selectionChanged.connect(self._show_selected)
+        self.timer = QTimer(self, interval=POLL_MS)
+        self.timer.timeout.connect(self.poll)
+        self.timer.start()
+        self.poll()
+
+    def _build(self) -> None:
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.summary, 1)
+        buttons.addWidget(self.result_button)
+        buttons.addWidget(self.cancel_button)
+        right = QWidget()
+        v = QVBoxLayout(right)
+        v.setContentsMargins(0, 0, 0, 0)
+        v.addWidget(self.log, 1)
+        v.addLayout(buttons)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self.table)
+        split.addWidget(right)
+        split.setSizes([620, 480])
+        self.setWidget(split)
+
+    def poll(self) -> None:
+        try:
+            jobs = self.backend.poll()
+        except Exception as exc:  # a broken backend must not stop the app
+            self.summary.setText(f"Jobs unavailable: {exc}")
+            return
+        selected = self.selected_job()
+        self.model.update(jobs)
+        if selected is not None:
+            self._reselect(selected.id)
+        running = sum(1 for j in jobs if j.active)
+        self.summary.setText(f"{running} running or queued" if running else "No job running")
+        self._show_selected()
+
+    def _reselect(self, job_id: int) -> None:
+        for row, job in enumerate(self.model.jobs):
+            if job.id == job_id and self.table.currentIndex().row() != row:
+                self.table.selectRow(row)
+
+    def selected_job(self) -> JobView | None:
+        rows = self.table.selectionModel().selectedRows()
+        return self.model.job(rows[0].row()) if rows else None
+
+    def _show_selected(self) -> None:
+        job = self.selected_job()
+        self.cancel_button.setEnabled(bool(job and job.active))
+        link = job.result_link() if job else None
+        self.result_button.setEnabled(bool(link) and bool(job) and not job.active)  # type: ignore[union-attr]
+        self.result_button.setText(
+            {"model": "Open model", "images": "Show images", "path": "Open folder"}.get(
+                link[0] if link else "", "Open result"
+            )
+        )
+        text = (job.log + (f"\nERROR: {job.error}" if job.error else "")) if job else ""
+        if text != self.log.toPlainText():
+            at_end = (
+                self.log.verticalScrollBar().value() >= self.log.verticalScrollBar().maximum() - 2
+            )
+            self.log.setPlainText(text)
+            if at_end:  # follow the log like `tail -f`, unless the user scrolled up
+                self.log.verticalScrollBar().setValue(self.log.verticalScrollBar().maximum())
+
+    def cancel_selected(self) -> None:
+        job = self.selected_job()
+        if job and job.active:
+            self.backend.cancel(job.id)
+            self.summary.setText(f"Cancelling job #{job.id}…")
+
+    def open_result(self) -> None:
+        job = self.selected_job()
+        link = job.result_link() if job else None
+        if link is None:
+            return
+        kind, target = link
+        if kind == "model":
+            self.open_model.emit(target)
+        elif kind == "images":
+            self.show_images.emit(target.split(","))
+        else:
+            self.open_path.emit(target)

@@ -1,0 +1,127 @@
+"""Application settings, stored with QSettings (per user; tests point it at a temp file).
+
+One typed accessor per setting keeps keys and defaults in one place.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from PySide6.QtCore import QByteArray, QSettings
+
+from dermdesk.library.library import default_actor
+
+THEMES = ("light", "dark")
+THUMB_SIZES = (104, 136, 184)
+
+
+class Settings:
+    """Typed view of the app's QSettings."""
+
+    def __init__(self, store: QSettings | None = None) -> None:
+        self.store = store if store is not None else QSettings()
+
+    def _get(self, key: str, default: Any) -> Any:
+        value = self.store.value(key, default)
+        return default if value is None else value
+
+    # -- appearance ----------------------------------------------------------------------
+
+    @property
+    def theme(self) -> str:
+        value = str(self._get("appearance/theme", "light"))
+        return value if value in THEMES else "light"
+
+    @theme.setter
+    def theme(self, value: str) -> None:
+        self.store.setValue("appearance/theme", value)
+
+    @property
+    def thumb_size(self) -> int:
+        try:
+            value = int(self._get("appearance/thumb_size", THUMB_SIZES[1]))
+        except (TypeError, ValueError):
+            return THUMB_SIZES[1]
+        return value if value in THUMB_SIZES else THUMB_SIZES[1]
+
+    @thumb_size.setter
+    def thumb_size(self, value: int) -> None:
+        self.store.setValue("appearance/thumb_size", int(value))
+
+    # -- annotation ----------------------------------------------------------------------
+
+    @property
+    def annotator(self) -> str:
+        return str(self._get("annotation/annotator", "") or default_actor())
+
+    @annotator.setter
+    def annotator(self, value: str) -> None:
+        self.store.setValue("annotation/annotator", value.strip())
+
+    @property
+    def certainty(self) -> str:
+        return str(self._get("annotation/certainty", "single_expert"))
+
+    @certainty.setter
+    def certainty(self, value: str) -> None:
+        self.store.setValue("annotation/certainty", value)
+
+    # -- library browsing ----------------------------------------------------------------
+
+    @property
+    def filters(self) -> dict[str, Any]:
+        """The filter bar's last state (a JSON object)."""
+        try:
+            value = json.loads(str(self._get("library/filters", "{}")))
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    @filters.setter
+    def filters(self, value: dict[str, Any]) -> None:
+        self.store.setValue("library/filters", json.dumps(value, sort_keys=True))
+
+    @property
+    def import_modality(self) -> str:
+        return str(self._get("import/modality", "clinical"))
+
+    @import_modality.setter
+    def import_modality(self, value: str) -> None:
+        self.store.setValue("import/modality", value)
+
+    @property
+    def last_folder(self) -> str:
+        return str(self._get("import/last_folder", ""))
+
+    @last_folder.setter
+    def last_folder(self, value: str) -> None:
+        self.store.setValue("import/last_folder", value)
+
+    @property
+    def camera(self) -> int:
+        try:
+            return int(self._get("capture/camera", 0))
+        except (TypeError, ValueError):
+            return 0
+
+    @camera.setter
+    def camera(self, value: int) -> None:
+        self.store.setValue("capture/camera", int(value))
+
+    # -- window --------------------------------------------------------------------------
+
+    def window_state(self) -> tuple[QByteArray | None, QByteArray | None]:
+        geometry = self.store.value("window/geometry")
+        state = self.store.value("window/state")
+        return (
+            geometry if isinstance(geometry, QByteArray) else None,
+            state if isinstance(state, QByteArray) else None,
+        )
+
+    def save_window_state(self, geometry: QByteArray, state: QByteArray) -> None:
+        self.store.setValue("window/geometry", geometry)
+        self.store.setValue("window/state", state)
+
+    def sync(self) -> None:
+        self.store.sync()

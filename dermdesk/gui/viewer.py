@@ -1,0 +1,273 @@
+"""The image viewer: zoom, pan, fit, 1:1, and two images side by side.
+
+Originals are decoded off the GUI thread (EXIF-upright, any format the
+library stores) into a ``QImage``; only the GUI thread turns it into a pixmap.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QRect, QRectF, Qt, Signal
+from PySide6.QtGui import QImage, QPainter, QPixmap, QWheelEvent
+from PySide6.QtWidgets import (
+    QComboBox,
+    QGraphicsPixmapItem,
+    QGraphicsScene,
+    QGraphicsView,
+    QHBoxLayout,
+    QLabel,
+    QSplitter,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from dermdesk.gui.image_info import InfoPanel
+from dermdesk.gui.tasks import Background
+from dermdesk.imaging.decode import decode_rgb
+from dermdesk.library import Library
+from dermdesk.library.browse import same_lesion
+
+MAX_SIDE = 8192  # larger originals are shown DCT-reduced; 1:1 then means 1:1 of that
+
+
+def decode_qimage(path: Path) -> QImage:
+    """Decode an original into an RGB QImage (runs on a worker thread)."""
+    rgb = decode_rgb(path)
+    if max(rgb.shape[:2]) > MAX_SIDE:
+        rgb = decode_rgb(path, reduce_to=MAX_SIDE)
+    rgb = np.ascontiguousarray(rgb)
+    h, w = rgb.shape[:2]
+    return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+
+class ImageCanvas(QGraphicsView):
+    """One zoomable, pannable image."""
+
+    zoom_changed = Signal(float)
+    ZOOM_STEP = 1.25
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setScene(QGraphicsScene(self))
+        self.item = QGraphicsPixmapItem()
+        self.item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+        self.scene().addItem(self.item)
+        self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        self.setBackgroundBrush(self.palette().dark())
+        self.fitting = True
+        self.message = ""
+        self.image_id: str | None = None
+
+    def set_image(self, image: QImage | None, message: str = "") -> None:
+        self.message = message
+        pixmap = QPixmap.fromImage(image) if image is not None and not image.isNull() else QPixmap()
+        self.item.setPixmap(pixmap)
+        self.scene().setSceneRect(QRectF(pixmap.rect()))
+        self.fit()
+        self.viewport().update()
+
+    def has_image(self) -> bool:
+        return not self.item.pixmap().isNull()
+
+    def scale_factor(self) -> float:
+        return float(self.transform().m11())
+
+    def fit(self) -> None:
+        self.fitting = True
+        if self.has_image():
+            self.fitInView(self.item, Qt.AspectRatioMode.KeepAspectRatio)
+        self.zoom_changed.emit(self.scale_factor())
+
+    def actual_size(self) -> None:
+        self.fitting = False
+        self.resetTransform()
+        self.zoom_changed.emit(1.0)
+
+    def zoom(self, factor: float) -> None:
+        new = self.scale_factor() * factor
+        if not 0.02 <= new <= 32:
+            return
+        self.fitting = False
+        self.scale(factor, factor)
+        self.zoom_changed.emit(self.scale_factor())
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        steps = event.angleDelta().y() / 120
+        if steps:
+            self.zoom(self.ZOOM_STEP**steps)
+        event.accept()
+
+    def resizeEvent(self, event: object) -> None:
+        super().resizeEvent(event)  # type: ignore[arg-type]
+        if self.fitting:
+            self.fit()
+
+    def drawForeground(self, painter: QPainter, rect: QRectF | QRect) -> None:
+        if self.has_image() and not self.message:
+            return
+        painter.save()
+        painter.resetTransform()
+        painter.setPen(
+            self.palette().brightText().color() if self.message else self.palette().text().color()
+        )
+        painter.drawText(
+            self.viewport().rect(),
+            Qt.AlignmentFlag.AlignCenter,
+            self.message or "No image selected",
+        )
+        painter.restore()
+
+
+class ViewerPanel(QWidget):
+    """One image (or two, side by side) with a toolbar and the info tabs below."""
+
+    def __init__(self, lib: Library, decoder: Background, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.lib = lib
+        self.decoder = decoder
+        self.left = ImageCanvas()
+        self.right = ImageCanvas()
+        self.right.hide()
+        self.info = InfoPanel(lib)
+        self.compare_with = QComboBox()
+        self.compare_with.setMinimumContentsLength(18)
+        self.compare_with.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.compare_with.setToolTip("Image shown on the right in comparison mode")
+        self.compare_with.currentIndexChanged.connect(self._compare_choice)
+        self.zoom_label = QLabel("fit")
+        self._requests: dict[ImageCanvas, str] = {}
+        self.image_id: str | None = None
+        self._build()
+        self.left.zoom_changed.connect(lambda s: self.zoom_label.setText(f"{s:.0%}"))
+
+    def _build(self) -> None:
+        bar = QHBoxLayout()
+        bar.setContentsMargins(4, 2, 4, 2)
+        self.buttons: dict[str, QToolButton] = {}
+        for name, text in (
+            ("zoom_fit", "Fit"),
+            ("zoom_actual", "1:1"),
+            ("zoom_out", "−"),
+            ("zoom_in", "+"),
+            ("compare", "Compare"),
+        ):
+            button = QToolButton()
+            button.setText(text)
+            self.buttons[name] = button
+            bar.addWidget(button)
+        bar.addWidget(self.compare_with)
+        bar.addStretch(1)
+        bar.addWidget(self.zoom_label)
+        images = QSplitter(Qt.Orientation.Horizontal)
+        images.addWidget(self.left)
+        images.addWidget(self.right)
+        top = QWidget()
+        v = QVBoxLayout(top)
+        v.setContentsMargins(0, 0, 0, 0)
+        v.addLayout(bar)
+        v.addWidget(images, 1)
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.addWidget(top)
+        self.splitter.addWidget(self.info)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.splitter)
+        self.compare_with.setVisible(False)
+
+    # -- what is shown ---------------------------------------------------------------------
+
+    def show_image(self, image_id: str | None, second: str | None = None) -> None:
+        """Show an image (and, in comparison mode, ``second`` or a same-lesion image)."""
+        self.image_id = image_id
+        self.info.show_image(image_id)
+        self._load(self.left, image_id)
+        self._fill_compare_choices(image_id, second)
+        if self.comparing():
+            self._load(self.right, self.compare_with.currentData())
+
+    def refresh_info(self) -> None:
+        self.info.show_image(self.image_id)
+
+    def comparing(self) -> bool:
+        return self.right.isVisible()
+
+    def set_compare(self, on: bool) -> None:
+        self.right.setVisible(on)
+        self.compare_with.setVisible(on)
+        if on:
+            self._load(self.right, self.compare_with.currentData())
+        self.left.fit()
+
+    def _fill_compare_choices(self, image_id: str | None, second: str | None) -> None:
+        self.compare_with.blockSignals(True)
+        self.compare_with.clear()
+        if second:
+            self.compare_with.addItem(f"Other selected image {second[:8]}", second)
+        if image_id:
+            for other in same_lesion(self.lib, image_id)[:50]:
+                when = (other["captured_at"] or other["imported_at"] or "")[:10]
+                what = f"{other['modality']} {when}"
+                self.compare_with.addItem(f"Same lesion: {what} · {other['id'][:8]}", other["id"])
+        if self.compare_with.count() == 0:
+            self.compare_with.addItem("Select two images to compare", None)
+        self.compare_with.blockSignals(False)
+
+    def _compare_choice(self) -> None:
+        if self.comparing():
+            self._load(self.right, self.compare_with.currentData())
+
+    def _load(self, canvas: ImageCanvas, image_id: str | None) -> None:
+        if image_id is not None and image_id == canvas.image_id and canvas.has_image():
+            return  # already on screen: no flash of "Loading…"
+        canvas.image_id = image_id
+        if image_id is None:
+            canvas.set_image(None)
+            return
+        self._requests[canvas] = image_id
+        path = self.lib.original_path(self.lib.image(image_id))
+        canvas.message = "Loading…"
+        canvas.viewport().update()
+        self.decoder.submit(
+            decode_qimage,
+            lambda image: self._decoded(canvas, image_id, image),
+            lambda exc: self._decoded(canvas, image_id, None, str(exc)),
+            path,
+        )
+
+    def _decoded(
+        self, canvas: ImageCanvas, image_id: str, image: QImage | None, error: str = ""
+    ) -> None:
+        if self._requests.get(canvas) != image_id:
+            return  # the user moved on meanwhile
+        canvas.set_image(image, f"Cannot show this image: {error}" if error else "")
+
+    # -- zoom (applies to both sides) ------------------------------------------------------
+
+    def canvases(self) -> list[ImageCanvas]:
+        return [self.left, self.right] if self.comparing() else [self.left]
+
+    def fit(self) -> None:
+        for c in self.canvases():
+            c.fit()
+
+    def actual_size(self) -> None:
+        for c in self.canvases():
+            c.actual_size()
+
+    def zoom_in(self) -> None:
+        for c in self.canvases():
+            c.zoom(ImageCanvas.ZOOM_STEP)
+
+    def zoom_out(self) -> None:
+        for c in self.canvases():
+            c.zoom(1 / ImageCanvas.ZOOM_STEP)

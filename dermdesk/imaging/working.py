@@ -1,0 +1,246 @@
+"""The reduced-resolution views that every quality check reads.
+
+A file is decoded once, with JPEG DCT scaling where the checks do not need
+every pixel (:func:`decode_for_checks`), and :class:`WorkImage` derives the
+views the checks share, each computed at most once: a grey image for focus
+measures (longest side :data:`~dermdesk.imaging.quality_config.SHARP_SIZE`),
+a small colour image for colour, exposure, segmentation and skin tone
+(:data:`~dermdesk.imaging.quality_config.WORK_SIZE`), its CIELAB values, the
+dermoscope's field of view and the lesion mask. Pure numpy/OpenCV/Pillow.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from dermdesk.imaging import quality_config as cfg
+from dermdesk.imaging.decode import (
+    displayed_size,
+    exif_orientation,
+    load,
+    open_image,
+    to_rgb8,
+    upright,
+)
+
+# IJG reference luminance quantisation table (ITU T.81 Annex K.1, quality 50), and the
+# tables libjpeg derives from it for qualities 1-100: a file's own table is matched
+# against them (exact for libjpeg-family encoders, a close estimate for others).
+_IJG_LUMA = np.array(
+    [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+     14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+     18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+     49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99],
+    dtype=np.float64,
+)  # fmt: skip
+_QUALITIES = np.arange(1, 101)
+_SCALES = np.where(_QUALITIES < 50, 5000.0 / _QUALITIES, 200.0 - 2.0 * _QUALITIES)
+_IJG_SUMS = np.clip(np.floor((_IJG_LUMA[None, :] * _SCALES[:, None] + 50) / 100), 1, 255).sum(1)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """An upright 8-bit RGB decode and what the file says about its original pixels."""
+
+    rgb: np.ndarray  # (H, W, 3) uint8, possibly DCT-reduced
+    width: int  # original size as displayed (after EXIF orientation)
+    height: int
+    jpeg_quality: int | None = None  # estimated from the file's quantisation table
+    reduction: int = 1  # DCT scale denominator: decoded = original / reduction
+
+    @classmethod
+    def from_array(cls, rgb: np.ndarray) -> Decoded:
+        arr = as_rgb8(rgb)
+        return cls(arr, arr.shape[1], arr.shape[0])
+
+
+def as_rgb8(image: np.ndarray) -> np.ndarray:
+    """Any array a caller might hand us (grey, RGBA, 16-bit, float) -> (H, W, 3) uint8."""
+    arr = np.asarray(image)
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    elif arr.dtype != np.uint8:
+        arr = arr.astype(np.float64)
+        if arr.size and np.issubdtype(image.dtype, np.floating) and np.nanmax(arr) <= 1.0:
+            arr = arr * 255.0
+        elif arr.size and np.issubdtype(image.dtype, np.integer) and arr.max() > 255:
+            arr = arr / 257.0
+        arr = np.clip(np.nan_to_num(arr), 0, 255).astype(np.uint8)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    elif arr.ndim == 3 and arr.shape[2] == 4:
+        alpha = arr[:, :, 3:4].astype(np.float32) / 255.0
+        arr = (arr[:, :, :3] * alpha + 255.0 * (1.0 - alpha) + 0.5).astype(np.uint8)
+    elif arr.ndim == 3 and arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"not an image array: shape {np.asarray(image).shape}")
+    return np.ascontiguousarray(arr)
+
+
+def jpeg_quality(img: Image.Image) -> int | None:
+    """Estimated JPEG quality (1-100) from the luminance quantisation table, if JPEG."""
+    tables = getattr(img, "quantization", None)
+    if not tables or img.format not in ("JPEG", "MPO"):
+        return None
+    luma = tables.get(0)
+    if not luma or len(luma) != 64:
+        return None
+    return int(_QUALITIES[np.argmin(np.abs(_IJG_SUMS - float(sum(luma))))])
+
+
+def decode_pil(img: Image.Image, *, reduce_to: int = cfg.DECODE_SIZE) -> Decoded:
+    """Decode an opened Pillow image for the checks (DCT-scaled to >= ``reduce_to``)."""
+    orientation = exif_orientation(img)
+    width, height = displayed_size(img, orientation)
+    quality = jpeg_quality(img)
+    stored_width = img.size[0]
+    load(img, reduce_to=reduce_to)
+    reduction = max(1, round(stored_width / max(img.size[0], 1)))
+    rgb = np.asarray(to_rgb8(upright(img)))
+    return Decoded(rgb, width, height, quality, reduction)
+
+
+def decode_for_checks(source: bytes | Path, *, reduce_to: int = cfg.DECODE_SIZE) -> Decoded:
+    """Open and decode a file for the checks. Raises ImageRejected like any decode."""
+    if isinstance(source, Path):
+        source = source.read_bytes()
+    return decode_pil(open_image(source), reduce_to=reduce_to)
+
+
+def pct(values: np.ndarray, q: float | tuple[float, ...], axis: int | None = None) -> Any:
+    """np.percentile on at most ~8k evenly strided samples (robust statistics of a
+    quarter-megapixel image do not need every pixel; this is 5-20x faster)."""
+    arr = np.asarray(values)
+    n = arr.shape[0] if axis == 0 else arr.size
+    step = max(1, n // _PCT_SAMPLES)
+    sample = arr[::step] if axis == 0 else arr.reshape(-1)[::step]
+    return np.percentile(sample, q, axis=axis)
+
+
+_PCT_SAMPLES = 8192
+
+
+def resize_long(arr: np.ndarray, long_side: int) -> np.ndarray:
+    """Shrink (never enlarge) so the longest side is at most ``long_side`` (area filter)."""
+    h, w = arr.shape[:2]
+    scale = long_side / max(h, w)
+    if scale >= 1.0:
+        return arr
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(arr, size, interpolation=cv2.INTER_AREA)
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    """PNG bytes of an RGB array (for tests and evaluation round-trips)."""
+    out = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Image.fromarray(rgb).save(out, "PNG")
+    return out.getvalue()
+
+
+class WorkImage:
+    """Shared, lazily computed views of one image for the checks."""
+
+    def __init__(self, decoded: Decoded, modality: str | None = None) -> None:
+        self.decoded = decoded
+        self.modality = modality  # as recorded; None = unknown (detected when needed)
+
+    @property
+    def rgb(self) -> np.ndarray:
+        return self.decoded.rgb
+
+    @property
+    def too_small(self) -> bool:
+        h, w = self.rgb.shape[:2]
+        return min(h, w) < cfg.MIN_CHECK_SIDE
+
+    @cached_property
+    def sharp_gray(self) -> np.ndarray:
+        """float32 grey in [0, 255], longest side <= SHARP_SIZE."""
+        gray = cv2.cvtColor(self.rgb, cv2.COLOR_RGB2GRAY)
+        return resize_long(gray, cfg.SHARP_SIZE).astype(np.float32)
+
+    @cached_property
+    def small(self) -> np.ndarray:
+        """uint8 RGB, longest side <= WORK_SIZE."""
+        return resize_long(self.rgb, cfg.WORK_SIZE)
+
+    @cached_property
+    def chan_max(self) -> np.ndarray:
+        """Per-pixel max over R, G, B of the small image (uint8)."""
+        r, g, b = cv2.split(self.small)
+        return cv2.max(cv2.max(r, g), b)
+
+    @cached_property
+    def chan_min(self) -> np.ndarray:
+        r, g, b = cv2.split(self.small)
+        return cv2.min(cv2.min(r, g), b)
+
+    @cached_property
+    def small_float(self) -> np.ndarray:
+        return self.small.astype(np.float32) / 255.0
+
+    @cached_property
+    def lab(self) -> np.ndarray:
+        """CIELAB (D65) of the small image: L* 0-100, a*, b* roughly -128..127."""
+        return cv2.cvtColor(self.small_float, cv2.COLOR_RGB2Lab)
+
+    @cached_property
+    def luminance(self) -> np.ndarray:
+        """Relative luminance Y in [0, 1] (linear light) of the small image."""
+        lin = srgb_to_linear(self.small_float)
+        return lin @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+
+    @cached_property
+    def gray_small(self) -> np.ndarray:
+        return cv2.cvtColor(self.small, cv2.COLOR_RGB2GRAY)
+
+    @cached_property
+    def fov(self) -> np.ndarray:
+        """Boolean mask of the usable field of view (dermoscope vignette excluded)."""
+        from dermdesk.imaging.segment import field_of_view
+
+        return field_of_view(self.small)
+
+    @cached_property
+    def hair(self) -> np.ndarray:
+        """Boolean mask of hair-like thin dark lines in the field of view (small image)."""
+        from dermdesk.imaging.segment import hair_mask
+
+        return hair_mask(self.gray_small, self.fov)
+
+    @cached_property
+    def lesion(self) -> np.ndarray:
+        """Boolean lesion mask at the small image's size (may be empty)."""
+        from dermdesk.imaging.segment import segment_small
+
+        return segment_small(self)
+
+
+_SRGB_LUT = np.where(
+    np.linspace(0, 1, 4096) <= 0.04045,
+    np.linspace(0, 1, 4096) / 12.92,
+    ((np.linspace(0, 1, 4096) + 0.055) / 1.055) ** 2.4,
+).astype(np.float32)
+
+
+def srgb_to_linear(x: np.ndarray) -> np.ndarray:
+    """sRGB-encoded values in [0, 1] -> linear light (table lookup, fast)."""
+    idx = np.clip(x * 4095.0 + 0.5, 0, 4095).astype(np.int32)
+    return _SRGB_LUT[idx]
+
+
+def linear_to_srgb(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)

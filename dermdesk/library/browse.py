@@ -1,0 +1,467 @@
+"""Read helpers for browsing the library: gallery snapshots, tiles, groups, dashboard.
+
+The GUI's item models adapt these functions; they never run SQL themselves.
+Everything here is a plain read returning plain data (no Qt), so it runs on
+any thread that owns its own :class:`Library` connection.
+
+A gallery *snapshot* is the ordered list of image ids matching a filter, read
+in one transaction together with its group counts, so rows loaded page by
+page later never shift when images are imported meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from dermdesk import taxonomy
+from dermdesk.library.library import Library
+from dermdesk.library.query import ImageFilter
+
+# Sort keys: ORDER BY clause (after any grouping expression).
+SORTS: dict[str, str] = {
+    "imported": "image.imported_at DESC, image.id",
+    "captured": "image.captured_at DESC, image.imported_at DESC, image.id",
+    "diagnosis": "image.diagnosis, image.imported_at DESC, image.id",
+    "patient": "image.patient_id, image.lesion_id, image.id",
+    "lesion": "image.lesion_id, image.id",
+}
+
+# Group keys: (SQL expression, direction). Groups come first in the ordering.
+GROUPS: dict[str, tuple[str, str]] = {
+    "patient": ("image.patient_id", "ASC"),
+    "lesion": ("image.lesion_id", "ASC"),
+    "diagnosis": ("image.diagnosis", "ASC"),
+    "captured": ("substr(image.captured_at, 1, 10)", "DESC"),
+}
+
+VERDICT_RANK = {"pass": 0, "warn": 1, "fail": 2}
+_WORST_SQL = "max(CASE verdict WHEN 'fail' THEN 2 WHEN 'warn' THEN 1 ELSE 0 END)"
+_RANK_VERDICT = {v: k for k, v in VERDICT_RANK.items()}
+_CHUNK = 900  # stay under SQLite's default limit of host parameters
+
+
+@dataclass(frozen=True)
+class Group:
+    """A run of consecutive rows in a snapshot sharing one group value."""
+
+    key: str | None
+    count: int
+
+
+@dataclass
+class Snapshot:
+    """Ordered ids matching a filter, with the groups they fall into (in order)."""
+
+    ids: list[str]
+    groups: list[Group] = field(default_factory=list)
+    sort: str = "imported"
+    group: str | None = None
+
+
+# A tile as a tuple of strings, ints and None. Holding 100,000 of these costs the cyclic garbage
+# collector nothing (CPython stops tracking such tuples), whereas 100,000 objects made a full
+# collection stall the GUI thread for ~190 ms while scrolling (measured by scripts/bench_gui.py).
+TileRow = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Tile:
+    """What a gallery tile shows about one image."""
+
+    id: str
+    diagnosis: str | None
+    fitzpatrick: int | None
+    monk: int | None
+    modality: str
+    source: str
+    patient_id: str | None
+    lesion_id: str | None
+    captured_at: str | None
+    quality: str | None  # worst verdict of its checks, None when unchecked
+    predicted: str | None  # active model's top class, None without a prediction
+
+    @property
+    def labelled(self) -> bool:
+        return self.diagnosis is not None
+
+    def as_row(self) -> TileRow:
+        """The tile as a plain tuple (see :data:`TileRow`)."""
+        return (
+            self.id,
+            self.diagnosis,
+            self.fitzpatrick,
+            self.monk,
+            self.modality,
+            self.source,
+            self.patient_id,
+            self.lesion_id,
+            self.captured_at,
+            self.quality,
+            self.predicted,
+        )
+
+    @property
+    def synthetic(self) -> bool:
+        return self.source == "synthetic"
+
+    @property
+    def disagrees(self) -> bool:
+        return bool(self.predicted and self.diagnosis and self.predicted != self.diagnosis)
+
+
+def order_sql(sort: str, group: str | None) -> str:
+    """ORDER BY clause for a sort key within an optional grouping."""
+    if sort not in SORTS:
+        raise ValueError(f"unknown sort {sort!r}; choose from {', '.join(SORTS)}")
+    if group is None:
+        return SORTS[sort]
+    if group not in GROUPS:
+        raise ValueError(f"unknown grouping {group!r}; choose from {', '.join(GROUPS)}")
+    expr, direction = GROUPS[group]
+    return f"{expr} {direction}, {SORTS[sort]}"
+
+
+def snapshot(
+    lib: Library, flt: ImageFilter | None = None, sort: str = "imported", group: str | None = None
+) -> Snapshot:
+    """The ordered ids matching ``flt`` and their groups, read consistently."""
+    where, params = (flt or ImageFilter()).where()
+    order = order_sql(sort, group)
+    conn = lib.conn
+    conn.execute("BEGIN")  # one read snapshot for ids and group counts (WAL)
+    try:
+        ids = [
+            r[0]
+            for r in conn.execute(
+                f"SELECT image.id FROM image WHERE {where} ORDER BY {order}", params
+            )
+        ]
+        groups: list[Group] = []
+        if group is not None:
+            expr, direction = GROUPS[group]
+            rows = conn.execute(
+                f"SELECT {expr} AS g, count(*) FROM image WHERE {where} "
+                f"GROUP BY g ORDER BY g {direction}",
+                params,
+            )
+            groups = [Group(None if k is None else str(k), int(n)) for k, n in rows]
+    finally:
+        conn.execute("COMMIT")
+    return Snapshot(ids, groups, sort, group)
+
+
+def tiles(lib: Library, ids: list[str]) -> list[Tile]:
+    """Tile facts for ``ids``, in the same order (ids no longer in the library are skipped)."""
+    found: dict[str, Tile] = {}
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        worst = dict(
+            lib.conn.execute(
+                f"SELECT image_id, {_WORST_SQL} FROM quality WHERE image_id IN ({marks}) "
+                "GROUP BY image_id",
+                chunk,
+            ).fetchall()
+        )
+        predicted = dict(
+            lib.conn.execute(
+                "SELECT p.image_id, p.top FROM prediction p JOIN model m ON m.id = p.model_id "
+                f"AND m.status = 'active' WHERE p.image_id IN ({marks})",
+                chunk,
+            ).fetchall()
+        )
+        rows = lib.conn.execute(
+            "SELECT id, diagnosis, fitzpatrick, monk, modality, source, patient_id, lesion_id, "
+            f"captured_at FROM image WHERE id IN ({marks})",
+            chunk,
+        )
+        for image_id, dx, fitz, monk, modality, source, patient, lesion, captured in rows:
+            rank = worst.get(image_id)
+            found[image_id] = Tile(
+                image_id,
+                dx,
+                fitz,
+                monk,
+                modality,
+                source,
+                patient,
+                lesion,
+                captured,
+                quality=None if rank is None else _RANK_VERDICT[int(rank)],
+                predicted=predicted.get(image_id),
+            )
+    return [found[i] for i in ids if i in found]
+
+
+def group_label(group: str | None, key: str | None) -> str:
+    """How a group heading reads in the gallery."""
+    if group == "diagnosis":
+        return taxonomy.diagnoses()[key].name if key in taxonomy.diagnoses() else "Unlabelled"
+    if group == "captured":
+        return key or "Capture date unknown"
+    if group == "patient":
+        return f"Patient {key}" if key else "No patient"
+    if group == "lesion":
+        return f"Lesion {key}" if key else "No lesion"
+    return key or ""
+
+
+# -- people and places -----------------------------------------------------------------------
+
+
+def patients(lib: Library, limit: int = 5000) -> list[dict[str, Any]]:
+    """Patients (id, source, external id) for pickers, most recent first."""
+    return list(lib.db.query("SELECT * FROM patient ORDER BY created_at DESC, id LIMIT ?", [limit]))
+
+
+def lesions_of(lib: Library, patient_id: str) -> list[dict[str, Any]]:
+    return list(
+        lib.db.query("SELECT * FROM lesion WHERE patient_id = ? ORDER BY created_at", [patient_id])
+    )
+
+
+def same_lesion(lib: Library, image_id: str) -> list[dict[str, Any]]:
+    """Other images of the same lesion (or, without a lesion, the same patient), oldest first."""
+    row = lib.conn.execute(
+        "SELECT lesion_id, patient_id FROM image WHERE id = ?", (image_id,)
+    ).fetchone()
+    if row is None:
+        return []
+    column, value = ("lesion_id", row[0]) if row[0] else ("patient_id", row[1])
+    if value is None:
+        return []
+    return list(
+        lib.db.query(
+            f"SELECT * FROM image WHERE {column} = ? AND id != ? "
+            "ORDER BY coalesce(captured_at, imported_at), id",
+            [value, image_id],
+        )
+    )
+
+
+def device_name(make: str | None, model: str | None) -> str:
+    """How a device reads: 'Canon' + 'Canon EOS 5D' is 'Canon EOS 5D', not 'Canon Canon ...'."""
+    if make and model and model.lower().startswith(make.lower()):
+        return model
+    return " ".join(x for x in (make, model) if x)
+
+
+def distinct_devices(lib: Library, limit: int = 200) -> list[str]:
+    """Device make + model strings present in the library, most frequent first."""
+    rows = lib.conn.execute(
+        "SELECT trim(coalesce(device_make, '') || ' ' || coalesce(device_model, '')) AS d, "
+        "count(*) AS n FROM image WHERE device_model IS NOT NULL OR device_make IS NOT NULL "
+        "GROUP BY d ORDER BY n DESC LIMIT ?",
+        (limit,),
+    )
+    return [r[0] for r in rows if r[0]]
+
+
+def current_tones(lib: Library, image_id: str) -> dict[str, dict[str, Any] | None]:
+    """The current manual and estimated skin-tone rows of an image."""
+    out: dict[str, dict[str, Any] | None] = {"manual": None, "estimated": None}
+    for row in lib.db.query(
+        "SELECT * FROM skin_tone WHERE image_id = ? AND is_current ORDER BY id", [image_id]
+    ):
+        out[row["method"]] = row
+    return out
+
+
+# -- dashboard -------------------------------------------------------------------------------
+
+
+@dataclass
+class DashboardStats:
+    """Counts behind the dashboard (real images only; synthetic ones counted apart)."""
+
+    total: int = 0
+    labelled: int = 0
+    synthetic: int = 0
+    by_diagnosis: dict[str | None, int] = field(default_factory=dict)
+    dx_fitzpatrick: dict[tuple[str | None, int | None], int] = field(default_factory=dict)
+    dx_monk: dict[tuple[str | None, int | None], int] = field(default_factory=dict)
+    fitzpatrick: dict[int | None, int] = field(default_factory=dict)
+    monk: dict[int | None, int] = field(default_factory=dict)
+    devices: list[tuple[str, int]] = field(default_factory=list)
+    modality: dict[str, int] = field(default_factory=dict)
+    quality: dict[str, int] = field(default_factory=dict)  # pass/warn/fail/unchecked
+    datasets: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def labelled_fraction(self) -> float:
+        return self.labelled / self.total if self.total else 0.0
+
+
+def dashboard_stats(lib: Library, flt: ImageFilter | None = None) -> DashboardStats:
+    """Everything the dashboard draws, for the real (non-synthetic) images matching ``flt``."""
+    base = flt or ImageFilter()
+    real = replace(base, synthetic=False)
+    stats = DashboardStats()
+    for r in lib.counts(["diagnosis", "fitzpatrick", "monk"], real):
+        dx, fitz, monk, n = r["diagnosis"], r["fitzpatrick"], r["monk"], r["n"]
+        stats.total += n
+        stats.labelled += n if dx else 0
+        _add(stats.by_diagnosis, dx, n)
+        _add(stats.dx_fitzpatrick, (dx, fitz), n)
+        _add(stats.dx_monk, (dx, monk), n)
+        _add(stats.fitzpatrick, fitz, n)
+        _add(stats.monk, monk, n)
+    stats.synthetic = lib.count(replace(base, synthetic=True))
+    for r in lib.counts(["modality"], real):
+        stats.modality[r["modality"]] = r["n"]
+    for r in lib.counts(["dataset"], real):
+        stats.datasets[r["dataset"] or "own images"] = r["n"]
+    devices: Counter[str] = Counter()
+    for r in lib.counts(["device_make", "device_model"], real):
+        devices[device_name(r["device_make"], r["device_model"]) or "unknown device"] += r["n"]
+    stats.devices = devices.most_common()
+    stats.quality = _quality_counts(lib, real, stats.total)
+    return stats
+
+
+def _add(table: dict[Any, int], key: Any, n: int) -> None:
+    table[key] = table.get(key, 0) + n
+
+
+def _quality_counts(lib: Library, flt: ImageFilter, total: int) -> dict[str, int]:
+    where, params = flt.where()
+    rows = lib.conn.execute(
+        f"SELECT w, count(*) FROM (SELECT {_WORST_SQL} AS w FROM quality "
+        f"WHERE image_id IN (SELECT id FROM image WHERE {where}) GROUP BY image_id) GROUP BY w",
+        params,
+    ).fetchall()
+    out = {"pass": 0, "warn": 0, "fail": 0}
+    for rank, n in rows:
+        out[_RANK_VERDICT[int(rank)]] = int(n)
+    out["unchecked"] = total - sum(out.values())
+    return out
+
+
+FITZPATRICK_BANDS = (("I-II", (1, 2)), ("III-IV", (3, 4)), ("V-VI", (5, 6)))
+MONK_BANDS = (("1-3", (1, 2, 3)), ("4-7", (4, 5, 6, 7)), ("8-10", (8, 9, 10)))
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A hole in the dataset: a diagnosis with few or no images on a skin-tone band."""
+
+    diagnosis: str
+    scale: str  # "Fitzpatrick" or "Monk"
+    band: str
+    count: int
+
+    def text(self) -> str:
+        name = taxonomy.diagnoses()[self.diagnosis].name.lower()
+        if self.count == 0:
+            return f"no {name} on {self.scale} {self.band}"
+        return (
+            f"only {self.count} {name} image{'s' * (self.count != 1)} on {self.scale} {self.band}"
+        )
+
+
+def coverage_gaps(stats: DashboardStats, min_images: int = 10) -> list[Gap]:
+    """Diagnoses with fewer than ``min_images`` on a skin-tone band, malignant ones first."""
+    order = [c for c in taxonomy.diagnoses() if c != taxonomy.OTHER]
+    codes = sorted(order, key=lambda c: (not taxonomy.diagnoses()[c].malignant, order.index(c)))
+    gaps: list[Gap] = []
+    for scale, table, bands in (
+        ("Fitzpatrick", stats.dx_fitzpatrick, FITZPATRICK_BANDS),
+        ("Monk", stats.dx_monk, MONK_BANDS),
+    ):
+        if not any(k[1] is not None for k in table):
+            continue  # no skin tones on this scale at all: one gap would say nothing
+        for code in codes:
+            for band, values in bands:
+                n = sum(table.get((code, v), 0) for v in values)
+                if n < min_images:
+                    gaps.append(Gap(code, scale, band, n))
+    return gaps
+
+
+# -- models ----------------------------------------------------------------------------------
+
+
+def model_rows(lib: Library) -> list[dict[str, Any]]:
+    """Registered models with their JSON columns decoded."""
+    rows = lib.models()
+    for row in rows:
+        for key in ("parents", "training_set", "params", "metrics"):
+            row[key] = _json(row.get(key))
+    return rows
+
+
+def _json(text: str | None) -> Any:
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def flatten_metrics(metrics: Any) -> list[tuple[str, str, str, float | int | str]]:
+    """(section, group, metric, value) rows from a nested metrics dict of any depth.
+
+    ``{"per_fitzpatrick": {"V-VI": {"balanced_accuracy": 0.61, "n": 12}}}`` gives
+    ``("per_fitzpatrick", "V-VI", "balanced_accuracy", 0.61)`` and the ``n`` row;
+    scalar top-level metrics land in section ``overall``.
+    """
+    out: list[tuple[str, str, str, float | int | str]] = []
+    if not isinstance(metrics, dict):
+        return out
+    for section, value in metrics.items():
+        if not isinstance(value, dict):
+            out.append(("overall", "", str(section), _scalar(value)))
+            continue
+        for group, inner in value.items():
+            if isinstance(inner, dict):
+                for metric, v in inner.items():
+                    if not isinstance(v, dict | list):
+                        out.append((str(section), str(group), str(metric), _scalar(v)))
+            elif not isinstance(inner, list):
+                out.append((str(section), "", str(group), _scalar(inner)))
+    return out
+
+
+def _scalar(value: Any) -> float | int | str:
+    return value if isinstance(value, int | float | str) else json.dumps(value)
+
+
+def lineage(lib: Library, model_id: str) -> list[dict[str, Any]]:
+    """The model and its ancestors (following ``parents``), nearest first."""
+    by_id = {m["id"]: m for m in model_rows(lib)}
+    chain: list[dict[str, Any]] = []
+    todo = [model_id]
+    seen: set[str] = set()
+    while todo:
+        current = todo.pop(0)
+        if current in seen or current not in by_id:
+            continue
+        seen.add(current)
+        chain.append(by_id[current])
+        todo += [p for p in by_id[current]["parents"] or [] if isinstance(p, str)]
+    return chain
+
+
+# -- jobs ------------------------------------------------------------------------------------
+
+LOG_TAIL_CHARS = 20_000
+
+
+def job_rows(lib: Library, limit: int = 100) -> list[dict[str, Any]]:
+    """Recent jobs, newest first, with the tail of their log and their result decoded."""
+    rows = list(
+        lib.db.query(
+            "SELECT id, kind, status, params, progress, message, "
+            f"substr(log, -{LOG_TAIL_CHARS}) AS log, result, model_id, error, "
+            "created_at, started_at, finished_at FROM job ORDER BY id DESC LIMIT ?",
+            [limit],
+        )
+    )
+    for row in rows:
+        row["result"] = _json(row["result"])
+        row["params"] = _json(row["params"])
+    return rows

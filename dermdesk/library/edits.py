@@ -1,0 +1,321 @@
+"""Writer functions the annotation panel, capture and model/job panels need.
+
+They complement :class:`~dermdesk.library.library.Library`'s writer API and
+follow its rules exactly: each call is one ``BEGIN IMMEDIATE`` transaction
+that appends its audit entries in the same transaction. No Qt here.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dermdesk import taxonomy
+from dermdesk.library.audit import AuditWriter
+from dermdesk.library.db import LibraryError
+from dermdesk.library.library import Library, _effective_tone, _insert, _new_id, now
+from dermdesk.library.records import DEVICE_FIELDS, ImageRecord, LesionRef, PatientRef, StoredFile
+
+LOCAL = "local"  # namespace of patient / lesion ids typed in at this workstation
+
+
+# -- patients and lesions --------------------------------------------------------------------
+
+
+def _patient_row(conn: sqlite3.Connection, text: str) -> tuple[str, str, str] | None:
+    """(id, source, external id) of the patient named by pseudonymous id or local id."""
+    row = conn.execute(
+        "SELECT id, source, external_id FROM patient WHERE id = ? "
+        "UNION ALL SELECT id, source, external_id FROM patient WHERE source = ? "
+        "AND external_id = ? LIMIT 1",
+        (text, LOCAL, text),
+    ).fetchone()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def _lesion_row(conn: sqlite3.Connection, text: str) -> tuple[str, str, str, str | None] | None:
+    row = conn.execute(
+        "SELECT id, source, external_id, patient_id FROM lesion WHERE id = ? "
+        "UNION ALL SELECT id, source, external_id, patient_id FROM lesion WHERE source = ? "
+        "AND external_id = ? LIMIT 1",
+        (text, LOCAL, text),
+    ).fetchone()
+    return None if row is None else (row[0], row[1], row[2], row[3])
+
+
+def patient_ref(lib: Library, text: str) -> PatientRef:
+    """The reference for a patient typed as a pseudonymous id (P-...) or a local id."""
+    found = _patient_row(lib.conn, text.strip())
+    return PatientRef(found[1], found[2]) if found else PatientRef(LOCAL, text.strip())
+
+
+def lesion_ref(lib: Library, text: str, body_site: str | None) -> LesionRef:
+    found = _lesion_row(lib.conn, text.strip())
+    if found:
+        return LesionRef(found[1], found[2], body_site)
+    return LesionRef(LOCAL, text.strip(), body_site)
+
+
+def link_images(
+    lib: Library,
+    image_ids: Iterable[str],
+    *,
+    patient: str | None,
+    lesion: str | None,
+    body_site: str | None = None,
+) -> None:
+    """Attach images to a patient and lesion (found by id, or created as local ids).
+
+    ``None`` detaches. A new lesion belongs to the given patient; an existing
+    lesion of another patient is refused, since that would mix two people.
+    """
+    if body_site is not None and body_site not in taxonomy.body_sites():
+        raise LibraryError(f"unknown body site {body_site!r}")
+    ids = lib._existing(image_ids)
+    with lib._write() as conn:
+        audit = AuditWriter(conn, lib.actor, now())
+        patient_id = _ensure_patient(conn, audit, patient) if patient else None
+        lesion_id = _ensure_lesion(conn, audit, lesion, patient_id, body_site) if lesion else None
+        if lesion_id and patient_id is None:
+            patient_id = conn.execute(
+                "SELECT patient_id FROM lesion WHERE id = ?", (lesion_id,)
+            ).fetchone()[0]
+        for image_id in ids:
+            before = conn.execute(
+                "SELECT patient_id, lesion_id FROM image WHERE id = ?", (image_id,)
+            ).fetchone()
+            conn.execute(
+                "UPDATE image SET patient_id = ?, lesion_id = ? WHERE id = ?",
+                (patient_id, lesion_id, image_id),
+            )
+            audit.record(
+                "image.link",
+                "image",
+                image_id,
+                {"patient_id": before[0], "lesion_id": before[1]},
+                {"patient_id": patient_id, "lesion_id": lesion_id},
+            )
+        audit.flush()
+
+
+def _ensure_patient(conn: sqlite3.Connection, audit: AuditWriter, text: str) -> str:
+    found = _patient_row(conn, text.strip())
+    if found:
+        return found[0]
+    pid = _new_id("P")
+    _insert(
+        conn,
+        "patient",
+        {"id": pid, "source": LOCAL, "external_id": text.strip(), "created_at": audit.at},
+    )
+    audit.record("patient.add", "patient", pid, None, {"source": LOCAL})
+    return pid
+
+
+def _ensure_lesion(
+    conn: sqlite3.Connection,
+    audit: AuditWriter,
+    text: str,
+    patient_id: str | None,
+    body_site: str | None,
+) -> str:
+    found = _lesion_row(conn, text.strip())
+    if found:
+        lesion_id, owner = found[0], found[3]
+        if patient_id and owner and owner != patient_id:
+            raise LibraryError(f"lesion {text} belongs to another patient ({owner})")
+        if body_site is not None:
+            _set_site(conn, audit, lesion_id, body_site)
+        return lesion_id
+    lid = _new_id("L")
+    _insert(
+        conn,
+        "lesion",
+        {
+            "id": lid,
+            "patient_id": patient_id,
+            "source": LOCAL,
+            "external_id": text.strip(),
+            "body_site": body_site,
+            "created_at": audit.at,
+        },
+    )
+    audit.record(
+        "lesion.add", "lesion", lid, None, {"patient_id": patient_id, "body_site": body_site}
+    )
+    return lid
+
+
+def set_body_site(lib: Library, lesion_id: str, body_site: str | None) -> None:
+    """Change where on the body a lesion is."""
+    if body_site is not None and body_site not in taxonomy.body_sites():
+        raise LibraryError(f"unknown body site {body_site!r}")
+    with lib._write() as conn:
+        if conn.execute("SELECT 1 FROM lesion WHERE id = ?", (lesion_id,)).fetchone() is None:
+            raise LibraryError(f"no such lesion: {lesion_id}")
+        audit = AuditWriter(conn, lib.actor, now())
+        _set_site(conn, audit, lesion_id, body_site)
+        audit.flush()
+
+
+def _set_site(
+    conn: sqlite3.Connection, audit: AuditWriter, lesion_id: str, body_site: str | None
+) -> None:
+    before = conn.execute("SELECT body_site FROM lesion WHERE id = ?", (lesion_id,)).fetchone()[0]
+    if before == body_site:
+        return
+    conn.execute("UPDATE lesion SET body_site = ? WHERE id = ?", (body_site, lesion_id))
+    audit.record(
+        "lesion.update", "lesion", lesion_id, {"body_site": before}, {"body_site": body_site}
+    )
+
+
+# -- skin tone -------------------------------------------------------------------------------
+
+
+def clear_manual_skin_tone(lib: Library, image_ids: Iterable[str]) -> None:
+    """Withdraw the current manual skin-tone rating (an estimate, if any, applies again)."""
+    ids = lib._existing(image_ids)
+    with lib._write() as conn:
+        audit = AuditWriter(conn, lib.actor, now())
+        for image_id in ids:
+            before = conn.execute(
+                "SELECT fitzpatrick, monk FROM skin_tone WHERE image_id = ? AND method = 'manual' "
+                "AND is_current",
+                (image_id,),
+            ).fetchone()
+            if before is None:
+                continue
+            conn.execute(
+                "UPDATE skin_tone SET is_current = 0 WHERE image_id = ? AND method = 'manual'",
+                (image_id,),
+            )
+            fitz, monk = _effective_tone(conn, image_id)
+            conn.execute(
+                "UPDATE image SET fitzpatrick = ?, monk = ? WHERE id = ?", (fitz, monk, image_id)
+            )
+            audit.record(
+                "skin_tone.clear",
+                "image",
+                image_id,
+                {"fitzpatrick": before[0], "monk": before[1]},
+                {"fitzpatrick": fitz, "monk": monk},
+            )
+        audit.flush()
+
+
+# -- models and jobs -------------------------------------------------------------------------
+
+
+def set_active_model(lib: Library, model_id: str) -> None:
+    """Make one model the active one; the previously active model becomes a candidate."""
+    with lib._write() as conn:
+        row = conn.execute("SELECT status FROM model WHERE id = ?", (model_id,)).fetchone()
+        if row is None:
+            raise LibraryError(f"no such model: {model_id}")
+        audit = AuditWriter(conn, lib.actor, now())
+        for (previous,) in conn.execute(
+            "SELECT id FROM model WHERE status = 'active' AND id != ?", (model_id,)
+        ).fetchall():
+            conn.execute("UPDATE model SET status = 'candidate' WHERE id = ?", (previous,))
+            audit.record(
+                "model.status", "model", previous, {"status": "active"}, {"status": "candidate"}
+            )
+        conn.execute("UPDATE model SET status = 'active' WHERE id = ?", (model_id,))
+        audit.record("model.status", "model", model_id, {"status": row[0]}, {"status": "active"})
+        audit.flush()
+
+
+def request_job_cancel(lib: Library, job_id: int) -> bool:
+    """Ask a queued or running job to stop; the runner sees the status and stops.
+
+    Returns False when the job had already finished.
+    """
+    with lib._write() as conn:
+        row = conn.execute("SELECT status FROM job WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise LibraryError(f"no such job: {job_id}")
+        if row[0] not in ("queued", "running"):
+            return False
+        new = "cancelled" if row[0] == "queued" else "cancelling"
+        conn.execute("UPDATE job SET status = ? WHERE id = ?", (new, job_id))
+        audit = AuditWriter(conn, lib.actor, now())
+        audit.record("job.cancel", "job", str(job_id), {"status": row[0]}, {"status": new})
+        audit.flush()
+    return True
+
+
+# -- capture ---------------------------------------------------------------------------------
+
+
+@dataclass
+class CaptureInfo:
+    """What the capture dialog knows about a frame besides its pixels."""
+
+    modality: str = "clinical"
+    patient: str | None = None
+    lesion: str | None = None
+    body_site: str | None = None
+    device: dict[str, Any] = field(default_factory=dict)
+    checks: list[dict[str, Any]] = field(default_factory=list)  # live findings at capture time
+    override_reason: str | None = None  # why a failing frame was kept anyway
+    operator: str | None = None
+    clinic: str | None = None
+
+
+def add_capture(lib: Library, stored: StoredFile, info: CaptureInfo) -> str:
+    """Add a captured frame (already stored) with its device, patient, lesion and checks.
+
+    A frame whose live checks failed is only accepted with an override reason,
+    which goes into the image's ``extra`` and into its own audit entry.
+    """
+    failed = [c["name"] for c in info.checks if c.get("verdict") == "fail"]
+    if failed and not (info.override_reason or "").strip():
+        raise LibraryError(f"capture failed {', '.join(failed)}: give a reason to keep it anyway")
+    if info.body_site is not None and info.body_site not in taxonomy.body_sites():
+        raise LibraryError(f"unknown body site {info.body_site!r}")
+    stored.device = {
+        k: v for k, v in {**stored.device, **info.device}.items() if k in DEVICE_FIELDS
+    }
+    extra: dict[str, Any] = {"capture_checks": info.checks}
+    if info.override_reason:
+        extra["capture_override"] = info.override_reason.strip()
+    record = ImageRecord(
+        stored=stored,
+        modality=info.modality,
+        source="capture",
+        original_name=None,
+        patient=patient_ref(lib, info.patient) if info.patient else None,
+        lesion=lesion_ref(lib, info.lesion, info.body_site) if info.lesion else None,
+        clinic=info.clinic,
+        operator=info.operator or lib.actor,
+        extra=extra,
+    )
+    with lib._write() as conn:
+        at = now()
+        audit = AuditWriter(conn, lib.actor, at)
+        if conn.execute("SELECT 1 FROM image WHERE id = ?", (stored.sha256,)).fetchone():
+            raise LibraryError("this exact frame is already in the library")
+        lib._insert_image(conn, audit, record, at)
+        if info.override_reason:
+            audit.record(
+                "capture.override",
+                "image",
+                stored.sha256,
+                {"failed": failed},
+                {"reason": info.override_reason.strip()},
+            )
+        audit.flush()
+    return stored.sha256
+
+
+def capture_extra(lib: Library, image_id: str) -> dict[str, Any]:
+    """The capture-time facts (live checks, override reason) kept with an image."""
+    row = lib.conn.execute("SELECT extra FROM image WHERE id = ?", (image_id,)).fetchone()
+    if row is None or not row[0]:
+        return {}
+    data = json.loads(row[0])
+    return data if isinstance(data, dict) else {}

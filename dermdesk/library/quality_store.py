@@ -1,0 +1,264 @@
+"""Storing and reading quality findings, estimated skin tones and perceptual hashes.
+
+Writers follow the library's rules: one ``BEGIN IMMEDIATE`` transaction per
+call with an audit entry per image. Per image the ``quality`` table holds one
+row per check (replaced on every run, stamped with the checker version), the
+``image_hash`` table its perceptual hash, and an estimated skin tone goes
+through the library's skin-tone history (a manual rating still wins; an
+estimate identical to the current one is not written again, and a refusal
+withdraws a stale estimate). Duplicate findings are computed here, against
+every hash in the library, so both images of a pair carry the finding.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dermdesk.imaging.dedup import HashIndex, check_duplicate
+from dermdesk.imaging.findings import CheckResult
+from dermdesk.imaging.quality import CHECKER_VERSION, Assessment
+from dermdesk.imaging.skintone import SkinToneEstimate
+from dermdesk.library.audit import AuditWriter
+from dermdesk.library.query import ImageFilter
+from dermdesk.library.records import SkinToneIn
+
+if TYPE_CHECKING:
+    from dermdesk.library.library import Library
+
+ESTIMATOR = f"dermdesk-quality {CHECKER_VERSION}"
+
+# Per open Library: its hash index and the transaction (audit writer) that last checked it.
+_INDEXES: weakref.WeakKeyDictionary[Any, tuple[HashIndex, Any]] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class QualityCount:
+    check: str
+    verdict: str
+    n: int
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+
+def save_assessments(lib: Library, items: Sequence[tuple[str, Assessment]]) -> None:
+    """Store the findings of several images in one transaction."""
+    from dermdesk.library.library import now
+
+    if not items:
+        return
+    lib._existing(image_id for image_id, _ in items)
+    with lib._write() as conn:
+        audit = AuditWriter(conn, lib.actor, now())
+        for image_id, assessment in items:
+            insert_assessment(lib, conn, audit, image_id, assessment)
+        audit.flush()
+
+
+def insert_assessment(
+    lib: Library,
+    conn: sqlite3.Connection,
+    audit: AuditWriter,
+    image_id: str,
+    assessment: Assessment,
+) -> None:
+    """Write one image's findings inside the caller's transaction (import uses this)."""
+    at = audit.at
+    results = list(assessment.checks)
+    if assessment.phash is not None:
+        index = hash_index(lib, conn, within=audit)
+        matches = index.near(assessment.phash, exclude=image_id)
+        results.append(check_duplicate(matches))
+        _mark_partners(conn, image_id, [m.image_id for m in matches], at)
+        conn.execute(
+            "INSERT OR REPLACE INTO image_hash (image_id, phash, checker_version, created_at) "
+            "VALUES (?, ?, ?, ?)",
+            (image_id, assessment.phash, assessment.checker_version, at),
+        )
+        index.set(image_id, assessment.phash)
+    before = _summary(conn, image_id)
+    conn.execute("DELETE FROM quality WHERE image_id = ?", (image_id,))
+    conn.executemany(
+        "INSERT INTO quality (image_id, check_name, score, verdict, reason, checker_version, "
+        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (image_id, r.check, r.score, r.verdict, r.reason, assessment.checker_version, at)
+            for r in results
+        ],
+    )
+    audit.record("quality.check", "image", image_id, before, _summary_of(results, assessment))
+    _store_tone(lib, conn, audit, image_id, assessment)
+
+
+def _summary(conn: sqlite3.Connection, image_id: str) -> dict[str, Any] | None:
+    rows = conn.execute(
+        "SELECT check_name, verdict, checker_version FROM quality WHERE image_id = ?", (image_id,)
+    ).fetchall()
+    if not rows:
+        return None
+    return {
+        "version": rows[0][2],
+        "problems": {name: verdict for name, verdict, _ in rows if verdict != "pass"},
+    }
+
+
+def _summary_of(results: list[CheckResult], assessment: Assessment) -> dict[str, Any]:
+    return {
+        "version": assessment.checker_version,
+        "problems": {r.check: r.verdict for r in results if r.verdict != "pass"},
+    }
+
+
+def _mark_partners(conn: sqlite3.Connection, image_id: str, partners: list[str], at: str) -> None:
+    """Give the images this one duplicates a duplicate finding too (if they lack one)."""
+    for other in partners:
+        row = conn.execute(
+            "SELECT verdict, checker_version FROM quality "
+            "WHERE image_id = ? AND check_name = 'duplicate'",
+            (other,),
+        ).fetchone()
+        if row is None or row[0] != "pass":
+            continue
+        conn.execute(
+            "UPDATE quality SET score = NULL, verdict = 'warn', reason = ?, created_at = ? "
+            "WHERE image_id = ? AND check_name = 'duplicate'",
+            (
+                f"near-duplicate of image {image_id[:12]}: keep one, or link them to the same "
+                "lesion so they never end up on both sides of a train/test split",
+                at,
+                other,
+            ),
+        )
+
+
+def _store_tone(
+    lib: Library,
+    conn: sqlite3.Connection,
+    audit: AuditWriter,
+    image_id: str,
+    assessment: Assessment,
+) -> None:
+    estimate = assessment.skin_tone
+    current = conn.execute(
+        "SELECT fitzpatrick, monk, ita FROM skin_tone "
+        "WHERE image_id = ? AND method = 'estimated' AND is_current",
+        (image_id,),
+    ).fetchone()
+    if isinstance(estimate, SkinToneEstimate):
+        if (
+            current
+            and (current[0], current[1]) == (estimate.fitzpatrick, estimate.monk)
+            and (current[2] is not None and abs(current[2] - estimate.ita) < 0.5)
+        ):
+            return  # the same estimate again: no new history row
+        tone = SkinToneIn(
+            fitzpatrick=estimate.fitzpatrick,
+            monk=estimate.monk,
+            method="estimated",
+            rater=ESTIMATOR,
+            ita=estimate.ita,
+            confidence=estimate.confidence,
+        )
+        lib._insert_tone(conn, audit, image_id, tone, audit.at)
+    elif current is not None:
+        _withdraw_estimate(conn, audit, image_id, current)
+
+
+def _withdraw_estimate(
+    conn: sqlite3.Connection, audit: AuditWriter, image_id: str, current: tuple[Any, ...]
+) -> None:
+    """The checker now refuses: the old estimate stops being current (history keeps it)."""
+    from dermdesk.library.library import _effective_tone
+
+    conn.execute(
+        "UPDATE skin_tone SET is_current = 0 "
+        "WHERE image_id = ? AND method = 'estimated' AND is_current",
+        (image_id,),
+    )
+    fitz, monk = _effective_tone(conn, image_id)
+    conn.execute("UPDATE image SET fitzpatrick = ?, monk = ? WHERE id = ?", (fitz, monk, image_id))
+    audit.record(
+        "skin_tone.withdraw",
+        "image",
+        image_id,
+        {"fitzpatrick": current[0], "monk": current[1], "ita": current[2]},
+        None,
+    )
+
+
+# -- hashes ----------------------------------------------------------------------------------------
+
+
+def hash_index(
+    lib: Library, conn: sqlite3.Connection | None = None, within: AuditWriter | None = None
+) -> HashIndex:
+    """Every perceptual hash in the library, cached per open Library and kept in step
+    with its own writes; reloaded when the row count shows another process wrote some.
+    Within one transaction (``within`` its audit writer) the count is checked once."""
+    conn = conn or lib.conn
+    cached = _INDEXES.get(lib)
+    if cached is not None and within is not None and cached[1]() is within:
+        return cached[0]
+    count = int(conn.execute("SELECT count(*) FROM image_hash").fetchone()[0])
+    if cached is None or len(cached[0]) != count:
+        index = HashIndex(conn.execute("SELECT image_id, phash FROM image_hash").fetchall())
+    else:
+        index = cached[0]
+    _INDEXES[lib] = (index, weakref.ref(within) if within is not None else lambda: None)
+    return index
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+
+def findings(lib: Library, image_id: str) -> list[dict[str, Any]]:
+    """One image's findings in display order (check, score, verdict, reason, version)."""
+    from dermdesk.imaging.quality import CHECK_TITLES
+
+    order = list(CHECK_TITLES)
+    rows = lib.quality(image_id)
+    return sorted(
+        rows, key=lambda r: order.index(r["check_name"]) if r["check_name"] in order else 99
+    )
+
+
+def stale_ids(lib: Library, flt: ImageFilter | None = None) -> list[str]:
+    """Images never checked, or checked by another checker version."""
+    where, params = (flt or ImageFilter()).where()
+    sql = (
+        f"SELECT image.id FROM image WHERE {where} AND (NOT EXISTS "
+        "(SELECT 1 FROM quality q WHERE q.image_id = image.id) OR EXISTS "
+        "(SELECT 1 FROM quality q WHERE q.image_id = image.id AND q.checker_version != ?)) "
+        "ORDER BY image.id"
+    )
+    return [r[0] for r in lib.conn.execute(sql, [*params, CHECKER_VERSION])]
+
+
+def verdict_counts(lib: Library, flt: ImageFilter | None = None) -> list[QualityCount]:
+    """How many images got each verdict on each check."""
+    where, params = (flt or ImageFilter()).where()
+    rows = lib.conn.execute(
+        "SELECT q.check_name, q.verdict, count(*) FROM quality q JOIN image ON image.id = "
+        f"q.image_id WHERE {where} GROUP BY q.check_name, q.verdict",
+        params,
+    ).fetchall()
+    return [QualityCount(c, v, int(n)) for c, v, n in rows]
+
+
+def image_ids(lib: Library, flt: ImageFilter | None = None) -> list[str]:
+    where, params = (flt or ImageFilter()).where()
+    return [
+        r[0] for r in lib.conn.execute(f"SELECT id FROM image WHERE {where} ORDER BY id", params)
+    ]
+
+
+def flatten(counts: Iterable[QualityCount]) -> dict[str, dict[str, int]]:
+    """check -> {pass: n, warn: n, fail: n}."""
+    table: dict[str, dict[str, int]] = {}
+    for c in counts:
+        table.setdefault(c.check, {"pass": 0, "warn": 0, "fail": 0})[c.verdict] = c.n
+    return table

@@ -1,0 +1,150 @@
+"""Fit what the checker learns from data: the modality model and the colour prior.
+
+Writes resources/modality_model.json (dermoscopic vs clinical network) and
+prints the ``CAST_PRIOR`` literal for dermdesk/imaging/quality_config.py (the
+usual colour of photos per modality, for the colour-cast check).
+
+Training images (all in ../shared/data): dermoscopic ham10000_224, isic2017 and
+ph2; clinical fitzpatrick17k_more and the PAD-UFES-20 images of even-numbered
+patients. Held out for scripts/eval_quality.py: ham10000, fitzpatrick17k and
+the PAD-UFES-20 images of odd-numbered patients. Every dataset weighs the
+same in the loss, whatever its size. Deterministic (fixed seed).
+
+    PYTHONPATH=. python scripts/fit_priors.py [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from _shared import ROOT, SHARED_DATA, manifest, pad_training_fold
+
+from dermdesk.imaging.checks import cast_vector
+from dermdesk.imaging.modality import MODEL_FILE, features
+from dermdesk.imaging.working import WorkImage, decode_for_checks
+
+TRAIN_SETS = ("ham10000_224", "isic2017", "ph2", "fitzpatrick17k_more")
+HIDDEN = 16
+L2 = 1e-3
+STEPS = 3000
+SEED = 0
+
+
+def training_rows() -> list[dict[str, str]]:
+    rows = [r for r in manifest(extra=True) if r["dataset"] in TRAIN_SETS]
+    rows += [
+        r for r in manifest() if r["dataset"] == "pad_ufes_20" and pad_training_fold(r["file"])
+    ]
+    return rows
+
+
+def feature_row(path: str) -> tuple[dict[str, float], list[float]]:
+    work = WorkImage(decode_for_checks(SHARED_DATA / path))
+    pixels = work.small_float[work.fov] if work.fov.any() else work.small_float
+    return features(work), cast_vector(pixels).tolist()
+
+
+def extract(rows: list[dict[str, str]], workers: int) -> list[tuple[dict[str, float], list[float]]]:
+    with ProcessPoolExecutor(workers) as pool:
+        return list(pool.map(feature_row, [r["file"] for r in rows], chunksize=16))
+
+
+def cast_prior(rows: list[dict[str, str]], vectors: list[list[float]]) -> str:
+    """The CAST_PRIOR literal: mean and inverse covariance of the colour vector per modality,
+    from the public training sets only (PAD-UFES-20 is an evaluation set for this check)."""
+    lines = ["CAST_PRIOR: dict[str, tuple[tuple[float, ...], tuple[tuple[float, ...], ...]]] = {"]
+    for modality in ("clinical", "dermoscopic"):
+        v = np.array(
+            [
+                x
+                for r, x in zip(rows, vectors, strict=True)
+                if r["modality"] == modality and r["dataset"] in TRAIN_SETS
+            ]
+        )
+        mean, inv = v.mean(axis=0), np.linalg.inv(np.cov(v.T))
+        lines.append(f'    "{modality}": (')
+        lines.append(f"        {tuple(round(float(m), 4) for m in mean)},")
+        lines.append(f"        {tuple(tuple(round(float(c), 3) for c in row) for row in inv)},")
+        lines.append("    ),")
+    return "\n".join([*lines, "}"])
+
+
+def train(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> dict[str, np.ndarray]:
+    """One-hidden-layer tanh network, logistic loss, Adam, group-balanced weights."""
+    rng = np.random.default_rng(SEED)
+    _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    weight = 1.0 / counts[inverse]
+    weight /= weight.mean()
+    p = {
+        "w1": rng.normal(0, 1 / np.sqrt(x.shape[1]), (x.shape[1], HIDDEN)),
+        "b1": np.zeros(HIDDEN),
+        "w2": rng.normal(0, 1 / np.sqrt(HIDDEN), HIDDEN),
+        "b2": np.zeros(1),
+    }
+    m1 = {k: np.zeros_like(v) for k, v in p.items()}
+    m2 = {k: np.zeros_like(v) for k, v in p.items()}
+    for step in range(1, STEPS + 1):
+        hidden = np.tanh(x @ p["w1"] + p["b1"])
+        prob = 1 / (1 + np.exp(-(hidden @ p["w2"] + p["b2"][0])))
+        g = (prob - y) * weight / len(y)
+        d_hidden = np.outer(g, p["w2"]) * (1 - hidden**2)
+        grads = {
+            "w1": x.T @ d_hidden + L2 * p["w1"],
+            "b1": d_hidden.sum(axis=0),
+            "w2": hidden.T @ g + L2 * p["w2"],
+            "b2": np.array([g.sum()]),
+        }
+        for k in p:
+            m1[k] = 0.9 * m1[k] + 0.1 * grads[k]
+            m2[k] = 0.999 * m2[k] + 0.001 * grads[k] ** 2
+            p[k] -= 0.01 * (m1[k] / (1 - 0.9**step)) / (np.sqrt(m2[k] / (1 - 0.999**step)) + 1e-8)
+    return p
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "resources" / MODEL_FILE)
+    args = parser.parse_args()
+    rows = training_rows()
+    start = time.perf_counter()
+    extracted = extract(rows, args.workers)
+    feats = [f for f, _ in extracted]
+    names = sorted(feats[0])
+    x = np.array([[f[n] for n in names] for f in feats], dtype=np.float64)
+    y = np.array([r["modality"] == "dermoscopic" for r in rows], dtype=np.float64)
+    groups = np.array([r["dataset"] for r in rows])
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-9
+    params = train((x - mean) / std, y, groups)
+    model = {
+        "about": "P(dermoscopic) = sigmoid(w2 . tanh(((x - mean) / std) @ w1 + b1) + b2); "
+        "written by scripts/fit_modality.py",
+        "trained_on": {str(g): int((groups == g).sum()) for g in np.unique(groups)},
+        "features": names,
+        "mean": mean.round(6).tolist(),
+        "std": std.round(6).tolist(),
+        "w1": params["w1"].round(6).tolist(),
+        "b1": params["b1"].round(6).tolist(),
+        "w2": params["w2"].round(6).tolist(),
+        "b2": round(float(params["b2"][0]), 6),
+    }
+    args.out.write_text(json.dumps(model, indent=1) + "\n", encoding="utf-8")
+    hidden = np.tanh(((x - mean) / std) @ params["w1"] + params["b1"])
+    acc = np.mean(((hidden @ params["w2"] + params["b2"][0]) > 0) == (y > 0.5))
+    print(
+        f"{len(rows)} images, {len(names)} features, training accuracy {acc:.3f}, "
+        f"{time.perf_counter() - start:.0f} s -> {args.out}",
+        file=sys.stderr,
+    )
+    print(cast_prior(rows, [v for _, v in extracted]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""GUI fixtures: a real library from ../shared/data, settings in a temp file, the main window."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import dermdesk.gui  # noqa: F401  (applies the PySide6 refcount guard before any Qt call)
+from dermdesk.exchange.datasets import plan_path
+from dermdesk.exchange.importer import run_import
+from dermdesk.library import Library
+
+# A few of each real dataset: clinical phone photos, dermoscopy, atlas photos with skin types.
+SUBSET = (("pad_ufes_20", 40), ("ham10000", 24), ("fitzpatrick17k", 48))
+
+
+@pytest.fixture(scope="session")
+def template_library(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+    """A library built once per session from real images; tests get copies."""
+    root = tmp_path_factory.mktemp("template") / "library"
+    items = []
+    for name, count in SUBSET:
+        items += plan_path(shared_data / name).items[:count]
+    with Library.open(root, actor="fixture") as lib:
+        report = run_import(lib, items, workers=2)
+    assert not report.refused, report.refused
+    return root
+
+
+@pytest.fixture
+def library_dir(template_library: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "library"
+    shutil.copytree(template_library, dest)
+    return dest
+
+
+@pytest.fixture
+def settings(tmp_path: Path, qapp: object) -> object:
+    from PySide6.QtCore import QSettings
+
+    from dermdesk.gui.settings import Settings
+
+    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    return Settings(store)
+
+
+@pytest.fixture
+def lib(library_dir: Path) -> Iterator[Library]:
+    library = Library.open(library_dir, actor="tester")
+    yield library
+    library.close()
+
+
+@pytest.fixture
+def window(qtbot: object, lib: Library, settings: object) -> Iterator[object]:
+    from dermdesk.gui.main_window import MainWindow
+
+    w = MainWindow(lib, settings)  # type: ignore[arg-type]
+    w.show()
+    qtbot.waitExposed(w)  # type: ignore[attr-defined]
+    w.activateWindow()
+    qtbot.waitUntil(lambda: w.gallery_model.rowCount() > 0)  # type: ignore[attr-defined]
+    yield w
+    w.close()

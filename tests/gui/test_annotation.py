@@ -1,0 +1,137 @@
+"""Annotating with the keyboard only, batch edits, undo — every edit audited."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QItemSelectionModel, Qt
+from pytestqt.qtbot import QtBot
+
+from dermdesk.gui.main_window import MainWindow
+from dermdesk.library import Library
+
+pytestmark = pytest.mark.gui
+
+
+def settle(qtbot: QtBot, w: MainWindow) -> None:
+    """Wait until every queued edit is written and the views caught up."""
+    qtbot.waitUntil(lambda: w.writer.pending == 0 and w.reader.pending == 0)
+
+
+def keys(qtbot: QtBot, w: MainWindow, *sequence: str | Qt.Key) -> None:
+    for key in sequence:
+        qtbot.keyClick(w.gallery, key)
+
+
+def test_annotate_with_keystrokes_only_and_undo(
+    qtbot: QtBot, window: MainWindow, lib: Library
+) -> None:
+    w = window
+    w.gallery.setFocus()
+    keys(qtbot, w, "j")  # next image
+    image_id = w.current_id()
+    assert image_id == w.gallery_model.tile(1).id
+    before = lib.image(image_id)["diagnosis"]
+    keys(qtbot, w, "1")  # MEL is taxonomy key 1
+    settle(qtbot, w)
+    assert lib.image(image_id)["diagnosis"] == "MEL"
+    keys(qtbot, w, "c", "h")  # certainty: histopathology
+    keys(qtbot, w, "f", "5")  # Fitzpatrick V
+    keys(qtbot, w, "m", "0")  # Monk 10
+    settle(qtbot, w)
+    assert lib.current_label(image_id)["certainty"] == "histopathology"
+    row = lib.image(image_id)
+    assert (row["fitzpatrick"], row["monk"]) == (5, 10)
+    assert w.gallery_model.tile(1).fitzpatrick == 5  # the tile badge followed
+    keys(qtbot, w, Qt.Key.Key_Backspace)
+    settle(qtbot, w)
+    assert lib.image(image_id)["diagnosis"] is None
+
+    for _ in range(5):  # undo: clear, Monk, Fitzpatrick, certainty, label
+        qtbot.keyClick(w.gallery, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    settle(qtbot, w)
+    assert lib.image(image_id)["diagnosis"] == before
+    assert lib.image(image_id)["fitzpatrick"] == lib.image(image_id)["fitzpatrick"]
+    actions = [e["action"] for e in lib.audit_entries(image_id)]
+    assert actions.count("label.set") >= 3 and "label.clear" in actions
+    assert all(e["actor"] == w.settings.annotator for e in lib.audit_entries(image_id)[-3:])
+
+    qtbot.keyClick(
+        w.gallery,
+        Qt.Key.Key_Z,
+        Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier,
+    )
+    settle(qtbot, w)
+    assert lib.image(image_id)["diagnosis"] == "MEL"  # redo
+
+
+def test_skin_type_undo_restores_the_earlier_manual_rating(
+    qtbot: QtBot, window: MainWindow, lib: Library
+) -> None:
+    w = window
+    image_id = w.current_id()
+    original = (lib.image(image_id)["fitzpatrick"], lib.image(image_id)["monk"])
+    w.gallery.setFocus()
+    keys(qtbot, w, "f", "2")
+    settle(qtbot, w)
+    assert lib.image(image_id)["fitzpatrick"] == 2
+    qtbot.keyClick(w.gallery, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    settle(qtbot, w)
+    assert (lib.image(image_id)["fitzpatrick"], lib.image(image_id)["monk"]) == original
+
+
+def test_batch_edit_labels_a_selection_and_undo_restores_each(
+    qtbot: QtBot, window: MainWindow, lib: Library
+) -> None:
+    w = window
+    model, selection = w.gallery_model, w.gallery.selectionModel()
+    ids = [model.tile(r).id for r in range(4)]
+    before = {i: lib.image(i)["diagnosis"] for i in ids}
+    selection.select(model.index(0), QItemSelectionModel.SelectionFlag.ClearAndSelect)
+    for r in range(1, 4):
+        selection.select(model.index(r), QItemSelectionModel.SelectionFlag.Select)
+    qtbot.waitUntil(lambda: len(w.annotation.ids) == 4)
+    assert "4 images selected" in w.annotation.title.text()
+
+    picker = w.annotation.diagnosis
+    picker.start_search()
+    qtbot.keyClicks(picker.lineEdit(), "basal")
+    popup = picker.completer().popup()
+    qtbot.waitUntil(popup.isVisible)
+    qtbot.keyClick(popup, Qt.Key.Key_Down)
+    qtbot.keyClick(popup, Qt.Key.Key_Return)
+    settle(qtbot, w)
+    assert {lib.image(i)["diagnosis"] for i in ids} == {"BCC"}
+
+    w.editor.stack.undo()
+    settle(qtbot, w)
+    assert {i: lib.image(i)["diagnosis"] for i in ids} == before
+
+
+def test_device_fields_and_patient_link_are_edited_and_audited(
+    qtbot: QtBot, window: MainWindow, lib: Library
+) -> None:
+    w = window
+    image_id = w.current_id()
+    panel = w.annotation
+    panel.device["device_model"].setText("DermLite DL4")
+    panel.device["device_model"].editingFinished.emit()
+    panel.patient.setText("MRN-0042")
+    panel.lesion.setText("left-forearm-1")
+    panel.site.setCurrentIndex(panel.site.findData("forearm"))
+    panel._link()
+    settle(qtbot, w)
+    row = lib.image(image_id)
+    assert row["device_model"] == "DermLite DL4"
+    assert (
+        row["patient_id"].startswith("P-")
+        and lib.patient(row["patient_id"])["external_id"] == "MRN-0042"
+    )
+    assert lib.lesion(row["lesion_id"])["body_site"] == "forearm"
+    actions = [e["action"] for e in lib.audit_entries(image_id)]
+    assert "image.update" in actions and "image.link" in actions
+
+    w.editor.stack.undo()  # unlink
+    w.editor.stack.undo()  # device
+    settle(qtbot, w)
+    assert lib.image(image_id)["device_model"] != "DermLite DL4"
+    assert lib.image(image_id)["lesion_id"] != row["lesion_id"]

@@ -1,0 +1,107 @@
+"""Start-up (no torch), the CLI entry point, shortcuts sheet, settings, themes, About."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import QApplication, QTableWidget
+from pytestqt.qtbot import QtBot
+
+from dermdesk.gui.about import AboutDialog, versions
+from dermdesk.gui.actions import ACTIONS, shortcut_text
+from dermdesk.gui.main_window import MainWindow
+from dermdesk.gui.settings_dialog import SettingsDialog
+from dermdesk.gui.shortcuts_sheet import ShortcutsSheet
+
+pytestmark = pytest.mark.gui
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONPATH": str(ROOT), **env}
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=120
+    )
+
+
+def test_the_main_window_starts_without_importing_torch(library_dir: Path, tmp_path: Path) -> None:
+    code = f"""
+import sys
+from PySide6.QtCore import QSettings
+from dermdesk.gui.app import make_app
+from dermdesk.gui.main_window import MainWindow
+from dermdesk.gui.settings import Settings
+from dermdesk.library import Library
+app = make_app([])
+lib = Library.open({str(library_dir)!r})
+store = QSettings({str(tmp_path / "s.ini")!r}, QSettings.Format.IniFormat)
+window = MainWindow(lib, Settings(store))
+window.show()
+app.processEvents()
+heavy = sorted(m for m in ("torch", "timm", "diffusers", "torchvision") if m in sys.modules)
+print("heavy:", heavy)
+window.close()
+"""
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert "heavy: []" in result.stdout
+
+
+def test_dermdesk_gui_opens_the_library_and_quits_when_told(
+    library_dir: Path, tmp_path: Path
+) -> None:
+    code = (
+        "from dermdesk.cli import main; "
+        f"raise SystemExit(main(['--library', {str(library_dir)!r}, 'gui']))"
+    )
+    result = run_python(
+        code, DERMDESK_QUIT_AFTER_MS="800", XDG_CONFIG_HOME=str(tmp_path / "config")
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_shortcuts_are_unique_and_all_on_the_sheet(qtbot: QtBot) -> None:
+    keys = [k for spec in ACTIONS for k in spec.shortcuts]
+    assert len(keys) == len(set(keys)), "two actions share a shortcut"
+    sheet = ShortcutsSheet()
+    qtbot.addWidget(sheet)
+    listed = sheet.listed()
+    for spec in ACTIONS:
+        if spec.shortcuts:
+            assert spec.text.replace("&", "") in listed
+            assert shortcut_text(spec)
+    sheet.search.setText("melanoma")
+    assert "Label as Melanoma" in sheet.listed() and len(sheet.listed()) == 2  # heading + row
+
+
+def test_settings_dialog_and_dark_theme_persist(
+    qtbot: QtBot, window: MainWindow, settings: object
+) -> None:
+    w = window
+    w.actions_["dark_theme"].trigger()
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    assert app.palette().color(QPalette.ColorRole.Window).lightness() < 80
+    assert w.settings.theme == "dark"
+    dialog = SettingsDialog(w.settings, w)
+    dialog.theme.setCurrentIndex(dialog.theme.findData("light"))
+    dialog.annotator.setText("dr-lima")
+    dialog.thumb.setCurrentIndex(0)
+    dialog.accept()
+    assert w.settings.theme == "light" and w.settings.annotator == "dr-lima"
+    assert w.settings.store.value("annotation/annotator") == "dr-lima"  # in the settings file
+
+
+def test_about_lists_versions_without_loading_torch(qtbot: QtBot, window: MainWindow) -> None:
+    rows = dict(versions(window.lib))
+    assert rows["dermdesk"] and rows["Qt"] and rows["SQLite"]
+    assert rows["Library"] == str(window.lib.root)
+    dialog = AboutDialog(window.lib, window)
+    qtbot.addWidget(dialog)
+    table = dialog.findChild(QTableWidget)
+    assert table is not None and table.rowCount() == len(rows)

@@ -1,0 +1,87 @@
+"""Capture from a fake camera: live checks, storing the frame, blocking a failed frame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
+
+from dermdesk.gui.capture_dialog import CaptureDialog
+from dermdesk.gui.main_window import MainWindow
+from dermdesk.imaging.camera import GeneratedSource, frame_from_image
+from dermdesk.library import Library
+
+pytestmark = pytest.mark.gui
+
+
+def real_frame(shared_data: Path) -> np.ndarray:
+    return frame_from_image(next((shared_data / "ham10000" / "images").glob("*.jpg")))
+
+
+def open_with(w: MainWindow, frames: list[np.ndarray]) -> CaptureDialog:
+    w.capture_sources = [
+        (
+            "Fake camera",
+            lambda: GeneratedSource(
+                frames,
+                name="Fake camera",
+                device={"device_make": "Test", "device_model": "Fake camera"},
+            ),
+        )
+    ]
+    return w.open_capture()
+
+
+def test_capture_stores_the_frame_with_device_patient_lesion_and_site(
+    qtbot: QtBot, window: MainWindow, lib: Library, shared_data: Path
+) -> None:
+    w = window
+    dialog = open_with(w, [real_frame(shared_data)])
+    qtbot.waitUntil(lambda: dialog.frame is not None)
+    assert dialog.verdict() != "fail", [f.reason for f in dialog.frame.findings]  # type: ignore[union-attr]
+    assert dialog.indicators["sharpness"][1].text() != "waiting for frames…"
+    dialog.patient.setText("MRN-77")
+    dialog.lesion.setText("back-mole-2")
+    dialog.site.setCurrentIndex(dialog.site.findData("back"))
+    dialog.modality.setCurrentIndex(dialog.modality.findData("dermoscopic"))
+    before = lib.count()
+    with qtbot.waitSignal(dialog.captured, timeout=10_000) as blocker:
+        qtbot.mouseClick(dialog.capture_button, Qt.MouseButton.LeftButton)
+    image = lib.image(blocker.args[0])
+    assert lib.count() == before + 1
+    assert (image["source"], image["modality"], image["device_model"]) == (
+        "capture",
+        "dermoscopic",
+        "Fake camera",
+    )
+    assert image["captured_at"] and image["operator"] == w.settings.annotator
+    assert lib.patient(image["patient_id"])["external_id"] == "MRN-77"
+    assert lib.lesion(image["lesion_id"])["body_site"] == "back"
+    assert lib.thumbnail_path(image["id"]).is_file()
+    dialog.close()
+
+
+def test_a_failed_frame_is_blocked_until_overridden_with_a_reason(
+    qtbot: QtBot, window: MainWindow, lib: Library, shared_data: Path
+) -> None:
+    w = window
+    blurred = cv2.GaussianBlur(real_frame(shared_data), (0, 0), 6)
+    dialog = open_with(w, [blurred])
+    qtbot.waitUntil(lambda: dialog.frame is not None)
+    assert dialog.verdict() == "fail"
+    assert "steady" in dialog.indicators["sharpness"][1].text()  # says what to fix
+    assert not dialog.capture_button.isEnabled()
+    dialog.override.setChecked(True)
+    assert not dialog.capture_button.isEnabled()  # a reason is required
+    dialog.reason.setText("lesion on the eyelid, patient cannot keep still")
+    qtbot.waitUntil(dialog.capture_button.isEnabled)
+    with qtbot.waitSignal(dialog.captured, timeout=10_000) as blocker:
+        dialog.capture()
+    image_id = blocker.args[0]
+    override = [e for e in lib.audit_entries(image_id) if e["action"] == "capture.override"]
+    assert override and "eyelid" in override[0]["after"]
+    dialog.close()

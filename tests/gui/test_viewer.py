@@ -1,0 +1,75 @@
+"""The viewer: zoom, fit, 1:1, side by side; quality findings and predictions beside it."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QItemSelectionModel
+from pytestqt.qtbot import QtBot
+
+from dermdesk.gui.main_window import MainWindow
+from dermdesk.library import Library
+from tests.gui.stand_ins import add_model, add_prediction, add_quality
+
+pytestmark = pytest.mark.gui
+
+
+def test_zoom_fit_and_actual_pixels(qtbot: QtBot, window: MainWindow, lib: Library) -> None:
+    w = window
+    canvas = w.viewer.left
+    qtbot.waitUntil(canvas.has_image)
+    image = lib.image(w.current_id())
+    pixmap = canvas.item.pixmap()
+    assert (pixmap.width(), pixmap.height()) == (
+        image["width"],
+        image["height"],
+    )  # upright original
+    fitted = canvas.scale_factor()
+    assert fitted < 1  # a 1024-px photo fits a smaller viewer
+    w.actions_["zoom_actual"].trigger()
+    assert canvas.scale_factor() == 1.0
+    w.actions_["zoom_in"].trigger()
+    assert canvas.scale_factor() == pytest.approx(1.25)
+    w.actions_["zoom_fit"].trigger()
+    assert canvas.scale_factor() == pytest.approx(fitted)
+
+
+def test_compare_two_selected_images_side_by_side(qtbot: QtBot, window: MainWindow) -> None:
+    w = window
+    model, selection = w.gallery_model, w.gallery.selectionModel()
+    selection.setCurrentIndex(model.index(0), QItemSelectionModel.SelectionFlag.ClearAndSelect)
+    selection.select(model.index(3), QItemSelectionModel.SelectionFlag.Select)
+    w.actions_["compare"].trigger()
+    assert w.viewer.comparing()
+    qtbot.waitUntil(lambda: w.viewer.right.has_image() and w.viewer.left.has_image())
+    assert w.viewer.left.image_id == model.tile(0).id
+    assert w.viewer.right.image_id == model.tile(3).id
+    w.actions_["compare"].trigger()
+    assert not w.viewer.comparing()
+
+
+def test_quality_findings_and_predictions_are_listed(
+    qtbot: QtBot, window: MainWindow, lib: Library
+) -> None:
+    w = window
+    image_id = w.current_id()
+    add_quality(
+        lib,
+        image_id,
+        "sharpness",
+        "fail",
+        "blurred: sharpness 5, needs 25; hold the camera steady",
+        5.0,
+    )
+    add_quality(lib, image_id, "exposure", "pass", "well exposed", 130.0)
+    add_model(lib, "m-active", status="active")
+    add_prediction(lib, image_id, "m-active", {"MEL": 0.7, "NEV": 0.2, "BCC": 0.1})
+    w.viewer.refresh_info()
+    info = w.viewer.info
+    reasons = [info.quality.item(r, 3).text() for r in range(info.quality.rowCount())]
+    assert any("hold the camera steady" in r for r in reasons)
+    assert (
+        info.quality.item(reasons.index(next(r for r in reasons if "steady" in r)), 1).text()
+        == "fail"
+    )
+    assert info.bars.rows[0] == ("MEL", 0.7)
+    assert "m-active" in info.prediction_note.text()

@@ -1,0 +1,118 @@
+"""Gallery snapshots, dashboard counts and gaps, and the annotation writers (audited)."""
+
+from __future__ import annotations
+
+import pytest
+
+from dermdesk.exchange.ingest import ingest_bytes
+from dermdesk.library import ImageFilter, Library, LibraryError
+from dermdesk.library.browse import (
+    coverage_gaps,
+    dashboard_stats,
+    device_name,
+    flatten_metrics,
+    snapshot,
+    tiles,
+)
+from dermdesk.library.edits import (
+    CaptureInfo,
+    add_capture,
+    clear_manual_skin_tone,
+    link_images,
+    request_job_cancel,
+    set_active_model,
+    set_body_site,
+)
+from dermdesk.library.records import ImageRecord, LabelIn, SkinToneIn
+from tests.helpers import encode, skin_like
+
+
+def add(lib: Library, seed: int, **kwargs: object) -> str:
+    stored = ingest_bytes(encode(skin_like(seed=seed)), lib.store)
+    return lib.add_images([ImageRecord(stored=stored, **kwargs)])[0][1]  # type: ignore[arg-type, union-attr]
+
+
+def test_snapshot_orders_and_groups_consistently(lib: Library) -> None:
+    a = add(lib, 1, label=LabelIn("MEL"))
+    b = add(lib, 2, label=LabelIn("NEV"))
+    c = add(lib, 3)
+    snap = snapshot(lib, sort="imported", group="diagnosis")
+    assert [g.key for g in snap.groups] == [None, "MEL", "NEV"]
+    assert snap.ids == [c, a, b]
+    assert [t.id for t in tiles(lib, snap.ids)] == snap.ids
+    assert snapshot(lib, ImageFilter(labelled=False)).ids == [c]
+    with pytest.raises(ValueError, match="unknown sort"):
+        snapshot(lib, sort="nope")
+
+
+def test_dashboard_counts_and_gap_sentences(lib: Library) -> None:
+    for seed in range(3):
+        add(lib, seed, label=LabelIn("MEL"), skin_tones=[SkinToneIn(fitzpatrick=2)])
+    add(lib, 9, label=LabelIn("NEV"), skin_tones=[SkinToneIn(fitzpatrick=6)])
+    stats = dashboard_stats(lib)
+    assert (stats.total, stats.labelled) == (4, 4)
+    assert stats.dx_fitzpatrick[("MEL", 2)] == 3
+    texts = [g.text() for g in coverage_gaps(stats)]
+    assert "no melanoma on Fitzpatrick V-VI" in texts
+    assert "only 3 melanoma images on Fitzpatrick I-II" in texts
+    assert stats.quality["unchecked"] == 4
+
+
+def test_link_body_site_and_tone_clear_are_audited(lib: Library) -> None:
+    image = add(lib, 1)
+    link_images(lib, [image], patient="MRN-1", lesion="mole-1", body_site="back")
+    row = lib.image(image)
+    assert lib.patient(row["patient_id"])["external_id"] == "MRN-1"
+    set_body_site(lib, row["lesion_id"], "chest")
+    assert lib.lesion(row["lesion_id"])["body_site"] == "chest"
+    other = add(lib, 2)
+    link_images(
+        lib, [other], patient=row["patient_id"], lesion=row["lesion_id"]
+    )  # by pseudonymous id
+    assert lib.image(other)["lesion_id"] == row["lesion_id"]
+    link_images(lib, [other], patient="MRN-2", lesion=None)
+    with pytest.raises(LibraryError, match="belongs to another patient"):
+        link_images(lib, [other], patient="MRN-2", lesion="mole-1")
+
+    lib.set_skin_tone([image], SkinToneIn(fitzpatrick=3, method="estimated", rater="ita"))
+    lib.set_skin_tone([image], SkinToneIn(fitzpatrick=5, method="manual", rater="nurse"))
+    clear_manual_skin_tone(lib, [image])
+    assert lib.image(image)["fitzpatrick"] == 3  # the estimate applies again
+    actions = {e["action"] for e in lib.audit_entries(image)}
+    assert {"image.link", "skin_tone.clear"} <= actions
+
+
+def test_capture_needs_a_reason_to_keep_a_failed_frame(lib: Library) -> None:
+    stored = ingest_bytes(encode(skin_like(seed=5)), lib.store)
+    failed = CaptureInfo(
+        checks=[{"name": "sharpness", "verdict": "fail"}], device={"device_model": "cam"}
+    )
+    with pytest.raises(LibraryError, match="give a reason"):
+        add_capture(lib, stored, failed)
+    failed.override_reason = "only view possible"
+    image = add_capture(lib, stored, failed)
+    assert lib.image(image)["source"] == "capture" and lib.image(image)["device_model"] == "cam"
+    assert any(e["action"] == "capture.override" for e in lib.audit_entries(image))
+
+
+def test_active_model_and_job_cancel(lib: Library) -> None:
+    for model_id, status in (("a", "active"), ("b", "candidate")):
+        lib.conn.execute(
+            "INSERT INTO model (id, name, kind, status, created_at) "
+            "VALUES (?, ?, 'classifier', ?, 'now')",
+            (model_id, model_id, status),
+        )
+    set_active_model(lib, "b")
+    assert {m["id"]: m["status"] for m in lib.models()} == {"a": "candidate", "b": "active"}
+    job = lib.conn.execute(
+        "INSERT INTO job (kind, status, created_at) VALUES ('train', 'running', 'now')"
+    ).lastrowid
+    assert request_job_cancel(lib, int(job or 0))
+    assert lib.jobs()[0]["status"] == "cancelling"
+
+
+def test_metrics_flatten_and_device_names() -> None:
+    rows = flatten_metrics({"auc": 0.9, "per_class": {"MEL": {"sensitivity": 0.8}}})
+    assert ("overall", "", "auc", 0.9) in rows and ("per_class", "MEL", "sensitivity", 0.8) in rows
+    assert device_name("Canon", "Canon EOS 5D") == "Canon EOS 5D"
+    assert device_name("Apple", "iPhone 15") == "Apple iPhone 15"
