@@ -43,6 +43,7 @@ FAST = {
     "augment": "none",
     "balance": "none",
     "label_smoothing": 0.0,
+    "patience": 100,  # the loss curve is the point here; early stopping is tested in test_loop
     "batch_size": 16,
     "micro_batch": 8,
     "lr": 3e-3,
