@@ -394,8 +394,8 @@ def _print_model(model: dict[str, Any]) -> None:
             print(f"  {split}: {headline(report['overall'])}")
             _print_groups(report)
     onnx = m.get("onnx") or {}
-    if onnx:
-        print(f"  ONNX parity: max |logit diff| {onnx.get('parity_max_abs_logit_diff'):.2e}")
+    if onnx.get("parity_max_abs_logit_diff") is not None:
+        print(f"  ONNX parity: max |logit diff| {onnx['parity_max_abs_logit_diff']:.2e}")
         q = onnx.get("int8")
         if q:
             print(

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from dermdesk.inference.preprocess import PreprocessSpec
-from dermdesk.jobs.context import JobContext
+from dermdesk.jobs.context import JobCancelled, JobContext
 from dermdesk.library import ImageFilter, Library
 from dermdesk.library.model_store import ModelRecord, get_model, model_dir, new_model_id
 from dermdesk.ml import checkpoints, metrics
@@ -203,22 +205,31 @@ class FinetuneTask:
         )
 
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
-        y, probs = predict_torch(model, self.eval_set("val"), device)
+        y, probs = predict_torch(
+            model, self.eval_set("val"), device, should_stop=self.control.should_stop
+        )
         bacc = metrics.balanced_accuracy(y, probs) or 0.0
         loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1))))
         return {"score": bacc, "val_balanced_accuracy": bacc, "val_loss": loss}
 
 
 def predict_torch(
-    model: nn.Module, dataset: ImageDataset, device: torch.device, batch_size: int = 64
+    model: nn.Module,
+    dataset: ImageDataset,
+    device: torch.device,
+    batch_size: int = 64,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and softmax probabilities of a dataset (eval views)."""
+    """Labels and softmax probabilities of a dataset (eval views); cancellable per batch."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     ys, ps = [], []
     was_training = model.training
     model.eval()
     with torch.no_grad():
         for x, y in loader:
+            if should_stop is not None and should_stop():
+                model.train(was_training)
+                raise JobCancelled("cancelled during evaluation")
             ps.append(torch.softmax(model(x.to(device)).float(), dim=1).cpu().numpy())
             ys.append(y.numpy())
     model.train(was_training)
@@ -266,16 +277,49 @@ def finalize(
     control: Control,
 ) -> dict[str, Any]:
     """Best weights -> metrics, model files and the registration record."""
-    from dermdesk.ml import export
-
     model = model.to("cpu").eval()
     if result.best_state:
         model.load_state_dict(result.best_state)
     control.progress(1.0, "evaluating on validation and test", force=True)
     device = torch.device("cpu")
-    evals = {name: _evaluate_split(task, name, model, device, cfg) for name in ("val", "test")}
+    # Cancelling now keeps the training checkpoint: a resume redoes only this last part.
+    evals = {
+        name: _evaluate_split(task, name, model, device, cfg, control) for name in ("val", "test")
+    }
+    if control.should_stop():
+        raise JobCancelled("cancelled before export")
     model_id = new_model_id()
     folder = model_dir(library_dir, model_id)
+    try:
+        onnx_info = _write_model_files(task, cfg, model, model_id, folder, control)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)  # no half-written model folder stays behind
+        raise
+    record = _record(cfg, task, result, model, model_id, folder, evals, onnx_info, library_dir)
+    (folder / "card.json").write_text(json.dumps(_card(record), indent=2, sort_keys=True))
+    test = evals["test"]["overall"]
+    return {
+        "message": f"model {model_id}: test {metrics.headline(test)}"
+        if test["n"]
+        else f"model {model_id}: val {metrics.headline(evals['val']['overall'])}",
+        "model": record.to_json(),
+        "steps": result.steps,
+        "stop_reason": result.stop_reason,
+        "best_val_balanced_accuracy": result.best_score,
+    }
+
+
+def _write_model_files(
+    task: FinetuneTask,
+    cfg: FinetuneConfig,
+    model: nn.Module,
+    model_id: str,
+    folder: Path,
+    control: Control,
+) -> dict[str, Any]:
+    """model.pt, model.onnx (parity-checked) and optionally model.int8.onnx; ONNX figures."""
+    from dermdesk.ml import export
+
     folder.mkdir(parents=True, exist_ok=True)
     meta = export.metadata(task.classes, task.spec, cfg.arch, model_id)
     checkpoints.save_atomic(
@@ -296,25 +340,19 @@ def finalize(
     onnx_info: dict[str, Any] = report.to_json()
     if cfg.quantize:
         onnx_info["int8"] = _quantize_and_measure(task, folder, meta, control)
-    record = _record(cfg, task, result, model, model_id, folder, evals, onnx_info, library_dir)
-    (folder / "card.json").write_text(json.dumps(_card(record), indent=2, sort_keys=True))
-    test = evals["test"]["overall"]
-    return {
-        "message": f"model {model_id}: test {metrics.headline(test)}"
-        if test["n"]
-        else f"model {model_id}: val {metrics.headline(evals['val']['overall'])}",
-        "model": record.to_json(),
-        "steps": result.steps,
-        "stop_reason": result.stop_reason,
-        "best_val_balanced_accuracy": result.best_score,
-    }
+    return onnx_info
 
 
 def _evaluate_split(
-    task: FinetuneTask, name: str, model: nn.Module, device: torch.device, cfg: FinetuneConfig
+    task: FinetuneTask,
+    name: str,
+    model: nn.Module,
+    device: torch.device,
+    cfg: FinetuneConfig,
+    control: Control,
 ) -> dict[str, Any]:
     samples: list[Sample] = task.samples[name]
-    y, probs = predict_torch(model, task.eval_set(name), device)
+    y, probs = predict_torch(model, task.eval_set(name), device, should_stop=control.should_stop)
     if not len(y):
         return {"overall": {"n": 0}}
     return metrics.evaluate_groups(

@@ -111,6 +111,7 @@ class _State:
     bad_evals: int = 0
     images_seen: int = 0
     seconds: float = 0.0
+    pending_eval: bool = False  # cancelled during an evaluation: redo it first on resume
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -275,12 +276,11 @@ class Trainer:
             f", {self.steps_per_epoch} steps/epoch, up to {self.total_steps} steps"
         )
         started = time.monotonic() - self.state.seconds
-        outcome = "finished"
         self.model.train()
-        while self.state.step < self.total_steps:
-            if self._epoch(started) == "early_stop":
-                outcome = "early_stop"
-                break
+        stopped = self.state.pending_eval and self._evaluate() == "early_stop"
+        while not stopped and self.state.step < self.total_steps:
+            stopped = self._epoch(started) == "early_stop"
+        outcome = "early_stop" if stopped else "finished"
         if self.last_eval_step != self.state.step:  # e.g. resumed after the last step
             self._evaluate()
         self.state.seconds = time.monotonic() - started
@@ -390,19 +390,30 @@ class Trainer:
         return end_of_epoch
 
     def _evaluate(self) -> str:
-        """Evaluate on rank 0, share the verdict, checkpoint; returns ok or early_stop."""
+        """Evaluate on rank 0, share the verdict, checkpoint; returns ok or early_stop.
+
+        A task may raise JobCancelled while it evaluates (a long validation set
+        must not delay a cancel); the verdict carries that to every rank.
+        """
         self.last_eval_step = self.state.step
-        verdict = torch.zeros(1, device=self._comm_device())
+        verdict = torch.zeros(1, device=self._comm_device())  # 0 ok, 1 early stop, 2 cancel
         if self.dist.is_main:
             self.model.eval()
-            with torch.no_grad(), self.autocast():
-                metrics = self.task.evaluate(self.model, self.device)
+            try:
+                with torch.no_grad(), self.autocast():
+                    metrics = self.task.evaluate(self.model, self.device)
+                verdict[0] = 1.0 if self._record_eval(metrics) else 0.0
+            except JobCancelled:
+                verdict[0] = 2.0
             self.model.train()
-            verdict[0] = 1.0 if self._record_eval(metrics) else 0.0
         if self.dist.enabled:
             import torch.distributed as dist
 
             dist.broadcast(verdict, 0)
+        self.state.pending_eval = verdict.item() == 2.0
+        if self.state.pending_eval:
+            self.last_eval_step = None
+            self._cancel()
         self._save_checkpoint()
         return "early_stop" if verdict.item() > 0 else "ok"
 

@@ -51,7 +51,9 @@ def _groups(items: Sequence[SplitItem]) -> tuple[list[str], np.ndarray, dict[str
     members: dict[str, list[str]] = {}
     for it in items:
         members.setdefault(it.group, []).append(it.image_id)
-    names = sorted(members)
+    # Order groups by their smallest image id (a content hash), not by their name: patient
+    # ids are random per library, so the same images split the same way in any library.
+    names = sorted(members, key=lambda g: min(members[g]))
     row = {g: i for i, g in enumerate(names)}
     counts = np.zeros((len(names), len(strata)), dtype=np.float64)
     for it in items:

@@ -37,11 +37,16 @@ TIMEOUT = 300
 FAST = {
     "arch": "vit_test",
     "img_size": 32,
-    "epochs": 10,
-    "augment": "none",  # a 2-layer ViT at 32 px cannot fit heavy augmentation in 70 steps
+    "epochs": 15,
+    # A 2-layer ViT at 32 px shows its loss falling within ~100 steps only on plain views
+    # with natural class frequencies; balancing and augmentation are tested on their own.
+    "augment": "none",
+    "balance": "none",
+    "label_smoothing": 0.0,
+    "patience": 100,  # the loss curve is the point here; early stopping is tested in test_loop
     "batch_size": 16,
     "micro_batch": 8,
-    "lr": 2e-3,
+    "lr": 3e-3,
     "threads": 1,
     "n_boot": 50,
     "min_class_images": 5,
@@ -115,7 +120,7 @@ def test_training_loss_went_down(lib: Library, trained: dict) -> None:
     curve = model_store.get_model(lib, trained["model_id"])["metrics"]["training"]["loss_curve"]
     losses = [p["train_loss"] for p in curve]
     assert len(losses) >= 50
-    assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.02
+    assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.05
 
 
 def test_onnx_predictions_match_torch_on_real_images(lib: Library, trained: dict) -> None:

@@ -178,3 +178,27 @@ def test_bf16_training_on_a_gpu(tmp_path: Path) -> None:  # pragma: no cover - G
     result, model = train(ToyTask(), config(epochs=2, precision="bf16"), quiet(), tmp_path / "g.pt")
     assert next(model.parameters()).device.type == "cuda"
     assert result.steps == 8 and result.best_score is not None
+
+
+class CancelInEval(ToyTask):
+    """A validation pass long enough that the user cancels in the middle of it."""
+
+    def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        if self.evals == 1:
+            self.evals += 1
+            raise JobCancelled("cancelled during evaluation")
+        return super().evaluate(model, device)
+
+
+def test_a_cancel_during_evaluation_checkpoints_and_the_resume_redoes_it(tmp_path: Path) -> None:
+    cfg = config(epochs=3)
+    with pytest.raises(JobCancelled):
+        train(CancelInEval(), cfg, quiet(), tmp_path / "c.pt")
+    saved = load_file(tmp_path / "c.pt")
+    assert saved["step"] == 8 and saved["loop"]["history"][-1] == {
+        "step": 8,
+        "train_loss": pytest.approx(saved["loop"]["history"][-1]["train_loss"]),
+    }
+    result, _ = train(ToyTask(), cfg, quiet(), tmp_path / "c.pt", resume=True)
+    evaluated = [h["step"] for h in result.history if "score" in h]
+    assert evaluated == [4, 8, 12]

@@ -59,6 +59,12 @@ def test_split_is_seeded() -> None:
     assert grouped_split(items, seed=5) != grouped_split(items, seed=6)
 
 
+def test_split_does_not_depend_on_the_libraries_random_patient_ids() -> None:
+    items = population()
+    renamed = [SplitItem(it.image_id, it.group[::-1], it.stratum) for it in items]  # new order
+    assert grouped_split(items, seed=1) == grouped_split(renamed, seed=1)
+
+
 def test_synthetic_images_only_ever_train() -> None:
     items = population(patients=50)
     items += [SplitItem(f"syn-{i}", f"image:syn-{i}", "MEL|unknown", True) for i in range(40)]
