@@ -23,6 +23,9 @@ from dermdesk.jobs.kinds import resolve
 CRASH_LOG = "crash.log"
 
 
+TRAINING_STACK = {"torch", "torchvision", "timm", "diffusers", "onnx", "onnxscript"}
+
+
 def worker_main(spec: dict[str, Any], conn: Connection) -> None:
     """Run ``spec['target']`` for job ``spec['job_id']``; report the outcome over ``conn``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -44,6 +47,17 @@ def worker_main(spec: dict[str, Any], conn: Connection) -> None:
         outcome: tuple[str, Any] = ("done", result or {})
     except JobCancelled as exc:
         outcome = ("cancelled", {"message": str(exc) or "cancelled"})
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in TRAINING_STACK:
+            # The packaged app and a plain `pip install dermdesk` leave the training
+            # stack out: say how to get it rather than showing a traceback.
+            error = (
+                f"this job needs {exc.name}, which is not installed: install the "
+                "training extra (pip install 'dermdesk[ml]') and run it again"
+            )
+        else:
+            error = traceback.format_exc()
+        outcome = ("failed", {"error": error})
     except BaseException:
         outcome = ("failed", {"error": traceback.format_exc()})
     try:

@@ -48,3 +48,11 @@ def predicting(ctx: JobContext) -> dict[str, Any]:
         },
     )
     return {"message": "asked"}
+
+
+def needs_missing_training_module(ctx: JobContext) -> dict[str, Any]:
+    """Imports a training-stack module that is not installed (as without the [ml] extra)."""
+    import importlib
+
+    importlib.import_module("torch.no_such_submodule_in_this_install")
+    return {}

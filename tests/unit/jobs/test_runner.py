@@ -20,6 +20,7 @@ register_kind("test.count", "tests.unit.jobs.tasks:counting")
 register_kind("test.crash", "tests.unit.jobs.tasks:crashing")
 register_kind("test.vanish", "tests.unit.jobs.tasks:vanishing")
 register_kind("test.predict", "tests.unit.jobs.tasks:predicting")
+register_kind("test.no_ml", "tests.unit.jobs.tasks:needs_missing_training_module")
 
 TIMEOUT = 120  # generous: spawning a worker on a loaded 2-core machine can take seconds
 
@@ -184,3 +185,9 @@ def test_a_locked_library_delays_recording_but_loses_nothing(lib: Library) -> No
         assert row["status"] == "done" and "counting from 0 to 3" in row["log"]
     finally:
         runner.close()
+
+
+def test_a_job_without_the_training_stack_says_what_to_install(runner: JobRunner) -> None:
+    row = runner.wait(runner.submit("test.no_ml", {}), timeout_s=TIMEOUT)
+    assert row["status"] == "failed"
+    assert "pip install 'dermdesk[ml]'" in row["error"] and "Traceback" not in row["error"]
