@@ -168,17 +168,18 @@ def displayed_size(img: Image.Image, orientation: int | None) -> tuple[int, int]
 
 
 def thumbnail_jpeg(img: Image.Image, size: int = 256, quality: int = 85) -> bytes:
-    """An upright RGB JPEG thumbnail of a loaded image, longest side at most ``size``.
+    """An upright RGB JPEG thumbnail of a loaded image, longest side ``size`` to 1.25x that.
 
-    A fast integer box reduction first brings the image within 2x of the target,
-    then one bilinear resize: about as good as a full antialiased resize, at a
-    fraction of the cost (thumbnails are made for every imported image).
+    An integer box reduction (fast) brings the image down while keeping at least
+    ``size`` pixels; a bilinear resize follows only if it is still over 1.25x the
+    target. Thumbnails are made for every imported image, and a resize costs about
+    as much as decoding a small JPEG; the gallery scales them for display anyway.
     """
     thumb = to_rgb8(img)
-    factor = max(thumb.size) // (2 * size)
+    factor = max(thumb.size) // size
     if factor > 1:
         thumb = thumb.reduce(factor)
-    if max(thumb.size) > size:
+    if max(thumb.size) > size * 5 // 4:
         scale = size / max(thumb.size)
         new_size = (max(1, round(thumb.width * scale)), max(1, round(thumb.height * scale)))
         thumb = thumb.resize(new_size, Image.Resampling.BILINEAR)
