@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from PySide6.QtCore import (
-    QAbstractTableModel,
     QModelIndex,
     QPersistentModelIndex,
     Qt,
@@ -46,6 +45,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from dermdesk.gui.table_model import Index, ListTableModel
 from dermdesk.gui.tasks import LibraryWorker
 from dermdesk.library import Library
 from dermdesk.library.browse import job_rows
@@ -54,7 +54,6 @@ from dermdesk.library.edits import request_job_cancel
 POLL_MS = 100  # the job runner is drained at this pace; views change only when jobs do
 ACTIVE = ("queued", "running", "cancelling")
 COLUMNS = ("Job", "Status", "Progress", "ETA", "Message")
-Index = QModelIndex | QPersistentModelIndex
 
 
 @dataclass
@@ -260,18 +259,20 @@ def _job_view(row: dict[str, Any]) -> JobView:
     return JobView(**values)
 
 
-class JobsModel(QAbstractTableModel):
+class JobsModel(ListTableModel):
     """Jobs as table rows, updated in place as polls come in."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.jobs: list[JobView] = []
+    COLUMNS = COLUMNS
+
+    @property
+    def jobs(self) -> list[JobView]:
+        return self.items
 
     def update(self, jobs: Sequence[JobView]) -> None:
         fresh = sorted(jobs, key=lambda j: -j.id)
         if [j.id for j in fresh] != [j.id for j in self.jobs]:
             self.beginResetModel()
-            self.jobs = list(fresh)
+            self.items = list(fresh)
             self.endResetModel()
             return
         for row, (old, new) in enumerate(zip(self.jobs, fresh, strict=True)):
@@ -279,27 +280,10 @@ class JobsModel(QAbstractTableModel):
                 self.jobs[row] = new
                 self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.jobs)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if (
-            orientation == Qt.Orientation.Horizontal
-            and role == Qt.ItemDataRole.DisplayRole
-            and 0 <= section < len(COLUMNS)
-        ):
-            return COLUMNS[section]
-        return None
-
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or not 0 <= index.row() < len(self.jobs):
+        job = self.item(index)
+        if job is None:
             return None
-        job = self.jobs[index.row()]
         column = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
             return (

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -26,11 +26,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from dermdesk.gui.table_model import Index, ListTableModel
 from dermdesk.library import Library
 from dermdesk.library.browse import flatten_metrics, lineage, model_rows
 
 COLUMNS = ("Name", "Kind", "Architecture", "Status", "Created", "Trained on")
-Index = QModelIndex | QPersistentModelIndex
 
 
 def _training_size(training_set: Any) -> str:
@@ -42,37 +42,22 @@ def _training_size(training_set: Any) -> str:
     return ""
 
 
-class ModelsTableModel(QAbstractTableModel):
-    def __init__(self) -> None:
-        super().__init__()
-        self.rows: list[dict[str, Any]] = []
+class ModelsTableModel(ListTableModel):
+    COLUMNS = COLUMNS
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return self.items
 
     def set_rows(self, rows: list[dict[str, Any]]) -> None:
         self.beginResetModel()
-        self.rows = rows
+        self.items = rows
         self.endResetModel()
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.rows)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if (
-            orientation == Qt.Orientation.Horizontal
-            and role == Qt.ItemDataRole.DisplayRole
-            and 0 <= section < len(COLUMNS)
-        ):
-            return COLUMNS[section]
-        return None
-
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or not 0 <= index.row() < len(self.rows):
+        m = self.item(index)
+        if m is None:
             return None
-        m = self.rows[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
             values = (
                 m["name"],

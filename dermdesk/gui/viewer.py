@@ -143,7 +143,7 @@ class ViewerPanel(QWidget):
         self.compare_with.setToolTip("Image shown on the right in comparison mode")
         self.compare_with.currentIndexChanged.connect(self._compare_choice)
         self.zoom_label = QLabel("fit")
-        self._requests: dict[ImageCanvas, str] = {}
+        self._wanted: dict[ImageCanvas, str] = {}
         self.image_id: str | None = None
         self._build()
         self.left.zoom_changed.connect(lambda s: self.zoom_label.setText(f"{s:.0%}"))
@@ -233,7 +233,7 @@ class ViewerPanel(QWidget):
         if image_id is None:
             canvas.set_image(None)
             return
-        self._requests[canvas] = image_id
+        self._wanted[canvas] = image_id
         path = self.lib.original_path(self.lib.image(image_id))
         canvas.message = "Loading…"
         canvas.viewport().update()
@@ -247,7 +247,7 @@ class ViewerPanel(QWidget):
     def _decoded(
         self, canvas: ImageCanvas, image_id: str, image: QImage | None, error: str = ""
     ) -> None:
-        if self._requests.get(canvas) != image_id:
+        if self._wanted.get(canvas) != image_id:
             return  # the user moved on meanwhile
         canvas.set_image(image, f"Cannot show this image: {error}" if error else "")
 
