@@ -180,9 +180,12 @@ _WORKER: dict[str, Any] = {}
 def _pool(
     n_items: int, workers: int, root: Path, known: frozenset[str], checks: bool
 ) -> tuple[Executor, Callable[[ImportItem], Any]]:
-    """Processes for big imports (the per-file work is largely Python and numpy code
-    that holds the GIL, so threads would not use the cores), threads for small ones."""
-    if workers > 1 and n_items >= PROCESS_MIN_ITEMS:
+    """Processes for big imports with quality checks (that work is largely Python and
+    numpy code holding the GIL, so threads would not use the cores), threads otherwise:
+    hashing, decoding and file writes release the GIL, and a thread pool skips the
+    workers' start-up (866 reference images without checks: threads 0.87 s, processes
+    1.13 s; with checks: threads 16.1 s, processes 13.6 s)."""
+    if workers > 1 and checks and n_items >= PROCESS_MIN_ITEMS:
         pool: Executor = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),  # never fork a GUI or CUDA process
