@@ -100,11 +100,12 @@ class ImageFilter:
         if self.disagreement is not None:
             clauses.append(("" if self.disagreement else "NOT ") + _DISAGREES)
         if self.text:
-            like = f"%{self.text}%"
+            # An id prefix is a range on the primary key; names and free text go through
+            # the trigram index (schema migration 3), which answers LIKE '%...%' itself.
+            prefix = self.text.strip().lower()
             clauses.append(
-                "(image.id LIKE ? OR image.original_name LIKE ? OR image.dataset_image_id LIKE ?"
-                " OR image.id IN"
-                " (SELECT image_id FROM label WHERE is_current AND free_text LIKE ?))"
+                "((image.id >= ? AND image.id < ?) OR image.rowid IN"
+                " (SELECT rowid FROM image_search WHERE body LIKE ?))"
             )
-            params += [f"{self.text.lower()}%", like, like, like]
+            params += [prefix, prefix + "~", f"%{self.text}%"]
         return (" AND ".join(clauses) or "1"), params

@@ -8,6 +8,18 @@ database at every earlier version and migrates it to the newest.
 
 from __future__ import annotations
 
+
+def _search_body(image_id: str) -> str:
+    """SQL for the searchable text of image ``image_id``: original file name, dataset
+    image id and the current label's free-text condition, one per line. Used by
+    migration 3 only: a change here would change a shipped migration."""
+    return (
+        "(SELECT coalesce(i.original_name, '') || char(10) || coalesce(i.dataset_image_id, '')"
+        " || char(10) || coalesce((SELECT l.free_text FROM label l"
+        f" WHERE l.image_id = i.id AND l.is_current), '') FROM image i WHERE i.id = {image_id})"
+    )
+
+
 MIGRATIONS: dict[int, list[str]] = {
     1: [
         """
@@ -202,6 +214,42 @@ MIGRATIONS: dict[int, list[str]] = {
         """,
         "CREATE INDEX image_hash_phash ON image_hash (phash)",
         "CREATE INDEX quality_check ON quality (check_name, verdict)",
+    ],
+    3: [
+        # Free-text search: a trigram index (FTS5) over each image's searchable words, so
+        # the filter bar's substring search answers from an index instead of scanning
+        # every row (100,000 rows: 74 ms -> a few ms). Row ids follow image.rowid;
+        # triggers keep it in step with the image and its current label.
+        "CREATE VIRTUAL TABLE image_search USING fts5(body, tokenize = 'trigram')",
+        f"INSERT INTO image_search (rowid, body) SELECT rowid, {_search_body('id')} FROM image",
+        f"""
+        CREATE TRIGGER image_search_insert AFTER INSERT ON image BEGIN
+            INSERT INTO image_search (rowid, body) VALUES (new.rowid, {_search_body("new.id")});
+        END
+        """,
+        f"""
+        CREATE TRIGGER image_search_update AFTER UPDATE OF original_name, dataset_image_id
+        ON image BEGIN
+            UPDATE image_search SET body = {_search_body("new.id")} WHERE rowid = new.rowid;
+        END
+        """,
+        """
+        CREATE TRIGGER image_search_delete AFTER DELETE ON image BEGIN
+            DELETE FROM image_search WHERE rowid = old.rowid;
+        END
+        """,
+        f"""
+        CREATE TRIGGER label_search_insert AFTER INSERT ON label BEGIN
+            UPDATE image_search SET body = {_search_body("new.image_id")}
+            WHERE rowid = (SELECT rowid FROM image WHERE id = new.image_id);
+        END
+        """,
+        f"""
+        CREATE TRIGGER label_search_update AFTER UPDATE OF is_current, free_text ON label BEGIN
+            UPDATE image_search SET body = {_search_body("new.image_id")}
+            WHERE rowid = (SELECT rowid FROM image WHERE id = new.image_id);
+        END
+        """,
     ],
 }
 

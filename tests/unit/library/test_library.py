@@ -133,6 +133,29 @@ def test_filters_combine(lib: Library) -> None:
     assert lib.image(a[:8])["id"] == a
 
 
+def test_free_text_search_finds_names_ids_and_the_current_condition(lib: Library) -> None:
+    a = add(lib, 1, original_name="Röntgen arm 2024.jpg", dataset_image_id="ISIC_0012345")
+    b = add(lib, 2, label=LabelIn("OTHER", free_text="granuloma annulare"))
+    add(lib, 3)
+
+    def found(text: str) -> set[str]:
+        ids = {r["id"] for r in lib.images(ImageFilter(text=text))}
+        assert lib.count(ImageFilter(text=text)) == len(ids)
+        return ids
+
+    assert found("röntgen ARM") == {a}  # substring, case-insensitive, unicode
+    assert found("0012345") == {a}
+    assert found("annular") == {b}
+    assert found(b[:6].upper()) == {b}  # an id prefix
+    assert found("nu") == {b}  # shorter than a trigram still matches
+    assert found("psoriasis") == set()
+    # A relabel replaces the searchable condition; the old one no longer matches.
+    lib.set_label([b], "OTHER", free_text="psoriasis vulgaris")
+    assert found("psoriasis") == {b} and found("granuloma") == set()
+    lib.clear_label([b])
+    assert found("psoriasis") == set()
+
+
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     Library.open(tmp_path / "lib").close()
     raw = sqlite3.connect(tmp_path / "lib" / DB_NAME)
