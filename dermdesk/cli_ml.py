@@ -20,7 +20,7 @@ from dermdesk.library import LibraryError
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 FINETUNE_OPTIONS = (
     # (flag, params key, type, help)
-    ("--arch", "arch", str, "vit_tiny (default), vit_small, vit_base, vit_test"),
+    ("--arch", "arch", str, "vit_tiny (default), vit_small, vit_base, resnet10t, vit_test"),
     ("--img-size", "img_size", int, "input size in pixels (default 224)"),
     ("--epochs", "epochs", int, "maximum epochs (default 30)"),
     ("--max-steps", "max_steps", int, "maximum optimiser steps"),
