@@ -51,9 +51,11 @@ def build_model(arch: str, num_classes: int, img_size: int | None = None) -> nn.
         spec = ARCHS[arch]
     except KeyError:
         raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}") from None
-    size = {"img_size": img_size or spec.default_size} if spec.sized else {}
+    kwargs: dict[str, Any] = dict(spec.kwargs)
+    if spec.sized:
+        kwargs["img_size"] = img_size or spec.default_size
     model: nn.Module = timm.create_model(
-        spec.timm_name, pretrained=False, num_classes=num_classes, **size, **spec.kwargs
+        spec.timm_name, pretrained=False, num_classes=num_classes, **kwargs
     )
     return model
 
