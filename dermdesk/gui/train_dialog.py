@@ -32,7 +32,7 @@ ARCH_TEXT = {
     "vit_tiny": "ViT-Tiny (5.7M parameters; fast on a CPU)",
     "vit_small": "ViT-Small (22M parameters)",
     "vit_base": "ViT-Base (86M parameters; needs a GPU)",
-    "resnet10t": "ResNet-10-T CNN (4.9M parameters; best from scratch)",
+    "resnet10t": "ResNet-10-T CNN (4.9M parameters; fastest to train on a CPU)",
 }
 FILE_CHOICE = "__file__"
 
