@@ -78,7 +78,7 @@ def ingest_bytes(
         thumb = thumbnail_jpeg_rgb(decoded.rgb, THUMB_SIZE)
         assessment = assess_decoded(decoded, modality)
     else:
-        load(img, reduce_to=THUMB_SIZE)  # decodes the whole stream: truncation is caught here
+        load(img, long_side_to=THUMB_SIZE)  # decodes the whole stream: truncation is caught here
         thumb = thumbnail_jpeg(img, THUMB_SIZE)
     rel = store.original_rel(sha, FORMAT_EXT[fmt])
     try:

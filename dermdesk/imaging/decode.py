@@ -107,14 +107,23 @@ def exif_orientation(img: Image.Image) -> int | None:
     return int(value) if isinstance(value, int) and 1 <= value <= 8 else None
 
 
-def load(img: Image.Image, *, reduce_to: int | None = None) -> Image.Image:
-    """Decode pixels, optionally with JPEG DCT scaling to at least ``reduce_to`` px.
+def load(
+    img: Image.Image, *, reduce_to: int | None = None, long_side_to: int | None = None
+) -> Image.Image:
+    """Decode pixels, optionally with JPEG DCT scaling: both sides at least
+    ``reduce_to`` px, or the longer side at least ``long_side_to`` px (thumbnails:
+    a 4:3 photo then decodes at half the linear scale ``reduce_to`` would need).
 
     DCT scaling still reads the whole entropy-coded stream, so truncated and
     corrupt files are detected as in a full decode, at a fraction of the cost.
     """
-    if reduce_to and img.format in ("JPEG", "MPO"):
-        img.draft(None, (reduce_to, reduce_to))
+    if img.format in ("JPEG", "MPO"):
+        if reduce_to:
+            img.draft(None, (reduce_to, reduce_to))
+        elif long_side_to:
+            # draft() keeps both sides >= the request; ask only for the longer one.
+            w, h = img.size
+            img.draft(None, (long_side_to, 1) if w >= h else (1, long_side_to))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

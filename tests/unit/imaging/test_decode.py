@@ -139,3 +139,16 @@ def test_unicode_and_spaces_in_paths(tmp_path: Path) -> None:
 def test_open_image_reads_only_the_header_of_a_bomb() -> None:
     with pytest.raises(ImageRejected, match="decompression bomb"):
         open_image(png_bomb())
+
+
+@pytest.mark.parametrize("size", [(2048, 1536), (1536, 2048), (3000, 800), (300, 200)])
+def test_thumbnails_keep_the_shape_and_a_gallery_sized_long_side(
+    store: Store, size: tuple[int, int]
+) -> None:
+    stored = ingest_bytes(encode(skin_like(*size)), store)
+    assert isinstance(stored, StoredFile)
+    with Image.open(store.path(store.thumb_rel(stored.sha256))) as thumb:
+        long_side = max(thumb.size)
+        # at least 256 px (or the image's own size), at most 1.25x that
+        assert min(256, max(size)) <= long_side <= 320
+        assert thumb.width / thumb.height == pytest.approx(size[0] / size[1], rel=0.03)
