@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from dermdesk import taxonomy
+from dermdesk.gui.link_fields import LinkFields
 from dermdesk.gui.swatches import SwatchPicker, fitzpatrick_swatches, monk_swatches
 from dermdesk.library import Library
 from dermdesk.library.browse import current_tones, patients
@@ -167,25 +168,12 @@ class AnnotationPanel(QScrollArea):
     def _link_box(self) -> QGroupBox:
         box = QGroupBox("Patient and lesion")
         form = QFormLayout(box)
-        self.patient = QLineEdit()
-        self.patient.setPlaceholderText("pseudonymous id (P-…) or clinic id")
-        self.lesion = QLineEdit()
-        self.lesion.setPlaceholderText("lesion id (L-…) or a new name")
-        self.site = QComboBox()
-        self.site.setSizeAdjustPolicy(
-            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
-        )
-        self.site.setMinimumContentsLength(10)
-        self.site.addItem("—", None)
-        for code, name in taxonomy.body_sites().items():
-            self.site.addItem(name, code)
-        self.site.setAccessibleName("Body site")
+        fields = LinkFields()
+        self.patient, self.lesion, self.site = fields.patient, fields.lesion, fields.site
         self.site.activated.connect(self._site_activated)
         link = QPushButton("Link selection")
         link.clicked.connect(self._link)
-        form.addRow("Patient", self.patient)
-        form.addRow("Lesion", self.lesion)
-        form.addRow("Body site", self.site)
+        fields.add_rows(form)
         form.addRow(link)
         return box
 

@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 
 from dermdesk import taxonomy
 from dermdesk.exchange.capture import store_capture
+from dermdesk.gui.link_fields import LinkFields
 from dermdesk.gui.tasks import LibraryWorker
 from dermdesk.gui.theme import VERDICT_COLOURS
 from dermdesk.imaging.camera import (
@@ -232,20 +233,12 @@ class CaptureDialog(QDialog):
     def _details(self) -> QGroupBox:
         box = QGroupBox("Patient and lesion")
         form = QFormLayout(box)
-        self.patient = QLineEdit()
-        self.patient.setPlaceholderText("pseudonymous id (P-…) or clinic id")
-        self.lesion = QLineEdit()
-        self.lesion.setPlaceholderText("lesion id (L-…) or a new name")
-        self.site = QComboBox()
-        self.site.addItem("—", None)
-        for code, name in taxonomy.body_sites().items():
-            self.site.addItem(name, code)
+        fields = LinkFields()
+        self.patient, self.lesion, self.site = fields.patient, fields.lesion, fields.site
         self.modality = QComboBox()
         for m in taxonomy.MODALITIES:
             self.modality.addItem(m, m)
-        form.addRow("Patient", self.patient)
-        form.addRow("Lesion", self.lesion)
-        form.addRow("Body site", self.site)
+        fields.add_rows(form)
         form.addRow("Modality", self.modality)
         return box
 
