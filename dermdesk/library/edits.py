@@ -16,7 +16,14 @@ from typing import Any
 from dermdesk import taxonomy
 from dermdesk.library.audit import AuditWriter
 from dermdesk.library.db import LibraryError
-from dermdesk.library.library import Library, _effective_tone, _insert, _new_id, now
+from dermdesk.library.library import (
+    Library,
+    _add_lesion,
+    _effective_tone,
+    _insert,
+    _new_id,
+    now,
+)
 from dermdesk.library.records import DEVICE_FIELDS, ImageRecord, LesionRef, PatientRef, StoredFile
 
 LOCAL = "local"  # namespace of patient / lesion ids typed in at this workstation
@@ -130,23 +137,7 @@ def _ensure_lesion(
         if body_site is not None:
             _set_site(conn, audit, lesion_id, body_site)
         return lesion_id
-    lid = _new_id("L")
-    _insert(
-        conn,
-        "lesion",
-        {
-            "id": lid,
-            "patient_id": patient_id,
-            "source": LOCAL,
-            "external_id": text.strip(),
-            "body_site": body_site,
-            "created_at": audit.at,
-        },
-    )
-    audit.record(
-        "lesion.add", "lesion", lid, None, {"patient_id": patient_id, "body_site": body_site}
-    )
-    return lid
+    return _add_lesion(conn, audit, patient_id, LOCAL, text.strip(), body_site, audit.at)
 
 
 def set_body_site(lib: Library, lesion_id: str, body_site: str | None) -> None:

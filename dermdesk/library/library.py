@@ -246,27 +246,7 @@ class Library:
         ).fetchone()
         if found:
             return str(found[0])
-        lid = _new_id("L")
-        _insert(
-            conn,
-            "lesion",
-            {
-                "id": lid,
-                "patient_id": patient_id,
-                "source": ref.source,
-                "external_id": ref.external_id,
-                "body_site": ref.body_site,
-                "created_at": at,
-            },
-        )
-        audit.record(
-            "lesion.add",
-            "lesion",
-            lid,
-            None,
-            {"patient_id": patient_id, "body_site": ref.body_site},
-        )
-        return lid
+        return _add_lesion(conn, audit, patient_id, ref.source, ref.external_id, ref.body_site, at)
 
     # -- edits -----------------------------------------------------------------------------
 
@@ -562,6 +542,35 @@ def _make_folder(folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise LibraryError(f"{folder}: cannot create the library folder ({exc.strerror})") from exc
+
+
+def _add_lesion(
+    conn: sqlite3.Connection,
+    audit: AuditWriter,
+    patient_id: str | None,
+    source: str,
+    external_id: str | None,
+    body_site: str | None,
+    at: str,
+) -> str:
+    """Insert a new lesion row with a fresh pseudonymous id, audited; returns the id."""
+    lid = _new_id("L")
+    _insert(
+        conn,
+        "lesion",
+        {
+            "id": lid,
+            "patient_id": patient_id,
+            "source": source,
+            "external_id": external_id,
+            "body_site": body_site,
+            "created_at": at,
+        },
+    )
+    audit.record(
+        "lesion.add", "lesion", lid, None, {"patient_id": patient_id, "body_site": body_site}
+    )
+    return lid
 
 
 def _insert(conn: sqlite3.Connection, table: str, row: dict[str, Any]) -> None:
