@@ -6,6 +6,11 @@ import csv
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dermdesk.exchange.importer import ImportReport
+    from dermdesk.library import Library
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DERMDESK_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -31,3 +36,14 @@ def pad_training_fold(file: str) -> bool:
     """PAD-UFES-20 images of even-numbered patients train the modality model; odd ones test it."""
     patient = pad_patient(file)
     return patient is not None and patient % 2 == 0
+
+
+def import_datasets(lib: Library, data: Path, names: tuple[str, ...] | list[str]) -> ImportReport:
+    """Import the dataset folders ``names`` of ``data`` into ``lib``, checks on."""
+    from dermdesk.exchange.datasets import plan_path
+    from dermdesk.exchange.importer import run_import
+
+    items = []
+    for name in names:
+        items += plan_path(data / name).items
+    return run_import(lib, items)

@@ -41,8 +41,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dermdesk.exchange.datasets import plan_path  # noqa: E402
-from dermdesk.exchange.importer import run_import  # noqa: E402
+from _shared import import_datasets  # noqa: E402
+
 from dermdesk.library import Library  # noqa: E402
 from dermdesk.library.library import now  # noqa: E402
 from dermdesk.library.records import (  # noqa: E402
@@ -60,11 +60,8 @@ REFERENCE = ("pad_ufes_20", "ham10000", "fitzpatrick17k")
 
 
 def import_reference(folder: Path, data: Path) -> None:
-    items = []
-    for name in REFERENCE:
-        items += plan_path(data / name).items
     with Library.open(folder, actor="bench") as lib:
-        report = run_import(lib, items)
+        report = import_datasets(lib, data, REFERENCE)
     print(f"  reference import: {report.summary()}")
 
 

@@ -28,11 +28,10 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _shared import import_datasets  # noqa: E402
 from PySide6.QtCore import QItemSelectionModel, QSettings  # noqa: E402
 from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
 
-from dermdesk.exchange.datasets import plan_path  # noqa: E402
-from dermdesk.exchange.importer import run_import  # noqa: E402
 from dermdesk.gui.about import AboutDialog  # noqa: E402
 from dermdesk.gui.app import make_app  # noqa: E402
 from dermdesk.gui.capture_dialog import CaptureDialog  # noqa: E402
@@ -66,11 +65,8 @@ def save(widget: QWidget, out: Path, name: str) -> None:
 
 
 def build_library(folder: Path, data: Path) -> None:
-    items = []
-    for name in DATASETS:
-        items += plan_path(data / name).items
     with Library.open(folder, actor="screenshots") as lib:
-        report = run_import(lib, items)
+        report = import_datasets(lib, data, DATASETS)
         print(f"library: {report.summary()}")
         add_demo_rows(lib)
 
