@@ -164,6 +164,12 @@ class Library:
             "extra": json.dumps(rec.extra, sort_keys=True) if rec.extra else None,
         }
         row.update({k: v for k, v in s.device.items() if k in DEVICE_FIELDS})
+        # A new image has no earlier label or tone: its current values go straight into
+        # its row, and the label/tone rows are plain inserts (half the statements of the
+        # edit path, which first reads and retires the current values).
+        tones = _fresh_tones(rec.skin_tones)
+        row["diagnosis"] = rec.label.diagnosis if rec.label else None
+        row["fitzpatrick"], row["monk"] = tones[-1][1] if tones else (None, None)
         _insert(conn, "image", row)
         audit.record(
             "image.add",
@@ -185,18 +191,21 @@ class Library:
         )
         if rec.label:
             lab = rec.label
-            self._insert_label(
-                conn,
-                audit,
-                [s.sha256],
-                lab.diagnosis,
-                lab.certainty,
-                lab.annotator,
-                lab.free_text,
-                at,
+            after = {
+                "diagnosis": lab.diagnosis,
+                "certainty": lab.certainty,
+                "free_text": lab.free_text,
+                "annotator": lab.annotator,
+            }
+            _insert(
+                conn, "label", {"image_id": s.sha256, "created_at": at, "is_current": 1, **after}
             )
-        for tone in rec.skin_tones:
-            self._insert_tone(conn, audit, s.sha256, tone, at)
+            audit.record("label.set", "image", s.sha256, None, after)
+        before: tuple[int | None, int | None] = (None, None)
+        for tone, effective, current in tones:
+            _insert(conn, "skin_tone", _tone_row(s.sha256, tone, at, current))
+            audit.record(*_tone_audit(s.sha256, tone, before))
+            before = effective
         if rec.mask_file:
             _insert(
                 conn,
@@ -335,38 +344,12 @@ class Library:
             "UPDATE skin_tone SET is_current = 0 WHERE image_id = ? AND method = ? AND is_current",
             (image_id, tone.method),
         )
-        _insert(
-            conn,
-            "skin_tone",
-            {
-                "image_id": image_id,
-                "method": tone.method,
-                "fitzpatrick": tone.fitzpatrick,
-                "monk": tone.monk,
-                "ita": tone.ita,
-                "confidence": tone.confidence,
-                "rater": tone.rater,
-                "note": tone.note,
-                "created_at": at,
-                "is_current": 1,
-            },
-        )
+        _insert(conn, "skin_tone", _tone_row(image_id, tone, at, True))
         fitz, monk = _effective_tone(conn, image_id)
         conn.execute(
             "UPDATE image SET fitzpatrick = ?, monk = ? WHERE id = ?", (fitz, monk, image_id)
         )
-        audit.record(
-            f"skin_tone.{tone.method}",
-            "image",
-            image_id,
-            {"fitzpatrick": before[0], "monk": before[1]},
-            {
-                "fitzpatrick": tone.fitzpatrick,
-                "monk": tone.monk,
-                "ita": tone.ita,
-                "rater": tone.rater,
-            },
-        )
+        audit.record(*_tone_audit(image_id, tone, before))
 
     def update_image(self, image_id: str, **changes: Any) -> None:
         """Edit device metadata, modality, clinic or operator of one image."""
@@ -593,6 +576,56 @@ def _current_label(conn: sqlite3.Connection, image_id: str) -> dict[str, Any] | 
     if row is None:
         return None
     return dict(zip(("diagnosis", "certainty", "free_text", "annotator"), row, strict=True))
+
+
+def _tone_row(image_id: str, tone: SkinToneIn, at: str, current: bool) -> dict[str, Any]:
+    return {
+        "image_id": image_id,
+        "method": tone.method,
+        "fitzpatrick": tone.fitzpatrick,
+        "monk": tone.monk,
+        "ita": tone.ita,
+        "confidence": tone.confidence,
+        "rater": tone.rater,
+        "note": tone.note,
+        "created_at": at,
+        "is_current": int(current),
+    }
+
+
+def _tone_audit(
+    image_id: str, tone: SkinToneIn, before: tuple[int | None, int | None] | Any
+) -> tuple[str, str, str, dict[str, Any], dict[str, Any]]:
+    """The audit entry of a skin-tone record: the image's effective values before it."""
+    return (
+        f"skin_tone.{tone.method}",
+        "image",
+        image_id,
+        {"fitzpatrick": before[0], "monk": before[1]},
+        {"fitzpatrick": tone.fitzpatrick, "monk": tone.monk, "ita": tone.ita, "rater": tone.rater},
+    )
+
+
+def _fresh_tones(
+    tones: Sequence[SkinToneIn],
+) -> list[tuple[SkinToneIn, tuple[int | None, int | None], bool]]:
+    """A new image's tone records in order, each with the effective (Fitzpatrick, Monk)
+    after it and whether it stays current (a later record of its method retires it);
+    the same rule as :func:`_effective_tone`: manual wins over estimated, per scale."""
+    last = {tone.method: i for i, tone in enumerate(tones)}
+    out = []
+    current: dict[str, SkinToneIn] = {}
+    for i, tone in enumerate(tones):
+        current[tone.method] = tone
+        manual, est = current.get("manual"), current.get("estimated")
+        fitz = manual.fitzpatrick if manual and manual.fitzpatrick is not None else None
+        monk = manual.monk if manual and manual.monk is not None else None
+        if fitz is None and est:
+            fitz = est.fitzpatrick
+        if monk is None and est:
+            monk = est.monk
+        out.append((tone, (fitz, monk), last[tone.method] == i))
+    return out
 
 
 def _effective_tone(conn: sqlite3.Connection, image_id: str) -> tuple[int | None, int | None]:

@@ -97,6 +97,47 @@ def test_manual_skin_tone_wins_over_estimate_and_both_are_kept(lib: Library) -> 
     assert len(lib.skin_tones(sha)) == 3
 
 
+TONES = [
+    SkinToneIn(fitzpatrick=2, monk=3, method="estimated", ita=45.0, rater="ita"),
+    SkinToneIn(fitzpatrick=5, method="manual", rater="nurse"),
+    SkinToneIn(fitzpatrick=3, monk=4, method="estimated", rater="ita"),
+]
+
+
+def _history(lib: Library, sha: str) -> tuple[object, ...]:
+    row = lib.image(sha)
+    tones = [
+        (t["method"], t["fitzpatrick"], t["monk"], t["is_current"]) for t in lib.skin_tones(sha)
+    ]
+    audit = [(e["action"], e["before"], e["after"]) for e in lib.audit_entries(sha)]
+    return row["diagnosis"], row["fitzpatrick"], row["monk"], sorted(tones), audit
+
+
+@pytest.mark.parametrize("tones", [TONES, TONES[:1], TONES[1:2], []])
+def test_a_new_image_with_label_and_tones_equals_adding_then_editing(
+    tmp_path: Path, tones: list[SkinToneIn]
+) -> None:
+    """Import writes a new image's current values in one go; the result, audit
+    included, must be what adding the bare image and then editing it gives."""
+    with (
+        Library.open(tmp_path / "a", actor="t") as at_once,
+        Library.open(tmp_path / "b", actor="t") as edited,
+    ):
+        sha = add(at_once, label=LabelIn("BCC", "histopathology", "dr-a"), skin_tones=tones)
+        add(edited)
+        edited.set_label([sha], "BCC", certainty="histopathology", annotator="dr-a")
+        for tone in tones:
+            edited.set_skin_tone([sha], tone)
+        assert at_once.image(sha)["fitzpatrick"] == (
+            5 if len(tones) > 1 else (tones[0].fitzpatrick if tones else None)
+        )
+        a, b = _history(at_once, sha), _history(edited, sha)
+        assert a[:4] == b[:4]
+        # the same entries, except that the edited copy logs its bare add first
+        assert [e for e in a[4] if e[0] != "image.add"] == [e for e in b[4] if e[0] != "image.add"]
+        assert verify_chain(at_once.conn)[1] is None
+
+
 def test_device_edit_is_audited_with_before_and_after(lib: Library) -> None:
     sha = add(lib)
     lib.update_image(sha, device_make="Apple", device_model="iPhone 15", modality="clinical")
@@ -152,6 +193,9 @@ def test_free_text_search_finds_names_ids_and_the_current_condition(lib: Library
     # A relabel replaces the searchable condition; the old one no longer matches.
     lib.set_label([b], "OTHER", free_text="psoriasis vulgaris")
     assert found("psoriasis") == {b} and found("granuloma") == set()
+    lib.set_label([b], "MEL")  # a label without a condition text replaces it
+    assert found("psoriasis") == set() and found(b[:6]) == {b}
+    lib.set_label([b], "OTHER", free_text="psoriasis vulgaris")
     lib.clear_label([b])
     assert found("psoriasis") == set()
 
