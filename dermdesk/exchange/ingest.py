@@ -16,6 +16,7 @@ from dermdesk.imaging.decode import (
     ImageRejected,
     displayed_size,
     exif_orientation,
+    is_own_thumbnail,
     load,
     open_image,
     thumbnail_jpeg,
@@ -68,22 +69,31 @@ def ingest_bytes(
     orientation = exif_orientation(img)
     width, height = displayed_size(img, orientation)
     device = device_metadata(img)
+    own_thumb = is_own_thumbnail(img, orientation, THUMB_SIZE)
     assessment = None
+    thumb = None
+    # Every branch decodes the whole entropy-coded stream: truncation is caught here.
     if checks:
         # One decode, a little larger than the thumbnail needs, serves both.
         from dermdesk.imaging.quality import assess_decoded
         from dermdesk.imaging.working import decode_pil
 
-        decoded = decode_pil(img)  # decodes the whole stream: truncation is caught here
-        thumb = thumbnail_jpeg_rgb(decoded.rgb, THUMB_SIZE)
+        decoded = decode_pil(img)
+        if not own_thumb:
+            thumb = thumbnail_jpeg_rgb(decoded.rgb, THUMB_SIZE)
         assessment = assess_decoded(decoded, modality)
+    elif own_thumb:
+        load(img, reduce_to=1)  # pixels unused: the smallest DCT scale only validates
     else:
-        load(img, long_side_to=THUMB_SIZE)  # decodes the whole stream: truncation is caught here
+        load(img, long_side_to=THUMB_SIZE)
         thumb = thumbnail_jpeg(img, THUMB_SIZE)
     rel = store.original_rel(sha, FORMAT_EXT[fmt])
     try:
         store.put(rel, data)
-        store.put(store.thumb_rel(sha), thumb)
+        if thumb is None:
+            store.put_same(store.thumb_rel(sha), rel, data)
+        else:
+            store.put(store.thumb_rel(sha), thumb)
     except OSError as exc:
         raise ImageRejected(f"cannot write into the library ({exc.strerror or exc})") from exc
     return StoredFile(

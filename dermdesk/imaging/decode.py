@@ -176,11 +176,19 @@ def displayed_size(img: Image.Image, orientation: int | None) -> tuple[int, int]
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
+# How much larger than asked a thumbnail may be. Up to 1.6x no resize is needed:
+# a bilinear resize costs as much as decoding a small JPEG, and every 400 px dataset
+# image (Fitzpatrick17k's common size) would pay it on import. The gallery's largest
+# tile (184 px, 368 on a 2x screen) still gets at least the 256 px it needs.
+THUMB_SLACK = 1.6
+
+
 def thumbnail_jpeg(img: Image.Image, size: int = 256, quality: int = 85) -> bytes:
-    """An upright RGB JPEG thumbnail of a loaded image, longest side ``size`` to 1.25x that.
+    """An upright RGB JPEG thumbnail of a loaded image, longest side ``size`` to
+    :data:`THUMB_SLACK` times that.
 
     An integer box reduction (fast) brings the image down while keeping at least
-    ``size`` pixels; a bilinear resize follows only if it is still over 1.25x the
+    ``size`` pixels; a bilinear resize follows only if it is still over THUMB_SLACK x the
     target. Thumbnails are made for every imported image, and a resize costs about
     as much as decoding a small JPEG; the gallery scales them for display anyway.
     """
@@ -188,7 +196,7 @@ def thumbnail_jpeg(img: Image.Image, size: int = 256, quality: int = 85) -> byte
     factor = max(thumb.size) // size
     if factor > 1:
         thumb = thumb.reduce(factor)
-    if max(thumb.size) > size * 5 // 4:
+    if max(thumb.size) > size * THUMB_SLACK:
         scale = size / max(thumb.size)
         new_size = (max(1, round(thumb.width * scale)), max(1, round(thumb.height * scale)))
         thumb = thumb.resize(new_size, Image.Resampling.BILINEAR)
@@ -196,6 +204,21 @@ def thumbnail_jpeg(img: Image.Image, size: int = 256, quality: int = 85) -> byte
     out = io.BytesIO()
     thumb.save(out, "JPEG", quality=quality)
     return out.getvalue()
+
+
+def is_own_thumbnail(img: Image.Image, orientation: int | None, size: int = 256) -> bool:
+    """Whether an image's own file can serve as its thumbnail: an upright RGB JPEG
+    whose longer side is already within :func:`thumbnail_jpeg`'s ``size`` to THUMB_SLACK x.
+
+    Re-encoding those pixels would only lose quality and cost a JPEG encode per
+    import; many clinical and dataset photos are this small (PAD-UFES-20's 300 px).
+    """
+    return (
+        img.format == "JPEG"
+        and img.mode == "RGB"
+        and orientation in (None, 1)
+        and max(img.size) <= size * THUMB_SLACK
+    )
 
 
 def thumbnail_jpeg_rgb(rgb: np.ndarray, size: int = 256, quality: int = 85) -> bytes:

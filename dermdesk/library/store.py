@@ -1,9 +1,9 @@
 """Content-addressed file store for originals, thumbnails and masks.
 
 A file's path is derived from its SHA-256, so storing the same bytes twice is
-a no-op and a stored original is never modified. Files are written to
-``tmp/`` first and renamed into place, so a killed process leaves at worst a
-stray temporary file, never a half-written original. Files are always written
+a no-op and a stored original is never modified. Files are written to a
+``*.part`` file beside their target and renamed into place, so a killed process
+leaves at worst a stray temporary file, never a half-written original. Files are always written
 before the database rows that name them; a file no row names (an *orphan*)
 is harmless and is collected by ``verify --repair``.
 """
@@ -21,6 +21,7 @@ ORIGINALS = "originals"
 THUMBS = "thumbs"
 MASKS = "masks"
 TMP = "tmp"
+PART = ".part"  # suffix of a file being written; a killed process may leave one
 _CHUNK = 1 << 20
 
 
@@ -41,11 +42,19 @@ class Store:
         # per file, which is measurable on some file systems (overlayfs).
         self._made: set[str] = set()
         self._root_str = str(root)
-        self._tmp_str = os.path.join(self._root_str, TMP)
 
     def ensure_dirs(self) -> None:
+        """Create the library's folders; a new library also gets its 2 x 256 shard
+        folders for originals and thumbnails now, once, rather than one by one during
+        its first import (a folder costs ~0.7 ms of kernel time on some disks, and the
+        first 866-image import made 512 of them)."""
+        new = not (self.root / ORIGINALS).is_dir()
         for sub in (ORIGINALS, THUMBS, MASKS, TMP):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        if new:
+            for sub in (ORIGINALS, THUMBS):
+                for shard in range(256):
+                    os.makedirs(os.path.join(self._root_str, sub, f"{shard:02x}"), exist_ok=True)
 
     @staticmethod
     def original_rel(sha: str, ext: str) -> str:
@@ -77,7 +86,10 @@ class Store:
         if parent not in self._made:
             os.makedirs(parent, exist_ok=True)
             self._made.add(parent)
-        tmp = os.path.join(self._tmp_str, f"{os.path.basename(target)}.{secrets.token_hex(4)}.part")
+        # The temporary file goes beside its target, not into one shared folder: the
+        # kernel serialises file creation per folder, and imports write from several
+        # threads at once (measured: 2 threads in one folder were no faster than one).
+        tmp = f"{target}.{secrets.token_hex(4)}{PART}"
         try:
             with open(tmp, "wb") as fh:
                 fh.write(data)
@@ -88,10 +100,35 @@ class Store:
             raise
         return True
 
+    def put_same(self, rel: str, source_rel: str, data: bytes) -> bool:
+        """Store ``data``, which are the bytes already at ``source_rel``, at ``rel``.
+
+        A hard link where the file system has them (no second copy on disk, one
+        metadata write instead of a file written and renamed), else :meth:`put`.
+        Either way it is atomic, and a later ``put(rel, ..., overwrite=True)``
+        replaces the link rather than writing through it into ``source_rel``.
+        """
+        target = os.path.join(self._root_str, rel)
+        parent = os.path.dirname(target)
+        if parent not in self._made:
+            os.makedirs(parent, exist_ok=True)
+            self._made.add(parent)
+        try:
+            os.link(os.path.join(self._root_str, source_rel), target)
+        except FileExistsError:
+            return self.put(rel, data)  # keeps an intact copy, repairs a damaged one
+        except OSError:  # no hard links here (FAT, some network shares)
+            return self.put(rel, data)
+        return True
+
     def iter_files(self, sub: str) -> Iterator[Path]:
         folder = self.root / sub
         if folder.is_dir():
             yield from (p for p in folder.rglob("*") if p.is_file())
 
     def temp_files(self) -> list[Path]:
-        return list(self.iter_files(TMP))
+        """Files a killed writer left half-written (removed by ``verify --repair``)."""
+        found = list(self.iter_files(TMP))  # where libraries before 2026-11 wrote them
+        for sub in (ORIGINALS, THUMBS, MASKS):
+            found += [p for p in self.iter_files(sub) if p.name.endswith(PART)]
+        return found

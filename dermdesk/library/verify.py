@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from dermdesk.library.audit import verify_chain
 from dermdesk.library.library import Library
-from dermdesk.library.store import MASKS, ORIGINALS, THUMBS, sha256_file
+from dermdesk.library.store import MASKS, ORIGINALS, PART, THUMBS, sha256_file
 
 ProgressFn = Callable[[int, int], None]
 
@@ -126,9 +126,13 @@ def _check_orphans(lib: Library, report: VerifyReport, repair: bool, grace_s: fl
         p
         for sub in (ORIGINALS, MASKS)
         for p in lib.store.iter_files(sub)
-        if p.relative_to(lib.root).as_posix() not in named
+        if p.relative_to(lib.root).as_posix() not in named and not p.name.endswith(PART)
     ]
-    orphans += [p for p in lib.store.iter_files(THUMBS) if p.stem not in ids]
+    orphans += [
+        p
+        for p in lib.store.iter_files(THUMBS)
+        if p.stem not in ids and not p.name.endswith(PART)
+    ]
     temps = lib.store.temp_files()
     if repair:
         cutoff = time.time() - grace_s

@@ -1,0 +1,91 @@
+"""`verify` and `verify --repair` on a real library folder with damaged files."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from dermdesk.exchange.ingest import ingest_bytes
+from dermdesk.library import Library
+from dermdesk.library.records import ImageRecord, StoredFile
+from dermdesk.library.verify import verify
+from tests.helpers import encode, skin_like
+
+
+def add(lib: Library, width: int, height: int, seed: int = 0) -> StoredFile:
+    stored = ingest_bytes(encode(skin_like(width, height, seed=seed)), lib.store)
+    assert isinstance(stored, StoredFile)
+    lib.add_images([ImageRecord(stored=stored)])
+    return stored
+
+
+def age(path: Path, seconds: float = 3600) -> None:
+    past = time.time() - seconds
+    os.utime(path, (past, past))
+
+
+def test_a_fresh_library_verifies_clean(lib: Library) -> None:
+    add(lib, 640, 480)
+    add(lib, 300, 300, seed=1)
+    report = verify(lib)
+    assert report.ok and report.images == 2
+    assert not report.warnings and not report.repaired
+
+
+def test_a_half_written_file_is_kept_while_young_and_removed_when_old(lib: Library) -> None:
+    """A killed import leaves `*.part` files beside the originals: a warning (an import
+    may still be writing it), removed by --repair once it is older than the grace time."""
+    stored = add(lib, 640, 480)
+    part = lib.store.path(stored.file + ".1a2b3c4d.part")
+    part.write_bytes(b"half an image")
+    report = verify(lib)
+    assert report.ok and any("1 temporary files" in w for w in report.warnings)
+    assert not any("orphan" in w for w in report.warnings)
+    assert "recent" in " ".join(verify(lib, repair=True).warnings) and part.exists()
+    age(part)
+    report = verify(lib, repair=True)
+    assert report.repaired == ["removed 0 orphan and 1 temporary files"]
+    assert not part.exists() and lib.store.path(stored.file).is_file()
+    assert not verify(lib).warnings
+
+
+def test_missing_thumbnails_are_rebuilt_by_repair(lib: Library) -> None:
+    big, small = add(lib, 640, 480), add(lib, 300, 300, seed=1)
+    for stored in (big, small):
+        lib.thumbnail_path(stored.sha256).unlink()
+    assert sum("thumbnail missing" in w for w in verify(lib).warnings) == 2
+    report = verify(lib, repair=True)
+    assert len(report.repaired) == 2
+    assert lib.thumbnail_path(big.sha256).stat().st_size < lib.store.path(big.file).stat().st_size
+    # the small JPEG is its own thumbnail again
+    small_original = lib.store.path(small.file).read_bytes()
+    assert lib.thumbnail_path(small.sha256).read_bytes() == small_original
+    assert verify(lib).ok and not verify(lib).warnings
+
+
+def test_a_changed_original_is_an_error_that_repair_does_not_hide(lib: Library) -> None:
+    stored = add(lib, 300, 300)
+    path = lib.store.path(stored.file)
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    # the thumbnail is the same file here: replace, as an editor would, not write through
+    tampered = path.with_name("edited")
+    tampered.write_bytes(bytes(data))
+    os.replace(tampered, path)
+    for repair in (False, True):
+        report = verify(lib, repair=repair)
+        assert not report.ok
+        assert any("checksum does not match" in e for e in report.errors)
+
+
+def test_an_old_orphan_original_is_removed(lib: Library) -> None:
+    add(lib, 640, 480)
+    orphan = ingest_bytes(encode(skin_like(320, 240, seed=5)), lib.store)  # files, no row
+    assert isinstance(orphan, StoredFile)
+    assert any("2 orphan files" in w for w in verify(lib).warnings)
+    for rel in (orphan.file, lib.store.thumb_rel(orphan.sha256)):
+        age(lib.store.path(rel))
+    report = verify(lib, repair=True)
+    assert report.repaired == ["removed 2 orphan and 0 temporary files"]
+    assert not lib.store.path(orphan.file).exists()
