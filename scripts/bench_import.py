@@ -72,7 +72,13 @@ def timed_import(
 
 
 def folder_size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    """Bytes on disk, counting a hard-linked file (a small JPEG's thumbnail) once."""
+    seen = {}
+    for p in folder.rglob("*"):
+        if p.is_file():
+            st = p.stat()
+            seen[(st.st_dev, st.st_ino)] = st.st_size
+    return sum(seen.values())
 
 
 def reference_import(data: Path, tmp: Path, rounds: int) -> None:
