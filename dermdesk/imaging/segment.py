@@ -135,9 +135,16 @@ def hair_mask(gray: np.ndarray, fov: np.ndarray | None = None) -> np.ndarray:
     return mask
 
 
-def skin_reference(lab: np.ndarray, fov: np.ndarray, exclude: np.ndarray) -> np.ndarray:
-    """Median CIELAB of the outer ring of the field of view (the surrounding skin)."""
-    ring = fov & ~exclude & ~_eroded(fov, cfg.SKIN_RING_FRACTION)
+def skin_reference(
+    lab: np.ndarray, fov: np.ndarray, exclude: np.ndarray, core: np.ndarray | None = None
+) -> np.ndarray:
+    """Median CIELAB of the outer ring of the field of view (the surrounding skin).
+
+    ``core`` is :func:`fov_core` of ``fov`` when the caller has it already (the
+    erosion is the costliest step, and one image asks three times)."""
+    if core is None:
+        core = fov_core(fov)
+    ring = fov & ~exclude & ~core
     if ring.sum() < 20:
         ring = fov & ~exclude
     if ring.sum() < 20:
@@ -146,6 +153,11 @@ def skin_reference(lab: np.ndarray, fov: np.ndarray, exclude: np.ndarray) -> np.
     # A large lesion can cover much of the ring; skin is the lighter part of it.
     light = values[values[:, 0] >= pct(values[:, 0], cfg.SKIN_RING_LIGHT_PERCENTILE)]
     return np.asarray(pct(light, 50, axis=0))
+
+
+def fov_core(fov: np.ndarray) -> np.ndarray:
+    """The field of view minus its outer ring, where :func:`skin_reference` reads skin."""
+    return _eroded(fov, cfg.SKIN_RING_FRACTION)
 
 
 def _eroded(mask: np.ndarray, fraction: float) -> np.ndarray:
@@ -169,10 +181,10 @@ def segment_small(work: WorkImage) -> np.ndarray:
     fov = work.fov
     hair = work.hair
     lab = work.lab
-    skin = skin_reference(lab, fov, hair)
+    skin = skin_reference(lab, fov, hair, work.fov_core)
     dist = lesion_distance(lab, skin)
     lab = flatten_shading(lab, fov & ~hair & (dist <= pct(dist[fov], 40)))
-    skin = skin_reference(lab, fov, hair)
+    skin = skin_reference(lab, fov, hair, work.fov_core)
     dist = lesion_distance(lab, skin)
     if hair.any():  # bridge hairs: take the distance from their surroundings
         dist = np.where(hair, cv2.medianBlur(dist.astype(np.float32), 5), dist)

@@ -214,6 +214,13 @@ class WorkImage:
         return field_of_view(self.small)
 
     @cached_property
+    def fov_core(self) -> np.ndarray:
+        """The field of view minus the outer ring that skin colour is read from."""
+        from dermdesk.imaging.segment import fov_core
+
+        return fov_core(self.fov)
+
+    @cached_property
     def hair(self) -> np.ndarray:
         """Boolean mask of hair-like thin dark lines in the field of view (small image)."""
         from dermdesk.imaging.segment import hair_mask
