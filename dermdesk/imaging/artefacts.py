@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from dermdesk.imaging import quality_config as cfg
-from dermdesk.imaging.findings import CheckResult
+from dermdesk.imaging.findings import CheckResult, graded
 from dermdesk.imaging.segment import skin_reference
 from dermdesk.imaging.working import WorkImage
 
@@ -42,17 +42,14 @@ def measure_hair(work: WorkImage) -> float:
 
 
 def check_hair(work: WorkImage) -> CheckResult:
-    score = measure_hair(work)
-    limits = cfg.LIMITS["hair"]
-    verdict = limits.grade(score)
-    if verdict == "pass":
-        return CheckResult("hair", round(score, 2), verdict, f"little hair ({score:.0f}% of image)")
-    return CheckResult(
+    return graded(
         "hair",
-        round(score, 2),
-        verdict,
-        f"hair covers {score:.0f}% of the image ({limits.needed(verdict)}%); "
+        measure_hair(work),
+        cfg.LIMITS["hair"],
+        "little hair ({score:.0f}% of image)",
+        "hair covers {score:.0f}% of the image ({needed}%); "
         "part, wet or trim the hair over the lesion",
+        digits=2,
     )
 
 
@@ -93,17 +90,13 @@ def measure_ink(work: WorkImage) -> float:
 
 
 def check_ink(work: WorkImage) -> CheckResult:
-    score = measure_ink(work)
-    limits = cfg.LIMITS["ink"]
-    verdict = limits.grade(score)
-    if verdict == "pass":
-        return CheckResult("ink", round(score, 3), verdict, "no pen or ink marks")
-    return CheckResult(
+    return graded(
         "ink",
-        round(score, 3),
-        verdict,
-        f"pen / ink marks on the skin ({score:.1f}% of it): fine for the record, but tag or crop "
-        "before training a model",
+        measure_ink(work),
+        cfg.LIMITS["ink"],
+        "no pen or ink marks",
+        "pen / ink marks on the skin ({score:.1f}% of it): fine for the record, but tag or "
+        "crop before training a model",
     )
 
 
@@ -225,17 +218,14 @@ def _mark_near(positions: np.ndarray, target: float, tol: float) -> float | None
 
 
 def check_ruler(work: WorkImage) -> CheckResult:
-    ticks = ruler_ticks(work.sharp_gray.astype(np.uint8))
-    limits = cfg.LIMITS["ruler"]
-    verdict = limits.grade(ticks)
-    if verdict == "pass":
-        return CheckResult("ruler", ticks, verdict, "no ruler or scale seen")
-    return CheckResult(
+    return graded(
         "ruler",
-        ticks,
-        verdict,
-        f"ruler / scale marks in view ({ticks} evenly spaced ticks): fine for measuring, "
+        ruler_ticks(work.sharp_gray.astype(np.uint8)),
+        cfg.LIMITS["ruler"],
+        "no ruler or scale seen",
+        "ruler / scale marks in view ({score} evenly spaced ticks): fine for measuring, "
         "but tag or crop before training a model",
+        digits=None,
     )
 
 
@@ -305,15 +295,12 @@ def _looks_like_bubble(
 def check_bubbles(work: WorkImage) -> CheckResult:
     if work.modality not in (None, "dermoscopic"):
         return CheckResult("bubbles", None, "pass", "not dermoscopic: no gel, no bubbles")
-    count = count_bubbles(work)
-    limits = cfg.LIMITS["bubbles"]
-    verdict = limits.grade(count)
-    if verdict == "pass":
-        return CheckResult("bubbles", count, verdict, "no gel bubbles seen")
-    return CheckResult(
+    return graded(
         "bubbles",
-        count,
-        verdict,
-        f"air bubbles in the gel ({count} seen): press gently and re-apply gel so none sit "
+        count_bubbles(work),
+        cfg.LIMITS["bubbles"],
+        "no gel bubbles seen",
+        "air bubbles in the gel ({score} seen): press gently and re-apply gel so none sit "
         "over the lesion",
+        digits=None,
     )

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from dermdesk.imaging import quality_config as cfg
-from dermdesk.imaging.findings import CheckResult, Verdict, severity
+from dermdesk.imaging.findings import CheckResult, Verdict, graded, severity
 from dermdesk.imaging.working import WorkImage, pct, srgb_to_linear
 
 # -- measures --------------------------------------------------------------------------------------
@@ -190,7 +190,6 @@ def _result(
 
 
 def check_sharpness(work: WorkImage) -> CheckResult:
-    limits = cfg.LIMITS["sharpness"]
     score, detail = measure_focus(work.sharp_gray)
     if detail < cfg.FOCUS_MIN_DETAIL:
         return _result(
@@ -199,15 +198,12 @@ def check_sharpness(work: WorkImage) -> CheckResult:
             "fail",
             "no detail at all (blank, or completely out of focus): retake the photo",
         )
-    verdict = limits.grade(score)
-    if verdict == "pass":
-        return _result("sharpness", score, verdict, f"sharp: sharpness {score:.0f}")
-    return _result(
+    return graded(
         "sharpness",
         score,
-        verdict,
-        f"blurred: sharpness {score:.0f}, {limits.needed(verdict)}; hold the camera steady "
-        "and let it focus",
+        cfg.LIMITS["sharpness"],
+        "sharp: sharpness {score:.0f}",
+        "blurred: sharpness {score:.0f}, {needed}; hold the camera steady and let it focus",
     )
 
 
@@ -220,34 +216,26 @@ def check_lesion_sharpness(work: WorkImage) -> CheckResult:
     gray = work.sharp_gray
     mask = cv2.resize(lesion.astype(np.uint8), (gray.shape[1], gray.shape[0])) > 0
     mask = cv2.dilate(mask.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
-    limits = cfg.LIMITS["lesion_sharpness"]
     score, detail = measure_focus(gray, mask)
-    verdict = limits.grade(score) if detail >= cfg.FOCUS_MIN_DETAIL else "fail"
-    if verdict == "pass":
-        return _result(
-            "lesion_sharpness", score, verdict, f"lesion in focus: sharpness {score:.0f}"
-        )
-    return _result(
+    return graded(
         "lesion_sharpness",
         score,
-        verdict,
-        f"lesion out of focus: sharpness {score:.0f}, {limits.needed(verdict)}; "
+        cfg.LIMITS["lesion_sharpness"],
+        "lesion in focus: sharpness {score:.0f}",
+        "lesion out of focus: sharpness {score:.0f}, {needed}; "
         "focus on the lesion (tap it on a phone screen)",
+        verdict=None if detail >= cfg.FOCUS_MIN_DETAIL else "fail",
     )
 
 
 def check_motion_blur(work: WorkImage) -> CheckResult:
-    limits = cfg.LIMITS["motion_blur"]
-    score = measure_motion(work.sharp_gray)
-    verdict = limits.grade(score)
-    if verdict == "pass":
-        return _result("motion_blur", score, verdict, f"no motion blur: balance {score:.0f}")
-    return _result(
+    return graded(
         "motion_blur",
-        score,
-        verdict,
-        f"motion blur: detail smeared in one direction (balance {score:.0f}, "
-        f"{limits.needed(verdict)}); hold still or brace the camera",
+        measure_motion(work.sharp_gray),
+        cfg.LIMITS["motion_blur"],
+        "no motion blur: balance {score:.0f}",
+        "motion blur: detail smeared in one direction (balance {score:.0f}, {needed}); "
+        "hold still or brace the camera",
     )
 
 
@@ -285,51 +273,36 @@ def check_exposure(work: WorkImage) -> CheckResult:
 
 def check_clipping(work: WorkImage) -> CheckResult:
     high, low = measure_clipping(_in_fov(work, work.chan_max))
-    limits = cfg.LIMITS["clipping"]
-    score = max(high, low)
-    verdict = limits.grade(score)
-    what = "highlights burnt out" if high >= low else "shadows crushed to black"
-    if verdict == "pass":
-        return _result(
-            "clipping", score, verdict, f"no clipping ({score:.1f}% of pixels)", high=high, low=low
-        )
-    return _result(
+    return graded(
         "clipping",
-        score,
-        verdict,
-        f"{what}: {score:.0f}% of pixels, {limits.needed(verdict)}%; even out the lighting",
-        high=high,
-        low=low,
+        max(high, low),
+        cfg.LIMITS["clipping"],
+        "no clipping ({score:.1f}% of pixels)",
+        "{what}: {score:.0f}% of pixels, {needed}%; even out the lighting",
+        what="highlights burnt out" if high >= low else "shadows crushed to black",
+        details={"high": high, "low": low},
     )
 
 
 def check_contrast(work: WorkImage) -> CheckResult:
     l_star = work.lab[:, :, 0][work.fov] if work.fov.any() else work.lab[:, :, 0].ravel()
-    score = measure_contrast(l_star)
-    limits = cfg.LIMITS["contrast"]
-    verdict = limits.grade(score)
-    if verdict == "pass":
-        return _result("contrast", score, verdict, f"contrast normal (lightness range {score:.0f})")
-    return _result(
+    return graded(
         "contrast",
-        score,
-        verdict,
-        f"flat, washed-out image: lightness range {score:.0f}, {limits.needed(verdict)}; "
+        measure_contrast(l_star),
+        cfg.LIMITS["contrast"],
+        "contrast normal (lightness range {score:.0f})",
+        "flat, washed-out image: lightness range {score:.0f}, {needed}; "
         "check for haze, fog on the lens or stray light",
     )
 
 
 def check_glare(work: WorkImage) -> CheckResult:
-    score = measure_glare(work.chan_max, work.chan_min, work.fov)
-    limits = cfg.LIMITS["glare"]
-    verdict = limits.grade(score)
-    if verdict == "pass":
-        return _result("glare", score, verdict, f"little glare ({score:.1f}% of pixels)")
-    return _result(
+    return graded(
         "glare",
-        score,
-        verdict,
-        f"glare: {score:.0f}% of the image is shiny white, {limits.needed(verdict)}%; "
+        measure_glare(work.chan_max, work.chan_min, work.fov),
+        cfg.LIMITS["glare"],
+        "little glare ({score:.1f}% of pixels)",
+        "glare: {score:.0f}% of the image is shiny white, {needed}%; "
         "tilt the camera or use a polarising filter",
     )
 
@@ -339,21 +312,15 @@ def check_colour_cast(work: WorkImage) -> CheckResult:
     pixels = work.small_float[work.fov] if work.fov.any() else work.small_float.reshape(-1, 3)
     score, vector = measure_cast(pixels, modality)
     lrg, lbg = float(vector[0]), float(vector[1])
-    limits = cfg.LIMITS["colour_cast"]
-    verdict = limits.grade(score)
-    if verdict == "pass":
-        return _result(
-            "colour_cast", score, verdict, f"colour balance normal (deviation {score:.1f})"
-        )
-    tint = _tint_name(lrg, lbg, modality)
-    return _result(
+    return graded(
         "colour_cast",
         score,
-        verdict,
-        f"{tint} colour cast: deviation {score:.1f}, {limits.needed(verdict)}; "
+        cfg.LIMITS["colour_cast"],
+        "colour balance normal (deviation {score:.1f})",
+        "{tint} colour cast: deviation {score:.1f}, {needed}; "
         "set white balance to daylight / auto, avoid coloured light",
-        log_rg=lrg,
-        log_bg=lbg,
+        tint=_tint_name(lrg, lbg, modality),
+        details={"log_rg": lrg, "log_bg": lbg},
     )
 
 
@@ -369,17 +336,12 @@ def check_noise(work: WorkImage) -> CheckResult:
     gray = _centre_crop(cv2.cvtColor(work.rgb, cv2.COLOR_RGB2GRAY), cfg.NOISE_CROP).astype(
         np.float32
     )
-    score = measure_noise(gray)
-    limits = cfg.LIMITS["noise"]
-    verdict = limits.grade(score)
-    if verdict == "pass":
-        return _result("noise", score, verdict, f"low noise (σ {score:.1f})")
-    return _result(
+    return graded(
         "noise",
-        score,
-        verdict,
-        f"grainy: noise σ {score:.1f}, {limits.needed(verdict)}; add light so the camera "
-        "needs less gain",
+        measure_noise(gray),
+        cfg.LIMITS["noise"],
+        "low noise (σ {score:.1f})",
+        "grainy: noise σ {score:.1f}, {needed}; add light so the camera needs less gain",
     )
 
 
@@ -388,15 +350,12 @@ def check_compression(work: WorkImage) -> CheckResult:
     quality = work.decoded.jpeg_quality
     if quality is None:
         return CheckResult("compression", None, "pass", "not a JPEG file: no compression loss")
-    limits = cfg.LIMITS["compression"]
-    verdict = limits.grade(quality)
-    if verdict == "pass":
-        return _result("compression", quality, verdict, f"JPEG quality {quality}")
-    return _result(
+    return graded(
         "compression",
         quality,
-        verdict,
-        f"heavily compressed: JPEG quality {quality}, {limits.needed(verdict)}; "
+        cfg.LIMITS["compression"],
+        "JPEG quality {score}",
+        "heavily compressed: JPEG quality {score}, {needed}; "
         "export or send the original, not a messaging-app copy",
     )
 
@@ -409,35 +368,28 @@ def check_blockiness(work: WorkImage) -> CheckResult:
             "blockiness", None, "pass", "large JPEG read at reduced scale; see compression"
         )
     gray = _centre_crop(cv2.cvtColor(work.rgb, cv2.COLOR_RGB2GRAY), cfg.BLOCK_CROP)
-    score = measure_blockiness(gray.astype(np.float32), period)
-    limits = cfg.LIMITS["blockiness"]
-    verdict = limits.grade(score)
-    if verdict == "pass":
-        return _result("blockiness", score, verdict, f"no block artefacts ({score:.2f})")
-    return _result(
+    return graded(
         "blockiness",
-        score,
-        verdict,
-        f"blocky compression artefacts: {score:.2f}, {limits.needed(verdict)}; "
+        measure_blockiness(gray.astype(np.float32), period),
+        cfg.LIMITS["blockiness"],
+        "no block artefacts ({score:.2f})",
+        "blocky compression artefacts: {score:.2f}, {needed}; "
         "use the original photo, not a compressed copy",
     )
 
 
 def check_resolution(work: WorkImage) -> CheckResult:
     d = work.decoded
-    short = min(d.width, d.height)
     modality = work.modality or "clinical"
-    limits = cfg.RESOLUTION_LIMITS.get(modality, cfg.RESOLUTION_LIMITS["clinical"])
-    verdict = limits.grade(short)
-    size = f"{d.width}x{d.height} px"
-    if verdict == "pass":
-        return _result("resolution", short, verdict, f"resolution {size}")
-    return _result(
+    return graded(
         "resolution",
-        short,
-        verdict,
-        f"low resolution for a {modality} image: {size}, short side {limits.needed(verdict)} px; "
+        min(d.width, d.height),
+        cfg.RESOLUTION_LIMITS.get(modality, cfg.RESOLUTION_LIMITS["clinical"]),
+        "resolution {size}",
+        "low resolution for a {modality} image: {size}, short side {needed} px; "
         "use the camera's full resolution",
+        size=f"{d.width}x{d.height} px",
+        modality=modality,
     )
 
 
@@ -455,17 +407,12 @@ def check_framing(work: WorkImage) -> list[CheckResult]:
 
 
 def _lesion_size(lesion: np.ndarray, fov: np.ndarray) -> CheckResult:
-    share = 100.0 * lesion.sum() / max(int(fov.sum()), 1)
-    limits = cfg.LIMITS["lesion_size"]
-    verdict = limits.grade(share)
-    if verdict == "pass":
-        return _result("lesion_size", share, verdict, f"lesion fills {share:.0f}% of the frame")
-    return _result(
+    return graded(
         "lesion_size",
-        share,
-        verdict,
-        f"lesion small in the frame: {share:.1f}% of the image, {limits.needed(verdict)}%; "
-        "move closer or zoom in",
+        100.0 * lesion.sum() / max(int(fov.sum()), 1),
+        cfg.LIMITS["lesion_size"],
+        "lesion fills {score:.0f}% of the frame",
+        "lesion small in the frame: {score:.1f}% of the image, {needed}%; move closer or zoom in",
     )
 
 
@@ -476,16 +423,12 @@ def _lesion_cut(lesion: np.ndarray, fov: np.ndarray) -> CheckResult:
     )
     boundary = edge > 0
     near_border = ~_eroded_mask(fov, 2)
-    share = 100.0 * (boundary & near_border).sum() / max(int(boundary.sum()), 1)
-    limits = cfg.LIMITS["lesion_cut"]
-    verdict = limits.grade(share)
-    if verdict == "pass":
-        return _result("lesion_cut", share, verdict, "whole lesion in view")
-    return _result(
+    return graded(
         "lesion_cut",
-        share,
-        verdict,
-        f"lesion cut by the image border: {share:.0f}% of its outline, {limits.needed(verdict)}%; "
+        100.0 * (boundary & near_border).sum() / max(int(boundary.sum()), 1),
+        cfg.LIMITS["lesion_cut"],
+        "whole lesion in view",
+        "lesion cut by the image border: {score:.0f}% of its outline, {needed}%; "
         "step back or re-centre so the whole lesion and some skin around it show",
     )
 
@@ -494,16 +437,12 @@ def _lesion_centre(lesion: np.ndarray) -> CheckResult:
     h, w = lesion.shape
     ys, xs = np.nonzero(lesion)
     off = math.hypot((xs.mean() - (w - 1) / 2) / w, (ys.mean() - (h - 1) / 2) / h)
-    score = 100.0 * off / math.hypot(0.5, 0.5)
-    limits = cfg.LIMITS["lesion_centre"]
-    verdict = limits.grade(score)
-    if verdict == "pass":
-        return _result("lesion_centre", score, verdict, "lesion centred")
-    return _result(
+    return graded(
         "lesion_centre",
-        score,
-        verdict,
-        f"lesion off-centre: {score:.0f}% of the way to a corner, {limits.needed(verdict)}%; "
+        100.0 * off / math.hypot(0.5, 0.5),
+        cfg.LIMITS["lesion_centre"],
+        "lesion centred",
+        "lesion off-centre: {score:.0f}% of the way to a corner, {needed}%; "
         "put the lesion in the middle",
     )
 

@@ -51,6 +51,33 @@ class Limits:
         return f"needs {sign} {_fmt(bound)}"
 
 
+def graded(
+    check: str,
+    score: float,
+    limits: Limits,
+    ok: str,
+    bad: str,
+    *,
+    verdict: Verdict | None = None,
+    digits: int | None = 3,
+    details: dict[str, Any] | None = None,
+    **fields: Any,
+) -> CheckResult:
+    """Grade ``score`` against ``limits`` (unless ``verdict`` is given) and word the finding.
+
+    ``ok`` (for a pass) and ``bad`` (warn or fail) are :meth:`str.format` templates
+    that may use ``{score}``, ``{needed}`` (what the limits ask for: "needs ≥ 40")
+    and the keywords in ``fields``. A ``bad`` reason says what was measured, what is
+    needed and what to do. The score is rounded to ``digits`` (None: kept as is).
+    """
+    if verdict is None:
+        verdict = limits.grade(score)
+    template = ok if verdict == "pass" else bad
+    reason = template.format(score=score, needed=limits.needed(verdict), **fields)
+    value = score if digits is None else round(float(score), digits)
+    return CheckResult(check, value, verdict, reason, dict(details or {}))
+
+
 def severity(verdict: Verdict) -> int:
     """0 for pass, 1 for warn, 2 for fail."""
     return _RANK[verdict]
