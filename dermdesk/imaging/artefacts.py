@@ -172,8 +172,8 @@ def _longest_tick_row(arr: np.ndarray) -> int:
     for angle in np.arange(0.0, 180.0, 7.5):
         diff = np.abs((arr[:, 0] - angle + 90.0) % 180.0 - 90.0)
         group = arr[diff <= cfg.RULER_ANGLE_TOL]
-        if len(group) < cfg.RULER_MIN_TICKS:
-            continue
+        if len(group) < cfg.RULER_MIN_TICKS or len(group) <= best:
+            continue  # a row is never longer than its group: it cannot beat ``best``
         theta = math.radians(angle)
         along = group[:, 1] * math.cos(theta) + group[:, 2] * math.sin(theta)  # tick direction
         across = -group[:, 1] * math.sin(theta) + group[:, 2] * math.cos(theta)  # ruler direction
@@ -182,7 +182,8 @@ def _longest_tick_row(arr: np.ndarray) -> int:
         start = 0
         for end in range(1, len(along) + 1):
             if end == len(along) or along[end] - along[end - 1] > cfg.RULER_BASELINE_TOL:
-                best = max(best, _even_run(np.sort(across[start:end])))
+                if end - start > best:
+                    best = max(best, _even_run(np.sort(across[start:end])))
                 start = end
     return best
 

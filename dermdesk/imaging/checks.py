@@ -17,7 +17,7 @@ import numpy as np
 
 from dermdesk.imaging import quality_config as cfg
 from dermdesk.imaging.findings import CheckResult, Verdict, graded, severity
-from dermdesk.imaging.working import WorkImage, pct, srgb_to_linear
+from dermdesk.imaging.working import WorkImage, pct, srgb8_to_linear, srgb_to_linear
 
 # -- measures --------------------------------------------------------------------------------------
 
@@ -114,7 +114,13 @@ def cast_vector(rgb_float: np.ndarray) -> np.ndarray:
     """Colour of a photo as 4 numbers: log(R/G), log(B/G) of the median pixel and of the
     brightest pixels, in linear light (a colour cast shifts both the same way)."""
     flat = rgb_float.reshape(-1, 3)
-    lin = srgb_to_linear(flat[:: max(1, len(flat) // 16384)])
+    return _cast_vector(srgb_to_linear(flat[:: max(1, len(flat) // _CAST_SAMPLES)]))
+
+
+_CAST_SAMPLES = 16384
+
+
+def _cast_vector(lin: np.ndarray) -> np.ndarray:
     level = lin.sum(axis=1)
     top = lin.max(axis=1)
     ok = (level > 0.03) & (top < 0.97)
@@ -126,16 +132,23 @@ def cast_vector(rgb_float: np.ndarray) -> np.ndarray:
     return np.array([math.log(r / g), math.log(b / g), math.log(r2 / g2), math.log(b2 / g2)])
 
 
-def measure_cast(rgb_float: np.ndarray, modality: str) -> tuple[float, np.ndarray]:
-    """(distance from the usual colour of photos of this modality, the colour vector).
+def work_cast_vector(work: WorkImage) -> np.ndarray:
+    """:func:`cast_vector` of the small image's field of view, without converting the
+    whole image to float: the same sampled pixels, through the 8-bit table."""
+    flat = work.small.reshape(-1, 3)
+    index = np.flatnonzero(work.fov) if work.fov.any() else np.arange(len(flat))
+    return _cast_vector(srgb8_to_linear(flat[index[:: max(1, len(index) // _CAST_SAMPLES)]]))
 
-    The distance is Mahalanobis against real photos (``CAST_PRIOR``), so skin's
-    natural redness and the ordinary spread between people are not a cast.
+
+def cast_distance(vector: np.ndarray, modality: str) -> float:
+    """Distance of a colour vector from the usual colour of photos of this modality.
+
+    Mahalanobis against real photos (``CAST_PRIOR``), so skin's natural redness and
+    the ordinary spread between people are not a cast.
     """
-    x = cast_vector(rgb_float)
     mean, inv_cov = cfg.CAST_PRIOR[modality if modality in cfg.CAST_PRIOR else "clinical"]
-    d = x - np.asarray(mean)
-    return float(math.sqrt(max(float(d @ np.asarray(inv_cov) @ d), 0.0))), x
+    d = vector - np.asarray(mean)
+    return float(math.sqrt(max(float(d @ np.asarray(inv_cov) @ d), 0.0)))
 
 
 def measure_noise(gray: np.ndarray) -> float:
@@ -309,8 +322,8 @@ def check_glare(work: WorkImage) -> CheckResult:
 
 def check_colour_cast(work: WorkImage) -> CheckResult:
     modality = work.modality or "clinical"
-    pixels = work.small_float[work.fov] if work.fov.any() else work.small_float.reshape(-1, 3)
-    score, vector = measure_cast(pixels, modality)
+    vector = work_cast_vector(work)
+    score = cast_distance(vector, modality)
     lrg, lbg = float(vector[0]), float(vector[1])
     return graded(
         "colour_cast",

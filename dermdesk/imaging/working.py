@@ -199,7 +199,7 @@ class WorkImage:
     @cached_property
     def luminance(self) -> np.ndarray:
         """Relative luminance Y in [0, 1] (linear light) of the small image."""
-        lin = srgb_to_linear(self.small_float)
+        lin = srgb8_to_linear(self.small)
         return lin @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 
     @cached_property
@@ -246,6 +246,16 @@ def srgb_to_linear(x: np.ndarray) -> np.ndarray:
     """sRGB-encoded values in [0, 1] -> linear light (table lookup, fast)."""
     idx = np.clip(x * 4095.0 + 0.5, 0, 4095).astype(np.int32)
     return _SRGB_LUT[idx]
+
+
+# The same conversion for 8-bit values (exactly srgb_to_linear(v / 255) as float32): a
+# gather from a 256-entry table, without the float image, clip and index arrays.
+_SRGB8_LUT = srgb_to_linear(np.arange(256, dtype=np.float32) / 255.0)
+
+
+def srgb8_to_linear(u8: np.ndarray) -> np.ndarray:
+    """8-bit sRGB values -> linear light in [0, 1] (float32)."""
+    return _SRGB8_LUT[u8]
 
 
 def linear_to_srgb(x: np.ndarray) -> np.ndarray:
