@@ -594,7 +594,7 @@ def _tone_row(image_id: str, tone: SkinToneIn, at: str, current: bool) -> dict[s
 
 
 def _tone_audit(
-    image_id: str, tone: SkinToneIn, before: tuple[int | None, int | None] | Any
+    image_id: str, tone: SkinToneIn, before: Sequence[int | None]
 ) -> tuple[str, str, str, dict[str, Any], dict[str, Any]]:
     """The audit entry of a skin-tone record: the image's effective values before it."""
     return (
@@ -610,22 +610,23 @@ def _fresh_tones(
     tones: Sequence[SkinToneIn],
 ) -> list[tuple[SkinToneIn, tuple[int | None, int | None], bool]]:
     """A new image's tone records in order, each with the effective (Fitzpatrick, Monk)
-    after it and whether it stays current (a later record of its method retires it);
-    the same rule as :func:`_effective_tone`: manual wins over estimated, per scale."""
+    after it and whether it stays current (a later record of its method retires it)."""
     last = {tone.method: i for i, tone in enumerate(tones)}
+    current: dict[str, tuple[int | None, int | None]] = {}
     out = []
-    current: dict[str, SkinToneIn] = {}
     for i, tone in enumerate(tones):
-        current[tone.method] = tone
-        manual, est = current.get("manual"), current.get("estimated")
-        fitz = manual.fitzpatrick if manual and manual.fitzpatrick is not None else None
-        monk = manual.monk if manual and manual.monk is not None else None
-        if fitz is None and est:
-            fitz = est.fitzpatrick
-        if monk is None and est:
-            monk = est.monk
-        out.append((tone, (fitz, monk), last[tone.method] == i))
+        current[tone.method] = (tone.fitzpatrick, tone.monk)
+        effective = _manual_wins(current.get("manual"), current.get("estimated"))
+        out.append((tone, effective, last[tone.method] == i))
     return out
+
+
+def _manual_wins(
+    manual: Sequence[int | None] | None, estimated: Sequence[int | None] | None
+) -> tuple[int | None, int | None]:
+    """Effective (Fitzpatrick, Monk): a manual value wins over an estimate, per scale."""
+    m, e = manual or (None, None), estimated or (None, None)
+    return (m[0] if m[0] is not None else e[0], m[1] if m[1] is not None else e[1])
 
 
 def _effective_tone(conn: sqlite3.Connection, image_id: str) -> tuple[int | None, int | None]:
@@ -637,8 +638,4 @@ def _effective_tone(conn: sqlite3.Connection, image_id: str) -> tuple[int | None
             (image_id,),
         )
     )
-    manual = rows.get("manual", (None, None))
-    estimated = rows.get("estimated", (None, None))
-    fitz = manual[0] if manual[0] is not None else estimated[0]
-    monk = manual[1] if manual[1] is not None else estimated[1]
-    return fitz, monk
+    return _manual_wins(rows.get("manual"), rows.get("estimated"))

@@ -82,10 +82,7 @@ class Store:
                     return False
             except FileNotFoundError:
                 pass
-        parent = os.path.dirname(target)
-        if parent not in self._made:
-            os.makedirs(parent, exist_ok=True)
-            self._made.add(parent)
+        self._make_parent(target)
         # The temporary file goes beside its target, not into one shared folder: the
         # kernel serialises file creation per folder, and imports write from several
         # threads at once (measured: 2 threads in one folder were no faster than one).
@@ -109,17 +106,18 @@ class Store:
         replaces the link rather than writing through it into ``source_rel``.
         """
         target = os.path.join(self._root_str, rel)
+        self._make_parent(target)
+        try:
+            os.link(os.path.join(self._root_str, source_rel), target)
+        except OSError:  # there already (put keeps an intact copy), or no hard links here
+            return self.put(rel, data)
+        return True
+
+    def _make_parent(self, target: str) -> None:
         parent = os.path.dirname(target)
         if parent not in self._made:
             os.makedirs(parent, exist_ok=True)
             self._made.add(parent)
-        try:
-            os.link(os.path.join(self._root_str, source_rel), target)
-        except FileExistsError:
-            return self.put(rel, data)  # keeps an intact copy, repairs a damaged one
-        except OSError:  # no hard links here (FAT, some network shares)
-            return self.put(rel, data)
-        return True
 
     def iter_files(self, sub: str) -> Iterator[Path]:
         folder = self.root / sub

@@ -129,9 +129,7 @@ def _check_orphans(lib: Library, report: VerifyReport, repair: bool, grace_s: fl
         if p.relative_to(lib.root).as_posix() not in named and not p.name.endswith(PART)
     ]
     orphans += [
-        p
-        for p in lib.store.iter_files(THUMBS)
-        if p.stem not in ids and not p.name.endswith(PART)
+        p for p in lib.store.iter_files(THUMBS) if p.stem not in ids and not p.name.endswith(PART)
     ]
     temps = lib.store.temp_files()
     if repair:
