@@ -89,3 +89,22 @@ def test_an_old_orphan_original_is_removed(lib: Library) -> None:
     report = verify(lib, repair=True)
     assert report.repaired == ["removed 2 orphan and 0 temporary files"]
     assert not lib.store.path(orphan.file).exists()
+
+
+def test_a_backup_keeps_own_thumbnails_linked_and_verifies(lib: Library, tmp_path: Path) -> None:
+    from dermdesk.library.backup import backup
+
+    big, small = add(lib, 640, 480), add(lib, 300, 300, seed=1)
+    result = backup(lib, tmp_path / "bak")
+    assert result.images == 2 and result.files == 4
+    with Library.open(tmp_path / "bak") as copy:
+        assert verify(copy).ok and not verify(copy).warnings
+        original = copy.store.path(small.file)
+        assert copy.thumbnail_path(small.sha256).stat().st_ino == original.stat().st_ino
+        assert (
+            copy.thumbnail_path(big.sha256).read_bytes()
+            == lib.thumbnail_path(big.sha256).read_bytes()
+        )
+    # the small JPEG's bytes are counted once
+    sizes = [lib.store.path(big.file), lib.thumbnail_path(big.sha256), lib.store.path(small.file)]
+    assert result.bytes == sum(p.stat().st_size for p in sizes)
