@@ -46,8 +46,7 @@ def training_rows() -> list[dict[str, str]]:
 
 def feature_row(path: str) -> tuple[dict[str, float], list[float]]:
     work = WorkImage(decode_for_checks(SHARED_DATA / path))
-    pixels = work.small_float[work.fov] if work.fov.any() else work.small_float
-    return features(work), cast_vector(pixels).tolist()
+    return features(work), cast_vector(work).tolist()
 
 
 def extract(rows: list[dict[str, str]], workers: int) -> list[tuple[dict[str, float], list[float]]]:

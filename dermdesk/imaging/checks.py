@@ -110,17 +110,15 @@ def measure_glare(chan_max: np.ndarray, chan_min: np.ndarray, fov: np.ndarray) -
     return 100.0 * float(stats[small, cv2.CC_STAT_AREA].sum()) / area
 
 
-def cast_vector(rgb_float: np.ndarray) -> np.ndarray:
+def cast_vector(work: WorkImage) -> np.ndarray:
     """Colour of a photo as 4 numbers: log(R/G), log(B/G) of the median pixel and of the
-    brightest pixels, in linear light (a colour cast shifts both the same way)."""
-    flat = rgb_float.reshape(-1, 3)
-    return _cast_vector(srgb_to_linear(flat[:: max(1, len(flat) // _CAST_SAMPLES)]))
+    brightest pixels, in linear light (a colour cast shifts both the same way).
 
-
-_CAST_SAMPLES = 16384
-
-
-def _cast_vector(lin: np.ndarray) -> np.ndarray:
+    Read from up to 16k evenly strided pixels of the small image's field of view,
+    converted by the 8-bit sRGB table (no float copy of the whole image)."""
+    flat = work.small.reshape(-1, 3)
+    index = np.flatnonzero(work.fov) if work.fov.any() else np.arange(len(flat))
+    lin = srgb8_to_linear(flat[index[:: max(1, len(index) // 16384)]])
     level = lin.sum(axis=1)
     top = lin.max(axis=1)
     ok = (level > 0.03) & (top < 0.97)
@@ -130,14 +128,6 @@ def _cast_vector(lin: np.ndarray) -> np.ndarray:
     bright = ok & (top >= pct(top[ok], 97))
     r2, g2, b2 = lin[bright].mean(axis=0) + 1e-4
     return np.array([math.log(r / g), math.log(b / g), math.log(r2 / g2), math.log(b2 / g2)])
-
-
-def work_cast_vector(work: WorkImage) -> np.ndarray:
-    """:func:`cast_vector` of the small image's field of view, without converting the
-    whole image to float: the same sampled pixels, through the 8-bit table."""
-    flat = work.small.reshape(-1, 3)
-    index = np.flatnonzero(work.fov) if work.fov.any() else np.arange(len(flat))
-    return _cast_vector(srgb8_to_linear(flat[index[:: max(1, len(index) // _CAST_SAMPLES)]]))
 
 
 def cast_distance(vector: np.ndarray, modality: str) -> float:
@@ -322,7 +312,7 @@ def check_glare(work: WorkImage) -> CheckResult:
 
 def check_colour_cast(work: WorkImage) -> CheckResult:
     modality = work.modality or "clinical"
-    vector = work_cast_vector(work)
+    vector = cast_vector(work)
     score = cast_distance(vector, modality)
     lrg, lbg = float(vector[0]), float(vector[1])
     return graded(

@@ -136,14 +136,12 @@ def hair_mask(gray: np.ndarray, fov: np.ndarray | None = None) -> np.ndarray:
 
 
 def skin_reference(
-    lab: np.ndarray, fov: np.ndarray, exclude: np.ndarray, core: np.ndarray | None = None
+    lab: np.ndarray, fov: np.ndarray, exclude: np.ndarray, core: np.ndarray
 ) -> np.ndarray:
     """Median CIELAB of the outer ring of the field of view (the surrounding skin).
 
-    ``core`` is :func:`fov_core` of ``fov`` when the caller has it already (the
-    erosion is the costliest step, and one image asks three times)."""
-    if core is None:
-        core = fov_core(fov)
+    ``core`` is :func:`fov_core` of ``fov`` (``WorkImage.fov_core``, computed once:
+    the erosion is the costliest step, and one image asks three times)."""
     ring = fov & ~exclude & ~core
     if ring.sum() < 20:
         ring = fov & ~exclude
