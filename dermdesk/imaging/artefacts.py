@@ -12,6 +12,7 @@ learn instead of the lesion). Detectors are classical and fast:
 
 from __future__ import annotations
 
+import bisect
 import math
 
 import cv2
@@ -20,7 +21,7 @@ import numpy as np
 from dermdesk.imaging import quality_config as cfg
 from dermdesk.imaging.findings import CheckResult, graded
 from dermdesk.imaging.segment import skin_reference
-from dermdesk.imaging.working import WorkImage
+from dermdesk.imaging.working import WorkImage, linear_percentile
 
 # -- hair ------------------------------------------------------------------------------------------
 
@@ -108,7 +109,7 @@ def ruler_ticks(gray: np.ndarray) -> int:
     blackhat = cv2.morphologyEx(
         gray, cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_RECT, (7, 7))
     )
-    thr = max(cfg.RULER_CONTRAST, float(np.percentile(blackhat[::2, ::2], 97)))
+    thr = max(cfg.RULER_CONTRAST, float(linear_percentile(blackhat[::2, ::2].ravel(), 97)))
     mask = (blackhat > thr).astype(np.uint8)
     mask &= ~_long_lines(mask)  # a ruler's baseline would join its ticks into one piece
     n, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
@@ -178,25 +179,28 @@ def _longest_tick_row(arr: np.ndarray) -> int:
         along = group[:, 1] * math.cos(theta) + group[:, 2] * math.sin(theta)  # tick direction
         across = -group[:, 1] * math.sin(theta) + group[:, 2] * math.cos(theta)  # ruler direction
         order = np.argsort(along)
-        along, across = along[order], across[order]
+        # plain floats from here: the scan is scalar work, where numpy scalars cost ~10x
+        along_list, across_list = along[order].tolist(), across[order].tolist()
         start = 0
-        for end in range(1, len(along) + 1):
-            if end == len(along) or along[end] - along[end - 1] > cfg.RULER_BASELINE_TOL:
+        for end in range(1, len(along_list) + 1):
+            if (
+                end == len(along_list)
+                or along_list[end] - along_list[end - 1] > cfg.RULER_BASELINE_TOL
+            ):
                 if end - start > best:
-                    best = max(best, _even_run(np.sort(across[start:end])))
+                    best = max(best, _even_run(sorted(across_list[start:end])))
                 start = end
     return best
 
 
-def _even_run(positions: np.ndarray) -> int:
+def _even_run(positions: list[float]) -> int:
     """Longest chain of marks at one regular spacing (a ruler's millimetre marks; a single
-    missing mark is bridged)."""
+    missing mark is bridged). ``positions`` must be sorted."""
     if len(positions) < 3:
         return len(positions)
-    positions = np.sort(positions)
     gaps = np.diff(positions)
     best = 0
-    for spacing in np.unique(np.round(gaps[gaps >= cfg.RULER_MIN_SPACING], 1)):
+    for spacing in np.unique(np.round(gaps[gaps >= cfg.RULER_MIN_SPACING], 1)).tolist():
         tol = cfg.RULER_SPACING_TOL * spacing
         for start in positions:
             length, at = 1, start
@@ -211,10 +215,11 @@ def _even_run(positions: np.ndarray) -> int:
     return best
 
 
-def _mark_near(positions: np.ndarray, target: float, tol: float) -> float | None:
-    i = int(np.searchsorted(positions, target - tol))
+def _mark_near(positions: list[float], target: float, tol: float) -> float | None:
+    """The first sorted position within ``tol`` of ``target``, if any."""
+    i = bisect.bisect_left(positions, target - tol)
     if i < len(positions) and positions[i] <= target + tol:
-        return float(positions[i])
+        return positions[i]
     return None
 
 

@@ -12,11 +12,12 @@ dermoscope's field of view and the lesion mask. Pure numpy/OpenCV/Pillow.
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -124,7 +125,46 @@ def pct(values: np.ndarray, q: float | tuple[float, ...], axis: int | None = Non
     n = arr.shape[0] if axis == 0 else arr.size
     step = max(1, n // _PCT_SAMPLES)
     sample = arr[::step] if axis == 0 else arr.reshape(-1)[::step]
-    return np.percentile(sample, q, axis=axis)
+    return linear_percentile(sample, q)
+
+
+def linear_percentile(sample: np.ndarray, q: float | tuple[float, ...]) -> Any:
+    """``np.percentile(sample, q, axis=0)`` (method 'linear'), bit for bit, for a 1-D or
+    2-D sample: the same partition and interpolation without numpy's generic set-up,
+    which dominates on the few-thousand-value samples the checks read (2-4x faster).
+    Samples with NaN are left to numpy, whose NaN rules this does not copy."""
+    n = sample.shape[0]
+    if type(q) in (int, float):  # one percentile: numpy's weak promotion keeps float32
+        virtual = (n - 1) * (cast(float, q) / 100)
+        lo_i = hi_i = -1
+        if virtual < n - 1:
+            lo_i = math.floor(virtual)
+            hi_i = lo_i + 1
+        part = np.partition(sample, sorted({lo_i % n, hi_i % n, n - 1}), axis=0)
+        if part.dtype.kind == "f" and np.isnan(part[-1]).any():
+            return np.percentile(sample, q, axis=0)
+        return _lerp(part[lo_i], part[hi_i], virtual - lo_i)
+    quantiles = np.true_divide(q, 100)
+    virtual_arr = (n - 1) * quantiles
+    above = virtual_arr >= n - 1  # the top percentile is the last value
+    prev_i = np.where(above, -1, np.floor(virtual_arr)).astype(np.intp)
+    next_i = np.where(above, -1, prev_i + 1).astype(np.intp)
+    kth = sorted({k % n for k in (*prev_i.ravel().tolist(), *next_i.ravel().tolist(), n - 1)})
+    part = np.partition(sample, kth, axis=0)
+    if part.dtype.kind == "f" and np.isnan(part[-1]).any():
+        return np.percentile(sample, q, axis=0)
+    gamma = (virtual_arr - prev_i).reshape(virtual_arr.shape + (1,) * (sample.ndim - 1))
+    return _lerp(part[prev_i], part[next_i], gamma)
+
+
+def _lerp(lo: Any, hi: Any, gamma: Any) -> Any:
+    """numpy's quantile interpolation: from the lower value below the midpoint, from the
+    upper one above it (so the ends are exact)."""
+    diff = hi - lo
+    result = np.add(lo, diff * gamma, out=...)
+    np.subtract(hi, diff * (1 - gamma), out=result, where=gamma >= 0.5,
+                casting="unsafe", dtype=type(result.dtype))  # fmt: skip
+    return result[()] if result.ndim == 0 else result
 
 
 _PCT_SAMPLES = 8192

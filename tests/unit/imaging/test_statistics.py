@@ -1,0 +1,47 @@
+"""The checks' fast percentile must equal numpy's exactly: every calibrated limit and every
+validated figure was measured with ``np.percentile``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dermdesk.imaging.working import Decoded, WorkImage, linear_percentile
+
+QS = (0, 2, 50, 97, 99.5, 100, 33.3, (2, 98), (25, 50, 75), (0, 100), np.float64(40))
+
+
+def same(a: object, b: object) -> bool:
+    """Equal values, dtype and type (a float32 result must stay float32)."""
+    same_type = type(a) is type(b) and np.asarray(a).dtype == np.asarray(b).dtype
+    return same_type and np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("q", QS, ids=str)
+def test_matches_numpy_on_a_real_image(typical: dict[str, Decoded], q: object) -> None:
+    work = WorkImage(typical["ham10000"])
+    samples = (
+        work.chan_max.ravel(),  # uint8
+        work.lab[:, :, 0].ravel(),  # float32
+        work.lab[work.fov],  # (N, 3) float32, per channel
+        work.lab[:, :, 2].ravel().astype(np.float64)[:7],  # a handful of values
+        work.gray_small.ravel().astype(np.int16)[:1],  # one value
+    )
+    for sample in samples:
+        assert same(linear_percentile(sample, q), np.percentile(sample, q, axis=0))
+
+
+def test_matches_numpy_on_random_values_of_every_dtype() -> None:
+    rng = np.random.default_rng(0)
+    for dtype in (np.uint8, np.int16, np.int64, np.float32, np.float64):
+        for n in (2, 3, 100, 1001):
+            sample = (rng.random((n, 3)) * 250).astype(dtype)
+            for q in QS:
+                assert same(linear_percentile(sample, q), np.percentile(sample, q, axis=0))
+                assert same(linear_percentile(sample[:, 0], q), np.percentile(sample[:, 0], q))
+
+
+def test_nan_follows_numpy() -> None:
+    sample = np.array([1.0, np.nan, 3.0], np.float32)
+    assert np.isnan(linear_percentile(sample, 50))
+    assert np.isnan(linear_percentile(sample, (10, 90))).all()
