@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from dermdesk.imaging import quality_config as cfg
-from dermdesk.imaging.working import pct
+from dermdesk.imaging.working import masked_rows, pct
 
 if TYPE_CHECKING:
     from dermdesk.imaging.working import WorkImage
@@ -143,13 +143,13 @@ def skin_reference(
     ``core`` is :func:`fov_core` of ``fov`` (``WorkImage.fov_core``, computed once:
     the erosion is the costliest step, and one image asks three times)."""
     ring = fov & ~exclude & ~core
-    if ring.sum() < 20:
+    if np.count_nonzero(ring) < 20:
         ring = fov & ~exclude
-    if ring.sum() < 20:
+    if np.count_nonzero(ring) < 20:
         ring = np.ones(fov.shape, bool)
-    values = lab[ring]
+    values = masked_rows(lab, ring)
     # A large lesion can cover much of the ring; skin is the lighter part of it.
-    light = values[values[:, 0] >= pct(values[:, 0], cfg.SKIN_RING_LIGHT_PERCENTILE)]
+    light = masked_rows(values, values[:, 0] >= pct(values[:, 0], cfg.SKIN_RING_LIGHT_PERCENTILE))
     return np.asarray(pct(light, 50, axis=0))
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from dermdesk import taxonomy
 from dermdesk.imaging import quality_config as cfg
 from dermdesk.imaging.findings import CheckResult
-from dermdesk.imaging.working import Decoded, WorkImage, pct
+from dermdesk.imaging.working import Decoded, WorkImage, masked_rows, pct
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def estimate_from_work(
     fov_area = max(int(work.fov.sum()), 1)
     if count < cfg.TONE_MIN_PIXELS or count < cfg.TONE_MIN_FRACTION * fov_area:
         return Refusal("too little healthy skin visible around the lesion to judge skin tone")
-    lab = work.lab[skin]
+    lab = masked_rows(work.lab, skin)
     l_star, b_star = float(pct(lab[:, 0], 50)), float(pct(lab[:, 2], 50))
     if l_star < cfg.TONE_MIN_L:
         return Refusal(f"skin too dark in this photo (L* {l_star:.0f}): underexposed?")
@@ -153,7 +153,7 @@ def _typical(skin: np.ndarray, lab: np.ndarray) -> np.ndarray:
     """Drop the skin pixels least like the rest (lesions, redness, shadows)."""
     if skin.sum() < cfg.TONE_MIN_PIXELS:
         return skin
-    values = lab[skin]
+    values = masked_rows(lab, skin)
     dist = np.linalg.norm(values - pct(values, 50, axis=0), axis=1)
     keep = dist <= pct(dist, cfg.TONE_TYPICAL_PERCENTILE)
     out = np.zeros_like(skin)
