@@ -115,7 +115,7 @@ def ruler_ticks(gray: np.ndarray) -> int:
     n, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if n <= 1 or n > cfg.RULER_MAX_COMPONENTS:
         return 0
-    angle, length, width = _component_shapes(labels, n)
+    angle, length, width = _component_shapes(mask, labels, n)
     area = stats[:, cv2.CC_STAT_AREA]
     ok = (area >= cfg.RULER_TICK_AREA[0]) & (area <= cfg.RULER_TICK_AREA[1])
     ok &= (length >= cfg.RULER_TICK_LENGTH[0]) & (length <= cfg.RULER_TICK_LENGTH[1])
@@ -147,9 +147,15 @@ def _long_lines(mask: np.ndarray) -> np.ndarray:
     return cv2.dilate(up, np.ones((3, 3), np.uint8))
 
 
-def _component_shapes(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(angle 0-180 degrees, length, width) of every labelled component, from its moments."""
-    ys, xs = np.nonzero(labels)
+def _component_shapes(
+    mask: np.ndarray, labels: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(angle 0-180 degrees, length, width) of every component ``labels`` numbers in
+    ``mask``, from its moments."""
+    # the labelled pixels are the mask's, in the same row-major order as np.nonzero
+    found = cv2.findNonZero(mask)
+    points = np.zeros((0, 2), np.int32) if found is None else found.reshape(-1, 2)
+    xs, ys = points[:, 0], points[:, 1]
     ids = labels[ys, xs]
     count = np.maximum(np.bincount(ids, minlength=n), 1).astype(np.float64)
     mx = np.bincount(ids, xs, n) / count
@@ -226,7 +232,7 @@ def _mark_near(positions: list[float], target: float, tol: float) -> float | Non
 def check_ruler(work: WorkImage) -> CheckResult:
     return graded(
         "ruler",
-        ruler_ticks(work.sharp_gray.astype(np.uint8)),
+        ruler_ticks(work.sharp_gray8),
         cfg.LIMITS["ruler"],
         "no ruler or scale seen",
         "ruler / scale marks in view ({score} evenly spaced ticks): fine for measuring, "
@@ -245,7 +251,7 @@ def count_bubbles(work: WorkImage) -> int:
     edge (a bubble's meniscus) and their inside looks like their outside
     (a bubble is transparent; a dark dot or a pore is not).
     """
-    gray = cv2.GaussianBlur(work.sharp_gray.astype(np.uint8), (3, 3), 0)
+    gray = cv2.GaussianBlur(work.sharp_gray8, (3, 3), 0)
     scale = gray.shape[1] / work.fov.shape[1]
     circles = cv2.HoughCircles(
         gray,

@@ -22,31 +22,45 @@ from dermdesk.imaging.working import WorkImage, pct, srgb8_to_linear, srgb_to_li
 # -- measures --------------------------------------------------------------------------------------
 
 
-def measure_focus(gray: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float]:
-    """(sharpness, detail): finest-band over middle-band contrast, x100, and the middle band.
+def focus_bands(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sigma-1 blur, fine band, middle band) of a float32 grey image.
 
-    Fine detail (what a 1-pixel blur removes) relative to the coarser detail
-    of the same scene makes the measure largely independent of how much
-    texture the skin has: blur removes the fine band first.
+    The fine band is what a 1-pixel blur removes, |gray - blur1|; the middle band
+    is what blurring on to sigma 3 removes from that, |blur1 - blur3|.
     """
     g1 = cv2.GaussianBlur(gray, (0, 0), 1.0)
     g3 = cv2.GaussianBlur(g1, (0, 0), 2.83)  # sigma 1 then 2.83 = sigma 3 overall
+    return g1, cv2.absdiff(gray, g1), cv2.absdiff(g1, g3)
+
+
+def measure_focus(
+    bands: tuple[np.ndarray, np.ndarray, np.ndarray], mask: np.ndarray | None = None
+) -> tuple[float, float]:
+    """(sharpness, detail): fine-band over middle-band contrast, x100, and the middle band,
+    from :func:`focus_bands`, over the whole image or a mask.
+
+    Fine detail relative to the coarser detail of the same scene makes the
+    measure largely independent of how much texture the skin has: blur removes
+    the fine band first.
+    """
+    _, fine_band, middle_band = bands
     m = None if mask is None else mask.astype(np.uint8)
     if m is not None and not m.any():
         return 0.0, 0.0
-    fine = cv2.mean(cv2.absdiff(gray, g1), mask=m)[0]
-    detail = cv2.mean(cv2.absdiff(g1, g3), mask=m)[0]
+    fine = cv2.mean(fine_band, mask=m)[0]
+    detail = cv2.mean(middle_band, mask=m)[0]
     return 100.0 * fine / (detail + cfg.FOCUS_EPS), detail
 
 
-def measure_motion(gray: np.ndarray) -> float:
+def measure_motion(gray: np.ndarray, blur1: np.ndarray) -> float:
     """Directional balance of fine detail, x100: 100 = same in every direction, low = smeared.
 
     Camera shake smears the image along one direction, removing fine detail
     across that direction only; the smallest over the largest eigenvalue of
-    the fine band's gradient structure tensor measures it.
+    the fine band's gradient structure tensor measures it. ``blur1`` is the
+    sigma-1 blur of ``gray`` (:func:`focus_bands`).
     """
-    fine = gray - cv2.GaussianBlur(gray, (0, 0), 1.0)
+    fine = gray - blur1
     gx = cv2.Sobel(fine, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(fine, cv2.CV_32F, 0, 1, ksize=3)
     jxx, jyy, jxy = float(np.mean(gx * gx)), float(np.mean(gy * gy)), float(np.mean(gx * gy))
@@ -197,7 +211,7 @@ def _result(
 
 
 def check_sharpness(work: WorkImage) -> CheckResult:
-    score, detail = measure_focus(work.sharp_gray)
+    score, detail = measure_focus(work.focus_bands)
     if detail < cfg.FOCUS_MIN_DETAIL:
         return _result(
             "sharpness",
@@ -223,7 +237,7 @@ def check_lesion_sharpness(work: WorkImage) -> CheckResult:
     gray = work.sharp_gray
     mask = cv2.resize(lesion.astype(np.uint8), (gray.shape[1], gray.shape[0])) > 0
     mask = cv2.dilate(mask.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
-    score, detail = measure_focus(gray, mask)
+    score, detail = measure_focus(work.focus_bands, mask)
     return graded(
         "lesion_sharpness",
         score,
@@ -238,7 +252,7 @@ def check_lesion_sharpness(work: WorkImage) -> CheckResult:
 def check_motion_blur(work: WorkImage) -> CheckResult:
     return graded(
         "motion_blur",
-        measure_motion(work.sharp_gray),
+        measure_motion(work.sharp_gray, work.focus_bands[0]),
         cfg.LIMITS["motion_blur"],
         "no motion blur: balance {score:.0f}",
         "motion blur: detail smeared in one direction (balance {score:.0f}, {needed}); "

@@ -213,10 +213,22 @@ class WorkImage:
         return min(h, w) < cfg.MIN_CHECK_SIDE
 
     @cached_property
+    def sharp_gray8(self) -> np.ndarray:
+        """uint8 grey, longest side <= SHARP_SIZE (the ruler and bubble detectors read it)."""
+        return resize_long(cv2.cvtColor(self.rgb, cv2.COLOR_RGB2GRAY), cfg.SHARP_SIZE)
+
+    @cached_property
     def sharp_gray(self) -> np.ndarray:
         """float32 grey in [0, 255], longest side <= SHARP_SIZE."""
-        gray = cv2.cvtColor(self.rgb, cv2.COLOR_RGB2GRAY)
-        return resize_long(gray, cfg.SHARP_SIZE).astype(np.float32)
+        return self.sharp_gray8.astype(np.float32)
+
+    @cached_property
+    def focus_bands(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:func:`~dermdesk.imaging.checks.focus_bands` of the grey image: shared by the
+        whole-image and lesion sharpness and the motion measure."""
+        from dermdesk.imaging.checks import focus_bands
+
+        return focus_bands(self.sharp_gray)
 
     @cached_property
     def small(self) -> np.ndarray:
