@@ -31,7 +31,7 @@ def measure_hair(work: WorkImage) -> float:
     mask = work.hair
     if not mask.any():
         return 0.0
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     w, h, area = stats[:, 2], stats[:, 3], stats[:, 4]
     length = np.maximum(w, h).astype(np.float64)
     thin = (length >= cfg.HAIR_MIN_LENGTH) & (area <= cfg.HAIR_MAX_WIDTH * length)
@@ -39,7 +39,7 @@ def measure_hair(work: WorkImage) -> float:
     network = (length >= 3 * cfg.HAIR_MIN_LENGTH) & (area <= 0.25 * w * h)
     keep = thin | network
     keep[0] = False
-    return 100.0 * float(keep[labels].sum()) / max(int(work.fov.sum()), 1)
+    return 100.0 * float(area[keep].sum()) / max(int(work.fov.sum()), 1)
 
 
 def check_hair(work: WorkImage) -> CheckResult:
@@ -83,11 +83,10 @@ def measure_ink(work: WorkImage) -> float:
     mask = ink_mask(work)
     if not mask.any():
         return 0.0
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    big = np.zeros(n, bool)
-    big[1:] = stats[1:, cv2.CC_STAT_AREA] >= cfg.INK_MIN_BLOB
+    _, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    area = stats[1:, cv2.CC_STAT_AREA]
     skin_area = max(int((work.fov & ~work.lesion).sum()), 1)
-    return 100.0 * float(big[labels].sum()) / skin_area
+    return 100.0 * float(area[area >= cfg.INK_MIN_BLOB].sum()) / skin_area
 
 
 def check_ink(work: WorkImage) -> CheckResult:

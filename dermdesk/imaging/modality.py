@@ -24,7 +24,7 @@ import numpy as np
 
 from dermdesk.imaging import quality_config as cfg
 from dermdesk.imaging.findings import CheckResult
-from dermdesk.imaging.segment import content_box, hair_mask, vignette_radius
+from dermdesk.imaging.segment import hair_mask
 from dermdesk.imaging.working import pct
 from dermdesk.resources import resource_path
 
@@ -84,8 +84,7 @@ def _frame_features(work: WorkImage) -> dict[str, float]:
     g = gray.astype(np.float32)
     h, w = g.shape
     lab, fov = work.lab, work.fov
-    top, bottom, left, right = content_box(gray)
-    radius = vignette_radius(gray[top:bottom, left:right])
+    (top, bottom, left, right), radius = work.frame
     half_diag = float(np.hypot(h, w) / 2)
     p90 = float(pct(g, 90)) + 1.0
     c = max(2, min(h, w) // 10)

@@ -49,11 +49,24 @@ def field_of_view(small_rgb: np.ndarray) -> np.ndarray:
     of view; otherwise (a photo without vignette) only padding is excluded.
     """
     gray = cv2.cvtColor(small_rgb, cv2.COLOR_RGB2GRAY)
-    h, w = gray.shape
-    inside = np.zeros((h, w), bool)
+    return fov_mask(gray.shape[:2], *frame_of(gray))
+
+
+Box = tuple[int, int, int, int]  # top, bottom, left, right
+
+
+def frame_of(gray: np.ndarray) -> tuple[Box, float | None]:
+    """The content box inside any padding bars, and the vignette radius within it (None
+    when there is no dermoscope vignette): what :func:`field_of_view` is made from."""
     top, bottom, left, right = content_box(gray)
+    return (top, bottom, left, right), vignette_radius(gray[top:bottom, left:right])
+
+
+def fov_mask(shape: tuple[int, int], box: Box, radius: float | None) -> np.ndarray:
+    """The field of view of :func:`frame_of`'s box and radius as a mask of ``shape``."""
+    top, bottom, left, right = box
+    inside = np.zeros(shape, bool)
     inside[top:bottom, left:right] = True
-    radius = vignette_radius(gray[top:bottom, left:right])
     if radius is None:
         return inside
     yy, xx = np.ogrid[top:bottom, left:right]
@@ -93,7 +106,7 @@ def vignette_radius(gray: np.ndarray) -> float | None:
     return radius - 1.0
 
 
-def content_box(gray: np.ndarray) -> tuple[int, int, int, int]:
+def content_box(gray: np.ndarray) -> Box:
     """(top, bottom, left, right) inside uniform black or white border bars (letterboxing,
     at most 30 % a side)."""
     h, w = gray.shape
@@ -198,9 +211,10 @@ def segment_small(work: WorkImage) -> np.ndarray:
 def flatten_shading(lab: np.ndarray, skin: np.ndarray) -> np.ndarray:
     """Remove smooth illumination falloff from L*: a quadratic surface fitted on skin pixels."""
     h, w = skin.shape
-    ys, xs = np.nonzero(skin)
-    if ys.size < 50:
+    found = cv2.findNonZero(skin.astype(np.uint8))  # np.nonzero's pixels and order, faster
+    if found is None or len(found) < 50:
         return lab
+    xs, ys = found.reshape(-1, 2).T
     step = max(1, ys.size // 1000)
     ys, xs = ys[::step], xs[::step]
     a = _quadratic_basis(ys / h - 0.5, xs / w - 0.5)

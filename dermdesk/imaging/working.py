@@ -266,11 +266,18 @@ class WorkImage:
         return cv2.cvtColor(self.small, cv2.COLOR_RGB2GRAY)
 
     @cached_property
+    def frame(self) -> tuple[tuple[int, int, int, int], float | None]:
+        """(content box inside padding bars, vignette radius or None) of the small image."""
+        from dermdesk.imaging.segment import frame_of
+
+        return frame_of(self.gray_small)
+
+    @cached_property
     def fov(self) -> np.ndarray:
         """Boolean mask of the usable field of view (dermoscope vignette excluded)."""
-        from dermdesk.imaging.segment import field_of_view
+        from dermdesk.imaging.segment import fov_mask
 
-        return field_of_view(self.small)
+        return fov_mask(self.gray_small.shape[:2], *self.frame)
 
     @cached_property
     def fov_core(self) -> np.ndarray:
