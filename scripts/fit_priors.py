@@ -123,7 +123,7 @@ def main() -> int:
     params = train((x - mean) / std, y, groups)
     model = {
         "about": "P(dermoscopic) = sigmoid(w2 . tanh(((x - mean) / std) @ w1 + b1) + b2); "
-        "written by scripts/fit_modality.py",
+        "written by scripts/fit_priors.py",
         "trained_on": {str(g): int((groups == g).sum()) for g in np.unique(groups)},
         "features": names,
         "mean": mean.round(6).tolist(),

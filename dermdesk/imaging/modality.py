@@ -8,7 +8,7 @@ shading, often background. About 60 cheap features describe this (vignette
 geometry, CIELAB colour statistics, local binary pattern texture histograms
 at two scales, band energies, micro-specular highlights, hair width), and a
 small neural network (one hidden layer, numpy only) trained by
-``scripts/fit_modality.py`` turns them into P(dermoscopic). Its weights live
+``scripts/fit_priors.py`` turns them into P(dermoscopic). Its weights live
 in ``resources/modality_model.json``.
 """
 
