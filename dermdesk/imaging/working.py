@@ -141,6 +141,8 @@ def linear_percentile(sample: np.ndarray, q: float | tuple[float, ...]) -> Any:
     which dominates on the few-thousand-value samples the checks read (2-4x faster).
     Samples with NaN are left to numpy, whose NaN rules this does not copy."""
     n = sample.shape[0]
+    if n == 0:
+        raise IndexError("percentile of an empty sample")  # as numpy does
     if type(q) in (int, float):  # one percentile: numpy's weak promotion keeps float32
         virtual = (n - 1) * (cast(float, q) / 100)
         lo_i = hi_i = -1

@@ -45,3 +45,11 @@ def test_nan_follows_numpy() -> None:
     sample = np.array([1.0, np.nan, 3.0], np.float32)
     assert np.isnan(linear_percentile(sample, 50))
     assert np.isnan(linear_percentile(sample, (10, 90))).all()
+
+
+def test_an_empty_sample_raises_like_numpy() -> None:
+    empty = np.zeros((0, 3), np.float32)
+    with pytest.raises(IndexError):
+        np.percentile(empty, 50, axis=0)
+    with pytest.raises(IndexError):
+        linear_percentile(empty, 50)
