@@ -8,6 +8,9 @@
 3. Import of the reference images into a fresh library, with and without the
    checks, next to the bare full decode of the same files.
 4. Live capture: ``live_check`` on 640x480 frames, one core.
+5. Where the time of the checks goes on the reference images: each shared view of
+   ``WorkImage`` (its own cost, in dependency order), each check, modality
+   detection, skin tone and the hash, in ms per image.
 
 Everything runs on one core (``cv2.setNumThreads(1)``, one worker), files are
 read into memory first so disk speed does not count (except for the import,
@@ -23,8 +26,11 @@ import io
 import statistics
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -33,9 +39,13 @@ from PIL import Image
 
 from dermdesk.exchange.datasets import plan_files
 from dermdesk.exchange.importer import run_import
+from dermdesk.imaging import checks as pixel_checks
+from dermdesk.imaging import dedup
 from dermdesk.imaging.decode import decode_rgb
-from dermdesk.imaging.quality import assess, assess_decoded, live_check
-from dermdesk.imaging.working import decode_for_checks
+from dermdesk.imaging.modality import detect_modality
+from dermdesk.imaging.quality import PIXEL_CHECKS, assess, assess_decoded, live_check
+from dermdesk.imaging.skintone import estimate_from_work
+from dermdesk.imaging.working import WorkImage, decode_for_checks
 from dermdesk.library import Library
 
 
@@ -95,6 +105,38 @@ def bench_live(frames: list[np.ndarray], seconds: float = 5.0) -> float:
         live_check(frames[done % len(frames)])
         done += 1
     return done / (time.perf_counter() - start)
+
+
+def bench_parts(datas: list[bytes]) -> list[tuple[str, float]]:
+    """(part, ms per image) of everything ``assess`` does, most costly first."""
+    totals: defaultdict[str, float] = defaultdict(float)
+    for data in datas:
+        _time_parts(data, totals)
+    ranked = sorted(totals.items(), key=lambda item: -item[1])
+    return [(part, 1000.0 * t / len(datas)) for part, t in ranked]
+
+
+def _time_parts(data: bytes, totals: defaultdict[str, float]) -> None:
+    """Add the seconds each part of ``assess`` takes on one image to ``totals``."""
+
+    def timed(part: str, fn: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        result = fn()
+        totals[part] += time.perf_counter() - start
+        return result
+
+    work = WorkImage(timed("decode for the checks (DCT-reduced)", lambda: decode_for_checks(data)))
+    for view in VIEWS:  # class order is dependency order: each view's own cost
+        timed(f"view: {view}", lambda v=view: getattr(work, v))
+    work.modality = timed("modality detection", lambda: detect_modality(work)).modality
+    for name, fn in PIXEL_CHECKS:
+        timed(f"check: {name}", lambda f=fn: f(work))
+    timed("check: framing (size, cut, centre)", lambda: pixel_checks.check_framing(work))
+    timed("skin tone", lambda: estimate_from_work(work))
+    timed("perceptual hash", lambda: dedup.phash(work.small))
+
+
+VIEWS = [name for name, attr in vars(WorkImage).items() if isinstance(attr, cached_property)]
 
 
 def main() -> int:
@@ -166,6 +208,15 @@ def main() -> int:
         f"\n## Live capture\n\nlive_check on 640x480 frames, one core: {fps:.0f} frames/s "
         f"({1000 / fps:.1f} ms per frame; goal >= 25 frames/s)"
     )
+
+    parts = bench_parts(datas)
+    total = sum(ms for _, ms in parts)
+    print(f"\n## Where the time goes ({len(datas)} reference images, one run)\n")
+    print("| part | ms per image | share |")
+    print("|---|---|---|")
+    for part, ms in parts:
+        print(f"| {part} | {ms:.2f} | {ms / total:.0%} |")
+    print(f"| total | {total:.2f} | |")
     return 0
 
 

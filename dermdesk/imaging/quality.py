@@ -79,7 +79,7 @@ LIVE_CHECKS = (
     "lesion_centre",
 )
 
-_PIXEL_CHECKS: tuple[tuple[str, Callable[[WorkImage], CheckResult]], ...] = (
+PIXEL_CHECKS: tuple[tuple[str, Callable[[WorkImage], CheckResult]], ...] = (
     ("sharpness", checks.check_sharpness),
     ("lesion_sharpness", checks.check_lesion_sharpness),
     ("motion_blur", checks.check_motion_blur),
@@ -152,7 +152,7 @@ def assess_decoded(
     guess = _safe_guess(work)
     if modality is None:
         work.modality = guess.modality
-    results = [_safe(name, fn, work) for name, fn in _PIXEL_CHECKS]
+    results = [_safe(name, fn, work) for name, fn in PIXEL_CHECKS]
     results += _safe_many(
         ("lesion_size", "lesion_cut", "lesion_centre"), checks.check_framing, work
     )
@@ -183,7 +183,7 @@ def live_check(frame: np.ndarray, *, bgr: bool = False) -> list[CheckResult]:
         # A frame too small to measure must block capture: keep its resolution failure.
         live = (*LIVE_CHECKS, "resolution")
         return [r for r in _too_small(work).checks if r.check in live]
-    results = [_safe(name, fn, work) for name, fn in _PIXEL_CHECKS if name in LIVE_CHECKS]
+    results = [_safe(name, fn, work) for name, fn in PIXEL_CHECKS if name in LIVE_CHECKS]
     results += _safe_many(
         ("lesion_size", "lesion_cut", "lesion_centre"), checks.check_framing, work
     )
