@@ -129,40 +129,56 @@ def pct(values: np.ndarray, q: float | tuple[float, ...], axis: int | None = Non
 
 
 def masked_rows(arr: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``arr[mask]`` for an (H, W, C) image and an (H, W) mask, or (N, C) rows and an (N,)
-    mask: the same rows in the same order, 3-6x faster than numpy's boolean indexing of a
-    multi-channel array."""
+    """``arr[mask]`` for an (H, W, C) image and an (H, W) boolean mask, or (N, C) rows and
+    an (N,) mask: the same rows in the same order, 3-6x faster than numpy's boolean
+    indexing of a multi-channel array."""
+    if mask.dtype != np.bool_ or mask.shape != arr.shape[:-1]:
+        raise IndexError(f"mask {mask.dtype}{mask.shape} does not select rows of {arr.shape}")
     return np.take(arr.reshape(-1, arr.shape[-1]), np.flatnonzero(mask), axis=0)
+
+
+_PERCENTILE_RANGE = "Percentiles must be in the range [0, 100]"  # numpy's words
 
 
 def linear_percentile(sample: np.ndarray, q: float | tuple[float, ...]) -> Any:
     """``np.percentile(sample, q, axis=0)`` (method 'linear'), bit for bit, for a 1-D or
     2-D sample: the same partition and interpolation without numpy's generic set-up,
     which dominates on the few-thousand-value samples the checks read (2-4x faster).
-    Samples with NaN are left to numpy, whose NaN rules this does not copy."""
+    Samples with NaN and 2-D ``q`` are left to numpy."""
     n = sample.shape[0]
-    if n == 0:
-        raise IndexError("percentile of an empty sample")  # as numpy does
     if type(q) in (int, float):  # one percentile: numpy's weak promotion keeps float32
-        virtual = (n - 1) * (cast(float, q) / 100)
+        quantile = cast(float, q) / 100
+        if not 0.0 <= quantile <= 1.0:
+            raise ValueError(_PERCENTILE_RANGE)
+        if n == 0:
+            raise IndexError("percentile of an empty sample")  # as numpy does
+        virtual = (n - 1) * quantile
         lo_i = hi_i = -1
         if virtual < n - 1:
             lo_i = math.floor(virtual)
             hi_i = lo_i + 1
-        part = np.partition(sample, sorted({lo_i % n, hi_i % n, n - 1}), axis=0)
+        # numpy's own index set: with it, ties of +0.0 and -0.0 land as in numpy
+        part = np.partition(sample, sorted({0, lo_i % n, hi_i % n, n - 1}), axis=0)
         if part.dtype.kind == "f" and np.isnan(part[-1]).any():
             return np.percentile(sample, q, axis=0)
         return _lerp(part[lo_i], part[hi_i], virtual - lo_i)
-    quantiles = np.true_divide(q, 100)
-    virtual_arr = (n - 1) * quantiles
+    quantiles = np.true_divide(q, 100, out=...)
+    if not np.all((quantiles >= 0) & (quantiles <= 1)):
+        raise ValueError(_PERCENTILE_RANGE)
+    if quantiles.ndim > 1:
+        return np.percentile(sample, q, axis=0)
+    if n == 0:
+        raise IndexError("percentile of an empty sample")
+    virtual_arr = np.asanyarray((n - 1) * quantiles)
     above = virtual_arr >= n - 1  # the top percentile is the last value
     prev_i = np.where(above, -1, np.floor(virtual_arr)).astype(np.intp)
     next_i = np.where(above, -1, prev_i + 1).astype(np.intp)
-    kth = sorted({k % n for k in (*prev_i.ravel().tolist(), *next_i.ravel().tolist(), n - 1)})
+    kth = sorted({k % n for k in (0, *prev_i.ravel().tolist(), *next_i.ravel().tolist(), n - 1)})
     part = np.partition(sample, kth, axis=0)
     if part.dtype.kind == "f" and np.isnan(part[-1]).any():
         return np.percentile(sample, q, axis=0)
-    gamma = (virtual_arr - prev_i).reshape(virtual_arr.shape + (1,) * (sample.ndim - 1))
+    gamma = np.asarray(virtual_arr - prev_i, dtype=virtual_arr.dtype)  # float32 q stays so
+    gamma = gamma.reshape(virtual_arr.shape + (1,) * (sample.ndim - 1))
     return _lerp(part[prev_i], part[next_i], gamma)
 
 

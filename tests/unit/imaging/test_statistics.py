@@ -6,9 +6,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dermdesk.imaging.working import Decoded, WorkImage, linear_percentile
+from dermdesk.imaging.working import Decoded, WorkImage, linear_percentile, masked_rows
 
-QS = (0, 2, 50, 97, 99.5, 100, 33.3, (2, 98), (25, 50, 75), (0, 100), np.float64(40))
+QS = (
+    0,
+    2,
+    50,
+    97,
+    99.5,
+    100,
+    33.3,
+    (2, 98),
+    (25, 50, 75),
+    (0, 100),
+    np.float64(40),
+    np.float32(50),
+)
 
 
 def same(a: object, b: object) -> bool:
@@ -53,3 +66,35 @@ def test_an_empty_sample_raises_like_numpy() -> None:
         np.percentile(empty, 50, axis=0)
     with pytest.raises(IndexError):
         linear_percentile(empty, 50)
+
+
+def test_ties_of_signed_zeros_keep_numpys_sign() -> None:
+    sample = np.array([-0.0, -0.0, -0.0, 0.0, -0.0])
+    for q in (3, 50, 97, (3, 97)):
+        assert same(linear_percentile(sample, q), np.percentile(sample, q))
+        assert np.array_equal(
+            np.signbit(linear_percentile(sample, q)), np.signbit(np.percentile(sample, q))
+        )
+
+
+@pytest.mark.parametrize("q", (-5, 150, float("nan"), (10, 101)), ids=str)
+def test_a_percentile_out_of_range_is_refused_like_numpy(q: object) -> None:
+    sample = np.array([1.0, 2.0, 10.0])
+    with pytest.raises(ValueError):
+        np.percentile(sample, q)
+    with pytest.raises(ValueError):
+        linear_percentile(sample, q)  # type: ignore[arg-type]
+
+
+def test_masked_rows_equals_boolean_indexing_on_a_real_image(typical: dict[str, Decoded]) -> None:
+    work = WorkImage(typical["pad_ufes_20"])
+    for mask in (work.fov, work.lesion, ~work.lesion, np.zeros_like(work.fov)):
+        rows = masked_rows(work.lab, mask)
+        assert rows.dtype == work.lab.dtype and np.array_equal(rows, work.lab[mask])
+    rows = work.lab[work.fov]
+    pick = rows[:, 0] > np.median(rows[:, 0])
+    assert np.array_equal(masked_rows(rows, pick), rows[pick])
+    with pytest.raises(IndexError):
+        masked_rows(work.lab, work.fov[1:])  # a mask of another image
+    with pytest.raises(IndexError):
+        masked_rows(work.lab, work.fov.astype(np.uint8))  # not a boolean mask
