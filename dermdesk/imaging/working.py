@@ -157,9 +157,8 @@ def linear_percentile(sample: np.ndarray, q: float | tuple[float, ...]) -> Any:
         if virtual < n - 1:
             lo_i = math.floor(virtual)
             hi_i = lo_i + 1
-        # numpy's own index set: with it, ties of +0.0 and -0.0 land as in numpy
-        part = np.partition(sample, sorted({0, lo_i % n, hi_i % n, n - 1}), axis=0)
-        if part.dtype.kind == "f" and np.isnan(part[-1]).any():
+        part = _partition(sample, {lo_i % n, hi_i % n, n - 1}, (lo_i, hi_i))
+        if part is None:
             return np.percentile(sample, q, axis=0)
         return _lerp(part[lo_i], part[hi_i], virtual - lo_i)
     quantiles = np.true_divide(q, 100, out=...)
@@ -173,13 +172,30 @@ def linear_percentile(sample: np.ndarray, q: float | tuple[float, ...]) -> Any:
     above = virtual_arr >= n - 1  # the top percentile is the last value
     prev_i = np.where(above, -1, np.floor(virtual_arr)).astype(np.intp)
     next_i = np.where(above, -1, prev_i + 1).astype(np.intp)
-    kth = sorted({k % n for k in (0, *prev_i.ravel().tolist(), *next_i.ravel().tolist(), n - 1)})
-    part = np.partition(sample, kth, axis=0)
-    if part.dtype.kind == "f" and np.isnan(part[-1]).any():
+    picks = (*prev_i.ravel().tolist(), *next_i.ravel().tolist())
+    part = _partition(sample, {k % n for k in (*picks, n - 1)}, picks)
+    if part is None:
         return np.percentile(sample, q, axis=0)
     gamma = np.asarray(virtual_arr - prev_i, dtype=virtual_arr.dtype)  # float32 q stays so
     gamma = gamma.reshape(virtual_arr.shape + (1,) * (sample.ndim - 1))
     return _lerp(part[prev_i], part[next_i], gamma)
+
+
+def _partition(sample: np.ndarray, kth: set[int], picks: tuple[int, ...]) -> np.ndarray | None:
+    """``sample`` partitioned at ``kth`` (which holds the last index), or None when it
+    holds NaN (numpy's NaN rules then apply).
+
+    Order statistics are unique except for the sign of a zero: when a picked value is
+    zero, partition again with numpy's own index set (it adds 0), so ties of +0.0 and
+    -0.0 land where numpy puts them. Only then: the extra index costs a pass."""
+    part = np.partition(sample, sorted(kth), axis=0)
+    if part.dtype.kind != "f":
+        return part
+    if np.isnan(part[-1]).any():
+        return None
+    if any((part[k] == 0).any() for k in picks):
+        part = np.partition(sample, sorted(kth | {0}), axis=0)
+    return part
 
 
 def _lerp(lo: Any, hi: Any, gamma: Any) -> Any:
