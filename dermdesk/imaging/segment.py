@@ -40,30 +40,24 @@ def segment_lesion(rgb: np.ndarray) -> np.ndarray:
 # -- field of view and letterbox -----------------------------------------------------------------
 
 
-def field_of_view(small_rgb: np.ndarray) -> np.ndarray:
-    """Pixels inside the dermoscope's circle and inside any padding bars.
-
-    A dermoscope's field of view is a bright disc in a dark vignette: walking
-    in from each corner along the diagonal, brightness jumps where the disc
-    begins. When the four corners agree on that radius the disc is the field
-    of view; otherwise (a photo without vignette) only padding is excluded.
-    """
-    gray = cv2.cvtColor(small_rgb, cv2.COLOR_RGB2GRAY)
-    return fov_mask(gray.shape[:2], *frame_of(gray))
-
-
 Box = tuple[int, int, int, int]  # top, bottom, left, right
 
 
 def frame_of(gray: np.ndarray) -> tuple[Box, float | None]:
-    """The content box inside any padding bars, and the vignette radius within it (None
-    when there is no dermoscope vignette): what :func:`field_of_view` is made from."""
+    """The content box inside any padding bars, and the radius of the dermoscope's field
+    of view within it (None for a photo without vignette).
+
+    A dermoscope's field of view is a bright disc in a dark vignette: walking
+    in from each corner along the diagonal, brightness jumps where the disc
+    begins. When the four corners agree on that radius the disc is the field
+    of view; otherwise only padding is excluded (:func:`fov_mask`).
+    """
     top, bottom, left, right = content_box(gray)
     return (top, bottom, left, right), vignette_radius(gray[top:bottom, left:right])
 
 
 def fov_mask(shape: tuple[int, int], box: Box, radius: float | None) -> np.ndarray:
-    """The field of view of :func:`frame_of`'s box and radius as a mask of ``shape``."""
+    """Pixels inside the padding box and the dermoscope's circle (:func:`frame_of`)."""
     top, bottom, left, right = box
     inside = np.zeros(shape, bool)
     inside[top:bottom, left:right] = True
