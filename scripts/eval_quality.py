@@ -317,6 +317,56 @@ def section_modality(rows: list[dict[str, str]], pool: ProcessPoolExecutor) -> N
         )
 
 
+# How clinic photos get re-saved on their way into a library: (name, scale, JPEG quality).
+RESAVED = (
+    ("as stored", 1.0, None),
+    ("JPEG quality 75", 1.0, 75),
+    ("JPEG quality 50", 1.0, 50),
+    ("JPEG quality 30", 1.0, 30),
+    ("half size, JPEG quality 60", 0.5, 60),
+    ("a third of the size, JPEG quality 85", 0.35, 85),
+)
+
+
+def modality_resaved(file: str) -> list[str]:
+    """The detected modality of an image re-saved each way in RESAVED."""
+    with Image.open(SHARED_DATA / file) as im:
+        rgb = im.convert("RGB")
+    guesses = []
+    for _, scale, quality in RESAVED:
+        if quality is None:
+            data = (SHARED_DATA / file).read_bytes()
+        else:
+            size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+            out = io.BytesIO()
+            rgb.resize(size, Image.Resampling.LANCZOS).save(out, "JPEG", quality=quality)
+            data = out.getvalue()
+        guesses.append(detect_modality(WorkImage(decode_for_checks(data))).modality)
+    return guesses
+
+
+def section_modality_resaved(rows: list[dict[str, str]], pool: ProcessPoolExecutor) -> None:
+    """Held-out accuracy when the images are re-saved smaller or as heavier JPEGs, as
+    messaging apps and photo exports do."""
+    held = [
+        r
+        for r in rows
+        if r.get("_set") == "reference"
+        and (r["dataset"] != "pad_ufes_20" or not pad_training_fold(r["file"]))
+    ]
+    if not held:
+        return
+    results = list(pool.map(modality_resaved, [r["file"] for r in held], chunksize=8))
+    sets = sorted({r["dataset"] for r in held})
+    table = []
+    for i, (name, _, _) in enumerate(RESAVED):
+        ok = np.array([g[i] == r["modality"] for g, r in zip(results, held, strict=True)])
+        per_set = [ok[[r["dataset"] == s for r in held]].mean() for s in sets]
+        table.append([name, *(f"{v:.1%}" for v in per_set), f"{ok.mean():.1%}"])
+    print("\nHeld-out images re-saved (accuracy; PAD-UFES-20 held-out patients only):\n")
+    print_table(["copy", *sets, "all held out"], table)
+
+
 def _is_held_out(name: str) -> bool:
     return name in ("ham10000", "fitzpatrick17k", "pad_ufes_20 (held-out patients)")
 
@@ -608,6 +658,7 @@ def main() -> int:
             for r in extra:
                 r["_set"] = "training"
             section_modality(_sample(reference, args.limit) + _sample(extra, args.limit), pool)
+            section_modality_resaved(_sample(reference, args.limit), pool)
         if 3 in sections:
             section_artefacts(args.limit, pool)
         if 4 in sections:
