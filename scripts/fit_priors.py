@@ -10,20 +10,30 @@ patients. Held out for scripts/eval_quality.py: ham10000, fitzpatrick17k and
 the PAD-UFES-20 images of odd-numbered patients. Every dataset weighs the
 same in the loss, whatever its size. Deterministic (fixed seed).
 
+The modality network also learns from degraded copies of every training image
+(see :func:`degraded_copies`): re-saved as a heavier JPEG, and shrunk then
+re-saved. Without them a clinical phone photo passed through a messaging app
+(half size, JPEG quality 60) looked dermoscopic half the time, because
+compression wipes out the fine skin texture the network reads. The colour
+prior is fitted on the untouched images only.
+
     PYTHONPATH=. python scripts/fit_priors.py [--workers 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import time
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from _shared import ROOT, SHARED_DATA, manifest, pad_training_fold
+from PIL import Image
 
 from dermdesk.imaging.checks import cast_vector
 from dermdesk.imaging.modality import MODEL_FILE, features
@@ -34,6 +44,12 @@ HIDDEN = 16
 L2 = 1e-3
 STEPS = 3000
 SEED = 0
+# Degraded copies per training image: JPEG quality drawn from these ranges, and
+# the shrunk copy's scale (its longest side is never cut below SHRINK_MIN_SIDE).
+HEAVY_JPEG = (15, 90)
+SHRINK = (0.3, 0.8)
+SHRINK_JPEG = (30, 95)
+SHRINK_MIN_SIDE = 160
 
 
 def training_rows() -> list[dict[str, str]]:
@@ -44,14 +60,39 @@ def training_rows() -> list[dict[str, str]]:
     return rows
 
 
-def feature_row(path: str) -> tuple[dict[str, float], list[float]]:
+def degraded_copies(path: str) -> list[bytes]:
+    """Two JPEG copies of a training image, drawn by a generator seeded from its name:
+    one re-saved at a low quality, one shrunk and re-saved (what messaging apps and
+    photo exports do to clinic photos)."""
+    rng = np.random.default_rng([SEED, zlib.crc32(path.encode())])
+    with Image.open(SHARED_DATA / path) as im:
+        rgb = im.convert("RGB")
+    heavy = _jpeg(rgb, int(rng.integers(*HEAVY_JPEG, endpoint=True)))
+    scale = max(float(rng.uniform(*SHRINK)), SHRINK_MIN_SIDE / max(rgb.size))
+    size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+    shrunk = rgb.resize(size, Image.Resampling.LANCZOS) if scale < 1 else rgb
+    return [heavy, _jpeg(shrunk, int(rng.integers(*SHRINK_JPEG, endpoint=True)))]
+
+
+def _jpeg(img: Image.Image, quality: int) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def feature_rows(path: str) -> tuple[list[dict[str, float]], list[float]]:
+    """Modality features of the image and of its degraded copies; its colour vector."""
     work = WorkImage(decode_for_checks(SHARED_DATA / path))
-    return features(work), cast_vector(work).tolist()
+    feats = [features(work)]
+    feats += [features(WorkImage(decode_for_checks(copy))) for copy in degraded_copies(path)]
+    return feats, cast_vector(work).tolist()
 
 
-def extract(rows: list[dict[str, str]], workers: int) -> list[tuple[dict[str, float], list[float]]]:
+def extract(
+    rows: list[dict[str, str]], workers: int
+) -> list[tuple[list[dict[str, float]], list[float]]]:
     with ProcessPoolExecutor(workers) as pool:
-        return list(pool.map(feature_row, [r["file"] for r in rows], chunksize=16))
+        return list(pool.map(feature_rows, [r["file"] for r in rows], chunksize=16))
 
 
 def cast_prior(rows: list[dict[str, str]], vectors: list[list[float]]) -> str:
@@ -114,17 +155,20 @@ def main() -> int:
     rows = training_rows()
     start = time.perf_counter()
     extracted = extract(rows, args.workers)
-    feats = [f for f, _ in extracted]
+    # One training row per image and per degraded copy, all in the image's dataset group.
+    copies = len(extracted[0][0])
+    feats = [f for fs, _ in extracted for f in fs]
     names = sorted(feats[0])
-    x = np.array([[f[n] for n in names] for f in feats], dtype=np.float64)
-    y = np.array([r["modality"] == "dermoscopic" for r in rows], dtype=np.float64)
-    groups = np.array([r["dataset"] for r in rows])
+    x = np.nan_to_num(np.array([[f[n] for n in names] for f in feats], dtype=np.float64))
+    y = np.repeat([r["modality"] == "dermoscopic" for r in rows], copies).astype(np.float64)
+    groups = np.repeat([r["dataset"] for r in rows], copies)
     mean, std = x.mean(axis=0), x.std(axis=0) + 1e-9
     params = train((x - mean) / std, y, groups)
     model = {
         "about": "P(dermoscopic) = sigmoid(w2 . tanh(((x - mean) / std) @ w1 + b1) + b2); "
         "written by scripts/fit_priors.py",
-        "trained_on": {str(g): int((groups == g).sum()) for g in np.unique(groups)},
+        "trained_on": {str(g): int((groups == g).sum()) // copies for g in np.unique(groups)},
+        "copies_per_image": copies,
         "features": names,
         "mean": mean.round(6).tolist(),
         "std": std.round(6).tolist(),
@@ -137,7 +181,7 @@ def main() -> int:
     hidden = np.tanh(((x - mean) / std) @ params["w1"] + params["b1"])
     acc = np.mean(((hidden @ params["w2"] + params["b2"][0]) > 0) == (y > 0.5))
     print(
-        f"{len(rows)} images, {len(names)} features, training accuracy {acc:.3f}, "
+        f"{len(rows)} images x {copies}, {len(names)} features, training accuracy {acc:.3f}, "
         f"{time.perf_counter() - start:.0f} s -> {args.out}",
         file=sys.stderr,
     )

@@ -64,6 +64,29 @@ def test_dermoscopic_and_clinical_images_are_told_apart(shared_data: Path) -> No
     assert right >= len(picks) - 1
 
 
+def test_clinical_photos_resent_through_a_messaging_app_still_look_clinical(
+    shared_data: Path,
+) -> None:
+    # Half size and JPEG quality 60, as chat apps send photos: compression wipes out fine
+    # skin texture, which once made half of these phone photos look dermoscopic.
+    with open(shared_data / "manifest.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    picks = [
+        r for r in rows if r["dataset"] == "pad_ufes_20" and int(r["patient_id"].split("_")[1]) % 2
+    ][:16]
+    right = 0
+    for r in picks:
+        with Image.open(shared_data / r["file"]) as im:
+            rgb = im.convert("RGB")
+        sent = io.BytesIO()
+        rgb.resize((rgb.width // 2, rgb.height // 2), Image.Resampling.LANCZOS).save(
+            sent, "JPEG", quality=60
+        )
+        guess = detect_modality(WorkImage(decode_for_checks(sent.getvalue())))
+        right += guess.modality == "clinical"
+    assert right >= len(picks) - 2
+
+
 def test_vignetted_dermoscopy_is_detected_with_confidence(shared_data: Path) -> None:
     work = WorkImage(decode_for_checks(shared_data / "ph2" / "images" / "IMD002.jpg"))
     guess = detect_modality(work)
