@@ -11,6 +11,11 @@
 5. Where the time of the checks goes on the reference images: each shared view of
    ``WorkImage`` (its own cost, in dependency order), each check, modality
    detection, skin tone and the hash, in ms per image.
+6. The floor: one bare OpenCV call per family of checks the issue asks for (the two
+   views, CIELAB, a focus blur, edges for the ruler, the Hough search for bubbles
+   on dermoscopic images, the hair black-hat, a threshold-and-label lesion mask,
+   the hash) on the same decoded pixels, against the bare decode. No check can
+   cost less than its own primitive, however it is written.
 
 Everything runs on one core (``cv2.setNumThreads(1)``, one worker), files are
 read into memory first so disk speed does not count (except for the import,
@@ -41,11 +46,12 @@ from dermdesk.exchange.datasets import plan_files
 from dermdesk.exchange.importer import run_import
 from dermdesk.imaging import checks as pixel_checks
 from dermdesk.imaging import dedup
+from dermdesk.imaging import quality_config as cfg
 from dermdesk.imaging.decode import decode_rgb
 from dermdesk.imaging.modality import detect_modality
 from dermdesk.imaging.quality import PIXEL_CHECKS, assess, assess_decoded, live_check
 from dermdesk.imaging.skintone import estimate_from_work
-from dermdesk.imaging.working import WorkImage, decode_for_checks
+from dermdesk.imaging.working import WorkImage, decode_for_checks, resize_long
 from dermdesk.library import Library
 
 
@@ -136,6 +142,58 @@ def _time_parts(data: bytes, totals: defaultdict[str, float]) -> None:
     timed("perceptual hash", lambda: dedup.phash(work.small))
 
 
+def bench_floor(datas: list[bytes], dermoscopic: list[bool]) -> list[tuple[str, float]]:
+    """(step, ms per image) of one bare primitive per check family, and the bare decode."""
+    totals: defaultdict[str, float] = defaultdict(float)
+    for data, derm in zip(datas, dermoscopic, strict=True):
+        _time_floor(data, derm, totals)
+    return [(step, 1000.0 * t / len(datas)) for step, t in totals.items()]
+
+
+def _time_floor(data: bytes, dermoscopic: bool, totals: defaultdict[str, float]) -> None:
+    def timed(step: str, fn: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        result = fn()
+        totals[step] += time.perf_counter() - start
+        return result
+
+    rgb = timed("bare full decode", lambda: decode_rgb(data))
+    gray = timed(
+        "grey view (SHARP_SIZE)",
+        lambda: resize_long(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cfg.SHARP_SIZE),
+    )
+    small = timed("colour view (WORK_SIZE)", lambda: resize_long(rgb, cfg.WORK_SIZE))
+    timed("CIELAB of the colour view", lambda: cv2.cvtColor(small, cv2.COLOR_RGB2Lab))
+    timed("focus: one Gaussian blur", lambda: cv2.GaussianBlur(gray, (0, 0), 1.0))
+    timed("ruler: Canny edges", lambda: cv2.Canny(gray, 50, 150))
+    if dermoscopic:
+        timed("bubbles: Hough circles (dermoscopic)", lambda: _hough(gray))
+    small_gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (cfg.HAIR_KERNEL, cfg.HAIR_KERNEL))
+    timed("hair: black-hat", lambda: cv2.morphologyEx(small_gray, cv2.MORPH_BLACKHAT, kernel))
+    timed("lesion: Otsu threshold + labels", lambda: _otsu_labels(small_gray))
+    timed("hash: perceptual hash", lambda: dedup.phash(small))
+
+
+def _hough(gray: np.ndarray) -> Any:
+    # Smoothed first, as the bubble check does: unsmoothed edges make the search far slower.
+    return cv2.HoughCircles(
+        cv2.GaussianBlur(gray, (3, 3), 0),
+        cv2.HOUGH_GRADIENT,
+        dp=1,
+        minDist=cfg.BUBBLE_MIN_DIST,
+        param1=cfg.BUBBLE_CANNY,
+        param2=cfg.BUBBLE_VOTES,
+        minRadius=cfg.BUBBLE_RADIUS[0],
+        maxRadius=cfg.BUBBLE_RADIUS[1],
+    )
+
+
+def _otsu_labels(gray: np.ndarray) -> Any:
+    _, mask = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    return cv2.connectedComponentsWithStats(mask)
+
+
 VIEWS = [name for name, attr in vars(WorkImage).items() if isinstance(attr, cached_property)]
 
 
@@ -217,6 +275,20 @@ def main() -> int:
     for part, ms in parts:
         print(f"| {part} | {ms:.2f} | {ms / total:.0%} |")
     print(f"| total | {total:.2f} | |")
+
+    floor = bench_floor(datas, [r["modality"] == "dermoscopic" for r in rows])
+    decode = dict(floor).pop("bare full decode")
+    steps = [(step, ms) for step, ms in floor if step != "bare full decode"]
+    least = sum(ms for _, ms in steps)
+    print(f"\n## The floor: one bare call per check family ({len(datas)} reference images)\n")
+    print("| step | ms per image |")
+    print("|---|---|")
+    for step, ms in steps:
+        print(f"| {step} | {ms:.2f} |")
+    print(
+        f"| all steps | {least:.2f} |\n\nbare full decode {decode:.2f} ms: the floor alone is "
+        f"{least / decode:.1f}x a decode (the checks: {total:.1f} ms)"
+    )
     return 0
 
 
