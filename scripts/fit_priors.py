@@ -18,6 +18,7 @@ compression wipes out the fine skin texture the network reads. The colour
 prior is fitted on the untouched images only.
 
     PYTHONPATH=. python scripts/fit_priors.py [--workers 2]
+    PYTHONPATH=. python scripts/fit_priors.py --cv   # cross-validation only, writes nothing
 """
 
 from __future__ import annotations
@@ -147,21 +148,64 @@ def train(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> dict[str, np.ndar
     return p
 
 
+def logits(params: dict[str, np.ndarray], z: np.ndarray) -> np.ndarray:
+    """The network's log-odds of dermoscopic for standardised features ``z``."""
+    return np.tanh(z @ params["w1"] + params["b1"]) @ params["w2"] + params["b2"][0]
+
+
+def fit_and_test(
+    x: np.ndarray, y: np.ndarray, groups: np.ndarray, train_rows: np.ndarray, test_rows: np.ndarray
+) -> np.ndarray:
+    """Train on ``train_rows`` (standardised by their own statistics); True where the
+    prediction on ``test_rows`` is right."""
+    mean, std = x[train_rows].mean(axis=0), x[train_rows].std(axis=0) + 1e-9
+    params = train((x[train_rows] - mean) / std, y[train_rows], groups[train_rows])
+    return (logits(params, (x[test_rows] - mean) / std) > 0) == (y[test_rows] > 0.5)
+
+
+def cross_validate(x: np.ndarray, y: np.ndarray, groups: np.ndarray, copies: int) -> None:
+    """Print accuracy on untouched images (a) of a dataset left out of training, one at a
+    time, and (b) of 5 random folds of images (an image and its copies share a fold)."""
+    image = np.arange(len(y)) // copies
+    untouched = np.arange(len(y)) % copies == 0
+    print("leave one dataset out (accuracy on its untouched images):")
+    for name in np.unique(groups):
+        out = groups == name
+        ok = fit_and_test(x, y, groups, ~out, out & untouched)
+        print(f"  {name}: {ok.mean():.1%} of {ok.size}")
+    fold = np.random.default_rng(SEED).integers(0, 5, image.max() + 1)[image]
+    right = np.zeros(len(y), bool)
+    for k in range(5):
+        right[(fold == k) & untouched] = fit_and_test(
+            x, y, groups, fold != k, (fold == k) & untouched
+        )
+    per_set = {name: right[(groups == name) & untouched].mean() for name in np.unique(groups)}
+    print(
+        "5-fold by image (untouched images): "
+        + ", ".join(f"{name} {acc:.1%}" for name, acc in per_set.items())
+        + f"; dataset mean {np.mean(list(per_set.values())):.1%}"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "resources" / MODEL_FILE)
+    parser.add_argument("--cv", action="store_true", help="cross-validate only; write nothing")
     args = parser.parse_args()
     rows = training_rows()
     start = time.perf_counter()
     extracted = extract(rows, args.workers)
-    # One training row per image and per degraded copy, all in the image's dataset group.
+    # One training row per image and per altered copy, all in the image's dataset group.
     copies = len(extracted[0][0])
     feats = [f for fs, _ in extracted for f in fs]
     names = sorted(feats[0])
     x = np.nan_to_num(np.array([[f[n] for n in names] for f in feats], dtype=np.float64))
     y = np.repeat([r["modality"] == "dermoscopic" for r in rows], copies).astype(np.float64)
     groups = np.repeat([r["dataset"] for r in rows], copies)
+    if args.cv:
+        cross_validate(x, y, groups, copies)
+        return 0
     mean, std = x.mean(axis=0), x.std(axis=0) + 1e-9
     params = train((x - mean) / std, y, groups)
     model = {
@@ -178,8 +222,7 @@ def main() -> int:
         "b2": round(float(params["b2"][0]), 6),
     }
     args.out.write_text(json.dumps(model, indent=1) + "\n", encoding="utf-8")
-    hidden = np.tanh(((x - mean) / std) @ params["w1"] + params["b1"])
-    acc = np.mean(((hidden @ params["w2"] + params["b2"][0]) > 0) == (y > 0.5))
+    acc = np.mean((logits(params, (x - mean) / std) > 0) == (y > 0.5))
     print(
         f"{len(rows)} images x {copies}, {len(names)} features, training accuracy {acc:.3f}, "
         f"{time.perf_counter() - start:.0f} s -> {args.out}",
