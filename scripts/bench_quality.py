@@ -44,8 +44,8 @@ from PIL import Image
 
 from dermdesk.exchange.datasets import plan_files
 from dermdesk.exchange.importer import run_import
+from dermdesk.imaging import artefacts, dedup
 from dermdesk.imaging import checks as pixel_checks
-from dermdesk.imaging import dedup
 from dermdesk.imaging import quality_config as cfg
 from dermdesk.imaging.decode import decode_rgb
 from dermdesk.imaging.modality import detect_modality
@@ -167,26 +167,16 @@ def _time_floor(data: bytes, dermoscopic: bool, totals: defaultdict[str, float])
     timed("focus: one Gaussian blur", lambda: cv2.GaussianBlur(gray, (0, 0), 1.0))
     timed("ruler: Canny edges", lambda: cv2.Canny(gray, 50, 150))
     if dermoscopic:
-        timed("bubbles: Hough circles (dermoscopic)", lambda: _hough(gray))
+        # smoothed first, as the bubble check does: raw edges make the search far slower
+        timed(
+            "bubbles: Hough circles (dermoscopic)",
+            lambda: artefacts.bubble_candidates(cv2.GaussianBlur(gray, (3, 3), 0)),
+        )
     small_gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (cfg.HAIR_KERNEL, cfg.HAIR_KERNEL))
     timed("hair: black-hat", lambda: cv2.morphologyEx(small_gray, cv2.MORPH_BLACKHAT, kernel))
     timed("lesion: Otsu threshold + labels", lambda: _otsu_labels(small_gray))
     timed("hash: perceptual hash", lambda: dedup.phash(small))
-
-
-def _hough(gray: np.ndarray) -> Any:
-    # Smoothed first, as the bubble check does: unsmoothed edges make the search far slower.
-    return cv2.HoughCircles(
-        cv2.GaussianBlur(gray, (3, 3), 0),
-        cv2.HOUGH_GRADIENT,
-        dp=1,
-        minDist=cfg.BUBBLE_MIN_DIST,
-        param1=cfg.BUBBLE_CANNY,
-        param2=cfg.BUBBLE_VOTES,
-        minRadius=cfg.BUBBLE_RADIUS[0],
-        maxRadius=cfg.BUBBLE_RADIUS[1],
-    )
 
 
 def _otsu_labels(gray: np.ndarray) -> Any:

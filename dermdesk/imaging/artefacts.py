@@ -243,6 +243,22 @@ def check_ruler(work: WorkImage) -> CheckResult:
 # -- bubbles ---------------------------------------------------------------------------------------
 
 
+def bubble_candidates(smoothed: np.ndarray) -> np.ndarray | None:
+    """Hough circles of bubble size in a smoothed uint8 grey image: rows of (x, y, radius),
+    strongest first, or None."""
+    circles = cv2.HoughCircles(
+        smoothed,
+        cv2.HOUGH_GRADIENT,
+        dp=1,
+        minDist=cfg.BUBBLE_MIN_DIST,
+        param1=cfg.BUBBLE_CANNY,
+        param2=cfg.BUBBLE_VOTES,
+        minRadius=cfg.BUBBLE_RADIUS[0],
+        maxRadius=cfg.BUBBLE_RADIUS[1],
+    )
+    return None if circles is None else circles[0]
+
+
 def count_bubbles(work: WorkImage) -> int:
     """Small transparent circles off the lesion (air bubbles in dermoscope gel).
 
@@ -252,23 +268,14 @@ def count_bubbles(work: WorkImage) -> int:
     """
     gray = cv2.GaussianBlur(work.sharp_gray8, (3, 3), 0)
     scale = gray.shape[1] / work.fov.shape[1]
-    circles = cv2.HoughCircles(
-        gray,
-        cv2.HOUGH_GRADIENT,
-        dp=1,
-        minDist=cfg.BUBBLE_MIN_DIST,
-        param1=cfg.BUBBLE_CANNY,
-        param2=cfg.BUBBLE_VOTES,
-        minRadius=cfg.BUBBLE_RADIUS[0],
-        maxRadius=cfg.BUBBLE_RADIUS[1],
-    )
+    circles = bubble_candidates(gray)
     if circles is None:
         return 0
     lesion = cv2.dilate(work.lesion.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0)
     gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1)
     count = 0
-    for x, y, r in circles[0][: cfg.BUBBLE_MAX_CANDIDATES]:
+    for x, y, r in circles[: cfg.BUBBLE_MAX_CANDIDATES]:
         sx, sy = int(x / scale), int(y / scale)
         if not (0 <= sy < lesion.shape[0] and 0 <= sx < lesion.shape[1]):
             continue
