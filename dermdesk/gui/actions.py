@@ -68,6 +68,13 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("import", "&Import files or folders…", ("Ctrl+I",), "Library", short="Import"),
     ActionSpec("capture", "&Capture from camera…", ("Ctrl+Shift+C",), "Library", short="Capture"),
     ActionSpec("refresh", "&Refresh", ("F5",), "Library"),
+    ActionSpec(
+        "recheck",
+        "Re-check &quality",
+        (),
+        "Library",
+        "Run the quality checker again over the images matching the filters (a background job)",
+    ),
     ActionSpec("settings", "&Settings…", ("Ctrl+,",), "Application"),
     ActionSpec("quit", "&Quit", ("Ctrl+Q",), "Application"),
     ActionSpec("next", "Next image", ("J", "Ctrl+Right"), "Navigate"),

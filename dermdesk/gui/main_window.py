@@ -50,8 +50,9 @@ from dermdesk.gui.thumbnails import ThumbnailLoader
 from dermdesk.gui.train_dialog import TrainDialog, filter_params
 from dermdesk.gui.viewer import ViewerPanel
 from dermdesk.imaging.quality import live_check
-from dermdesk.library import ImageFilter, Library
+from dermdesk.library import ImageFilter, Library, job_store
 from dermdesk.library.browse import distinct_devices, model_rows
+from dermdesk.library.quality_store import stale_ids
 
 
 class MainWindow(QMainWindow):
@@ -80,6 +81,7 @@ class MainWindow(QMainWindow):
         self._menus()
         self._wire()
         self._restore()
+        self._recheck_stale()
 
     # -- construction ----------------------------------------------------------------------
 
@@ -144,7 +146,16 @@ class MainWindow(QMainWindow):
         a = self.actions_
         bar = self.menuBar()
         menus: dict[str, list[str | None]] = {
-            "&Library": ["import", "capture", "refresh", None, "settings", None, "quit"],
+            "&Library": [
+                "import",
+                "capture",
+                "refresh",
+                "recheck",
+                None,
+                "settings",
+                None,
+                "quit",
+            ],
             "&Edit": ["undo", "redo", None, "select_all", "search", "clear_filters"],
             "&View": [
                 "show_library",
@@ -199,6 +210,7 @@ class MainWindow(QMainWindow):
             "import": self.open_import,
             "capture": self.open_capture,
             "refresh": self.refresh_all,
+            "recheck": self.recheck_quality,
             "settings": self.open_settings,
             "quit": self.close,
             "next": lambda: self.step(1),
@@ -507,16 +519,45 @@ class MainWindow(QMainWindow):
         flt = filter_params(self.gallery_model.query.filter)
         self._submit("predict", {"model": "active", "filter": flt})
 
+    def recheck_quality(self) -> None:
+        """Re-run the quality checker over the images matching the filters (a ``check`` job)."""
+        self._submit("check", {"filter": filter_params(self.gallery_model.query.filter)})
+
+    def _recheck_stale(self) -> None:
+        """Images never checked, or checked by another checker version (after an upgrade),
+        are re-checked by a background ``check`` job, unless one is already waiting."""
+
+        def count(lib: Library) -> int:
+            waiting = job_store.jobs_with_status(lib, "queued", "running")
+            return 0 if any(j["kind"] == "check" for j in waiting) else len(stale_ids(lib))
+
+        def found(n: int) -> None:
+            if not n or self._closing:
+                return
+            try:
+                self.jobs_backend.submit("check", {"stale": True})
+            except NotImplementedError:
+                return  # a read-only view of the jobs: `dermdesk check` does it instead
+            self.notify(
+                f"Checking the quality of {n:,} image{'s' * (n != 1)} not yet checked by "
+                f"this version of the checker; progress in the Jobs panel (F6)"
+            )
+
+        self.reader.run(count, found)
+
     def _submit(self, kind: str, params: dict[str, object]) -> None:
         self.jobs_backend.submit(kind, params)
         self.jobs.show()
         self.statusBar().showMessage(f"{kind} job queued; progress in the Jobs panel", 5000)
 
     def _job_finished(self, job: JobView) -> None:
-        """A job produced a model or predictions: show what changed."""
+        """A job produced a model, predictions or findings: show what changed."""
         self.models.refresh()
-        if job.kind == "predict":
-            self.gallery_model.reload()  # probabilities and disagreement badges
+        if job.kind in ("predict", "check"):
+            self.gallery_model.reload()  # probabilities, disagreement and quality badges
+        if job.kind == "check":
+            self.viewer.refresh_info()
+            self.dashboard.mark_stale()
         self.statusBar().showMessage(f"job #{job.id} ({job.kind}) {job.status}", 8000)
 
     def open_settings(self) -> None:

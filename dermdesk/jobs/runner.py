@@ -31,6 +31,7 @@ from dermdesk.jobs.context import cancel_file, job_dir, pid_alive
 from dermdesk.jobs.worker import CRASH_LOG, worker_main
 from dermdesk.library import Library, LibraryBusyError, LibraryError, job_store
 from dermdesk.library.model_store import ModelRecord, store_predictions
+from dermdesk.library.quality_store import save_assessments
 
 DB_FLUSH_INTERVAL_S = 0.5  # progress reaches the job row at most twice a second
 KILL_AFTER_CANCEL_S = 60.0  # a worker that ignores a cancel this long is killed
@@ -270,12 +271,12 @@ class JobRunner:
         """Store what the worker asked for; False if the library is busy (retried later)."""
         while run.writes:
             payload = run.writes[0]
-            if payload.get("op") != "predictions":
+            store = _WRITES.get(payload.get("op"))
+            if store is None:
                 run.log.append(f"[runner] ignored an unknown write {payload.get('op')!r}")
             else:
-                rows = [(image_id, probs) for image_id, probs in payload["rows"]]
                 try:
-                    store_predictions(self.lib, payload["model_id"], rows)
+                    store(self.lib, payload)
                 except LibraryBusyError:
                     return False
             run.writes.pop(0)
@@ -383,3 +384,19 @@ class JobRunner:
         run.log.append("[runner] worker did not stop after the cancel request; killed")
         run.process.kill()
         run.process.join(timeout=10)
+
+
+def _store_predictions(lib: Library, payload: dict[str, Any]) -> None:
+    rows = [(image_id, probs) for image_id, probs in payload["rows"]]
+    store_predictions(lib, payload["model_id"], rows)
+
+
+def _store_assessments(lib: Library, payload: dict[str, Any]) -> None:
+    save_assessments(lib, payload["items"])
+
+
+# What a worker may ask the runner to write (``JobContext.request_write``): op -> store.
+_WRITES: dict[str | None, Callable[[Library, dict[str, Any]], None]] = {
+    "predictions": _store_predictions,
+    "assessments": _store_assessments,
+}

@@ -1,16 +1,18 @@
 """(Re)run the quality checker over images already in the library.
 
 Originals are decoded and checked on a thread pool (OpenCV and Pillow
-release the GIL for their heavy loops); findings are written by the calling
-thread in batches, each one transaction, like an import. Used by
-``dermdesk check`` and by the GUI's "re-check" action.
+release the GIL for their heavy loops). :func:`check_images` writes the
+findings from the calling thread in batches, each one transaction, like an
+import (``dermdesk check``); the ``check`` job (:mod:`dermdesk.jobs.check_job`,
+the GUI's re-check) runs :func:`iter_assessments` in a worker process and
+hands each batch to the job runner, the library's writer.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,47 +43,57 @@ def check_images(
     """Check the given images and store their findings; returns what happened."""
     report = CheckReport()
     cancel = cancel or threading.Event()
-    workers = workers or os.cpu_count() or 1
-    jobs = _jobs(lib, image_ids)
+    items = check_items(lib, image_ids)
     pending: list[tuple[str, Assessment]] = []
-    done = 0
+    for done, (image_id, result) in enumerate(
+        iter_assessments(items, workers=workers, cancel=cancel), 1
+    ):
+        if result.checks[0].check == "readable":
+            report.unreadable.append((image_id, result.checks[0].reason))
+        pending.append((image_id, result))
+        if len(pending) >= batch_size:
+            save_assessments(lib, pending)
+            report.checked += len(pending)
+            pending.clear()
+        if progress:
+            progress(done, len(items))
+    save_assessments(lib, pending)
+    report.checked += len(pending)
+    report.cancelled = cancel.is_set() and report.checked < len(items)
+    return report
+
+
+CheckItem = tuple[str, tuple[Path, str | None]]
+
+
+def iter_assessments(
+    items: Sequence[CheckItem], *, workers: int | None = None, cancel: threading.Event
+) -> Iterator[tuple[str, Assessment]]:
+    """Assess each ``(image id, (path, modality))`` on a thread pool, a few images ahead;
+    yields ``(image id, assessment)`` as they finish. Stops starting new images once
+    ``cancel`` is set (the ones already running still come out)."""
+    workers = workers or os.cpu_count() or 1
+    queue = iter(items)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="check") as pool:
-        queue = iter(jobs)
         running: dict[Future[Assessment], str] = {}
 
         def top_up() -> None:
             while len(running) < workers * 4 and not cancel.is_set():
-                job = next(queue, None)
-                if job is None:
+                item = next(queue, None)
+                if item is None:
                     return
-                image_id, (path, modality) = job
+                image_id, (path, modality) = item
                 running[pool.submit(assess, path, modality)] = image_id
 
         top_up()
         while running:
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in finished:
-                image_id = running.pop(fut)
-                done += 1
-                result = fut.result()
-                readable = result.checks[0]
-                if readable.check == "readable":
-                    report.unreadable.append((image_id, readable.reason))
-                pending.append((image_id, result))
-            if len(pending) >= batch_size:
-                save_assessments(lib, pending)
-                report.checked += len(pending)
-                pending.clear()
-            if progress:
-                progress(done, len(jobs))
+                yield running.pop(fut), fut.result()
             top_up()
-    save_assessments(lib, pending)
-    report.checked += len(pending)
-    report.cancelled = cancel.is_set() and done < len(jobs)
-    return report
 
 
-def _jobs(lib: Library, image_ids: Sequence[str]) -> list[tuple[str, tuple[Path, str | None]]]:
+def check_items(lib: Library, image_ids: Sequence[str]) -> list[CheckItem]:
     """(image id, (original's path, recorded modality or None for 'other')) per image."""
     rows: dict[str, tuple[str, str]] = {}
     ids = list(image_ids)
