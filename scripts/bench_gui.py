@@ -17,9 +17,10 @@ How the big libraries are made (honestly): the 866 reference images of
 ../shared/data are imported for real; then rows are cloned through the
 library's writer API (``Library.add_images``, with audit entries) under new
 synthetic ids, each pointing at a real original and a hard link of its real
-thumbnail, with its label and skin type copied. Quality rows are written for
-a third of the clones (plain SQL, checker version "bench") so the gallery's
-quality badges cost what they will cost. Clones are ``source='import'``;
+thumbnail, with its label and skin type copied. Every clone gets a quality
+row (plain SQL, the current checker version, verdicts cycling pass / pass /
+warn / fail) so the gallery's quality badges cost what they will cost, and the
+window finds nothing stale to re-check in the background. Clones are ``source='import'``;
 nothing distinguishes them from real rows for the GUI.
 """
 
@@ -43,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from _shared import import_datasets  # noqa: E402
 
+from dermdesk.imaging.quality_config import CHECKER_VERSION  # noqa: E402
 from dermdesk.library import Library  # noqa: E402
 from dermdesk.library.library import now  # noqa: E402
 from dermdesk.library.records import (  # noqa: E402
@@ -98,9 +100,10 @@ def clone_to(lib: Library, total: int, batch: int = 2000) -> None:
                 else None,
             )
         )
-        if i % 3 == 0:
-            verdict = ("pass", "pass", "warn", "fail")[i % 4]
-            quality.append((sha, "sharpness", 50.0, verdict, f"bench {verdict}", "bench", now()))
+        verdict = ("pass", "pass", "warn", "fail")[i % 4]
+        quality.append(
+            (sha, "sharpness", 50.0, verdict, f"bench {verdict}", CHECKER_VERSION, now())
+        )
         if len(records) >= batch:
             lib.add_images(records)
             records.clear()

@@ -587,7 +587,9 @@ class MainWindow(QMainWindow):
         if self.writer.pending and not self._confirm_close():
             event.ignore()
             return
-        running = [j for j in self.jobs.model.jobs if j.status == "running"]
+        # A quality re-check is not worth a question: it stops, keeps what it stored, and
+        # the images still stale are queued again the next time the library opens.
+        running = [j for j in self.jobs.model.jobs if j.status == "running" and j.kind != "check"]
         if running and not self._confirm_stop_jobs(running[0]):
             event.ignore()
             return

@@ -11,7 +11,7 @@ from pytestqt.qtbot import QtBot
 from dermdesk.gui.jobs_dock import JobView
 from dermdesk.gui.main_window import MainWindow
 from dermdesk.imaging.quality import CHECKER_VERSION, assess
-from dermdesk.library import ImageFilter, Library
+from dermdesk.library import ImageFilter, Library, job_store
 from dermdesk.library import quality_store as qs
 
 pytestmark = pytest.mark.gui
@@ -76,3 +76,19 @@ def test_recheck_quality_action_rechecks_the_filtered_images(
     assert done.message == f"checked {len(wanted)} images with checker {CHECKER_VERSION}"
     assert all(len(lib.audit_entries(i)) == before[i] + 1 for i in wanted)
     w.close()
+
+
+def test_quitting_during_a_recheck_stops_it_without_asking(
+    qtbot: QtBot, lib: Library, settings: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lib.conn.execute("UPDATE quality SET checker_version = '0.9'")  # every image stale
+    asked: list[object] = []
+    monkeypatch.setattr(MainWindow, "_confirm_stop_jobs", lambda self, job: asked.append(job))
+    w = open_window(qtbot, lib, settings)
+    qtbot.waitUntil(
+        lambda: any(j.status == "running" for j in check_jobs(w)), timeout=JOB_TIMEOUT_MS
+    )
+    assert w.close()
+    assert asked == [] and not w.isVisible()
+    job = job_store.jobs_with_status(lib, "cancelled", "done")
+    assert [j["kind"] for j in job] == ["check"]
