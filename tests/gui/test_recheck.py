@@ -55,8 +55,10 @@ def test_opening_a_library_rechecks_findings_of_an_older_checker(
     w.close()
 
     again = open_window(qtbot, lib, settings)  # nothing stale: no second job
-    qtbot.wait(1500)
-    assert len(check_jobs(again)) == 1
+    qtbot.waitUntil(lambda: again.reader.pending == 0)  # the stale count is in
+    qtbot.wait(1000)  # time for a (wrong) submission to reach the job table
+    every = job_store.jobs_with_status(lib, "queued", "running", "done", "cancelled", "failed")
+    assert [j["kind"] for j in every] == ["check"]
     again.close()
 
 
