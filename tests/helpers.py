@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import io
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -23,3 +25,14 @@ def encode(arr: np.ndarray, fmt: str = "JPEG", **kwargs: object) -> bytes:
     out = io.BytesIO()
     Image.fromarray(arr).save(out, fmt, **kwargs)
     return out.getvalue()
+
+
+def manifest_count(shared_data: Path) -> int:
+    """How many images ../shared/data holds: the rows of both manifests (it grows)."""
+    total = 0
+    for name in ("manifest.csv", "manifest_extra.csv"):
+        path = shared_data / name
+        if path.is_file():
+            with open(path, newline="", encoding="utf-8") as fh:
+                total += sum(1 for _ in csv.DictReader(fh))
+    return total
