@@ -19,7 +19,6 @@ from dermdesk.library import ImageFilter, Library
 from dermdesk.library.verify import verify
 
 
-
 def rows(path: Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
