@@ -19,6 +19,7 @@ from typing import Any
 
 from dermdesk import __version__, cli_ml, taxonomy
 from dermdesk.library import ImageFilter, Library, LibraryError
+from dermdesk.library.query import TONE_SOURCES
 from dermdesk.paths import resolve_library_dir
 
 
@@ -105,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--by",
         help="comma-separated columns for a flat count instead "
-        "(diagnosis, fitzpatrick, monk, modality, dataset, device_model)",
+        "(diagnosis, fitzpatrick, monk (rated), fitzpatrick_est, monk_est (estimated), "
+        "modality, dataset, device)",
     )
 
     p = sub.add_parser("verify", help="check rows, files, checksums and the audit chain")
@@ -128,6 +130,13 @@ def add_filters(p: argparse.ArgumentParser) -> None:
     g.add_argument("--diagnosis", help="codes, comma-separated (e.g. MEL,NEV)")
     g.add_argument("--fitzpatrick", help="types: 5,6 or V-VI or 5-6")
     g.add_argument("--monk", help="tones: 8-10")
+    g.add_argument(
+        "--tone",
+        choices=TONE_SOURCES,
+        default="any",
+        help="which skin tones --fitzpatrick/--monk match: rated (a person's or a dataset's), "
+        "estimated (automatic), or any (the rating, else the estimate; default)",
+    )
     g.add_argument("--modality", help="clinical, dermoscopic, other (comma-separated)")
     g.add_argument("--device", help="text in the camera make or model")
     g.add_argument("--patient", help="patient id")
@@ -182,6 +191,7 @@ def filter_from_args(args: argparse.Namespace) -> ImageFilter:
         labelled=args.labelled,
         synthetic=args.synthetic,
         text=args.text,
+        tone=args.tone,
     )
 
 
@@ -289,14 +299,28 @@ def cmd_ls(args: argparse.Namespace) -> int:
     with open_for_reading(args) as lib:
         rows = lib.images(flt, limit=args.limit, offset=args.offset, order=args.order)
         total = lib.count(flt)
-    if args.json:
-        for row in rows:
-            print(json.dumps(row, default=str, ensure_ascii=False))
-        return 0
-    table = [[_cell(c, r.get(c)) for c in LS_COLUMNS] for r in rows]
+        if args.json:
+            predictions = lib.predictions_of([r["id"] for r in rows])
+            for row in rows:
+                row["predictions"] = predictions.get(row["id"], [])
+                print(json.dumps(row, default=str, ensure_ascii=False))
+            return 0
+    table = [[_ls_cell(c, r) for c in LS_COLUMNS] for r in rows]
     print_table(LS_COLUMNS, table)
+    if any(r["fitzpatrick"] is None and r["fitzpatrick_est"] is not None for r in rows) or any(
+        r["monk"] is None and r["monk_est"] is not None for r in rows
+    ):
+        print("~ = automatic estimate (ITA), not a rating")
     print(f"{len(rows)} of {total} images")
     return 0
+
+
+def _ls_cell(column: str, row: dict[str, Any]) -> str:
+    """A listing cell; a skin tone shows its rating, else its estimate marked ``~``."""
+    if column in ("fitzpatrick", "monk") and row[column] is None:
+        estimate = row.get(f"{column}_est")
+        return "" if estimate is None else "~" + _cell(column, estimate)
+    return _cell(column, row.get(column))
 
 
 def _cell(column: str, value: Any) -> str:
@@ -304,7 +328,7 @@ def _cell(column: str, value: Any) -> str:
         return ""
     if column == "id":
         return str(value)[:12]
-    if column == "fitzpatrick":
+    if column in ("fitzpatrick", "fitzpatrick_est"):
         return taxonomy.fitzpatrick_roman(int(value))
     return str(value)
 
@@ -318,17 +342,24 @@ def print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from dermdesk.library import quality_store
+    from dermdesk.library.browse import current_tones, describe_tone
 
     with open_for_reading(args) as lib:
         image = lib.image(args.image)
+        tones = current_tones(lib, image["id"])
         info = {
             "image": image,
             "patient": lib.patient(image["patient_id"]) if image["patient_id"] else None,
             "lesion": lib.lesion(image["lesion_id"]) if image["lesion_id"] else None,
             "labels": lib.label_history(image["id"]),
+            "skin_tone": {
+                "fitzpatrick": describe_tone(tones, "fitzpatrick"),
+                "monk": describe_tone(tones, "monk"),
+            },
             "skin_tones": lib.skin_tones(image["id"]),
             "masks": lib.masks(image["id"]),
             "quality": quality_store.findings(lib, image["id"]),
+            "predictions": lib.predictions(image["id"]),
             "original": str(lib.original_path(image)),
         }
     if args.json:
@@ -338,17 +369,24 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+# Shown in their own lines with where they came from, not as bare row values.
+_SHOW_APART = {"extra", "fitzpatrick", "monk", "fitzpatrick_est", "monk_est"}
+
+
 def _print_show(info: dict[str, Any]) -> None:
     image = info["image"]
-    for key, value in image.items():
-        if value not in (None, "") and key != "extra":
-            print(f"{key:>17}: {value}")
-    if image["extra"]:
-        for key, value in json.loads(image["extra"]).items():
-            print(f"{key:>17}: {value}  (dataset metadata)")
+    extra = json.loads(image["extra"]) if image["extra"] else {}
+    keys = [k for k, v in image.items() if v not in (None, "") and k not in _SHOW_APART]
+    width = max(len(k) for k in [*keys, *extra, "fitzpatrick", "body_site", "original"])
+    for key in keys:
+        print(f"{key:>{width}}: {image[key]}")
+    for scale, text in info["skin_tone"].items():
+        print(f"{scale:>{width}}: {text or 'not rated, no estimate'}")
+    for key, value in extra.items():
+        print(f"{key:>{width}}: {value}  (dataset metadata)")
     if info["lesion"]:
-        print(f"{'body_site':>17}: {info['lesion']['body_site'] or ''}")
-    print(f"{'original':>17}: {info['original']}")
+        print(f"{'body_site':>{width}}: {info['lesion']['body_site'] or ''}")
+    print(f"{'original':>{width}}: {info['original']}")
     print("labels (oldest first):")
     for lab in info["labels"]:
         mark = "*" if lab["is_current"] else " "
@@ -357,11 +395,12 @@ def _print_show(info: dict[str, Any]) -> None:
             f"  {mark} {lab['created_at']}  {lab['diagnosis']}{text}  {lab['certainty']}"
             f"  by {lab['annotator']}"
         )
-    print("skin tone (oldest first):")
+    print("skin tone history (oldest first; rating = a person's or a dataset's):")
     for tone in info["skin_tones"]:
         mark = "*" if tone["is_current"] else " "
+        kind = "rating  " if tone["method"] == "manual" else "estimate"
         print(
-            f"  {mark} {tone['created_at']}  {tone['method']}  Fitzpatrick "
+            f"  {mark} {tone['created_at']}  {kind}  Fitzpatrick "
             f"{taxonomy.fitzpatrick_roman(tone['fitzpatrick']) or '-'}  Monk "
             f"{tone['monk'] or '-'}  by {tone['rater']}"
             + (
@@ -371,6 +410,18 @@ def _print_show(info: dict[str, Any]) -> None:
             )
         )
     _print_findings(info["quality"])
+    _print_predictions(info["predictions"])
+
+
+def _print_predictions(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        print("predictions: none (run `dermdesk predict`)")
+        return
+    print("predictions (newest model first):")
+    for p in rows:
+        top = sorted(p["probabilities"].items(), key=lambda kv: -kv[1])[:3]
+        shown = ", ".join(f"{code} {prob:.0%}" for code, prob in top)
+        print(f"  {p['model_id']} ({p['model_status']})  {p['created_at']}  {shown}")
 
 
 def _print_findings(rows: list[dict[str, Any]]) -> None:
@@ -432,7 +483,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     flt = filter_from_args(args)
     with open_for_reading(args) as lib:
         if args.by:
-            by = ["device_model" if c == "device" else c for c in _split(args.by)]
+            by = _split(args.by)
             rows = lib.counts(by, flt)
             print_table([*by, "n"], [[_cell(c, r[c]) for c in by] + [r["n"]] for r in rows])
             return 0
@@ -443,16 +494,24 @@ def cmd_stats(args: argparse.Namespace) -> int:
             sub = ImageFilter(**{**vars(flt), "modality": [modality]})
             _print_pivot(
                 lib.counts(["diagnosis", "fitzpatrick"], sub),
-                f"{modality} ({modality_row['n']}): diagnosis x Fitzpatrick",
+                f"{modality} ({modality_row['n']}): diagnosis x rated Fitzpatrick "
+                "(a person's or a dataset's rating; ? = not rated)",
             )
-        devices = lib.counts(["device_make", "device_model"], flt)
+            estimated = [
+                {**r, "fitzpatrick": r["fitzpatrick_est"]}
+                for r in lib.counts(["diagnosis", "fitzpatrick", "fitzpatrick_est"], sub)
+                if r["fitzpatrick"] is None and r["fitzpatrick_est"] is not None
+            ]
+            if estimated:
+                _print_pivot(
+                    estimated,
+                    f"{modality}: of the unrated, automatic estimate (ITA; not a rating)",
+                )
+        devices = lib.counts(["device"], flt)
         print("\ndevices:")
         print_table(
-            ["make", "model", "n"],
-            [
-                [r["device_make"] or "(none)", r["device_model"] or "", r["n"]]
-                for r in sorted(devices, key=lambda r: -r["n"])
-            ],
+            ["device", "n"],
+            [[r["device"] or "(unknown)", r["n"]] for r in sorted(devices, key=lambda r: -r["n"])],
         )
     return 0
 

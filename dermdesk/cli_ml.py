@@ -41,6 +41,12 @@ FINETUNE_OPTIONS = (
     ("--devices", "devices", int, "processes/GPUs; >1 runs DDP under torchrun"),
     ("--name", "name", str, "name of the registered model"),
     ("--boot", "n_boot", int, "bootstrap resamples for confidence intervals (500)"),
+    (
+        "--tone-groups",
+        "tone_groups",
+        str,
+        "skin-type groups of the report: rated (default) or rated_or_estimated",
+    ),
 )
 
 

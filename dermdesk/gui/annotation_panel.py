@@ -305,7 +305,7 @@ def _tone_note(tones: dict[str, Any]) -> str:
     if not tones:
         return "Keys: F then 1-6 (Fitzpatrick), M then 1-0 (Monk)."
     manual, estimated = tones.get("manual"), tones.get("estimated")
-    parts = [f"manual by {manual['rater']}" if manual else "no manual rating"]
+    parts = [f"rated by {manual['rater']}" if manual else "not rated"]
     if estimated:
         ita = f", ITA {estimated['ita']:.0f}°" if estimated.get("ita") is not None else ""
         conf = ""

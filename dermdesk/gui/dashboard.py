@@ -79,8 +79,8 @@ class DashboardPanel(QScrollArea):
         )
         self.dx_fitz = HeatTable()
         self.dx_monk = HeatTable()
-        grid.addWidget(self._box("Diagnosis × Fitzpatrick", self.dx_fitz), 2, 0)
-        grid.addWidget(self._box("Diagnosis × Monk", self.dx_monk), 2, 1)
+        grid.addWidget(self._box("Diagnosis × Fitzpatrick (rated)", self.dx_fitz), 2, 0)
+        grid.addWidget(self._box("Diagnosis × Monk (rated)", self.dx_monk), 2, 1)
         self.devices = BarChart()
         self.modality = BarChart()
         self.quality = BarChart()
@@ -96,7 +96,7 @@ class DashboardPanel(QScrollArea):
         row = QHBoxLayout()
         self.total = StatTile("real images")
         self.labelled = StatTile("labelled")
-        self.toned = StatTile("with a skin type")
+        self.toned = StatTile("with a rated skin type")
         self.checked = StatTile("quality-checked")
         self.synthetic = StatTile("synthetic images (kept apart)")
         for tile in (self.total, self.labelled, self.toned, self.checked, self.synthetic):
@@ -138,8 +138,12 @@ class DashboardPanel(QScrollArea):
         total = stats.total or 1
         self.total.set(f"{stats.total:,}")
         self.labelled.set(f"{stats.labelled_fraction:.0%}", f"labelled ({stats.labelled:,})")
-        toned = stats.total - stats.fitzpatrick.get(None, 0)
-        self.toned.set(f"{toned / total:.0%}", f"with a Fitzpatrick type ({toned:,})")
+        rated, estimated = stats.fitzpatrick_rated, stats.fitzpatrick_estimated_only
+        self.toned.set(
+            f"{rated / total:.0%}",
+            f"Fitzpatrick rated ({rated:,}); estimated only: {estimated:,} "
+            f"({estimated / total:.0%}), not counted as rated",
+        )
         checked = stats.total - stats.quality.get("unchecked", 0)
         self.checked.set(f"{checked / total:.0%}", f"quality-checked ({checked:,})")
         self.synthetic.set(f"{stats.synthetic:,}")
@@ -197,6 +201,8 @@ class DashboardPanel(QScrollArea):
         )
         for table in (self.dx_fitz, self.dx_monk):
             table.setToolTip(
-                "Rows: diagnosis; columns: skin type; '?' = not rated. Pink cells are empty."
+                "Rows: diagnosis; columns: rated skin type (a person's or a dataset's rating; "
+                "automatic estimates are not counted here); '?' = not rated. "
+                "Pink cells are empty."
             )
             table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)

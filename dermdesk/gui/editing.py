@@ -19,7 +19,7 @@ from PySide6.QtGui import QUndoCommand, QUndoStack
 from dermdesk import taxonomy
 from dermdesk.gui.tasks import LibraryWorker
 from dermdesk.library import Library, LibraryError
-from dermdesk.library.edits import clear_manual_skin_tone, link_images, set_body_site
+from dermdesk.library.edits import link_images, set_body_site
 from dermdesk.library.records import SkinToneIn
 
 State = dict[str, Any]
@@ -96,7 +96,7 @@ class Editor(QObject):
         self._push(
             f"Label {_n(ids)} {name}",
             ids,
-            _labels,
+            _label_ids,
             lambda lib, i: lib.set_label(i, code, certainty=certainty),
             _restore_labels,
         )
@@ -105,20 +105,20 @@ class Editor(QObject):
         self._push(
             f"Clear label of {_n(ids)}",
             ids,
-            _labels,
+            _label_ids,
             lambda lib, i: lib.clear_label(i),
             _restore_labels,
         )
 
     def set_certainty(self, ids: list[str], certainty: str) -> None:
         def apply(lib: Library, image_ids: list[str]) -> None:
-            labels = _labels(lib, image_ids)
-            for (dx, _, free_text, _), group in _groups(labels).items():
-                if dx is not None:
-                    lib.set_label(group, dx, certainty=certainty, free_text=free_text)
+            labels = {i: lib.current_label(i) for i in image_ids}
+            kept = {i: (r["diagnosis"], r["free_text"]) for i, r in labels.items() if r}
+            for (dx, free_text), group in _groups(kept).items():
+                lib.set_label(group, dx, certainty=certainty, free_text=free_text)
 
         name = taxonomy.certainty_names()[certainty]
-        self._push(f"Certainty {name} for {_n(ids)}", ids, _labels, apply, _restore_labels)
+        self._push(f"Certainty {name} for {_n(ids)}", ids, _label_ids, apply, _restore_labels)
 
     # -- skin tone -------------------------------------------------------------------------
 
@@ -138,14 +138,14 @@ class Editor(QObject):
                 tone = SkinToneIn(fitzpatrick=fitz, monk=monk, method="manual", rater=lib.actor)
                 lib.set_skin_tone(group, tone)
 
-        self._push(f"{what} for {_n(ids)}", ids, _manual_tones, apply, _restore_tones)
+        self._push(f"{what} for {_n(ids)}", ids, _manual_tone_ids, apply, _restore_tones)
 
     def clear_tone(self, ids: list[str]) -> None:
         self._push(
-            f"Clear manual skin type of {_n(ids)}",
+            f"Clear skin-type rating of {_n(ids)}",
             ids,
-            _manual_tones,
-            lambda lib, i: clear_manual_skin_tone(lib, i),
+            _manual_tone_ids,
+            lambda lib, i: lib.clear_skin_tone(i, "manual"),
             _restore_tones,
         )
 
@@ -214,28 +214,23 @@ def _groups(state: State) -> dict[Any, list[str]]:
     return groups
 
 
-def _labels(lib: Library, ids: list[str]) -> State:
+def _label_ids(lib: Library, ids: list[str]) -> State:
+    """Per image, the row id of its current label (None when unlabelled)."""
     out: State = {}
     for i in ids:
         label = lib.current_label(i)
-        out[i] = (
-            None
-            if label is None
-            else (label["diagnosis"], label["certainty"], label["free_text"], label["annotator"])
-        )
+        out[i] = None if label is None else label["id"]
     return out
 
 
 def _restore_labels(lib: Library, ids: list[str], state: State) -> None:
-    for old, group in _groups(state).items():
-        if old is None:
-            lib.clear_label(group)
-        else:
-            dx, certainty, free_text, annotator = old
-            lib.set_label(group, dx, certainty=certainty, free_text=free_text, annotator=annotator)
+    # The old row itself becomes current again: its annotator, certainty and time are the
+    # dataset's or the person's who labelled it, never the one who pressed undo.
+    lib.restore_labels({i: state[i] for i in ids})
 
 
 def _manual_tones(lib: Library, ids: list[str]) -> State:
+    """Per image, the current rating's (Fitzpatrick, Monk), or None."""
     out: State = {}
     for i in ids:
         rows = [t for t in lib.skin_tones(i) if t["method"] == "manual" and t["is_current"]]
@@ -243,12 +238,14 @@ def _manual_tones(lib: Library, ids: list[str]) -> State:
     return out
 
 
+def _manual_tone_ids(lib: Library, ids: list[str]) -> State:
+    """Per image, the row id of its current skin-tone rating (None without one)."""
+    out: State = {}
+    for i in ids:
+        rows = [t for t in lib.skin_tones(i) if t["method"] == "manual" and t["is_current"]]
+        out[i] = rows[-1]["id"] if rows else None
+    return out
+
+
 def _restore_tones(lib: Library, ids: list[str], state: State) -> None:
-    for old, group in _groups(state).items():
-        if old is None:
-            clear_manual_skin_tone(lib, group)
-        else:
-            fitz, monk = old
-            lib.set_skin_tone(
-                group, SkinToneIn(fitzpatrick=fitz, monk=monk, method="manual", rater=lib.actor)
-            )
+    lib.restore_skin_tones({i: state[i] for i in ids}, "manual")

@@ -110,6 +110,17 @@ class FilterBar(QWidget):
         self.monk = MultiChoice(
             "Monk", [(m["value"], str(m["value"])) for m in taxonomy.monk_scale()]
         )
+        self.tone = self._combo(
+            [
+                ("any", "Skin type: rated, else estimated"),
+                ("rated", "Skin type: rated only"),
+                ("estimated", "Skin type: estimates"),
+            ]
+        )
+        self.tone.setToolTip(
+            "Which skin types the Fitzpatrick and Monk filters match: a person's or a "
+            "dataset's rating, or the automatic (ITA) estimate"
+        )
         self.modality = MultiChoice("Modality", [(m, m) for m in taxonomy.MODALITIES])
         self.quality = self._combo(
             [
@@ -128,7 +139,7 @@ class FilterBar(QWidget):
         )
         self.disagreement = QCheckBox("Model disagrees")
         self.disagreement.setToolTip("The active model's top class differs from the label")
-        self.device = self._line("Device", "make or model")
+        self.device = self._line("Device", "name (make and model)")
         self.patient = self._line("Patient", "patient id")
         self.text = self._line("Search", "id, file name, dataset id, free-text label")
         self.text.setClearButtonEnabled(True)
@@ -166,7 +177,7 @@ class FilterBar(QWidget):
         for w in (self.diagnosis, self.fitzpatrick, self.monk, self.modality, self.quality):
             top.addWidget(w)
         bottom = QHBoxLayout()
-        for choice in (self.labelled, self.synthetic, self.disagreement):
+        for choice in (self.tone, self.labelled, self.synthetic, self.disagreement):
             bottom.addWidget(choice)
         bottom.addWidget(self.device, 1)
         bottom.addWidget(self.patient, 1)
@@ -191,6 +202,7 @@ class FilterBar(QWidget):
             diagnosis=self.diagnosis.values(),
             fitzpatrick=self.fitzpatrick.values(),
             monk=self.monk.values(),
+            tone=self.tone.currentData(),
             modality=self.modality.values(),
             device=self.device.text().strip() or None,
             patient=self.patient.text().strip() or None,
@@ -212,6 +224,7 @@ class FilterBar(QWidget):
             "monk": self.monk.values(),
             "modality": self.modality.values(),
             "quality": self.quality.currentData(),
+            "tone": self.tone.currentData(),
             "labelled": self.labelled.currentData(),
             "synthetic": self.synthetic.currentData(),
             "disagreement": self.disagreement.isChecked(),
@@ -229,7 +242,7 @@ class FilterBar(QWidget):
             for name in ("diagnosis", "fitzpatrick", "monk", "modality"):
                 values = state.get(name)
                 getattr(self, name).set_values(values if isinstance(values, list) else [])
-            for name in ("quality", "labelled", "synthetic", "sort", "group"):
+            for name in ("quality", "tone", "labelled", "synthetic", "sort", "group"):
                 box: QComboBox = getattr(self, name)
                 i = box.findData(state.get(name))
                 box.setCurrentIndex(max(0, i))

@@ -266,10 +266,13 @@ class GalleryModel(QAbstractListModel):
 def _tooltip(t: Tile) -> str:
     names = taxonomy.diagnoses()
     parts = [names[t.diagnosis].name if t.diagnosis in names else "Unlabelled", t.modality]
-    if t.fitzpatrick:
-        parts.append(f"Fitzpatrick {taxonomy.fitzpatrick_roman(t.fitzpatrick)}")
-    if t.monk:
-        parts.append(f"Monk {t.monk}")
+    fitz, fitz_est = t.skin_type()
+    if fitz:
+        kind = "estimated" if fitz_est else "rated"
+        parts.append(f"Fitzpatrick {taxonomy.fitzpatrick_roman(fitz)} ({kind})")
+    monk, monk_est = t.monk_tone()
+    if monk:
+        parts.append(f"Monk {monk} ({'estimated' if monk_est else 'rated'})")
     parts.append(f"quality: {t.quality or 'not checked'}")
     if t.predicted:
         parts.append(f"model: {t.predicted}")

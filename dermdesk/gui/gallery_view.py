@@ -102,23 +102,29 @@ class TileDelegate(QStyledItemDelegate):
         painter.setBrush(QColor(VERDICT_COLOURS.get(t.quality or "", UNCHECKED_COLOUR)))
         painter.drawEllipse(dot)
         x_right = box.right() - 3
-        if t.fitzpatrick:
+        # A rating is a filled chip; an estimate is an outlined "~" chip, so nobody takes
+        # the ITA estimator's guess for a person's rating.
+        fitz, fitz_est = t.skin_type()
+        if fitz:
             x_right = self._chip(
                 painter,
                 x_right,
                 box.y() + 3,
-                taxonomy.fitzpatrick_roman(t.fitzpatrick),
-                QColor(_FITZ_SWATCH.get(t.fitzpatrick, "#cccccc")),
+                ("~" if fitz_est else "") + taxonomy.fitzpatrick_roman(fitz),
+                QColor(_FITZ_SWATCH.get(fitz, "#cccccc")),
                 QColor("#222222"),
+                outline=fitz_est,
             )
-        if t.monk:
+        monk, monk_est = t.monk_tone()
+        if monk:
             x_right = self._chip(
                 painter,
                 x_right,
                 box.y() + 3,
-                f"M{t.monk}",
+                ("~" if monk_est else "") + f"M{monk}",
                 QColor(40, 40, 40, 200),
                 QColor("white"),
+                outline=monk_est,
             )
         y_low = box.bottom() - 18
         x_left = box.x() + 3
@@ -132,12 +138,32 @@ class TileDelegate(QStyledItemDelegate):
             )
 
     def _chip(
-        self, painter: QPainter, right: int, y: int, text: str, bg: QColor, fg: QColor
+        self,
+        painter: QPainter,
+        right: int,
+        y: int,
+        text: str,
+        bg: QColor,
+        fg: QColor,
+        *,
+        outline: bool = False,
     ) -> int:
+        """A badge ending at ``right``; ``outline`` draws it hollow (an estimate)."""
         w = painter.fontMetrics().horizontalAdvance(text) + 8
         rect = QRect(right - w, y, w, 16)
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(bg)
+        if outline:
+            painter.setPen(
+                QPen(
+                    bg.darker(110) if bg.alpha() == 255 else QColor("white"),
+                    2,
+                    Qt.PenStyle.DashLine,
+                )
+            )
+            painter.setBrush(QColor(20, 20, 20, 170))
+            fg = QColor("white")
+        else:
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(bg)
         painter.drawRoundedRect(rect, 4, 4)
         painter.setPen(fg)
         painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 from dermdesk import taxonomy
 from dermdesk.gui.theme import VERDICT_COLOURS
 from dermdesk.library import Library
+from dermdesk.library.browse import current_tones, describe_tone
 from dermdesk.library.edits import capture_extra
 
 DEVICE_ROWS = (
@@ -157,14 +158,15 @@ class InfoPanel(QTabWidget):
         lesion = self.lib.lesion(image["lesion_id"]) if image["lesion_id"] else None
         names = taxonomy.diagnoses()
         dx = label["diagnosis"] if label else None
+        tones = current_tones(self.lib, image["id"])
         rows: list[list[Any]] = [
             ["Image id", image["id"]],
             ["Diagnosis", f"{dx} — {names[dx].name}" if dx in names else "unlabelled"],
             ["Certainty", taxonomy.certainty_names().get(label["certainty"]) if label else None],
             ["Annotator", label["annotator"] if label else None],
             ["Free text", label["free_text"] if label else None],
-            ["Fitzpatrick", taxonomy.fitzpatrick_roman(image["fitzpatrick"]) or None],
-            ["Monk", image["monk"]],
+            ["Fitzpatrick", describe_tone(tones, "fitzpatrick")],
+            ["Monk", describe_tone(tones, "monk")],
             ["Modality", image["modality"]],
             ["Source", image["source"]],
             [
@@ -266,6 +268,7 @@ class InfoPanel(QTabWidget):
                 )
                 if x
             )
-            rows.append([t["created_at"], f"skin tone, {t['method']}{mark}", value, t["rater"]])
+            kind = "rating" if t["method"] == "manual" else "estimate"
+            rows.append([t["created_at"], f"skin tone {kind}{mark}", value, t["rater"]])
         rows.sort(key=lambda r: r[0], reverse=True)
         _fill(self.history, rows)

@@ -12,13 +12,12 @@ page later never shift when images are imported meanwhile.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dermdesk import taxonomy
 from dermdesk.library.library import Library
-from dermdesk.library.query import ImageFilter
+from dermdesk.library.query import DEVICE_SQL, ImageFilter
 
 # Sort keys: ORDER BY clause (after any grouping expression).
 SORTS: dict[str, str] = {
@@ -73,8 +72,8 @@ class Tile:
 
     id: str
     diagnosis: str | None
-    fitzpatrick: int | None
-    monk: int | None
+    fitzpatrick: int | None  # rated (a person's or a dataset's)
+    monk: int | None  # rated
     modality: str
     source: str
     patient_id: str | None
@@ -82,6 +81,8 @@ class Tile:
     captured_at: str | None
     quality: str | None  # worst verdict of its checks, None when unchecked
     predicted: str | None  # active model's top class, None without a prediction
+    fitzpatrick_est: int | None = None  # the automatic estimate, never shown as rated
+    monk_est: int | None = None
 
     @property
     def labelled(self) -> bool:
@@ -101,11 +102,25 @@ class Tile:
             self.captured_at,
             self.quality,
             self.predicted,
+            self.fitzpatrick_est,
+            self.monk_est,
         )
 
     @property
     def synthetic(self) -> bool:
         return self.source == "synthetic"
+
+    def skin_type(self) -> tuple[int | None, bool]:
+        """(Fitzpatrick, is it an estimate): the rating where there is one, else the estimate."""
+        if self.fitzpatrick is not None:
+            return self.fitzpatrick, False
+        return self.fitzpatrick_est, self.fitzpatrick_est is not None
+
+    def monk_tone(self) -> tuple[int | None, bool]:
+        """(Monk, is it an estimate), like :meth:`skin_type`."""
+        if self.monk is not None:
+            return self.monk, False
+        return self.monk_est, self.monk_est is not None
 
     @property
     def disagrees(self) -> bool:
@@ -175,10 +190,11 @@ def tiles(lib: Library, ids: list[str]) -> list[Tile]:
         )
         rows = lib.conn.execute(
             "SELECT id, diagnosis, fitzpatrick, monk, modality, source, patient_id, lesion_id, "
-            f"captured_at FROM image WHERE id IN ({marks})",
+            f"captured_at, fitzpatrick_est, monk_est FROM image WHERE id IN ({marks})",
             chunk,
         )
-        for image_id, dx, fitz, monk, modality, source, patient, lesion, captured in rows:
+        for row in rows:
+            image_id, dx, fitz, monk, modality, source, patient, lesion, captured = row[:9]
             rank = worst.get(image_id)
             found[image_id] = Tile(
                 image_id,
@@ -192,6 +208,8 @@ def tiles(lib: Library, ids: list[str]) -> list[Tile]:
                 captured,
                 quality=None if rank is None else _RANK_VERDICT[int(rank)],
                 predicted=predicted.get(image_id),
+                fitzpatrick_est=row[9],
+                monk_est=row[10],
             )
     return [found[i] for i in ids if i in found]
 
@@ -242,22 +260,14 @@ def same_lesion(lib: Library, image_id: str) -> list[dict[str, Any]]:
     )
 
 
-def device_name(make: str | None, model: str | None) -> str:
-    """How a device reads: 'Canon' + 'Canon EOS 5D' is 'Canon EOS 5D', not 'Canon Canon ...'."""
-    if make and model and model.lower().startswith(make.lower()):
-        return model
-    return " ".join(x for x in (make, model) if x)
-
-
 def distinct_devices(lib: Library, limit: int = 200) -> list[str]:
-    """Device make + model strings present in the library, most frequent first."""
+    """Device names present in the library (see ``query.device_name``), most frequent first."""
     rows = lib.conn.execute(
-        "SELECT trim(coalesce(device_make, '') || ' ' || coalesce(device_model, '')) AS d, "
-        "count(*) AS n FROM image WHERE device_model IS NOT NULL OR device_make IS NOT NULL "
-        "GROUP BY d ORDER BY n DESC LIMIT ?",
+        f"SELECT {DEVICE_SQL} AS d, count(*) AS n FROM image WHERE d IS NOT NULL "
+        "GROUP BY d ORDER BY n DESC, d LIMIT ?",
         (limit,),
     )
-    return [r[0] for r in rows if r[0]]
+    return [r[0] for r in rows]
 
 
 def current_tones(lib: Library, image_id: str) -> dict[str, dict[str, Any] | None]:
@@ -270,12 +280,45 @@ def current_tones(lib: Library, image_id: str) -> dict[str, dict[str, Any] | Non
     return out
 
 
+def describe_tone(tones: dict[str, dict[str, Any] | None], scale: str) -> str | None:
+    """How one scale's skin tone reads for a person, with where it came from.
+
+    ``tones`` is :func:`current_tones`' result. A rating names its rater; an estimate
+    says it is one, with its ITA and confidence; both show when both exist.
+    """
+
+    def value(row: dict[str, Any] | None) -> str | None:
+        if row is None or row.get(scale) is None:
+            return None
+        v = row[scale]
+        return taxonomy.fitzpatrick_roman(v) if scale == "fitzpatrick" else str(v)
+
+    rated, estimate = value(tones.get("manual")), value(tones.get("estimated"))
+    parts = []
+    if rated:
+        parts.append(f"{rated} — rated by {tones['manual']['rater']}")  # type: ignore[index]
+    if estimate:
+        est = tones["estimated"] or {}
+        detail = []
+        if est.get("ita") is not None:
+            detail.append(f"ITA {est['ita']:.0f}°")
+        if est.get("confidence") is not None:
+            detail.append(f"{est['confidence']:.0%} sure")
+        suffix = f" ({', '.join(detail)})" if detail else ""
+        parts.append(
+            f"{estimate} — estimated{suffix}" if not rated else f"estimate {estimate}{suffix}"
+        )
+    return "; ".join(parts) or None
+
+
 # -- dashboard -------------------------------------------------------------------------------
 
 
 @dataclass
 class DashboardStats:
-    """Counts behind the dashboard (real images only; synthetic ones counted apart)."""
+    """Counts behind the dashboard (real images only; synthetic ones counted apart).
+
+    Skin-tone tables count ratings; estimates are counted apart, never as ratings."""
 
     total: int = 0
     labelled: int = 0
@@ -283,8 +326,11 @@ class DashboardStats:
     by_diagnosis: dict[str | None, int] = field(default_factory=dict)
     dx_fitzpatrick: dict[tuple[str | None, int | None], int] = field(default_factory=dict)
     dx_monk: dict[tuple[str | None, int | None], int] = field(default_factory=dict)
-    fitzpatrick: dict[int | None, int] = field(default_factory=dict)
-    monk: dict[int | None, int] = field(default_factory=dict)
+    fitzpatrick: dict[int | None, int] = field(default_factory=dict)  # rated only
+    monk: dict[int | None, int] = field(default_factory=dict)  # rated only
+    # Images with no rating but an automatic estimate, per estimated value: counted apart.
+    fitzpatrick_estimated: dict[int, int] = field(default_factory=dict)
+    monk_estimated: dict[int, int] = field(default_factory=dict)
     devices: list[tuple[str, int]] = field(default_factory=list)
     modality: dict[str, int] = field(default_factory=dict)
     quality: dict[str, int] = field(default_factory=dict)  # pass/warn/fail/unchecked
@@ -293,6 +339,14 @@ class DashboardStats:
     @property
     def labelled_fraction(self) -> float:
         return self.labelled / self.total if self.total else 0.0
+
+    @property
+    def fitzpatrick_rated(self) -> int:
+        return self.total - self.fitzpatrick.get(None, 0)
+
+    @property
+    def fitzpatrick_estimated_only(self) -> int:
+        return sum(self.fitzpatrick_estimated.values())
 
 
 def dashboard_stats(lib: Library, flt: ImageFilter | None = None) -> DashboardStats:
@@ -309,15 +363,22 @@ def dashboard_stats(lib: Library, flt: ImageFilter | None = None) -> DashboardSt
         _add(stats.dx_monk, (dx, monk), n)
         _add(stats.fitzpatrick, fitz, n)
         _add(stats.monk, monk, n)
+    for scale, table in (
+        ("fitzpatrick", stats.fitzpatrick_estimated),
+        ("monk", stats.monk_estimated),
+    ):
+        for r in lib.counts([scale, f"{scale}_est"], real):
+            if r[scale] is None and r[f"{scale}_est"] is not None:
+                table[r[f"{scale}_est"]] = r["n"]
     stats.synthetic = lib.count(replace(base, synthetic=True))
     for r in lib.counts(["modality"], real):
         stats.modality[r["modality"]] = r["n"]
     for r in lib.counts(["dataset"], real):
         stats.datasets[r["dataset"] or "own images"] = r["n"]
-    devices: Counter[str] = Counter()
-    for r in lib.counts(["device_make", "device_model"], real):
-        devices[device_name(r["device_make"], r["device_model"]) or "unknown device"] += r["n"]
-    stats.devices = devices.most_common()
+    devices = lib.counts(["device"], real)
+    stats.devices = sorted(
+        ((r["device"] or "unknown device", r["n"]) for r in devices), key=lambda d: (-d[1], d[0])
+    )
     stats.quality = _quality_counts(lib, real, stats.total)
     return stats
 

@@ -1,8 +1,9 @@
 """Writer functions the annotation panel, capture and model/job panels need.
 
 They complement :class:`~dermdesk.library.library.Library`'s writer API and
-follow its rules exactly: each call is one ``BEGIN IMMEDIATE`` transaction
-that appends its audit entries in the same transaction. No Qt here.
+use the same write path (:class:`~dermdesk.library.writes.Txn`): each call is
+one ``BEGIN IMMEDIATE`` transaction that appends its audit entries in the same
+transaction. No Qt here.
 """
 
 from __future__ import annotations
@@ -14,17 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dermdesk import taxonomy
-from dermdesk.library.audit import AuditWriter
 from dermdesk.library.db import LibraryError
-from dermdesk.library.library import (
-    Library,
-    _add_lesion,
-    _effective_tone,
-    _insert,
-    _new_id,
-    now,
-)
+from dermdesk.library.library import Library
 from dermdesk.library.records import DEVICE_FIELDS, ImageRecord, LesionRef, PatientRef, StoredFile
+from dermdesk.library.writes import Txn
 
 LOCAL = "local"  # namespace of patient / lesion ids typed in at this workstation
 
@@ -81,121 +75,41 @@ def link_images(
     """
     if body_site is not None and body_site not in taxonomy.body_sites():
         raise LibraryError(f"unknown body site {body_site!r}")
-    ids = lib._existing(image_ids)
-    with lib._write() as conn:
-        audit = AuditWriter(conn, lib.actor, now())
-        patient_id = _ensure_patient(conn, audit, patient) if patient else None
-        lesion_id = _ensure_lesion(conn, audit, lesion, patient_id, body_site) if lesion else None
+    ids = lib.require_images(image_ids)
+    with lib.transaction() as txn:
+        patient_id = _ensure_patient(txn, patient) if patient else None
+        lesion_id = _ensure_lesion(txn, lesion, patient_id, body_site) if lesion else None
         if lesion_id and patient_id is None:
-            patient_id = conn.execute(
+            patient_id = txn.conn.execute(
                 "SELECT patient_id FROM lesion WHERE id = ?", (lesion_id,)
             ).fetchone()[0]
         for image_id in ids:
-            before = conn.execute(
-                "SELECT patient_id, lesion_id FROM image WHERE id = ?", (image_id,)
-            ).fetchone()
-            conn.execute(
-                "UPDATE image SET patient_id = ?, lesion_id = ? WHERE id = ?",
-                (patient_id, lesion_id, image_id),
-            )
-            audit.record(
-                "image.link",
-                "image",
-                image_id,
-                {"patient_id": before[0], "lesion_id": before[1]},
-                {"patient_id": patient_id, "lesion_id": lesion_id},
-            )
-        audit.flush()
+            txn.link(image_id, patient_id, lesion_id)
 
 
-def _ensure_patient(conn: sqlite3.Connection, audit: AuditWriter, text: str) -> str:
-    found = _patient_row(conn, text.strip())
-    if found:
-        return found[0]
-    pid = _new_id("P")
-    _insert(
-        conn,
-        "patient",
-        {"id": pid, "source": LOCAL, "external_id": text.strip(), "created_at": audit.at},
-    )
-    audit.record("patient.add", "patient", pid, None, {"source": LOCAL})
-    return pid
+def _ensure_patient(txn: Txn, text: str) -> str:
+    found = _patient_row(txn.conn, text.strip())
+    return found[0] if found else txn.patient(PatientRef(LOCAL, text.strip()))
 
 
-def _ensure_lesion(
-    conn: sqlite3.Connection,
-    audit: AuditWriter,
-    text: str,
-    patient_id: str | None,
-    body_site: str | None,
-) -> str:
-    found = _lesion_row(conn, text.strip())
+def _ensure_lesion(txn: Txn, text: str, patient_id: str | None, body_site: str | None) -> str:
+    found = _lesion_row(txn.conn, text.strip())
     if found:
         lesion_id, owner = found[0], found[3]
         if patient_id and owner and owner != patient_id:
             raise LibraryError(f"lesion {text} belongs to another patient ({owner})")
         if body_site is not None:
-            _set_site(conn, audit, lesion_id, body_site)
+            txn.set_body_site(lesion_id, body_site)
         return lesion_id
-    return _add_lesion(conn, audit, patient_id, LOCAL, text.strip(), body_site, audit.at)
+    return txn.lesion(LesionRef(LOCAL, text.strip(), body_site), patient_id)
 
 
 def set_body_site(lib: Library, lesion_id: str, body_site: str | None) -> None:
     """Change where on the body a lesion is."""
     if body_site is not None and body_site not in taxonomy.body_sites():
         raise LibraryError(f"unknown body site {body_site!r}")
-    with lib._write() as conn:
-        if conn.execute("SELECT 1 FROM lesion WHERE id = ?", (lesion_id,)).fetchone() is None:
-            raise LibraryError(f"no such lesion: {lesion_id}")
-        audit = AuditWriter(conn, lib.actor, now())
-        _set_site(conn, audit, lesion_id, body_site)
-        audit.flush()
-
-
-def _set_site(
-    conn: sqlite3.Connection, audit: AuditWriter, lesion_id: str, body_site: str | None
-) -> None:
-    before = conn.execute("SELECT body_site FROM lesion WHERE id = ?", (lesion_id,)).fetchone()[0]
-    if before == body_site:
-        return
-    conn.execute("UPDATE lesion SET body_site = ? WHERE id = ?", (body_site, lesion_id))
-    audit.record(
-        "lesion.update", "lesion", lesion_id, {"body_site": before}, {"body_site": body_site}
-    )
-
-
-# -- skin tone -------------------------------------------------------------------------------
-
-
-def clear_manual_skin_tone(lib: Library, image_ids: Iterable[str]) -> None:
-    """Withdraw the current manual skin-tone rating (an estimate, if any, applies again)."""
-    ids = lib._existing(image_ids)
-    with lib._write() as conn:
-        audit = AuditWriter(conn, lib.actor, now())
-        for image_id in ids:
-            before = conn.execute(
-                "SELECT fitzpatrick, monk FROM skin_tone WHERE image_id = ? AND method = 'manual' "
-                "AND is_current",
-                (image_id,),
-            ).fetchone()
-            if before is None:
-                continue
-            conn.execute(
-                "UPDATE skin_tone SET is_current = 0 WHERE image_id = ? AND method = 'manual'",
-                (image_id,),
-            )
-            fitz, monk = _effective_tone(conn, image_id)
-            conn.execute(
-                "UPDATE image SET fitzpatrick = ?, monk = ? WHERE id = ?", (fitz, monk, image_id)
-            )
-            audit.record(
-                "skin_tone.clear",
-                "image",
-                image_id,
-                {"fitzpatrick": before[0], "monk": before[1]},
-                {"fitzpatrick": fitz, "monk": monk},
-            )
-        audit.flush()
+    with lib.transaction() as txn:
+        txn.set_body_site(lesion_id, body_site)
 
 
 # -- models and jobs -------------------------------------------------------------------------
@@ -206,17 +120,15 @@ def request_job_cancel(lib: Library, job_id: int) -> bool:
 
     Returns False when the job had already finished.
     """
-    with lib._write() as conn:
-        row = conn.execute("SELECT status FROM job WHERE id = ?", (job_id,)).fetchone()
+    with lib.transaction() as txn:
+        row = txn.conn.execute("SELECT status FROM job WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise LibraryError(f"no such job: {job_id}")
         if row[0] not in ("queued", "running"):
             return False
         new = "cancelled" if row[0] == "queued" else "cancelling"
-        conn.execute("UPDATE job SET status = ? WHERE id = ?", (new, job_id))
-        audit = AuditWriter(conn, lib.actor, now())
-        audit.record("job.cancel", "job", str(job_id), {"status": row[0]}, {"status": new})
-        audit.flush()
+        txn.conn.execute("UPDATE job SET status = ? WHERE id = ?", (new, job_id))
+        txn.record("job.cancel", "job", str(job_id), {"status": row[0]}, {"status": new})
     return True
 
 
@@ -266,21 +178,18 @@ def add_capture(lib: Library, stored: StoredFile, info: CaptureInfo) -> str:
         operator=info.operator or lib.actor,
         extra=extra,
     )
-    with lib._write() as conn:
-        at = now()
-        audit = AuditWriter(conn, lib.actor, at)
-        if conn.execute("SELECT 1 FROM image WHERE id = ?", (stored.sha256,)).fetchone():
+    with lib.transaction() as txn:
+        if txn.conn.execute("SELECT 1 FROM image WHERE id = ?", (stored.sha256,)).fetchone():
             raise LibraryError("this exact frame is already in the library")
-        lib._insert_image(conn, audit, record, at)
+        txn.add_image(record)
         if info.override_reason:
-            audit.record(
+            txn.record(
                 "capture.override",
                 "image",
                 stored.sha256,
                 {"failed": failed},
                 {"reason": info.override_reason.strip()},
             )
-        audit.flush()
     return stored.sha256
 
 

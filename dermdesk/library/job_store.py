@@ -17,9 +17,8 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-from dermdesk.library.audit import AuditWriter
 from dermdesk.library.db import LibraryError
-from dermdesk.library.library import Library, now
+from dermdesk.library.library import Library
 from dermdesk.library.model_store import ModelRecord, insert_model
 
 TERMINAL = ("done", "failed", "cancelled")
@@ -29,15 +28,15 @@ MAX_LOG_CHARS = 1_000_000  # keep the newest part of a runaway log
 
 def create_job(lib: Library, kind: str, params: Mapping[str, Any]) -> int:
     """Queue a job; returns its id."""
-    with lib._write() as conn:
-        audit = AuditWriter(conn, lib.actor, now())
+    with lib.transaction() as txn:
+        conn = txn.conn
+        audit = txn.audit
         cur = conn.execute(
             "INSERT INTO job (kind, status, params, created_at) VALUES (?, 'queued', ?, ?)",
             (kind, json.dumps(dict(params), sort_keys=True), audit.at),
         )
         job_id = int(cur.lastrowid or 0)
         audit.record("job.submit", "job", str(job_id), None, {"kind": kind, "params": params})
-        audit.flush()
     return job_id
 
 
@@ -46,7 +45,8 @@ def claim_next(lib: Library, pid: int) -> dict[str, Any] | None:
     # A plain read first: an idle GUI polls often and must not take the write lock each time.
     if not lib.conn.execute("SELECT 1 FROM job WHERE status = 'queued' LIMIT 1").fetchone():
         return None
-    with lib._write() as conn:
+    with lib.transaction() as txn:
+        conn = txn.conn
         if conn.execute("SELECT 1 FROM job WHERE status = 'running'").fetchone():
             return None
         row = conn.execute(
@@ -54,19 +54,19 @@ def claim_next(lib: Library, pid: int) -> dict[str, Any] | None:
         ).fetchone()
         if row is None:
             return None
-        audit = AuditWriter(conn, lib.actor, now())
+        audit = txn.audit
         conn.execute(
             "UPDATE job SET status = 'running', pid = ?, started_at = ?, message = 'starting', "
             "error = NULL, finished_at = NULL WHERE id = ?",
             (pid, audit.at, row[0]),
         )
         audit.record("job.start", "job", str(row[0]), {"status": "queued"}, {"status": "running"})
-        audit.flush()
     return get_job(lib, int(row[0]))
 
 
 def set_pid(lib: Library, job_id: int, pid: int) -> None:
-    with lib._write() as conn:
+    with lib.transaction() as txn:
+        conn = txn.conn
         conn.execute("UPDATE job SET pid = ? WHERE id = ?", (pid, job_id))
 
 
@@ -78,7 +78,8 @@ def update_progress(
     log_lines: list[str],
 ) -> None:
     """Record progress and append log lines (not audited; see the module docstring)."""
-    with lib._write() as conn:
+    with lib.transaction() as txn:
+        conn = txn.conn
         if progress is not None:
             conn.execute(
                 "UPDATE job SET progress = ?, message = coalesce(?, message) WHERE id = ?",
@@ -111,8 +112,9 @@ def finish_job(
     """End a running job; registering its model (if any) in the same transaction."""
     if status not in TERMINAL:
         raise LibraryError(f"not a final job status: {status}")
-    with lib._write() as conn:
-        audit = AuditWriter(conn, lib.actor, now())
+    with lib.transaction() as txn:
+        conn = txn.conn
+        audit = txn.audit
         before = conn.execute("SELECT status FROM job WHERE id = ?", (job_id,)).fetchone()
         if before is None:
             raise LibraryError(f"no job {job_id}")
@@ -142,36 +144,36 @@ def finish_job(
             {"status": before[0]},
             {"status": status, "model_id": model.id if model else None, "message": message},
         )
-        audit.flush()
 
 
 def requeue_job(lib: Library, job_id: int) -> None:
     """Put a failed or cancelled job back in the queue (it resumes from its checkpoint)."""
-    with lib._write() as conn:
+    with lib.transaction() as txn:
+        conn = txn.conn
         row = conn.execute("SELECT status FROM job WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise LibraryError(f"no job {job_id}")
         if row[0] not in RESUMABLE:
             raise LibraryError(f"job {job_id} is {row[0]}; only failed or cancelled jobs resume")
-        audit = AuditWriter(conn, lib.actor, now())
+        audit = txn.audit
         conn.execute(
             "UPDATE job SET status = 'queued', message = 'queued to resume', pid = NULL "
             "WHERE id = ?",
             (job_id,),
         )
         audit.record("job.resume", "job", str(job_id), {"status": row[0]}, {"status": "queued"})
-        audit.flush()
 
 
 def cancel_queued(lib: Library, job_id: int) -> bool:
     """Cancel a job that has not started; False if it is not queued (any more)."""
-    with lib._write() as conn:
+    with lib.transaction() as txn:
+        conn = txn.conn
         row = conn.execute("SELECT status FROM job WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise LibraryError(f"no job {job_id}")
         if row[0] != "queued":
             return False
-        audit = AuditWriter(conn, lib.actor, now())
+        audit = txn.audit
         conn.execute(
             "UPDATE job SET status = 'cancelled', message = 'cancelled before it started', "
             "finished_at = ? WHERE id = ?",
@@ -180,7 +182,6 @@ def cancel_queued(lib: Library, job_id: int) -> bool:
         audit.record(
             "job.cancelled", "job", str(job_id), {"status": "queued"}, {"status": "cancelled"}
         )
-        audit.flush()
     return True
 
 

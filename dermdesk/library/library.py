@@ -12,19 +12,20 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import secrets
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from dermdesk import taxonomy
 from dermdesk.library.audit import AuditWriter
-from dermdesk.library.db import DB_NAME, LibraryError, connect, immediate, translate_error
-from dermdesk.library.query import ORDERS, ImageFilter
-from dermdesk.library.records import DEVICE_FIELDS, ImageRecord, LesionRef, PatientRef, SkinToneIn
+from dermdesk.library.db import DB_NAME, LibraryError, connect, immediate
+from dermdesk.library.query import DEVICE_SQL, ORDERS, ImageFilter
+from dermdesk.library.records import DEVICE_FIELDS, ImageRecord, LabelIn, SkinToneIn
 from dermdesk.library.store import Store
+from dermdesk.library.writes import TONE_METHODS, Txn
 
 EDITABLE_IMAGE_FIELDS = (*DEVICE_FIELDS, "modality", "clinic", "operator")
 
@@ -42,10 +43,6 @@ def default_actor() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
-
-
-def _new_id(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_hex(5)}"
 
 
 class Library:
@@ -114,148 +111,49 @@ class Library:
             raise LibraryError(f"{self.root}: library was opened read-only")
         return immediate(self.db)
 
+    @contextmanager
+    def transaction(self) -> Iterator[Txn]:
+        """One write transaction (``BEGIN IMMEDIATE``) with its audit entries; every write
+        path of the library (:class:`~dermdesk.library.writes.Txn`) runs inside one."""
+        with self._write() as conn:
+            txn = Txn(self, conn, AuditWriter(conn, self.actor, now()))
+            yield txn
+            txn.audit.flush()
+
+    def require_images(self, image_ids: Iterable[str]) -> list[str]:
+        """The ids, de-duplicated in order; LibraryError naming the first that is unknown."""
+        ids = list(dict.fromkeys(image_ids))
+        if not ids:
+            return []
+        found: set[str] = set()
+        for start in range(0, len(ids), 900):  # SQLite's host-parameter limit
+            chunk = ids[start : start + 900]
+            found.update(
+                r[0]
+                for r in self.conn.execute(
+                    f"SELECT id FROM image WHERE id IN ({', '.join('?' * len(chunk))})", chunk
+                )
+            )
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise LibraryError(f"no such image: {missing[0]}")
+        return ids
+
     # -- adding images ---------------------------------------------------------------------
 
     def add_images(self, records: Sequence[ImageRecord]) -> list[tuple[str, str]]:
         """Add images in one transaction. Returns (status, image id) per record,
         status ``added`` or ``exists`` (the same bytes are already in the library)."""
         results: list[tuple[str, str]] = []
-        at = now()
-        with self._write() as conn:
-            audit = AuditWriter(conn, self.actor, at)
+        with self.transaction() as txn:
             for rec in records:
                 sha = rec.stored.sha256
-                if conn.execute("SELECT 1 FROM image WHERE id = ?", (sha,)).fetchone():
+                if txn.conn.execute("SELECT 1 FROM image WHERE id = ?", (sha,)).fetchone():
                     results.append(("exists", sha))
                     continue
-                self._insert_image(conn, audit, rec, at)
+                txn.add_image(rec)
                 results.append(("added", sha))
-            audit.flush()
         return results
-
-    def _insert_image(
-        self, conn: sqlite3.Connection, audit: AuditWriter, rec: ImageRecord, at: str
-    ) -> None:
-        patient_id = self._patient_id(conn, audit, rec.patient, at) if rec.patient else None
-        lesion_id = self._lesion_id(conn, audit, rec.lesion, patient_id, at) if rec.lesion else None
-        if lesion_id and not patient_id:
-            owner = conn.execute("SELECT patient_id FROM lesion WHERE id = ?", (lesion_id,))
-            patient_id = owner.fetchone()[0]
-        s = rec.stored
-        row: dict[str, Any] = {
-            "id": s.sha256,
-            "file": s.file,
-            "format": s.format,
-            "width": s.width,
-            "height": s.height,
-            "bytes": s.bytes,
-            "mode": s.mode,
-            "orientation": s.orientation,
-            "modality": rec.modality,
-            "source": rec.source,
-            "dataset": rec.dataset,
-            "dataset_image_id": rec.dataset_image_id,
-            "original_name": rec.original_name,
-            "patient_id": patient_id,
-            "lesion_id": lesion_id,
-            "clinic": rec.clinic,
-            "operator": rec.operator,
-            "imported_at": at,
-            "extra": json.dumps(rec.extra, sort_keys=True) if rec.extra else None,
-        }
-        row.update({k: v for k, v in s.device.items() if k in DEVICE_FIELDS})
-        # A new image has no earlier label or tone: its current values go straight into
-        # its row, and the label/tone rows are plain inserts (half the statements of the
-        # edit path, which first reads and retires the current values).
-        tones = _fresh_tones(rec.skin_tones)
-        row["diagnosis"] = rec.label.diagnosis if rec.label else None
-        row["fitzpatrick"], row["monk"] = tones[-1][1] if tones else (None, None)
-        _insert(conn, "image", row)
-        audit.record(
-            "image.add",
-            "image",
-            s.sha256,
-            None,
-            {
-                k: row[k]
-                for k in (
-                    "file",
-                    "modality",
-                    "source",
-                    "dataset",
-                    "dataset_image_id",
-                    "patient_id",
-                    "lesion_id",
-                )
-            },
-        )
-        if rec.label:
-            lab = rec.label
-            after = {
-                "diagnosis": lab.diagnosis,
-                "certainty": lab.certainty,
-                "free_text": lab.free_text,
-                "annotator": lab.annotator,
-            }
-            _insert(
-                conn, "label", {"image_id": s.sha256, "created_at": at, "is_current": 1, **after}
-            )
-            audit.record("label.set", "image", s.sha256, None, after)
-        before: tuple[int | None, int | None] = (None, None)
-        for tone, effective, current in tones:
-            _insert(conn, "skin_tone", _tone_row(s.sha256, tone, at, current))
-            audit.record(*_tone_audit(s.sha256, tone, before))
-            before = effective
-        if rec.mask_file:
-            _insert(
-                conn,
-                "mask",
-                {
-                    "image_id": s.sha256,
-                    "kind": "lesion",
-                    "file": rec.mask_file,
-                    "source": rec.dataset or "import",
-                    "created_at": at,
-                },
-            )
-        if s.quality is not None:
-            from dermdesk.library.quality_store import insert_assessment  # lazy: pixel stack
-
-            insert_assessment(self, conn, audit, s.sha256, s.quality)
-
-    def _patient_id(
-        self, conn: sqlite3.Connection, audit: AuditWriter, ref: PatientRef, at: str
-    ) -> str:
-        found = conn.execute(
-            "SELECT id FROM patient WHERE source = ? AND external_id = ?",
-            (ref.source, ref.external_id),
-        ).fetchone()
-        if found:
-            return str(found[0])
-        pid = _new_id("P")
-        _insert(
-            conn,
-            "patient",
-            {"id": pid, "source": ref.source, "external_id": ref.external_id, "created_at": at},
-        )
-        audit.record("patient.add", "patient", pid, None, {"source": ref.source})
-        return pid
-
-    def _lesion_id(
-        self,
-        conn: sqlite3.Connection,
-        audit: AuditWriter,
-        ref: LesionRef,
-        patient_id: str | None,
-        at: str,
-    ) -> str:
-        found = conn.execute(
-            "SELECT id FROM lesion WHERE source = ? AND external_id = ?",
-            (ref.source, ref.external_id),
-        ).fetchone()
-        if found:
-            return str(found[0])
-        return _add_lesion(conn, audit, patient_id, ref.source, ref.external_id, ref.body_site, at)
 
     # -- edits -----------------------------------------------------------------------------
 
@@ -273,83 +171,52 @@ class Library:
             raise LibraryError(f"unknown diagnosis code {diagnosis!r}")
         if certainty not in taxonomy.certainty_codes():
             raise LibraryError(f"unknown certainty {certainty!r}")
-        ids = self._existing(image_ids)
-        with self._write() as conn:
-            audit = AuditWriter(conn, self.actor, now())
-            self._insert_label(
-                conn, audit, ids, diagnosis, certainty, annotator or self.actor, free_text, audit.at
-            )
-            audit.flush()
+        ids = self.require_images(image_ids)
+        label = LabelIn(diagnosis, certainty, annotator or self.actor, free_text)
+        with self.transaction() as txn:
+            for image_id in ids:
+                txn.set_label(image_id, label)
 
     def clear_label(self, image_ids: Iterable[str]) -> None:
         """Make images unlabelled (the history keeps every earlier label)."""
-        ids = self._existing(image_ids)
-        with self._write() as conn:
-            audit = AuditWriter(conn, self.actor, now())
+        ids = self.require_images(image_ids)
+        with self.transaction() as txn:
             for image_id in ids:
-                before = _current_label(conn, image_id)
-                conn.execute(
-                    "UPDATE label SET is_current = 0 WHERE image_id = ? AND is_current", (image_id,)
-                )
-                conn.execute("UPDATE image SET diagnosis = NULL WHERE id = ?", (image_id,))
-                audit.record("label.clear", "image", image_id, before, None)
-            audit.flush()
+                txn.clear_label(image_id)
 
-    def _insert_label(
-        self,
-        conn: sqlite3.Connection,
-        audit: AuditWriter,
-        ids: Sequence[str],
-        diagnosis: str,
-        certainty: str,
-        annotator: str,
-        free_text: str | None,
-        at: str,
-    ) -> None:
-        for image_id in ids:
-            before = _current_label(conn, image_id)
-            conn.execute(
-                "UPDATE label SET is_current = 0 WHERE image_id = ? AND is_current", (image_id,)
-            )
-            after = {
-                "diagnosis": diagnosis,
-                "certainty": certainty,
-                "free_text": free_text,
-                "annotator": annotator,
-            }
-            _insert(
-                conn, "label", {"image_id": image_id, "created_at": at, "is_current": 1, **after}
-            )
-            conn.execute("UPDATE image SET diagnosis = ? WHERE id = ?", (diagnosis, image_id))
-            audit.record("label.set", "image", image_id, before, after)
+    def restore_labels(self, label_ids: Mapping[str, int | None]) -> None:
+        """Per image, make an earlier label row current again exactly as it was (its
+        annotator and time kept), or none: how undo puts a label back."""
+        self.require_images(label_ids)
+        with self.transaction() as txn:
+            for image_id, label_id in label_ids.items():
+                txn.restore_label(image_id, label_id)
 
     def set_skin_tone(self, image_ids: Iterable[str], tone: SkinToneIn) -> None:
-        """Record a manual or estimated skin tone; manual values win over estimates."""
-        if tone.method not in ("manual", "estimated"):
+        """Record a rating (``manual``) or an estimate; each is kept apart (see writes.py)."""
+        if tone.method not in TONE_METHODS:
             raise LibraryError(f"unknown skin-tone method {tone.method!r}")
-        ids = self._existing(image_ids)
-        with self._write() as conn:
-            audit = AuditWriter(conn, self.actor, now())
+        ids = self.require_images(image_ids)
+        with self.transaction() as txn:
             for image_id in ids:
-                self._insert_tone(conn, audit, image_id, tone, audit.at)
-            audit.flush()
+                txn.record_tone(image_id, tone)
 
-    def _insert_tone(
-        self, conn: sqlite3.Connection, audit: AuditWriter, image_id: str, tone: SkinToneIn, at: str
+    def clear_skin_tone(self, image_ids: Iterable[str], method: str = "manual") -> None:
+        """Withdraw the current rating (or estimate) of images; the history keeps it."""
+        ids = self.require_images(image_ids)
+        with self.transaction() as txn:
+            for image_id in ids:
+                txn.withdraw_tone(image_id, method, "skin_tone.clear")
+
+    def restore_skin_tones(
+        self, tone_ids: Mapping[str, int | None], method: str = "manual"
     ) -> None:
-        before = conn.execute(
-            "SELECT fitzpatrick, monk FROM image WHERE id = ?", (image_id,)
-        ).fetchone()
-        conn.execute(
-            "UPDATE skin_tone SET is_current = 0 WHERE image_id = ? AND method = ? AND is_current",
-            (image_id, tone.method),
-        )
-        _insert(conn, "skin_tone", _tone_row(image_id, tone, at, True))
-        fitz, monk = _effective_tone(conn, image_id)
-        conn.execute(
-            "UPDATE image SET fitzpatrick = ?, monk = ? WHERE id = ?", (fitz, monk, image_id)
-        )
-        audit.record(*_tone_audit(image_id, tone, before))
+        """Per image, make an earlier skin-tone row current again exactly as it was (its
+        rater and time kept), or none: how undo puts a rating back."""
+        self.require_images(tone_ids)
+        with self.transaction() as txn:
+            for image_id, tone_id in tone_ids.items():
+                txn.restore_tone(image_id, method, tone_id)
 
     def update_image(self, image_id: str, **changes: Any) -> None:
         """Edit device metadata, modality, clinic or operator of one image."""
@@ -358,36 +225,9 @@ class Library:
             raise LibraryError(f"fields not editable: {', '.join(sorted(bad))}")
         if "modality" in changes and changes["modality"] not in taxonomy.MODALITIES:
             raise LibraryError(f"unknown modality {changes['modality']!r}")
-        (image_id,) = self._existing([image_id])
-        with self._write() as conn:
-            audit = AuditWriter(conn, self.actor, now())
-            cols = ", ".join(changes)
-            before = dict(
-                zip(
-                    changes,
-                    conn.execute(f"SELECT {cols} FROM image WHERE id = ?", (image_id,)).fetchone(),
-                    strict=True,
-                )
-            )
-            sets = ", ".join(f"{c} = ?" for c in changes)
-            conn.execute(f"UPDATE image SET {sets} WHERE id = ?", (*changes.values(), image_id))
-            audit.record("image.update", "image", image_id, before, changes)
-            audit.flush()
-
-    def _existing(self, image_ids: Iterable[str]) -> list[str]:
-        ids = list(dict.fromkeys(image_ids))
-        if not ids:
-            return []
-        found = {
-            r[0]
-            for r in self.conn.execute(
-                f"SELECT id FROM image WHERE id IN ({', '.join('?' * len(ids))})", ids
-            )
-        }
-        missing = [i for i in ids if i not in found]
-        if missing:
-            raise LibraryError(f"no such image: {missing[0]}")
-        return ids
+        (image_id,) = self.require_images([image_id])
+        with self.transaction() as txn:
+            txn.update_image(image_id, changes)
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -421,7 +261,15 @@ class Library:
         key = id_or_prefix.strip().lower()
         if len(key) < 6:
             raise LibraryError("give at least 6 characters of the image id")
-        rows = list(self.db.query("SELECT * FROM image WHERE id LIKE ? LIMIT 2", [key + "%"]))
+        if len(key) == 64:  # a full id: the primary key
+            rows = list(self.db.query("SELECT * FROM image WHERE id = ?", [key]))
+        else:  # a prefix: a range on the primary key (LIKE would scan the table)
+            rows = list(
+                self.db.query(
+                    "SELECT * FROM image WHERE id >= ? AND id < ? ORDER BY id LIMIT 2",
+                    [key, key + "~"],
+                )
+            )
         if not rows:
             raise LibraryError(f"no image with id {id_or_prefix}")
         if len(rows) > 1:
@@ -474,6 +322,30 @@ class Library:
             row["probabilities"] = json.loads(row["probabilities"])
         return rows
 
+    def predictions_of(self, image_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """Stored predictions of several images (model id, status, top, probabilities)."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for start in range(0, len(image_ids), 900):
+            chunk = list(image_ids[start : start + 900])
+            rows = self.conn.execute(
+                "SELECT p.image_id, p.model_id, m.status, p.top, p.probabilities, p.created_at "
+                "FROM prediction p JOIN model m ON m.id = p.model_id "
+                f"WHERE p.image_id IN ({', '.join('?' * len(chunk))}) "
+                "ORDER BY p.created_at DESC",
+                chunk,
+            )
+            for image_id, model_id, status, top, probs, at in rows:
+                out.setdefault(image_id, []).append(
+                    {
+                        "model_id": model_id,
+                        "model_status": status,
+                        "top": top,
+                        "probabilities": json.loads(probs),
+                        "created_at": at,
+                    }
+                )
+        return out
+
     def models(self) -> list[dict[str, Any]]:
         return list(self.db.query("SELECT * FROM model ORDER BY created_at DESC"))
 
@@ -495,19 +367,23 @@ class Library:
             "diagnosis",
             "fitzpatrick",
             "monk",
+            "fitzpatrick_est",
+            "monk_est",
             "modality",
             "dataset",
             "source",
             "device_make",
             "device_model",
+            "device",  # the one device name (query.device_name)
         }
         if not columns or set(columns) - allowed:
             raise LibraryError(f"can group by {', '.join(sorted(allowed))}")
         where, params = (flt or ImageFilter()).where()
+        exprs = ", ".join(f"{DEVICE_SQL} AS device" if c == "device" else c for c in columns)
         cols = ", ".join(columns)
         return list(
             self.db.query(
-                f"SELECT {cols}, count(*) AS n FROM image WHERE {where} "
+                f"SELECT {exprs}, count(*) AS n FROM image WHERE {where} "
                 f"GROUP BY {cols} ORDER BY {cols}",
                 params,
             )
@@ -525,117 +401,3 @@ def _make_folder(folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise LibraryError(f"{folder}: cannot create the library folder ({exc.strerror})") from exc
-
-
-def _add_lesion(
-    conn: sqlite3.Connection,
-    audit: AuditWriter,
-    patient_id: str | None,
-    source: str,
-    external_id: str | None,
-    body_site: str | None,
-    at: str,
-) -> str:
-    """Insert a new lesion row with a fresh pseudonymous id, audited; returns the id."""
-    lid = _new_id("L")
-    _insert(
-        conn,
-        "lesion",
-        {
-            "id": lid,
-            "patient_id": patient_id,
-            "source": source,
-            "external_id": external_id,
-            "body_site": body_site,
-            "created_at": at,
-        },
-    )
-    audit.record(
-        "lesion.add", "lesion", lid, None, {"patient_id": patient_id, "body_site": body_site}
-    )
-    return lid
-
-
-def _insert(conn: sqlite3.Connection, table: str, row: dict[str, Any]) -> None:
-    cols = ", ".join(row)
-    marks = ", ".join("?" * len(row))
-    try:
-        conn.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", list(row.values()))
-    except sqlite3.IntegrityError as exc:
-        raise LibraryError(f"cannot add {table} row: {exc}") from exc
-    except sqlite3.OperationalError as exc:
-        raise translate_error(exc, None) from exc
-
-
-def _current_label(conn: sqlite3.Connection, image_id: str) -> dict[str, Any] | None:
-    row = conn.execute(
-        "SELECT diagnosis, certainty, free_text, annotator FROM label "
-        "WHERE image_id = ? AND is_current",
-        (image_id,),
-    ).fetchone()
-    if row is None:
-        return None
-    return dict(zip(("diagnosis", "certainty", "free_text", "annotator"), row, strict=True))
-
-
-def _tone_row(image_id: str, tone: SkinToneIn, at: str, current: bool) -> dict[str, Any]:
-    return {
-        "image_id": image_id,
-        "method": tone.method,
-        "fitzpatrick": tone.fitzpatrick,
-        "monk": tone.monk,
-        "ita": tone.ita,
-        "confidence": tone.confidence,
-        "rater": tone.rater,
-        "note": tone.note,
-        "created_at": at,
-        "is_current": int(current),
-    }
-
-
-def _tone_audit(
-    image_id: str, tone: SkinToneIn, before: Sequence[int | None]
-) -> tuple[str, str, str, dict[str, Any], dict[str, Any]]:
-    """The audit entry of a skin-tone record: the image's effective values before it."""
-    return (
-        f"skin_tone.{tone.method}",
-        "image",
-        image_id,
-        {"fitzpatrick": before[0], "monk": before[1]},
-        {"fitzpatrick": tone.fitzpatrick, "monk": tone.monk, "ita": tone.ita, "rater": tone.rater},
-    )
-
-
-def _fresh_tones(
-    tones: Sequence[SkinToneIn],
-) -> list[tuple[SkinToneIn, tuple[int | None, int | None], bool]]:
-    """A new image's tone records in order, each with the effective (Fitzpatrick, Monk)
-    after it and whether it stays current (a later record of its method retires it)."""
-    last = {tone.method: i for i, tone in enumerate(tones)}
-    current: dict[str, tuple[int | None, int | None]] = {}
-    out = []
-    for i, tone in enumerate(tones):
-        current[tone.method] = (tone.fitzpatrick, tone.monk)
-        effective = _manual_wins(current.get("manual"), current.get("estimated"))
-        out.append((tone, effective, last[tone.method] == i))
-    return out
-
-
-def _manual_wins(
-    manual: Sequence[int | None] | None, estimated: Sequence[int | None] | None
-) -> tuple[int | None, int | None]:
-    """Effective (Fitzpatrick, Monk): a manual value wins over an estimate, per scale."""
-    m, e = manual or (None, None), estimated or (None, None)
-    return (m[0] if m[0] is not None else e[0], m[1] if m[1] is not None else e[1])
-
-
-def _effective_tone(conn: sqlite3.Connection, image_id: str) -> tuple[int | None, int | None]:
-    """Current Fitzpatrick and Monk: a manual value wins over an estimate, per scale."""
-    rows = dict(
-        (method, (fitz, monk))
-        for method, fitz, monk in conn.execute(
-            "SELECT method, fitzpatrick, monk FROM skin_tone WHERE image_id = ? AND is_current",
-            (image_id,),
-        )
-    )
-    return _manual_wins(rows.get("manual"), rows.get("estimated"))

@@ -20,7 +20,7 @@ from typing import Any
 
 from dermdesk.library.audit import AuditWriter
 from dermdesk.library.db import LibraryError
-from dermdesk.library.library import Library, now
+from dermdesk.library.library import Library
 
 MODELS_DIR = "models"
 STATUSES = ("candidate", "active", "retired")
@@ -110,18 +110,19 @@ def register_model(lib: Library, rec: ModelRecord) -> str:
     """Register a trained model as a candidate; its files must already be in place."""
     if not (lib.root / rec.file).is_file():
         raise LibraryError(f"model file {rec.file} is missing; write files before registering")
-    with lib._write() as conn:
-        audit = AuditWriter(conn, lib.actor, now())
+    with lib.transaction() as txn:
+        conn = txn.conn
+        audit = txn.audit
         insert_model(conn, audit, rec)
-        audit.flush()
     return rec.id
 
 
 def set_active(lib: Library, model_id: str, *, reason: Mapping[str, Any] | None = None) -> None:
     """Make a model the active one of its kind; the previous active one is retired."""
     model = get_model(lib, model_id)
-    with lib._write() as conn:
-        audit = AuditWriter(conn, lib.actor, now())
+    with lib.transaction() as txn:
+        conn = txn.conn
+        audit = txn.audit
         previous = conn.execute(
             "SELECT id FROM model WHERE kind = ? AND status = 'active' AND id != ?",
             (model["kind"], model["id"]),
@@ -137,7 +138,6 @@ def set_active(lib: Library, model_id: str, *, reason: Mapping[str, Any] | None 
             {"status": model["status"]},
             {"status": "active", "rule": dict(reason or {})},
         )
-        audit.flush()
 
 
 def store_predictions(
@@ -146,9 +146,8 @@ def store_predictions(
     """Store (image id, {class: probability}) rows for a model, replacing earlier ones."""
     if not rows:
         return 0
-    at = now()
-    with lib._write() as conn:
-        audit = AuditWriter(conn, lib.actor, at)
+    with lib.transaction() as txn:
+        conn, audit, at = txn.conn, txn.audit, txn.at
         conn.executemany(
             "INSERT OR REPLACE INTO prediction "
             "(image_id, model_id, probabilities, top, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -159,7 +158,6 @@ def store_predictions(
         )
         # One audit entry per batch: predictions are derived data, reproducible from the model.
         audit.record("prediction.store", "model", model_id, None, {"images": len(rows)})
-        audit.flush()
     return len(rows)
 
 

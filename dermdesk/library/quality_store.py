@@ -22,9 +22,9 @@ from dermdesk.imaging.dedup import HashIndex, check_duplicate
 from dermdesk.imaging.findings import CheckResult
 from dermdesk.imaging.quality import CHECKER_VERSION, Assessment
 from dermdesk.imaging.skintone import SkinToneEstimate
-from dermdesk.library.audit import AuditWriter
 from dermdesk.library.query import ImageFilter
 from dermdesk.library.records import SkinToneIn
+from dermdesk.library.writes import Txn
 
 if TYPE_CHECKING:
     from dermdesk.library.library import Library
@@ -47,30 +47,20 @@ class QualityCount:
 
 def save_assessments(lib: Library, items: Sequence[tuple[str, Assessment]]) -> None:
     """Store the findings of several images in one transaction."""
-    from dermdesk.library.library import now
-
     if not items:
         return
-    lib._existing(image_id for image_id, _ in items)
-    with lib._write() as conn:
-        audit = AuditWriter(conn, lib.actor, now())
+    lib.require_images(image_id for image_id, _ in items)
+    with lib.transaction() as txn:
         for image_id, assessment in items:
-            insert_assessment(lib, conn, audit, image_id, assessment)
-        audit.flush()
+            insert_assessment(txn, image_id, assessment)
 
 
-def insert_assessment(
-    lib: Library,
-    conn: sqlite3.Connection,
-    audit: AuditWriter,
-    image_id: str,
-    assessment: Assessment,
-) -> None:
+def insert_assessment(txn: Txn, image_id: str, assessment: Assessment) -> None:
     """Write one image's findings inside the caller's transaction (import uses this)."""
-    at = audit.at
+    conn, at = txn.conn, txn.at
     results = list(assessment.checks)
     if assessment.phash is not None:
-        index = hash_index(lib, conn, within=audit)
+        index = hash_index(txn.lib, conn, within=txn)
         matches = index.near(assessment.phash, exclude=image_id)
         results.append(check_duplicate(matches))
         _mark_partners(conn, image_id, [m.image_id for m in matches], at)
@@ -90,8 +80,8 @@ def insert_assessment(
             for r in results
         ],
     )
-    audit.record("quality.check", "image", image_id, before, _summary_of(results, assessment))
-    _store_tone(lib, conn, audit, image_id, assessment)
+    txn.record("quality.check", "image", image_id, before, _summary_of(results, assessment))
+    _store_tone(txn, image_id, assessment)
 
 
 def _summary(conn: sqlite3.Connection, image_id: str) -> dict[str, Any] | None:
@@ -135,24 +125,16 @@ def _mark_partners(conn: sqlite3.Connection, image_id: str, partners: list[str],
         )
 
 
-def _store_tone(
-    lib: Library,
-    conn: sqlite3.Connection,
-    audit: AuditWriter,
-    image_id: str,
-    assessment: Assessment,
-) -> None:
+def _store_tone(txn: Txn, image_id: str, assessment: Assessment) -> None:
+    """The estimate becomes current; the same estimate again writes nothing, and a
+    refusal withdraws the old estimate (the history keeps it)."""
     estimate = assessment.skin_tone
-    current = conn.execute(
-        "SELECT fitzpatrick, monk, ita FROM skin_tone "
-        "WHERE image_id = ? AND method = 'estimated' AND is_current",
-        (image_id,),
-    ).fetchone()
+    current = txn.current_tone(image_id, "estimated")
     if isinstance(estimate, SkinToneEstimate):
         if (
             current
-            and (current[0], current[1]) == (estimate.fitzpatrick, estimate.monk)
-            and (current[2] is not None and abs(current[2] - estimate.ita) < 0.5)
+            and (current["fitzpatrick"], current["monk"]) == (estimate.fitzpatrick, estimate.monk)
+            and (current["ita"] is not None and abs(current["ita"] - estimate.ita) < 0.5)
         ):
             return  # the same estimate again: no new history row
         tone = SkinToneIn(
@@ -163,42 +145,20 @@ def _store_tone(
             ita=estimate.ita,
             confidence=estimate.confidence,
         )
-        lib._insert_tone(conn, audit, image_id, tone, audit.at)
+        txn.record_tone(image_id, tone)
     elif current is not None:
-        _withdraw_estimate(conn, audit, image_id, current)
-
-
-def _withdraw_estimate(
-    conn: sqlite3.Connection, audit: AuditWriter, image_id: str, current: tuple[Any, ...]
-) -> None:
-    """The checker now refuses: the old estimate stops being current (history keeps it)."""
-    from dermdesk.library.library import _effective_tone
-
-    conn.execute(
-        "UPDATE skin_tone SET is_current = 0 "
-        "WHERE image_id = ? AND method = 'estimated' AND is_current",
-        (image_id,),
-    )
-    fitz, monk = _effective_tone(conn, image_id)
-    conn.execute("UPDATE image SET fitzpatrick = ?, monk = ? WHERE id = ?", (fitz, monk, image_id))
-    audit.record(
-        "skin_tone.withdraw",
-        "image",
-        image_id,
-        {"fitzpatrick": current[0], "monk": current[1], "ita": current[2]},
-        None,
-    )
+        txn.withdraw_tone(image_id, "estimated", "skin_tone.withdraw")
 
 
 # -- hashes ----------------------------------------------------------------------------------------
 
 
 def hash_index(
-    lib: Library, conn: sqlite3.Connection | None = None, within: AuditWriter | None = None
+    lib: Library, conn: sqlite3.Connection | None = None, within: Txn | None = None
 ) -> HashIndex:
     """Every perceptual hash in the library, cached per open Library and kept in step
     with its own writes; reloaded when the row count shows another process wrote some.
-    Within one transaction (``within`` its audit writer) the count is checked once."""
+    Within one transaction (``within``) the count is checked once."""
     conn = conn or lib.conn
     cached = _INDEXES.get(lib)
     if cached is not None and within is not None and cached[1]() is within:

@@ -32,6 +32,42 @@ _DISAGREES = (
 )
 
 
+def device_name(make: str | None, model: str | None) -> str | None:
+    """The one name of a capture device, used by suggestions, filters, stats and metrics.
+
+    'Canon' + 'Canon EOS 5D' is 'Canon EOS 5D' (not 'Canon Canon EOS 5D'); 'Apple' +
+    'iPhone 15' is 'Apple iPhone 15'; no make and no model is None. SQL reaches the same
+    function as ``device_name(device_make, device_model)`` (registered on every
+    connection by ``db.connect``), so a suggestion always matches its own filter.
+    """
+    make = (make or "").strip()
+    model = (model or "").strip()
+    if not make and not model:
+        return None
+    if make and model.casefold().startswith(make.casefold()):
+        return model
+    return f"{make} {model}".strip()
+
+
+DEVICE_SQL = "device_name(image.device_make, image.device_model)"
+
+# Which skin-tone values a Fitzpatrick / Monk filter matches: a rating (a person's or a
+# dataset's), an estimate (the ITA estimator's), or the rating where there is one, else
+# the estimate ("any", the default).
+TONE_SOURCES = ("any", "rated", "estimated")
+
+
+def tone_column(scale: str, tone: str) -> str:
+    """SQL for an image's skin-tone value on ``scale`` (fitzpatrick/monk) by source."""
+    if tone == "rated":
+        return f"image.{scale}"
+    if tone == "estimated":
+        return f"image.{scale}_est"
+    if tone == "any":
+        return f"coalesce(image.{scale}, image.{scale}_est)"
+    raise ValueError(f"unknown skin-tone source {tone!r}; choose from {', '.join(TONE_SOURCES)}")
+
+
 @dataclass
 class ImageFilter:
     """Conditions that combine with AND; empty lists and None mean 'any'."""
@@ -42,7 +78,7 @@ class ImageFilter:
     modality: list[str] = field(default_factory=list)
     dataset: list[str] = field(default_factory=list)
     source: list[str] = field(default_factory=list)
-    device: str | None = None  # substring of make or model
+    device: str | None = None  # text in the device name (see device_name)
     patient: str | None = None  # pseudonymous id, or the id in its source
     lesion: str | None = None
     labelled: bool | None = None
@@ -51,10 +87,13 @@ class ImageFilter:
     quality: str | None = None  # worst verdict of the image's checks: pass/warn/fail/unchecked
     disagreement: bool | None = None  # active model's top class differs from the label
     ids: list[str] = field(default_factory=list)
+    tone: str = "any"  # which values fitzpatrick / monk match: any, rated, estimated
 
     def is_empty(self) -> bool:
         return all(
-            not getattr(self, f.name) and getattr(self, f.name) is not False for f in fields(self)
+            not getattr(self, f.name) and getattr(self, f.name) is not False
+            for f in fields(self)
+            if f.name != "tone"
         )
 
     def where(self) -> tuple[str, list[Any]]:
@@ -68,15 +107,15 @@ class ImageFilter:
                 params.extend(values)
 
         any_of("image.diagnosis", self.diagnosis)
-        any_of("image.fitzpatrick", self.fitzpatrick)
-        any_of("image.monk", self.monk)
+        any_of(tone_column("fitzpatrick", self.tone), self.fitzpatrick)
+        any_of(tone_column("monk", self.tone), self.monk)
         any_of("image.modality", self.modality)
         any_of("image.dataset", self.dataset)
         any_of("image.source", self.source)
         any_of("image.id", self.ids)
         if self.device:
-            clauses.append("(image.device_make LIKE ? OR image.device_model LIKE ?)")
-            params += [f"%{self.device}%"] * 2
+            clauses.append(f"{DEVICE_SQL} LIKE ?")
+            params.append(f"%{self.device.strip()}%")
         if self.patient:
             clauses.append(
                 "image.patient_id IN (SELECT id FROM patient WHERE id = ? OR external_id = ?)"

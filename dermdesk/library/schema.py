@@ -20,6 +20,14 @@ def _search_body(image_id: str) -> str:
     )
 
 
+def _current_tone(column: str, method: str) -> str:
+    """SQL for an image's current skin-tone value of one method (migration 5)."""
+    return (
+        f"(SELECT t.{column} FROM skin_tone t WHERE t.image_id = image.id AND t.is_current"
+        f" AND t.method = '{method}' ORDER BY t.id DESC LIMIT 1)"
+    )
+
+
 MIGRATIONS: dict[int, list[str]] = {
     1: [
         """
@@ -272,6 +280,22 @@ MIGRATIONS: dict[int, list[str]] = {
             WHERE rowid = (SELECT rowid FROM image WHERE id = new.image_id);
         END
         """,
+    ],
+    5: [
+        # Rated and estimated skin tone apart (issue 12): image.fitzpatrick / monk hold the
+        # current *rated* value only (a person's or a dataset's), the new *_est columns the
+        # current estimate, so nothing shows or counts an estimate as a rating.
+        "ALTER TABLE image ADD COLUMN fitzpatrick_est INTEGER "
+        "CHECK (fitzpatrick_est BETWEEN 1 AND 6)",
+        "ALTER TABLE image ADD COLUMN monk_est INTEGER CHECK (monk_est BETWEEN 1 AND 10)",
+        f"""
+        UPDATE image SET fitzpatrick = {_current_tone("fitzpatrick", "manual")},
+            monk = {_current_tone("monk", "manual")},
+            fitzpatrick_est = {_current_tone("fitzpatrick", "estimated")},
+            monk_est = {_current_tone("monk", "estimated")}
+        """,
+        "CREATE INDEX image_fitzpatrick_est ON image (fitzpatrick_est)",
+        "CREATE INDEX image_monk_est ON image (monk_est)",
     ],
 }
 

@@ -99,7 +99,8 @@ def _missing_thumbnail(lib: Library, report: VerifyReport, image_id: str, repair
 
 
 def _check_current_values(lib: Library, report: VerifyReport) -> None:
-    """image.diagnosis / fitzpatrick / monk must equal what the history says."""
+    """image.diagnosis and the rated / estimated skin-tone columns must equal what the
+    history says (a rating and an estimate each in their own columns)."""
     bad_labels = lib.conn.execute(
         "SELECT image.id FROM image LEFT JOIN label ON label.image_id = image.id "
         "AND label.is_current WHERE image.diagnosis IS NOT label.diagnosis"
@@ -111,8 +112,8 @@ def _check_current_values(lib: Library, report: VerifyReport) -> None:
         SELECT image.id FROM image
         LEFT JOIN skin_tone m ON m.image_id = image.id AND m.is_current AND m.method = 'manual'
         LEFT JOIN skin_tone e ON e.image_id = image.id AND e.is_current AND e.method = 'estimated'
-        WHERE image.fitzpatrick IS NOT coalesce(m.fitzpatrick, e.fitzpatrick)
-           OR image.monk IS NOT coalesce(m.monk, e.monk)
+        WHERE image.fitzpatrick IS NOT m.fitzpatrick OR image.monk IS NOT m.monk
+           OR image.fitzpatrick_est IS NOT e.fitzpatrick OR image.monk_est IS NOT e.monk
         """
     ).fetchall()
     for (image_id,) in bad_tones:

@@ -67,6 +67,8 @@ class FinetuneConfig:
     max_images: int | None = None  # a seeded subset, for quick runs
     n_boot: int = 500
     malignant: str = "MEL"
+    # Skin-type groups of the report: ratings only (default), or rated_or_estimated.
+    tone_groups: str = "rated"
     loop: LoopConfig = field(default_factory=LoopConfig)
 
     @classmethod
@@ -111,5 +113,9 @@ def _validate(cfg: FinetuneConfig) -> None:
         raise ValueError(f"precision must be auto, bf16 or fp32, not {cfg.loop.precision!r}")
     if cfg.augment not in ("full", "light", "none"):
         raise ValueError(f"augment must be full, light or none, not {cfg.augment!r}")
+    if cfg.tone_groups not in ("rated", "rated_or_estimated"):
+        raise ValueError(
+            f"tone_groups must be rated or rated_or_estimated, not {cfg.tone_groups!r}"
+        )
     if cfg.balance not in ("sampler", "loss", "none"):
         raise ValueError(f"balance must be sampler, loss or none, not {cfg.balance!r}")

@@ -30,7 +30,7 @@ from dermdesk.inference.preprocess import (
 )
 from dermdesk.library import ImageFilter, Library
 from dermdesk.ml.augment import AugmentConfig, augment
-from dermdesk.ml.groups import device_name, domain_name, fitzpatrick_group
+from dermdesk.ml.groups import device_name, domain_name, fitzpatrick_group, fitzpatrick_of
 
 log = logging.getLogger(__name__)
 CACHE_BUDGET_BYTES = 3 << 30  # decoded base views kept in memory up to this size
@@ -59,8 +59,11 @@ class Sample:
         return domain_name(self.modality, self.dataset)
 
 
-def collect_samples(lib: Library, flt: ImageFilter, classes: Sequence[str]) -> list[Sample]:
-    """Labelled images matching ``flt``, ordered by id (stable across runs)."""
+def collect_samples(
+    lib: Library, flt: ImageFilter, classes: Sequence[str], tones: str = "rated"
+) -> list[Sample]:
+    """Labelled images matching ``flt``, ordered by id (stable across runs); skin-type
+    groups from ratings unless ``tones`` asks for estimates too (see ``fitzpatrick_of``)."""
     index = {code: i for i, code in enumerate(classes)}
     samples: list[Sample] = []
     offset = 0
@@ -73,7 +76,7 @@ def collect_samples(lib: Library, flt: ImageFilter, classes: Sequence[str]) -> l
                     path=str(lib.original_path(row)),
                     diagnosis=row["diagnosis"],
                     label=index.get(row["diagnosis"], -1),
-                    fitzpatrick=row["fitzpatrick"],
+                    fitzpatrick=fitzpatrick_of(row, tones),
                     device=device_name(row),
                     modality=row["modality"],
                     dataset=row["dataset"],

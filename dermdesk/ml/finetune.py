@@ -72,7 +72,7 @@ class FinetuneTask:
                 self._restore_split(saved_state, rows)
             else:
                 self._new_split(rows)
-            every = collect_samples(lib, flt, self.classes)
+            every = collect_samples(lib, flt, self.classes, self.cfg.tone_groups)
             members = {name: set(ids) for name, ids in self.split_ids.items()}
             self.samples = {
                 name: [s for s in every if s.image_id in ids] for name, ids in members.items()

@@ -66,14 +66,36 @@ def test_import_list_show_stats_verify_backup(
     image_id = listing.splitlines()[1].split()[0]
     shown = run(home, "show", image_id).stdout
     assert "pad_ufes_20" in shown and "MEL" in shown and "histopathology" in shown
+    assert "fitzpatrick: " in shown and "rated by dataset:pad_ufes_20" in shown
     stats = run(home, "stats").stdout
-    assert "500 images" in stats and "clinical (500): diagnosis x Fitzpatrick" in stats
+    assert "500 images" in stats and "clinical (500): diagnosis x rated Fitzpatrick" in stats
     flat = run(home, "stats", "--by", "diagnosis,modality").stdout
     assert "BCC" in flat and "clinical" in flat
     assert "verify OK: 500 images" in run(home, "verify").stdout
     backup = tmp_path / "backup"
     assert "backed up 500 images" in run(home, "backup", backup).stdout
     assert "verify OK: 500 images" in run(backup, "verify").stdout
+
+
+def test_estimated_skin_tone_is_never_shown_or_counted_as_rated(
+    home: Path, shared_data: Path
+) -> None:
+    """HAM10000 has no skin-type data: every type the app shows for it is an estimate."""
+    run(home, "import", shared_data / "ham10000", "--quiet")
+    stats = run(home, "stats").stdout
+    rated = stats.split("diagnosis x rated Fitzpatrick")[1].split("\n\n")[0]
+    rows = [line.split() for line in rated.strip().splitlines()[2:]]
+    assert rows and all(len(r) == 3 and r[1] == r[2] for r in rows)  # only "?" and the total
+    assert "automatic estimate (ITA; not a rating)" in stats
+    listing = run(home, "ls", "--limit", "200").stdout
+    assert "~ = automatic estimate" in listing
+    fitz_cells = {line.split()[2] for line in listing.splitlines()[1:-2] if len(line.split()) > 6}
+    assert fitz_cells and all(c.startswith("~") for c in fitz_cells)
+    assert "0 of 0 images" in run(home, "ls", "--fitzpatrick", "1-6", "--tone", "rated").stdout
+    assert "0 of 0" not in run(home, "ls", "--fitzpatrick", "1-2", "--tone", "estimated").stdout
+    image_id = listing.splitlines()[1].split()[0]
+    shown = run(home, "show", image_id).stdout
+    assert "estimated (ITA" in shown and "rated by" not in shown
 
 
 def test_bad_files_are_refused_one_line_each_and_nothing_is_lost(

@@ -135,3 +135,37 @@ def test_device_fields_and_patient_link_are_edited_and_audited(
     settle(qtbot, w)
     assert lib.image(image_id)["device_model"] != "DermLite DL4"
     assert lib.image(image_id)["lesion_id"] != row["lesion_id"]
+
+
+def test_undo_gives_a_rating_and_a_label_back_to_who_gave_them(
+    qtbot: QtBot, window: MainWindow, lib: Library
+) -> None:
+    """Fitzpatrick17k rated this image; a curator changes it and presses Ctrl+Z: the
+    rating is the dataset's again (rater, time), not "manual, by the curator"."""
+    w = window
+    w.filters.set_state({"diagnosis": [], "text": ""}, emit=False)
+    model = w.gallery_model
+    row = next(
+        r
+        for r in range(model.rowCount())
+        if lib.image(model.tile(r).id)["dataset"] == "fitzpatrick17k"
+    )
+    image_id = model.tile(row).id
+    w.gallery.setCurrentIndex(model.index(row))
+    qtbot.waitUntil(lambda: w.current_id() == image_id)
+    rating_before = [t for t in lib.skin_tones(image_id) if t["is_current"]]
+    label_before = lib.current_label(image_id)
+    assert rating_before[0]["rater"].startswith("dataset:fitzpatrick17k")
+    w.gallery.setFocus()
+    new_type = 1 if rating_before[0]["fitzpatrick"] != 1 else 2
+    keys(qtbot, w, "f", str(new_type), "2")  # Fitzpatrick, then diagnosis key 2
+    settle(qtbot, w)
+    assert lib.image(image_id)["fitzpatrick"] == new_type
+    assert lib.current_label(image_id)["annotator"] == w.settings.annotator
+    for _ in range(2):
+        qtbot.keyClick(w.gallery, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    settle(qtbot, w)
+    assert [t for t in lib.skin_tones(image_id) if t["is_current"]] == rating_before
+    assert lib.current_label(image_id) == label_before
+    actions = [e["action"] for e in lib.audit_entries(image_id)]
+    assert actions[-2:] == ["label.restore", "skin_tone.restore"]

@@ -9,7 +9,7 @@ from dermdesk.library import ImageFilter, Library, LibraryError
 from dermdesk.library.browse import (
     coverage_gaps,
     dashboard_stats,
-    device_name,
+    distinct_devices,
     flatten_metrics,
     snapshot,
     tiles,
@@ -17,12 +17,13 @@ from dermdesk.library.browse import (
 from dermdesk.library.edits import (
     CaptureInfo,
     add_capture,
-    clear_manual_skin_tone,
     link_images,
     request_job_cancel,
     set_body_site,
 )
+from dermdesk.library.query import device_name
 from dermdesk.library.records import ImageRecord, LabelIn, SkinToneIn
+from dermdesk.ml.groups import device_name as device_group
 from tests.helpers import encode, skin_like
 
 
@@ -75,8 +76,9 @@ def test_link_body_site_and_tone_clear_are_audited(lib: Library) -> None:
 
     lib.set_skin_tone([image], SkinToneIn(fitzpatrick=3, method="estimated", rater="ita"))
     lib.set_skin_tone([image], SkinToneIn(fitzpatrick=5, method="manual", rater="nurse"))
-    clear_manual_skin_tone(lib, [image])
-    assert lib.image(image)["fitzpatrick"] == 3  # the estimate applies again
+    lib.clear_skin_tone([image])
+    row = lib.image(image)
+    assert (row["fitzpatrick"], row["fitzpatrick_est"]) == (None, 3)  # the estimate stays one
     actions = {e["action"] for e in lib.audit_entries(image)}
     assert {"image.link", "skin_tone.clear"} <= actions
 
@@ -102,8 +104,44 @@ def test_job_cancel_request(lib: Library) -> None:
     assert lib.jobs()[0]["status"] == "cancelling"
 
 
-def test_metrics_flatten_and_device_names() -> None:
-    rows = flatten_metrics({"auc": 0.9, "per_class": {"MEL": {"sensitivity": 0.8}}})
-    assert ("overall", "", "auc", 0.9) in rows and ("per_class", "MEL", "sensitivity", 0.8) in rows
+def test_device_names() -> None:
     assert device_name("Canon", "Canon EOS 5D") == "Canon EOS 5D"
     assert device_name("Apple", "iPhone 15") == "Apple iPhone 15"
+    assert device_name(None, " ") is None and device_group({}) == "unknown"
+
+
+def test_every_device_suggestion_finds_its_images(lib: Library) -> None:
+    """Suggestions, filters, stats and metric groups all use one device name."""
+    stored = {}
+    for seed, make, model in (
+        (1, "Canon", "Canon EOS 5D"),
+        (2, "Canon", "Canon EOS 5D"),
+        (3, "NIKON CORPORATION", "NIKON D70"),
+        (4, "Apple", "iPhone 15"),
+        (5, None, "DermLite DL4"),
+    ):
+        s = ingest_bytes(encode(skin_like(seed=seed)), lib.store)
+        s.device = {"device_make": make, "device_model": model}
+        stored[seed] = s
+        lib.add_images([ImageRecord(stored=s)])
+    add(lib, 6)  # no device
+    names = distinct_devices(lib)
+    assert names[0] == "Canon EOS 5D" and len(names) == 4
+    assert "NIKON CORPORATION NIKON D70" in names
+    for name in names:
+        matched = lib.images(ImageFilter(device=name))
+        assert matched and {device_group(r) for r in matched} == {name}
+    counts = {r["device"]: r["n"] for r in lib.counts(["device"])}
+    assert counts == {
+        "Canon EOS 5D": 2,
+        "NIKON CORPORATION NIKON D70": 1,
+        "Apple iPhone 15": 1,
+        "DermLite DL4": 1,
+        None: 1,
+    }
+    assert dict(dashboard_stats(lib).devices)["unknown device"] == 1
+
+
+def test_metrics_flatten() -> None:
+    rows = flatten_metrics({"auc": 0.9, "per_class": {"MEL": {"sensitivity": 0.8}}})
+    assert ("overall", "", "auc", 0.9) in rows and ("per_class", "MEL", "sensitivity", 0.8) in rows

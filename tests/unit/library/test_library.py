@@ -13,6 +13,7 @@ from dermdesk.library.audit import verify_chain
 from dermdesk.library.db import DB_NAME
 from dermdesk.library.records import ImageRecord, LabelIn, LesionRef, PatientRef, SkinToneIn
 from dermdesk.library.schema import LATEST_VERSION
+from dermdesk.library.verify import verify
 from tests.helpers import encode, skin_like
 
 
@@ -76,6 +77,37 @@ def test_label_edits_keep_history_and_audit(lib: Library) -> None:
     assert len(lib.label_history(sha)) == 2
 
 
+def test_restoring_an_earlier_label_keeps_who_gave_it(lib: Library) -> None:
+    """What undo does: the dataset's own label row comes back, not a copy by the curator."""
+    sha = add(lib, label=LabelIn("NEV", "histopathology", "dataset:ham10000"))
+    original = lib.current_label(sha)
+    lib.set_label([sha], "MEL")
+    lib.restore_labels({sha: original["id"]})
+    back = lib.current_label(sha)
+    assert back == original  # same row: annotator, certainty and time as they were
+    assert lib.image(sha)["diagnosis"] == "NEV"
+    assert [e["action"] for e in lib.audit_entries(sha)][-1] == "label.restore"
+    lib.restore_labels({sha: None})
+    assert lib.image(sha)["diagnosis"] is None and lib.current_label(sha) is None
+    with pytest.raises(LibraryError, match="has no label"):
+        lib.restore_labels({sha: 10_000})
+    assert verify(lib, checksums=False).ok
+
+
+def test_restoring_an_earlier_rating_keeps_its_rater(lib: Library) -> None:
+    sha = add(lib, skin_tones=[SkinToneIn(fitzpatrick=5, method="manual", rater="dataset:f17k")])
+    (original,) = lib.skin_tones(sha)
+    lib.set_skin_tone([sha], SkinToneIn(fitzpatrick=3, method="manual", rater="curator"))
+    lib.restore_skin_tones({sha: original["id"]})
+    current = [t for t in lib.skin_tones(sha) if t["is_current"]]
+    assert current == [original]
+    assert lib.image(sha)["fitzpatrick"] == 5
+    assert [e["action"] for e in lib.audit_entries(sha)][-1] == "skin_tone.restore"
+    lib.restore_skin_tones({sha: None})
+    assert lib.image(sha)["fitzpatrick"] is None
+    assert verify(lib, checksums=False).ok
+
+
 def test_unknown_codes_are_refused_with_a_clear_error(lib: Library) -> None:
     sha = add(lib)
     with pytest.raises(LibraryError, match="unknown diagnosis code 'XYZ'"):
@@ -86,15 +118,25 @@ def test_unknown_codes_are_refused_with_a_clear_error(lib: Library) -> None:
         lib.update_image(sha, file="x")
 
 
-def test_manual_skin_tone_wins_over_estimate_and_both_are_kept(lib: Library) -> None:
+def test_a_rating_and_an_estimate_are_kept_apart(lib: Library) -> None:
+    """An estimate never fills the rated columns, so nothing counts it as a rating."""
     sha = add(lib)
     lib.set_skin_tone([sha], SkinToneIn(fitzpatrick=2, method="estimated", ita=45.0, rater="ita"))
-    assert lib.image(sha)["fitzpatrick"] == 2
+    row = lib.image(sha)
+    assert (row["fitzpatrick"], row["fitzpatrick_est"]) == (None, 2)
     lib.set_skin_tone([sha], SkinToneIn(fitzpatrick=5, monk=8, method="manual", rater="nurse"))
     lib.set_skin_tone([sha], SkinToneIn(fitzpatrick=3, method="estimated", rater="ita"))
     row = lib.image(sha)
-    assert (row["fitzpatrick"], row["monk"]) == (5, 8)
+    assert (row["fitzpatrick"], row["monk"], row["fitzpatrick_est"], row["monk_est"]) == (
+        5,
+        8,
+        3,
+        None,
+    )
     assert len(lib.skin_tones(sha)) == 3
+    assert lib.count(ImageFilter(fitzpatrick=[3])) == 0  # rated 5: the estimate does not count
+    assert lib.count(ImageFilter(fitzpatrick=[3], tone="estimated")) == 1
+    assert lib.count(ImageFilter(fitzpatrick=[5], tone="rated")) == 1
 
 
 TONES = [
@@ -110,7 +152,8 @@ def _history(lib: Library, sha: str) -> tuple[object, ...]:
         (t["method"], t["fitzpatrick"], t["monk"], t["is_current"]) for t in lib.skin_tones(sha)
     ]
     audit = [(e["action"], e["before"], e["after"]) for e in lib.audit_entries(sha)]
-    return row["diagnosis"], row["fitzpatrick"], row["monk"], sorted(tones), audit
+    values = (row["diagnosis"], row["fitzpatrick"], row["monk"], row["fitzpatrick_est"])
+    return (*values, row["monk_est"], sorted(tones), audit)
 
 
 @pytest.mark.parametrize("tones", [TONES, TONES[:1], TONES[1:2], []])
@@ -128,13 +171,12 @@ def test_a_new_image_with_label_and_tones_equals_adding_then_editing(
         edited.set_label([sha], "BCC", certainty="histopathology", annotator="dr-a")
         for tone in tones:
             edited.set_skin_tone([sha], tone)
-        assert at_once.image(sha)["fitzpatrick"] == (
-            5 if len(tones) > 1 else (tones[0].fitzpatrick if tones else None)
-        )
+        rated = [t.fitzpatrick for t in tones if t.method == "manual"]
+        assert at_once.image(sha)["fitzpatrick"] == (rated[-1] if rated else None)
         a, b = _history(at_once, sha), _history(edited, sha)
-        assert a[:4] == b[:4]
+        assert a[:6] == b[:6]
         # the same entries, except that the edited copy logs its bare add first
-        assert [e for e in a[4] if e[0] != "image.add"] == [e for e in b[4] if e[0] != "image.add"]
+        assert [e for e in a[6] if e[0] != "image.add"] == [e for e in b[6] if e[0] != "image.add"]
         assert verify_chain(at_once.conn)[1] is None
 
 

@@ -56,3 +56,37 @@ def test_version_3_indexes_the_images_already_there(tmp_path: Path) -> None:
     db.conn.close()
     with Library.open(path.parent) as lib:
         assert [r["id"] for r in lib.images(ImageFilter(text="forearm"))] == ["ab12"]
+
+
+def test_version_5_puts_estimates_beside_ratings(tmp_path: Path) -> None:
+    """Before 5 an estimate filled image.fitzpatrick where no rating existed."""
+    path = tmp_path / "lib" / DB_NAME
+    path.parent.mkdir()
+    db = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
+    migrate(db, target=4)
+    for image_id, fitz, monk in (("rated", 5, 7), ("estimated", 2, 3)):
+        db.execute(
+            "INSERT INTO image (id, file, format, width, height, bytes, modality, source, "
+            "imported_at, fitzpatrick, monk) VALUES (?, 'f', 'JPEG', 1, 1, 1, 'clinical', "
+            "'import', 'now', ?, ?)",
+            [image_id, fitz, monk],
+        )
+    tones = [
+        ("rated", "estimated", 3, 4, 0),  # an older estimate, no longer current
+        ("rated", "estimated", 2, None, 1),
+        ("rated", "manual", 5, None, 1),  # a rating without Monk: Monk 7 came from nowhere
+        ("estimated", "estimated", 2, 3, 1),
+    ]
+    for image_id, method, fitz, monk, current in tones:
+        db.execute(
+            "INSERT INTO skin_tone (image_id, method, fitzpatrick, monk, rater, created_at, "
+            "is_current) VALUES (?, ?, ?, ?, 'x', 'now', ?)",
+            [image_id, method, fitz, monk, current],
+        )
+    db.conn.close()
+    with Library.open(path.parent) as lib:
+        rows = {
+            r["id"]: (r["fitzpatrick"], r["monk"], r["fitzpatrick_est"], r["monk_est"])
+            for r in lib.images()
+        }
+    assert rows == {"rated": (5, None, 2, None), "estimated": (None, None, 2, 3)}

@@ -57,7 +57,8 @@ def test_estimate_is_stored_but_a_manual_rating_wins(lib: Library) -> None:
     estimate = assessment.skin_tone
     assert not isinstance(estimate, Refusal)
     qs.save_assessments(lib, [(sha, assessment)])
-    assert lib.image(sha)["fitzpatrick"] == estimate.fitzpatrick
+    row = lib.image(sha)
+    assert (row["fitzpatrick"], row["fitzpatrick_est"]) == (None, estimate.fitzpatrick)
     manual = 6 if estimate.fitzpatrick != 6 else 1
     lib.set_skin_tone([sha], SkinToneIn(fitzpatrick=manual, method="manual", rater="nurse"))
     assert lib.image(sha)["fitzpatrick"] == manual
@@ -68,8 +69,9 @@ def test_estimate_is_stored_but_a_manual_rating_wins(lib: Library) -> None:
         ("manual", 1),
     ]
     assert tones[0]["ita"] == estimate.ita and tones[0]["confidence"] == estimate.confidence
-    assert lib.image(sha)["fitzpatrick"] == manual  # manual still wins
-    assert lib.image(sha)["monk"] == estimate.monk  # no manual Monk: the estimate shows
+    row = lib.image(sha)
+    assert row["fitzpatrick"] == manual and row["fitzpatrick_est"] == estimate.fitzpatrick
+    assert row["monk"] is None and row["monk_est"] == estimate.monk  # never taken as rated
 
 
 def test_a_refusal_withdraws_an_earlier_estimate(lib: Library) -> None:
@@ -79,7 +81,7 @@ def test_a_refusal_withdraws_an_earlier_estimate(lib: Library) -> None:
     qs.save_assessments(lib, [(sha, assessment)])
     refused = replace(assessment, skin_tone=Refusal("skin too dark"), checker_version="2")
     qs.save_assessments(lib, [(sha, refused)])
-    assert lib.image(sha)["fitzpatrick"] is None
+    assert lib.image(sha)["fitzpatrick_est"] is None
     assert [t["is_current"] for t in lib.skin_tones(sha)] == [0]
     assert verify(lib, checksums=False).ok
 
