@@ -3,19 +3,17 @@
     python scripts/screenshots.py OUT_DIR [--library DIR] [--data ../shared/data]
 
 Without ``--library`` a throw-away library is built from the real reference
-images in ../shared/data (PAD-UFES-20, HAM10000, Fitzpatrick17k). Such a
-throw-away library also gets a few *demo rows*, clearly named, for what other
-parts of dermdesk will write once they land: quality findings computed by the
-live capture checks, one demo model with per-group metrics, a prediction for
-the first image, and two job rows (one running, one finished). A library
-given with ``--library`` is shown as it is and is not written to.
+images in ../shared/data (PAD-UFES-20, HAM10000, Fitzpatrick17k); a real small
+fine-tuning job and a predict job run on it (a few minutes on a CPU), so the
+Models tab and the viewer show what a real run writes. One *demo* job row,
+named so, stands for a job still running. A library given with ``--library``
+is shown as it is and is not written to.
 Windows are 1280x800 (dialogs at their own size).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -68,61 +66,37 @@ def build_library(folder: Path, data: Path) -> None:
     with Library.open(folder, actor="screenshots") as lib:
         report = import_datasets(lib, data, DATASETS)
         print(f"library: {report.summary()}")
-        add_demo_rows(lib)
+    train_real_model(folder)
+    with Library.open(folder, actor="screenshots") as lib:
+        add_demo_job(lib)
 
 
-def add_demo_rows(lib: Library) -> None:
-    """Demo rows for what only hours of training would produce (models, predictions, jobs).
+def train_real_model(folder: Path) -> None:
+    """A real (small, fast) fine-tuning job and a predict job: the Models tab and the
+    viewer show the report and probabilities a real run writes."""
+    from dermdesk.jobs.runner import JobRunner
 
-    Plain SQL into the documented schema, for the screenshots only; every row
-    says it is a demo. Quality findings are real: the import ran the checks.
-    """
-    images = lib.images(limit=300)
-    metrics = {
-        "balanced_accuracy": 0.68,
-        "macro_auroc": 0.91,
-        "per_class": {
-            c: {"sensitivity": s, "n": n}
-            for c, s, n in (("MEL", 0.74, 43), ("BCC", 0.81, 218), ("NEV", 0.77, 80))
-        },
-        "per_fitzpatrick": {
-            b: {"balanced_accuracy": v, "n": n}
-            for b, v, n in (("I-II", 0.70, 260), ("III-IV", 0.66, 150), ("V-VI", 0.51, 40))
-        },
-        "per_device": {
-            "smartphone": {"balanced_accuracy": 0.66, "n": 500},
-            "dermatoscope": {"balanced_accuracy": 0.72, "n": 126},
-        },
-        "per_domain": {
-            "clinical": {"balanced_accuracy": 0.65, "n": 740},
-            "dermoscopic": {"balanced_accuracy": 0.73, "n": 126},
-        },
-    }
-    for model_id, name, status, parents in (
-        ("demo-base", "demo base ViT (screenshot stand-in)", "candidate", []),
-        ("demo-site", "demo site fine-tune (screenshot stand-in)", "active", ["demo-base"]),
-    ):
-        lib.conn.execute(
-            "INSERT INTO model (id, name, kind, architecture, parents, training_set, params, "
-            "metrics, status, created_at) "
-            "VALUES (?, ?, 'classifier', 'vit_tiny_patch16_224', ?, ?, ?, ?, ?, ?)",
-            (
-                model_id,
-                name,
-                json.dumps(parents),
-                json.dumps({"image_ids": [i["id"] for i in images[:120]]}),
-                json.dumps({"lr": 3e-4, "epochs": 12}),
-                json.dumps(metrics),
-                status,
-                now(),
-            ),
-        )
-    first = images[0]
-    probs = {"BCC": 0.46, "SCC": 0.21, "ACK": 0.14, "MEL": 0.09, "NEV": 0.06, "SEK": 0.04}
-    lib.conn.execute(
-        "INSERT INTO prediction VALUES (?, 'demo-site', ?, 'BCC', ?)",
-        (first["id"], json.dumps(probs), now()),
-    )
+    runner = JobRunner(folder, actor="screenshots")
+    try:
+        params = {
+            "arch": "resnet10t",
+            "img_size": 64,
+            "epochs": 6,
+            "batch_size": 32,
+            "micro_batch": 32,
+            "n_boot": 200,
+            "name": "clinic starter (screenshot run, 6 epochs at 64 px)",
+        }
+        row = runner.wait(runner.submit("finetune", params), timeout_s=1800)
+        print(f"trained: {row['status']} {row['message']}")
+        runner.wait(runner.submit("predict", {"model": row["model_id"]}), timeout_s=600)
+    finally:
+        runner.close()
+
+
+def add_demo_job(lib: Library) -> None:
+    """One *demo* job row that looks running (a real one would need a process kept
+    alive for the screenshot); it says it is a demo."""
     started = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 95))
     log = "".join(
         f"epoch {e}/12  step {e * 40}  loss {1.9 / e:.3f}  bal.acc {0.4 + e * 0.02:.3f}\n"
@@ -133,12 +107,6 @@ def add_demo_rows(lib: Library) -> None:
         "INSERT INTO job (kind, status, progress, message, log, created_at, started_at, pid) "
         "VALUES ('finetune (demo)', 'running', 0.34, 'epoch 4 of 12', ?, ?, ?, ?)",
         (log, now(), started + "Z", os.getpid()),
-    )
-    lib.conn.execute(
-        "INSERT INTO job (kind, status, progress, message, log, model_id, created_at, "
-        "started_at, finished_at) VALUES ('export (demo)', 'done', 1.0, "
-        "'ONNX exported, parity 3e-6', 'done\n', 'demo-site', ?, ?, ?)",
-        (now(), now(), now()),
     )
 
 
@@ -186,6 +154,7 @@ def main_views(app: QApplication, window: MainWindow, out: Path) -> None:
     pump(app, 0.5)
     save(window, out, "10_dashboard")
     window.tabs.setCurrentWidget(window.models)
+    window.models.refresh()
     pump(app, 0.5)
     save(window, out, "11_models")
     window.tabs.setCurrentIndex(0)

@@ -57,7 +57,7 @@ def _tone_actions() -> list[ActionSpec]:
         )
         for i in range(1, 7)
     ]
-    specs.append(ActionSpec("tone_clear", "Clear manual skin type", ("F, 0",), "Skin type"))
+    specs.append(ActionSpec("tone_clear", "Clear skin-type rating", ("F, 0",), "Skin type"))
     specs += [
         ActionSpec(f"monk_{i}", f"Monk {i}", (f"M, {i % 10}",), "Skin type") for i in range(1, 11)
     ]

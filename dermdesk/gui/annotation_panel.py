@@ -157,7 +157,7 @@ class AnnotationPanel(QScrollArea):
         self.tone_note = QLabel()
         self.tone_note.setWordWrap(True)
         clear = QToolButton()
-        clear.setText("Clear manual")
+        clear.setText("Clear rating")
         clear.clicked.connect(self.tone_cleared)
         form.addRow("Fitzpatrick", self.fitzpatrick)
         form.addRow("Monk", self.monk)

@@ -151,7 +151,7 @@ def _test_pattern() -> FrameSource:
         img[blob] = (95, 60, 45)
         return np.clip(img, 0, 255).astype(np.uint8)
 
-    return GeneratedSource(frame, name="Test pattern")
+    return GeneratedSource(frame, name="Test pattern", demo=True)
 
 
 class CaptureDialog(QDialog):
@@ -324,7 +324,21 @@ class CaptureDialog(QDialog):
     def verdict(self) -> str:
         return worst([f.verdict for f in self.frame.findings]) if self.frame else "fail"
 
+    def is_demo(self) -> bool:
+        """The source makes up its frames (the test pattern): nothing can be saved."""
+        return bool(self.grabber is not None and getattr(self.grabber.source, "demo", False))
+
     def _update_button(self) -> None:
+        if self.is_demo():
+            self.capture_button.setEnabled(False)
+            self.capture_button.setText("Demo only: not saved")
+            self.status.setText(
+                "The test pattern is for trying the live checks; it is never saved as a "
+                "patient image. Choose a camera or a video file to capture."
+            )
+            return
+        if self.status.text().startswith("The test pattern"):
+            self.status.clear()
         blocked = self.verdict() == "fail" and not (
             self.override.isChecked() and self.reason.text().strip()
         )
@@ -346,10 +360,11 @@ class CaptureDialog(QDialog):
     def capture(self) -> None:
         """Store the frame on screen with its checks, device, patient, lesion and site."""
         frame = self.frame
-        if frame is None or not self.capture_button.isEnabled():
+        if frame is None or not self.capture_button.isEnabled() or self.is_demo():
             return
         source = self.grabber.source if self.grabber else None
         info = CaptureInfo(
+            demo=bool(getattr(source, "demo", False)),
             modality=self.modality.currentData(),
             patient=self.patient.text().strip() or None,
             lesion=self.lesion.text().strip() or None,

@@ -1,16 +1,18 @@
 """Small charts drawn with QPainter (QtCharts is not part of PySide6-Essentials).
 
 :class:`BarChart` draws labelled horizontal bars; :class:`HeatTable` is a
-count matrix whose cells are shaded by count, empty cells tinted as gaps.
+count matrix whose cells are shaded by count, empty cells tinted as gaps;
+:class:`IntervalChart` draws scores with their 95 % intervals and counts.
 """
 
 from __future__ import annotations
 
 from PySide6.QtCore import QRect, QSize, Qt
-from PySide6.QtGui import QColor, QPainter, QPaintEvent
+from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QHeaderView, QSizePolicy, QTableWidget, QTableWidgetItem, QWidget
 
 from dermdesk.gui.theme import is_dark
+from dermdesk.library.browse import Figure
 
 ROW_H = 22
 
@@ -132,3 +134,64 @@ def _shade(value: int, top: int, dark: bool) -> QColor:
         round(light.green() + (deep.green() - light.green()) * t),
         round(light.blue() + (deep.blue() - light.blue()) * t),
     )
+
+
+class IntervalChart(QWidget):
+    """Scores on a 0-1 axis, one row per group: a bar for the value, a whisker for its
+    95 % interval and the count behind it; a group too small to report says so."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.rows: list[Figure] = []
+        self.reference: float | None = None  # e.g. the overall score, drawn as a line
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def set_rows(self, rows: list[Figure], reference: float | None = None) -> None:
+        self.rows = rows
+        self.reference = reference
+        self.setFixedHeight(self.sizeHint().height())
+        self.update()
+
+    def sizeHint(self) -> QSize:
+        return QSize(360, ROW_H * max(1, len(self.rows)) + 8)
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        pal = self.palette()
+        if not self.rows:
+            painter.setPen(pal.placeholderText().color())
+            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "no figures")
+            return
+        fm = painter.fontMetrics()
+        label_w = min(self.width() // 3, max(fm.horizontalAdvance(r.label) for r in self.rows) + 10)
+        text_w = fm.horizontalAdvance("0.000 [0.00, 0.00], n=00000") + 10
+        bar_w = max(40, self.width() - label_w - text_w)
+        x0 = label_w
+        bar = QColor("#4a86e8")
+        whisker = pal.text().color()
+        for i, r in enumerate(self.rows):
+            y = 4 + i * ROW_H
+            painter.setPen(pal.text().color())
+            name = fm.elidedText(r.label, Qt.TextElideMode.ElideRight, label_w - 8)
+            align_right = Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight
+            painter.drawText(QRect(0, y, label_w - 8, ROW_H), align_right, name)
+            painter.fillRect(QRect(x0, y + 5, bar_w, ROW_H - 10), pal.alternateBase())
+            if r.value is not None:
+                painter.fillRect(QRect(x0, y + 6, round(bar_w * r.value), ROW_H - 12), bar)
+            if r.low is not None and r.high is not None:
+                lo, hi = x0 + round(bar_w * r.low), x0 + round(bar_w * r.high)
+                mid = y + ROW_H // 2
+                painter.setPen(whisker)
+                painter.drawLine(lo, mid, hi, mid)
+                painter.drawLine(lo, mid - 4, lo, mid + 4)
+                painter.drawLine(hi, mid - 4, hi, mid + 4)
+            painter.setPen(pal.text().color() if r.value is not None else pal.mid().color())
+            painter.drawText(
+                QRect(x0 + bar_w + 6, y, text_w, ROW_H), Qt.AlignmentFlag.AlignVCenter, r.text()
+            )
+        if self.reference is not None:
+            x = x0 + round(bar_w * self.reference)
+            painter.setPen(QPen(QColor("#d93025"), 1, Qt.PenStyle.DashLine))
+            painter.drawLine(x, 2, x, self.height() - 2)
+        painter.end()

@@ -112,14 +112,15 @@ class FilterBar(QWidget):
         )
         self.tone = self._combo(
             [
-                ("any", "Skin type: rated, else estimated"),
-                ("rated", "Skin type: rated only"),
-                ("estimated", "Skin type: estimates"),
+                ("any", "Tone: any"),
+                ("rated", "Tone: rated"),
+                ("estimated", "Tone: estimated"),
             ]
         )
         self.tone.setToolTip(
-            "Which skin types the Fitzpatrick and Monk filters match: a person's or a "
-            "dataset's rating, or the automatic (ITA) estimate"
+            "Which skin types the Fitzpatrick and Monk filters match: any (the rating where "
+            "there is one, else the automatic estimate), rated (a person's or a dataset's "
+            "rating only) or estimated (the automatic ITA estimate only)"
         )
         self.modality = MultiChoice("Modality", [(m, m) for m in taxonomy.MODALITIES])
         self.quality = self._combo(

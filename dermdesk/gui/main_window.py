@@ -89,6 +89,9 @@ class MainWindow(QMainWindow):
         annotator = self.settings.annotator
         self.writer = LibraryWorker(self.lib.root, annotator, "writer", self)
         self.reader = LibraryWorker(self.lib.root, annotator, "reader", self)
+        # ONNX work the GUI waits for (the promotion check) runs here, never on the writer,
+        # so edits are not held up while models predict.
+        self.analysis = LibraryWorker(self.lib.root, annotator, "analysis", self)
         self.decoder = Background("decode", 2, self)
         self.thumbs = ThumbnailLoader(
             self.lib.root, self.settings.thumb_size, device_pixel_ratio=self.devicePixelRatioF()
@@ -444,6 +447,7 @@ class MainWindow(QMainWindow):
             self.statusBar().clearMessage()
             dialog = PromotionDialog(check, self)
             dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            # The predictions the check needed are stored by now: promoting re-reads them.
             dialog.accepted.connect(
                 lambda: self.writer.run(
                     lambda lib: promote(lib, model_id, force=dialog.force),
@@ -455,7 +459,7 @@ class MainWindow(QMainWindow):
             self.promotion_dialog = dialog
 
         self.statusBar().showMessage(f"Comparing {model_id} with the active model…")
-        self.writer.run(lambda lib: check_promotion(lib, model_id), checked, self._show_error)
+        self.analysis.run(lambda lib: check_promotion(lib, model_id), checked, self._show_error)
 
     def _show_error(self, exc: Exception) -> None:
         self.statusBar().clearMessage()
@@ -568,6 +572,7 @@ class MainWindow(QMainWindow):
                 apply_theme(app, self.settings.theme)
             self.actions_["dark_theme"].setChecked(self.settings.theme == "dark")
             self.writer.set_actor(self.settings.annotator)
+            self.analysis.set_actor(self.settings.annotator)
             self.gallery.set_thumb_size(self.settings.thumb_size)
             self.thumbs.set_size(self.settings.thumb_size, self.devicePixelRatioF())
 
@@ -602,6 +607,7 @@ class MainWindow(QMainWindow):
         self.jobs_backend.close()  # a running job is cancelled with a checkpoint (resumable)
         self.thumbs.shutdown()
         self.decoder.shutdown(wait=False)
+        self.analysis.shutdown(wait=True)
         self.reader.shutdown(wait=True)
         self.writer.shutdown(wait=True)  # edits still queued are written before we go
         super().closeEvent(event)

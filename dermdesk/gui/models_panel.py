@@ -1,9 +1,10 @@
 """The models view: registered models, their lineage and metrics; choose the active one.
 
-Metrics are shown per class, skin tone, device and domain as the training
-side records them (any nesting of ``{section: {group: {metric: value}}}``).
-Making a model active goes through a callable the main window provides (the
-writer here; the model registry's promotion rule once issue 5 lands).
+The metrics are the report a fine-tuning run records (``library.browse.model_report``
+reads it): the headline figures with their 95 % intervals, a bar chart with intervals
+per skin type, device, modality and domain, per-class sensitivity, and the parameters
+as a table. Making a model active goes through a callable the main window provides
+(the promotion rule, off the GUI thread).
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
+    QComboBox,
+    QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QTableView,
     QTableWidget,
@@ -26,20 +30,25 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from dermdesk.gui.charts import IntervalChart
 from dermdesk.gui.table_model import Index, ListTableModel
 from dermdesk.library import Library
-from dermdesk.library.browse import flatten_metrics, lineage, model_rows
+from dermdesk.library.browse import (
+    REPORT_GROUPINGS,
+    ModelReport,
+    lineage,
+    model_report,
+    model_rows,
+    readable_params,
+    training_size,
+)
 
 COLUMNS = ("Name", "Kind", "Architecture", "Status", "Created", "Trained on")
 
 
 def _training_size(training_set: Any) -> str:
-    if isinstance(training_set, dict):
-        ids = training_set.get("image_ids") or training_set.get("ids") or []
-        return f"{len(ids):,} images" if ids else ""
-    if isinstance(training_set, list):
-        return f"{len(training_set):,} images"
-    return ""
+    n = training_size(training_set)
+    return f"{n:,} images" if n else ""
 
 
 class ModelsTableModel(ListTableModel):
@@ -104,28 +113,52 @@ class ModelsPanel(QWidget):
         self.lineage = QLabel()
         self.lineage.setWordWrap(True)
         self.lineage.setTextFormat(Qt.TextFormat.RichText)
-        self.metrics = QTableWidget()
-        self.metrics.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.metrics.verticalHeader().setVisible(False)
-        self.metrics.setAlternatingRowColors(True)
+        self.split = QComboBox()
+        self.split.addItem("held-out test split", "test")
+        self.split.addItem("validation split", "val")
+        self.split.currentIndexChanged.connect(lambda _: self._show_selected())
+        self.headline = QLabel()
+        self.headline.setWordWrap(True)
+        self.headline.setTextFormat(Qt.TextFormat.RichText)
+        self.charts = {grouping: IntervalChart() for grouping, _ in REPORT_GROUPINGS}
+        self.per_class = _table(["Class", "Sensitivity", "Specificity", "Images"])
+        self.params = _table(["Parameter", "Value"])
         self.activate_button = QPushButton("Make active model")
         self.activate_button.setEnabled(False)
         self.activate_button.clicked.connect(self._activate_selected)
         self._build()
 
     def _build(self) -> None:
-        right = QWidget()
-        v = QVBoxLayout(right)
+        body = QWidget()
+        v = QVBoxLayout(body)
         v.addWidget(self.title)
         v.addWidget(self.lineage)
-        v.addWidget(
-            QLabel("<b>Metrics</b> (overall, per class, per skin tone, per device, per domain)")
-        )
-        v.addWidget(self.metrics, 1)
+        pick = QHBoxLayout()
+        pick.addWidget(QLabel("<b>Metrics</b> on the"))
+        pick.addWidget(self.split)
+        pick.addStretch(1)
+        v.addLayout(pick)
+        v.addWidget(self.headline)
+        for grouping, title in REPORT_GROUPINGS:
+            box = QGroupBox(f"{title}: balanced accuracy, 95 % interval")
+            QVBoxLayout(box).addWidget(self.charts[grouping])
+            v.addWidget(box)
+        for title, table in (("Per class", self.per_class), ("Parameters", self.params)):
+            box = QGroupBox(title)
+            QVBoxLayout(box).addWidget(table)
+            v.addWidget(box)
+        v.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(body)
+        right = QWidget()
+        r = QVBoxLayout(right)
+        r.setContentsMargins(0, 0, 0, 0)
+        r.addWidget(scroll, 1)
         row = QHBoxLayout()
         row.addStretch(1)
         row.addWidget(self.activate_button)
-        v.addLayout(row)
+        r.addLayout(row)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.table)
         split.addWidget(right)
@@ -162,39 +195,57 @@ class ModelsPanel(QWidget):
             f"<h3>{m['name']}</h3>{m['kind']} · {arch} · status <b>{m['status']}</b> · {m['id']}"
         )
         chain = lineage(self.lib, model_id)
+        trained = _training_size(m["training_set"])
         self.lineage.setText(
             "<b>Lineage</b>: "
-            + " ← ".join(f"{c['name']} ({c['kind']})" for c in chain)
-            + (f"<br><b>Parameters</b>: {m['params']}" if m["params"] else "")
+            + " ← ".join(f"{c['name']} ({c['kind']}, {c['id']})" for c in chain)
+            + (f"<br><b>Images</b>: {trained} in its patient-grouped split" if trained else "")
         )
-        self._show_metrics(m["metrics"])
+        self.show_report(model_report(m["metrics"], self.split.currentData()))
+        _fill(self.params, [list(r) for r in readable_params(m["params"])])
 
-    def _show_metrics(self, metrics: Any) -> None:
-        flat = flatten_metrics(metrics)
-        names = list(dict.fromkeys(metric for _, _, metric, _ in flat))
-        groups = list(dict.fromkeys((section, group) for section, group, _, _ in flat))
-        table = {(s, g, k): v for s, g, k, v in flat}
-        self.metrics.clear()
-        self.metrics.setColumnCount(2 + len(names))
-        self.metrics.setHorizontalHeaderLabels(["Section", "Group", *names])
-        self.metrics.setRowCount(len(groups))
-        for i, (section, group) in enumerate(groups):
-            self.metrics.setItem(i, 0, QTableWidgetItem(section))
-            self.metrics.setItem(i, 1, QTableWidgetItem(group))
-            for j, name in enumerate(names):
-                value = table.get((section, group, name))
-                text = (
-                    ""
-                    if value is None
-                    else (f"{value:.3f}" if isinstance(value, float) else str(value))
-                )
-                item = QTableWidgetItem(text)
-                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                self.metrics.setItem(i, 2 + j, item)
-        self.metrics.resizeColumnsToContents()
+    def show_report(self, report: ModelReport) -> None:
+        """Headline figures, one interval chart per grouping and the per-class table."""
+        if report.empty:
+            self.headline.setText(f"No metrics recorded on the {report.split} split.")
+        else:
+            self.headline.setText(
+                "<br>".join(f"{f.label}: <b>{f.text()}</b>" for f in report.overall.values())
+            )
+        overall = report.overall.get("balanced_accuracy")
+        for grouping, chart in self.charts.items():
+            chart.set_rows(report.groups.get(grouping, []), overall.value if overall else None)
+        _fill(
+            self.per_class,
+            [[code, _pct(sens), _pct(spec), str(n)] for code, sens, spec, n in report.per_class],
+        )
 
     def _activate_selected(self) -> None:
         model_id = self.selected_id()
         if model_id:
             self._activate(model_id)
             self.activated.emit(model_id)
+
+
+def _table(headers: list[str]) -> QTableWidget:
+    table = QTableWidget(0, len(headers))
+    table.setHorizontalHeaderLabels(headers)
+    table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+    table.verticalHeader().setVisible(False)
+    table.setAlternatingRowColors(True)
+    table.horizontalHeader().setStretchLastSection(True)
+    return table
+
+
+def _fill(table: QTableWidget, rows: list[list[str]]) -> None:
+    table.setRowCount(len(rows))
+    for i, row in enumerate(rows):
+        for j, text in enumerate(row):
+            table.setItem(i, j, QTableWidgetItem(text))
+    table.resizeColumnsToContents()
+    height = table.horizontalHeader().height() + sum(table.rowHeight(i) for i in range(len(rows)))
+    table.setFixedHeight(min(height + 4, 320))
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0%}"

@@ -20,9 +20,14 @@ import numpy as np
 
 
 class FrameSource(Protocol):
-    """Something that yields frames; ``read`` returns None when no frame is available."""
+    """Something that yields frames; ``read`` returns None when no frame is available.
+
+    ``demo`` is True for made-up frames (the test pattern): they exist to try the
+    dialog and are never stored as a patient image.
+    """
 
     name: str
+    demo: bool
 
     def read(self) -> np.ndarray | None: ...
 
@@ -75,6 +80,8 @@ def _camera_name(index: int) -> str:
 class OpenCVCamera:
     """A camera opened through OpenCV."""
 
+    demo = False
+
     def __init__(self, index: int, width: int = 1280, height: int = 720) -> None:
         _quiet_opencv()
         self.index = index
@@ -98,6 +105,8 @@ class OpenCVCamera:
 
 class VideoFileSource:
     """Frames from a video file, looping at the end (a stand-in camera)."""
+
+    demo = False
 
     def __init__(self, path: str | os.PathLike[str], *, loop: bool = True) -> None:
         _quiet_opencv()
@@ -131,8 +140,10 @@ class GeneratedSource:
         *,
         name: str = "Test pattern",
         device: dict[str, Any] | None = None,
+        demo: bool = False,
     ) -> None:
         self.name = name
+        self.demo = demo
         self._frames = frames
         self._device = device or {"device_make": "dermdesk", "device_model": name}
         self.count = 0

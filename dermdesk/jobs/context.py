@@ -14,7 +14,6 @@ that the worker relays), so the training loop has one way to report.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -123,24 +122,29 @@ def file_sender(path: Path) -> Send:
     return send
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists (a zombie counts as alive)."""
+def process_started(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), or None if there is none."""
+    import psutil  # lazy: only the job runner needs it
+
+    try:
+        return float(psutil.Process(pid).create_time())
+    except (psutil.Error, OSError, ValueError):
+        return None
+
+
+def pid_alive(pid: int, started: float | None = None) -> bool:
+    """Whether the process ``pid`` that started at ``started`` still exists (a zombie
+    counts as alive). With ``started`` given, a process that has the same pid but
+    started at another time (the pid was reused, e.g. after a reboot) is not it."""
     if pid <= 0:
         return False
-    if os.name == "nt":  # pragma: no cover - os.kill(pid, 0) would terminate on Windows
-        import ctypes
+    import psutil
 
-        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # type: ignore[attr-defined]
-        if not handle:
-            return False
-        code = ctypes.c_ulong()
-        ctypes.windll.kernel32.GetExitCodeProcess(handle, ctypes.byref(code))  # type: ignore[attr-defined]
-        ctypes.windll.kernel32.CloseHandle(handle)  # type: ignore[attr-defined]
-        return code.value == 259  # STILL_ACTIVE
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        created = psutil.Process(pid).create_time()
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except (psutil.AccessDenied, psutil.ZombieProcess):
         return True
-    return True
+    # create_time is rounded differently by platforms; a reused pid differs by far more.
+    return started is None or abs(created - started) < 2.0

@@ -27,7 +27,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from dermdesk.jobs import kinds
-from dermdesk.jobs.context import cancel_file, job_dir, pid_alive
+from dermdesk.jobs.context import cancel_file, job_dir, pid_alive, process_started
 from dermdesk.jobs.worker import CRASH_LOG, worker_main
 from dermdesk.library import Library, LibraryBusyError, LibraryError, job_store
 from dermdesk.library.model_store import ModelRecord, store_predictions
@@ -188,7 +188,7 @@ class JobRunner:
     # -- starting ------------------------------------------------------------------------------
 
     def _start_next(self) -> JobEvent | None:
-        row = job_store.claim_next(self.lib, os.getpid())
+        row = job_store.claim_next(self.lib, os.getpid(), process_started(os.getpid()))
         if row is None:
             return None
         job_id = int(row["id"])
@@ -214,7 +214,7 @@ class JobRunner:
         process.start()
         # Keep no copy of the write end here: when the worker dies, reads see EOF.
         writer.close()
-        job_store.set_pid(self.lib, job_id, process.pid or 0)
+        job_store.set_pid(self.lib, job_id, process.pid or 0, process_started(process.pid or 0))
         self._running = _Running(job_id, row["kind"], process, reader)
         message = "resuming from checkpoint" if spec["resume"] else "started"
         self._running.log.append(f"[runner] {message} in worker process {process.pid}")
@@ -223,7 +223,7 @@ class JobRunner:
     def _recover_stale(self) -> None:
         """Mark failed any 'running' job whose worker no longer exists (its runner died)."""
         for row in job_store.jobs_with_status(self.lib, "running"):
-            if row["pid"] and pid_alive(int(row["pid"])):
+            if row["pid"] and pid_alive(int(row["pid"]), row.get("pid_started")):
                 continue
             job_store.finish_job(
                 self.lib,

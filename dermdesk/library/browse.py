@@ -463,32 +463,122 @@ def _json(text: str | None) -> Any:
         return None
 
 
-def flatten_metrics(metrics: Any) -> list[tuple[str, str, str, float | int | str]]:
-    """(section, group, metric, value) rows from a nested metrics dict of any depth.
+@dataclass(frozen=True)
+class Figure:
+    """One reported number with its 95 % interval and the images behind it."""
 
-    ``{"per_fitzpatrick": {"V-VI": {"balanced_accuracy": 0.61, "n": 12}}}`` gives
-    ``("per_fitzpatrick", "V-VI", "balanced_accuracy", 0.61)`` and the ``n`` row;
-    scalar top-level metrics land in section ``overall``.
-    """
-    out: list[tuple[str, str, str, float | int | str]] = []
-    if not isinstance(metrics, dict):
-        return out
-    for section, value in metrics.items():
-        if not isinstance(value, dict):
-            out.append(("overall", "", str(section), _scalar(value)))
-            continue
-        for group, inner in value.items():
-            if isinstance(inner, dict):
-                for metric, v in inner.items():
-                    if not isinstance(v, dict | list):
-                        out.append((str(section), str(group), str(metric), _scalar(v)))
-            elif not isinstance(inner, list):
-                out.append((str(section), "", str(group), _scalar(inner)))
-    return out
+    label: str
+    value: float | None
+    low: float | None
+    high: float | None
+    n: int
+
+    def text(self) -> str:
+        if self.value is None:
+            return f"n={self.n}: too few images to report"
+        interval = f" [{self.low:.2f}, {self.high:.2f}]" if self.low is not None else ""
+        return f"{self.value:.3f}{interval}, n={self.n}"
 
 
-def _scalar(value: Any) -> float | int | str:
-    return value if isinstance(value, int | float | str) else json.dumps(value)
+# Groupings a report breaks its figures down by, with how a person reads them.
+REPORT_GROUPINGS = (
+    ("fitzpatrick", "Per skin type (rated Fitzpatrick)"),
+    ("device", "Per device"),
+    ("modality", "Per modality"),
+    ("domain", "Per domain (modality / source)"),
+)
+
+
+@dataclass
+class ModelReport:
+    """A registered model's metrics on one split, as the Models tab shows them."""
+
+    split: str
+    overall: dict[str, Figure] = field(default_factory=dict)  # balanced accuracy, AUROC, ECE
+    groups: dict[str, list[Figure]] = field(default_factory=dict)  # balanced accuracy per group
+    per_class: list[tuple[str, float | None, float | None, int]] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.overall
+
+
+def _figure(label: str, entry: Any, n: int) -> Figure:
+    if not isinstance(entry, dict):
+        return Figure(label, entry if isinstance(entry, int | float) else None, None, None, n)
+    ci = entry.get("ci") or [None, None]
+    return Figure(label, entry.get("value"), ci[0], ci[1], n)
+
+
+def model_report(metrics: Any, split: str = "test") -> ModelReport:
+    """Read the report a fine-tuning run records (``{split: {"overall": {...},
+    grouping: {group: {...}}}}``, each scalar ``{"value", "ci"}``) for one split."""
+    report = ModelReport(split)
+    section = metrics.get(split) if isinstance(metrics, dict) else None
+    if not isinstance(section, dict) or not isinstance(section.get("overall"), dict):
+        return report
+    overall = section["overall"]
+    n = int(overall.get("n") or 0)
+    for key, label in (
+        ("balanced_accuracy", "balanced accuracy"),
+        ("accuracy", "accuracy"),
+        ("macro_auroc", "macro AUROC"),
+        ("ece", "calibration error (ECE)"),
+    ):
+        if key in overall:
+            report.overall[key] = _figure(label, overall[key], n)
+    malignant = overall.get("malignant")
+    if isinstance(malignant, dict):
+        label = (
+            f"{malignant.get('class')} sensitivity at "
+            f"{malignant.get('specificity', 0):.0%} specificity"
+        )
+        report.overall["malignant"] = _figure(
+            label, malignant.get("sensitivity_at_specificity"), int(malignant.get("n_positive", 0))
+        )
+    for grouping, _ in REPORT_GROUPINGS:
+        per = section.get(grouping)
+        if isinstance(per, dict):
+            report.groups[grouping] = [
+                _figure(str(group), entry.get("balanced_accuracy"), int(entry.get("n") or 0))
+                for group, entry in per.items()
+                if isinstance(entry, dict)
+            ]
+    for code, entry in (overall.get("per_class") or {}).items():
+        if isinstance(entry, dict):
+            report.per_class.append(
+                (code, entry.get("sensitivity"), entry.get("specificity"), int(entry.get("n", 0)))
+            )
+    return report
+
+
+def readable_params(params: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """A model's parameters as (name, value) rows: nested options as ``loop.lr``,
+    lists shortened, so a person can read them in a table."""
+    rows: list[tuple[str, str]] = []
+    if not isinstance(params, dict):
+        return rows
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows += readable_params(value, f"{name}.") if value else [(name, "—")]
+        elif isinstance(value, list):
+            shown = ", ".join(map(str, value[:8])) + (" …" if len(value) > 8 else "")
+            rows.append((name, shown or "—"))
+        else:
+            rows.append((name, "—" if value is None else str(value)))
+    return rows
+
+
+def training_size(training_set: Any) -> int:
+    """How many images a model was trained and evaluated on (every split)."""
+    if not isinstance(training_set, dict):
+        return 0
+    split = training_set.get("split")
+    if isinstance(split, dict):
+        return sum(len(v) for v in split.values() if isinstance(v, list))
+    ids = training_set.get("image_ids") or training_set.get("ids") or []
+    return len(ids) if isinstance(ids, list) else 0
 
 
 def lineage(lib: Library, model_id: str) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ from dermdesk.library.records import DEVICE_FIELDS, ImageRecord, LesionRef, Pati
 from dermdesk.library.writes import Txn
 
 LOCAL = "local"  # namespace of patient / lesion ids typed in at this workstation
+DEMO_REFUSED = "a test-pattern frame is not a patient image: nothing was saved"
 
 
 # -- patients and lesions --------------------------------------------------------------------
@@ -148,6 +149,7 @@ class CaptureInfo:
     override_reason: str | None = None  # why a failing frame was kept anyway
     operator: str | None = None
     clinic: str | None = None
+    demo: bool = False  # frames from the test pattern: never stored as a patient image
 
 
 def add_capture(lib: Library, stored: StoredFile, info: CaptureInfo) -> str:
@@ -156,6 +158,8 @@ def add_capture(lib: Library, stored: StoredFile, info: CaptureInfo) -> str:
     A frame whose live checks failed is only accepted with an override reason,
     which goes into the image's ``extra`` and into its own audit entry.
     """
+    if info.demo:
+        raise LibraryError(DEMO_REFUSED)
     failed = [c["name"] for c in info.checks if c.get("verdict") == "fail"]
     if failed and not (info.override_reason or "").strip():
         raise LibraryError(f"capture failed {', '.join(failed)}: give a reason to keep it anyway")

@@ -40,7 +40,7 @@ def create_job(lib: Library, kind: str, params: Mapping[str, Any]) -> int:
     return job_id
 
 
-def claim_next(lib: Library, pid: int) -> dict[str, Any] | None:
+def claim_next(lib: Library, pid: int, started: float | None = None) -> dict[str, Any] | None:
     """Atomically take the oldest queued job if no job is running; None otherwise."""
     # A plain read first: an idle GUI polls often and must not take the write lock each time.
     if not lib.conn.execute("SELECT 1 FROM job WHERE status = 'queued' LIMIT 1").fetchone():
@@ -56,18 +56,20 @@ def claim_next(lib: Library, pid: int) -> dict[str, Any] | None:
             return None
         audit = txn.audit
         conn.execute(
-            "UPDATE job SET status = 'running', pid = ?, started_at = ?, message = 'starting', "
-            "error = NULL, finished_at = NULL WHERE id = ?",
-            (pid, audit.at, row[0]),
+            "UPDATE job SET status = 'running', pid = ?, pid_started = ?, started_at = ?, "
+            "message = 'starting', error = NULL, finished_at = NULL WHERE id = ?",
+            (pid, started, audit.at, row[0]),
         )
         audit.record("job.start", "job", str(row[0]), {"status": "queued"}, {"status": "running"})
     return get_job(lib, int(row[0]))
 
 
-def set_pid(lib: Library, job_id: int, pid: int) -> None:
+def set_pid(lib: Library, job_id: int, pid: int, started: float | None = None) -> None:
+    """Record the job's worker process: its pid and when it started (see pid_alive)."""
     with lib.transaction() as txn:
-        conn = txn.conn
-        conn.execute("UPDATE job SET pid = ? WHERE id = ?", (pid, job_id))
+        txn.conn.execute(
+            "UPDATE job SET pid = ?, pid_started = ? WHERE id = ?", (pid, started, job_id)
+        )
 
 
 def update_progress(
@@ -157,7 +159,8 @@ def requeue_job(lib: Library, job_id: int) -> None:
             raise LibraryError(f"job {job_id} is {row[0]}; only failed or cancelled jobs resume")
         audit = txn.audit
         conn.execute(
-            "UPDATE job SET status = 'queued', message = 'queued to resume', pid = NULL "
+            "UPDATE job SET status = 'queued', message = 'queued to resume', pid = NULL, "
+            "pid_started = NULL "
             "WHERE id = ?",
             (job_id,),
         )
@@ -204,8 +207,8 @@ def jobs_with_status(lib: Library, *statuses: str) -> list[dict[str, Any]]:
     marks = ", ".join("?" * len(statuses))
     return list(
         lib.db.query(
-            f"SELECT id, kind, status, pid, progress FROM job WHERE status IN ({marks}) "
-            "ORDER BY id",
+            "SELECT id, kind, status, pid, pid_started, progress FROM job "
+            f"WHERE status IN ({marks}) ORDER BY id",
             list(statuses),
         )
     )

@@ -297,6 +297,12 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX image_fitzpatrick_est ON image (fitzpatrick_est)",
         "CREATE INDEX image_monk_est ON image (monk_est)",
     ],
+    6: [
+        # When the job's process started (seconds since the epoch, as the OS reports it):
+        # a pid reused after a reboot is a different process, so a dead job is not kept
+        # "running" for ever (issue 12).
+        "ALTER TABLE job ADD COLUMN pid_started REAL",
+    ],
 }
 
 LATEST_VERSION = max(MIGRATIONS)

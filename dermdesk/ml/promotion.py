@@ -5,7 +5,9 @@ split, minus any image the active model trained or validated on. The
 candidate must reach at least the active model's balanced accuracy (less an
 optional margin) overall *and* in every Fitzpatrick group and every device
 group with at least ``min_group`` images; smaller groups are listed but not
-judged, because their figures are noise. The whole table is shown to the user
+judged, because their figures are noise. With no active model yet, the floor
+is chance: the candidate's 95 % bootstrap interval on its test split must lie
+above what predicting one class for everything scores. The whole table is shown to the user
 and stored in the audit entry of the promotion.
 
 No torch here (ONNX Runtime and numpy): the GUI runs this directly.
@@ -28,6 +30,7 @@ from dermdesk.library.model_store import (
     set_active,
     store_predictions,
 )
+from dermdesk.ml import metrics
 from dermdesk.ml.groups import device_name, fitzpatrick_group
 
 MIN_GROUP = 30
@@ -60,6 +63,8 @@ class PromotionCheck:
     passed: bool
     reason: str
     rows: list[GroupCheck] = field(default_factory=list)
+    chance: float | None = None  # the floor when there is no active model
+    interval: list[float] | None = None  # the candidate's 95 % interval against that floor
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -70,6 +75,17 @@ class PromotionCheck:
         """The rule, the table of numbers and the verdict, for the user."""
         out = [f"rule: {rule_text(self.min_group, self.margin)}"]
         if self.active_id is None:
+            if self.chance is not None and self.rows:
+                row = self.rows[0]
+                ci = self.interval
+                shown = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+                out.append(
+                    f"no active model: judged against chance on {row.n} test images of "
+                    f"{self.candidate_id}"
+                )
+                out.append(
+                    f"balanced accuracy {_f(row.candidate)}{shown} vs chance {self.chance:.3f}"
+                )
             return [*out, f"verdict: {self.reason}"]
         out.append(
             f"compared on {self.images} test images of {self.candidate_id} that "
@@ -90,7 +106,8 @@ def rule_text(min_group: int, margin: float) -> str:
     slack = f" - {margin:.3f}" if margin else ""
     return (
         f"promote only if balanced accuracy >= active{slack} overall and in every "
-        f"Fitzpatrick and device group with >= {min_group} images"
+        f"Fitzpatrick and device group with >= {min_group} images; with no active model, "
+        "only if its 95 % interval is above chance"
     )
 
 
@@ -116,13 +133,12 @@ def check_promotion(
     """Apply the rule; predicts (and stores) whatever predictions are missing."""
     candidate = get_model(lib, candidate_id)
     active = active_model(lib, candidate["kind"])
-    if active is None or active["id"] == candidate["id"]:
-        reason = (
-            "already the active model"
-            if active
-            else "no active model yet: nothing to be worse than"
+    if active is not None and active["id"] == candidate["id"]:
+        return PromotionCheck(
+            candidate["id"], None, 0, min_group, margin, True, "already the active model"
         )
-        return PromotionCheck(candidate["id"], None, 0, min_group, margin, active is None, reason)
+    if active is None:
+        return _floor_check(lib, candidate, min_group, margin, batch_size)
     ids = _comparison_images(candidate, active)
     rows = {r["id"]: r for r in lib.images(ImageFilter(ids=ids))} if ids else {}
     common = set(_classes(candidate)) & set(_classes(active))
@@ -149,6 +165,48 @@ def check_promotion(
     return PromotionCheck(
         candidate["id"], active["id"], len(ids), min_group, margin, not worse, reason, checks
     )
+
+
+def _floor_check(
+    lib: Library, candidate: dict[str, Any], min_group: int, margin: float, batch_size: int
+) -> PromotionCheck:
+    """With no active model the rule still holds a floor: the candidate's balanced
+    accuracy on its own test split must beat chance (one class for everything) with its
+    whole 95 % bootstrap interval."""
+    ids = list(((candidate.get("training_set") or {}).get("split") or {}).get("test") or [])
+    if not ids:
+        raise LibraryError(f"model {candidate['id']} has no held-out test images to judge it on")
+    classes = _classes(candidate)
+    rows = {r["id"]: r for r in lib.images(ImageFilter(ids=ids))}
+    ids = [i for i in ids if i in rows and rows[i]["diagnosis"] in classes]
+    pred = _top_classes(lib, candidate, ids, batch_size)
+    ids = [i for i in ids if i in pred]
+    check = PromotionCheck(candidate["id"], None, len(ids), min_group, margin, False, "")
+    if not ids:
+        check.reason = "no labelled test images to judge it on: not promoted"
+        return check
+    index = {c: k for k, c in enumerate(classes)}
+    y = np.array([index[rows[i]["diagnosis"]] for i in ids])
+    onehot = np.eye(len(classes))[[index[pred[i]] for i in ids]]
+    value = metrics.balanced_accuracy(y, onehot)
+    ci = metrics.bootstrap_ci(metrics.balanced_accuracy, y, onehot, n_boot=1000, seed=0)
+    check.chance = 1.0 / len(set(y.tolist()))
+    check.interval = list(ci) if ci else None
+    check.rows = [GroupCheck("overall", "all", len(ids), value, None, "")]
+    if ci is not None and ci[0] > check.chance:
+        check.passed = True
+        check.reason = (
+            f"passed the floor (no active model yet): balanced accuracy {_f(value)} "
+            f"[{ci[0]:.3f}, {ci[1]:.3f}] is above chance {check.chance:.3f}"
+        )
+    else:
+        shown = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "(no interval: too few images)"
+        check.reason = (
+            f"not promoted: balanced accuracy {_f(value)} {shown} does not clear chance "
+            f"{check.chance:.3f} (no active model yet, so the floor is chance)"
+        )
+    check.rows[0].verdict = "ok" if check.passed else "worse than chance"
+    return check
 
 
 def promote(

@@ -30,6 +30,38 @@ def template_library(tmp_path_factory: pytest.TempPathFactory, shared_data: Path
     return root
 
 
+# A real fine-tuning run, as small as still makes a model with every report section.
+TINY_FINETUNE = {
+    "arch": "vit_test",
+    "img_size": 32,
+    "epochs": 4,
+    "batch_size": 16,
+    "micro_batch": 8,
+    "threads": 1,
+    "n_boot": 50,
+    "min_class_images": 5,
+    "augment": "none",
+    "name": "clinic tiny",
+}
+
+
+@pytest.fixture(scope="session")
+def trained_template(template_library: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The template library plus one model a real fine-tuning job trained and registered
+    (so the GUI shows the report shape a real run writes, not a made-up one)."""
+    from dermdesk.jobs.runner import JobRunner
+
+    root = tmp_path_factory.mktemp("trained") / "library"
+    shutil.copytree(template_library, root)
+    runner = JobRunner(root, actor="fixture")
+    try:
+        row = runner.wait(runner.submit("finetune", TINY_FINETUNE), timeout_s=600)
+    finally:
+        runner.close()
+    assert row["status"] == "done", row["error"]
+    return root
+
+
 @pytest.fixture
 def library_dir(template_library: Path, tmp_path: Path) -> Path:
     dest = tmp_path / "library"

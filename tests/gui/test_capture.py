@@ -85,3 +85,32 @@ def test_a_failed_frame_is_blocked_until_overridden_with_a_reason(
     override = [e for e in lib.audit_entries(image_id) if e["action"] == "capture.override"]
     assert override and "eyelid" in override[0]["after"]
     dialog.close()
+
+
+def test_the_test_pattern_can_never_become_a_patient_image(
+    qtbot: QtBot, window: MainWindow, lib: Library
+) -> None:
+    from dermdesk.gui.capture_dialog import default_sources
+
+    w = window
+    w.capture_sources = [s for s in default_sources() if s[0].startswith("Test pattern")]
+    dialog = w.open_capture()
+    qtbot.waitUntil(lambda: dialog.frame is not None)
+    assert dialog.verdict() != "fail"  # the pattern passes the live checks ...
+    assert not dialog.capture_button.isEnabled()  # ... and still cannot be captured
+    assert "Demo only" in dialog.capture_button.text() and "never saved" in dialog.status.text()
+    before = lib.count()
+    dialog.capture()
+    qtbot.wait(300)
+    assert lib.count() == before
+
+
+def test_the_library_refuses_a_demo_frame_before_writing_a_file(lib: Library) -> None:
+    from dermdesk.exchange.capture import store_capture
+    from dermdesk.library import LibraryError
+    from dermdesk.library.edits import CaptureInfo
+
+    files = sorted(p.name for p in (lib.root / "originals").rglob("*") if p.is_file())
+    with pytest.raises(LibraryError, match="not a patient image"):
+        store_capture(lib, np.full((480, 640, 3), 180, np.uint8), CaptureInfo(demo=True))
+    assert sorted(p.name for p in (lib.root / "originals").rglob("*") if p.is_file()) == files

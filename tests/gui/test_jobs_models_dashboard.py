@@ -135,36 +135,6 @@ def test_eta_is_extrapolated_from_progress() -> None:
     assert replace(job, status="done").eta_seconds() is None
 
 
-def test_models_panel_shows_lineage_metrics_and_promotes_by_the_rule(
-    qtbot: QtBot, qtmodeltester: object, window: MainWindow, lib: Library
-) -> None:
-    metrics = {
-        "balanced_accuracy": 0.71,
-        "per_class": {"MEL": {"sensitivity": 0.8, "n": 12}},
-        "per_fitzpatrick": {"V-VI": {"balanced_accuracy": 0.52, "n": 9}},
-        "per_device": {"iPhone": {"balanced_accuracy": 0.69, "n": 40}},
-    }
-    add_model(lib, "base")
-    add_model(lib, "child", parents=["base"], metrics=metrics)
-    w = window
-    w.actions_["show_models"].trigger()
-    panel = w.models
-    qtmodeltester.check(panel.model)  # type: ignore[attr-defined]
-    panel.select("child")
-    assert "model child" in panel.lineage.text() and "model base" in panel.lineage.text()
-    sections = {panel.metrics.item(r, 0).text() for r in range(panel.metrics.rowCount())}
-    assert {"overall", "per_class", "per_fitzpatrick", "per_device"} <= sections
-    panel.activate_button.click()
-    # the promotion rule runs first and its verdict is shown before anything changes
-    qtbot.waitUntil(lambda: getattr(w, "promotion_dialog", None) is not None)
-    dialog = w.promotion_dialog
-    assert dialog.check.passed and "no active model yet" in dialog.check.reason
-    assert {m["id"]: m["status"] for m in model_rows(lib)}["child"] != "active"
-    dialog.accept()
-    qtbot.waitUntil(lambda: {m["id"]: m["status"] for m in model_rows(lib)}["child"] == "active")
-    assert any(e["action"] == "model.promote" for e in lib.audit_entries("child"))
-
-
 def test_training_dialog_queues_a_fine_tuning_job(
     qtbot: QtBot, window: MainWindow, lib: Library
 ) -> None:

@@ -136,6 +136,43 @@ def test_a_running_job_left_by_a_dead_process_is_recovered(lib: Library) -> None
         runner.close()
 
 
+def test_a_reused_pid_does_not_keep_a_dead_job_running(lib: Library) -> None:
+    """After a reboot the recorded pid may belong to another, living process: the start
+    time tells them apart, so the queue is not blocked for ever."""
+    import os
+
+    from dermdesk.jobs.context import pid_alive, process_started
+
+    job = job_store.create_job(lib, "test.count", {})
+    living = os.getppid()  # a process that exists, but is not the job's worker
+    started = process_started(living)
+    assert started is not None and pid_alive(living, started)
+    job_store.claim_next(lib, pid=living, started=started - 3600)  # "an hour before boot"
+    assert not pid_alive(living, started - 3600)
+    runner = JobRunner(lib.root)
+    try:
+        runner.poll()
+        assert runner.job(job)["status"] == "failed"
+    finally:
+        runner.close()
+
+
+def test_a_job_of_a_living_runner_is_left_alone(lib: Library) -> None:
+    import os
+
+    from dermdesk.jobs.context import process_started
+
+    job = job_store.create_job(lib, "test.count", {})
+    job_store.claim_next(lib, pid=os.getppid(), started=process_started(os.getppid()))
+    runner = JobRunner(lib.root)
+    try:
+        runner.poll()
+        assert runner.job(job)["status"] == "running"
+    finally:
+        lib.conn.execute("UPDATE job SET status = 'failed' WHERE id = ?", (job,))
+        runner.close()
+
+
 def test_workers_ask_the_runner_to_write(runner: JobRunner, lib: Library) -> None:
     from dermdesk.library import model_store
     from tests.unit.library.test_model_store import add_image, record

@@ -10,7 +10,8 @@ from dermdesk.library.browse import (
     coverage_gaps,
     dashboard_stats,
     distinct_devices,
-    flatten_metrics,
+    model_report,
+    readable_params,
     snapshot,
     tiles,
 )
@@ -142,6 +143,27 @@ def test_every_device_suggestion_finds_its_images(lib: Library) -> None:
     assert dict(dashboard_stats(lib).devices)["unknown device"] == 1
 
 
-def test_metrics_flatten() -> None:
-    rows = flatten_metrics({"auc": 0.9, "per_class": {"MEL": {"sensitivity": 0.8}}})
-    assert ("overall", "", "auc", 0.9) in rows and ("per_class", "MEL", "sensitivity", 0.8) in rows
+def test_model_report_reads_what_the_metrics_code_writes() -> None:
+    """The Models tab reads the exact shape ml.metrics.evaluate_groups records."""
+    import numpy as np
+
+    from dermdesk.ml.metrics import evaluate_groups
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 90)
+    probs = rng.dirichlet(np.ones(3), 90)
+    groups = {"fitzpatrick": ["I-II"] * 60 + ["V-VI"] * 30, "device": ["a"] * 89 + ["b"]}
+    test = evaluate_groups(y, probs, ["MEL", "NEV", "BCC"], groups, min_n=5, n_boot=50)
+    report = model_report({"test": test, "val": test}, "test")
+    ba = report.overall["balanced_accuracy"]
+    assert ba.value == test["overall"]["balanced_accuracy"]["value"] and ba.n == 90
+    assert ba.low is not None and ba.low <= ba.value <= ba.high
+    assert [f.label for f in report.groups["fitzpatrick"]] == ["I-II", "V-VI"]
+    small = report.groups["device"][1]
+    assert (small.label, small.value, small.n) == ("b", None, 1)
+    assert "too few" in small.text()
+    assert [c for c, *_ in report.per_class] == ["MEL", "NEV", "BCC"]
+    assert "malignant" in report.overall
+    assert model_report({}, "test").empty and model_report({"test": "junk"}).empty
+    rows = dict(readable_params({"arch": "vit", "loop": {"lr": 0.001}, "classes": ["A", "B"]}))
+    assert rows == {"arch": "vit", "loop.lr": "0.001", "classes": "A, B"}

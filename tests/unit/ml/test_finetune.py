@@ -164,8 +164,9 @@ def test_fine_tuning_from_the_active_model_and_the_promotion_rule(
 ) -> None:
     first = trained["model_id"]
     verdict = check_promotion(lib, first)
-    assert verdict.passed and "no active model" in verdict.reason
-    promote(lib, first)
+    assert "no active model" in verdict.reason and verdict.chance is not None
+    assert verdict.passed == (verdict.interval is not None and verdict.interval[0] > verdict.chance)
+    promote(lib, first, force=True)  # the floor is tested on its own below
     assert model_store.active_model(lib)["id"] == first
     runner = JobRunner(lib.root, actor="tester")
     try:
@@ -188,6 +189,35 @@ def test_fine_tuning_from_the_active_model_and_the_promotion_rule(
     result = promote(lib, child["id"], min_group=5)
     expected = child["id"] if result.passed else first
     assert model_store.active_model(lib)["id"] == expected
+
+
+def test_a_first_model_must_beat_chance_to_be_promoted(
+    pad_library: Path, trained: dict, tmp_path: Path
+) -> None:
+    """No active model is no free pass: below chance is refused, above it passes."""
+    root = tmp_path / "copy"
+    shutil.copytree(pad_library, root)
+    with Library.open(root, actor="tester") as lib:
+        lib.conn.execute("UPDATE model SET status = 'candidate'")  # as if nothing were active
+        lib.conn.execute("DELETE FROM prediction")
+        model = model_store.get_model(lib, trained["model_id"])
+        classes = model["training_set"]["classes"]
+        test = model["training_set"]["split"]["test"]
+        labels = {i: lib.image(i)["diagnosis"] for i in test}
+        wrong = {i: classes[(classes.index(dx) + 1) % len(classes)] for i, dx in labels.items()}
+        as_probs = {i: {c: float(c == top) for c in classes} for i, top in wrong.items()}
+        model_store.store_predictions(lib, model["id"], list(as_probs.items()))
+        refused = check_promotion(lib, model["id"])
+        assert not refused.passed and "does not clear chance" in refused.reason
+        assert refused.rows[0].candidate == 0.0 and refused.images == len(test)
+        assert any("vs chance" in line for line in refused.lines())
+        promote(lib, model["id"])
+        assert model_store.active_model(lib) is None
+        right = {i: {c: float(c == dx) for c in classes} for i, dx in labels.items()}
+        model_store.store_predictions(lib, model["id"], list(right.items()))
+        passed = check_promotion(lib, model["id"])
+        assert passed.passed and passed.rows[0].candidate == 1.0
+        assert "passed the floor" in passed.reason
 
 
 def test_cancel_and_resume_of_a_real_fine_tuning_job(shared_data: Path, tmp_path: Path) -> None:

@@ -1,0 +1,93 @@
+"""The Models tab on a model a real fine-tuning job trained: report, lineage, promotion."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytestqt.qtbot import QtBot
+
+from dermdesk.gui.main_window import MainWindow
+from dermdesk.library import Library, model_store
+from dermdesk.library.browse import model_rows
+from dermdesk.library.model_store import ModelRecord, new_model_id
+
+pytestmark = [pytest.mark.gui, pytest.mark.ml, pytest.mark.slow]
+
+
+@pytest.fixture
+def library_dir(trained_template: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "library"
+    shutil.copytree(trained_template, dest)
+    return dest
+
+
+def register_child(lib: Library, parent: dict[str, Any]) -> str:
+    """A second registration of the parent's files with the parent as its parent: the
+    lineage a fine-tuned child has, with the report shape a real run wrote."""
+    record = ModelRecord.from_json({**parent, "id": new_model_id(), "name": "clinic tiny v2"})
+    record.parents = [parent["id"]]
+    return model_store.register_model(lib, record)
+
+
+def test_models_tab_shows_the_real_report_with_intervals(
+    qtbot: QtBot, qtmodeltester: object, window: MainWindow, lib: Library
+) -> None:
+    (parent,) = model_rows(lib)
+    child = register_child(lib, parent)
+    w = window
+    w.actions_["show_models"].trigger()
+    panel = w.models
+    panel.refresh()
+    qtmodeltester.check(panel.model)  # type: ignore[attr-defined]
+    panel.select(child)
+    assert "clinic tiny v2" in panel.lineage.text() and parent["id"] in panel.lineage.text()
+    assert "images in its patient-grouped split" in panel.lineage.text()
+    test = parent["metrics"]["test"]
+    headline = panel.headline.text()
+    assert "balanced accuracy: <b>" in headline and f"n={test['overall']['n']}" in headline
+    assert "macro AUROC" in headline and "[" in headline  # every figure has its interval
+    for grouping in ("fitzpatrick", "device", "modality", "domain"):
+        shown = [f.label for f in panel.charts[grouping].rows]
+        assert shown == list(test[grouping]), grouping
+    classes = parent["training_set"]["classes"]
+    assert panel.per_class.rowCount() == len(classes)
+    params = {panel.params.item(r, 0).text() for r in range(panel.params.rowCount())}
+    assert {"arch", "loop.lr", "img_size"} <= params
+    panel.split.setCurrentIndex(1)
+    assert f"n={parent['metrics']['val']['overall']['n']}" in panel.headline.text()
+
+
+def test_promotion_is_judged_off_the_writer_and_shown_first(
+    qtbot: QtBot, window: MainWindow, lib: Library, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dermdesk.ml import promotion
+
+    threads: list[str] = []
+    real_check = promotion.check_promotion
+
+    def check(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return real_check(*args, **kwargs)
+
+    monkeypatch.setattr(promotion, "check_promotion", check)
+    (model,) = model_rows(lib)
+    w = window
+    w.actions_["show_models"].trigger()
+    w.models.refresh()
+    w.models.select(model["id"])
+    w.models.activate_button.click()
+    qtbot.waitUntil(lambda: getattr(w, "promotion_dialog", None) is not None, timeout=60_000)
+    assert threads and threads[0].startswith("analysis")  # not the writer: edits go on
+    dialog = w.promotion_dialog
+    assert "no active model yet" in dialog.check.reason and dialog.check.chance is not None
+    assert model_rows(lib)[0]["status"] != "active"  # nothing changes before the user says
+    passed = dialog.check.passed
+    dialog._promote()
+    qtbot.waitUntil(lambda: model_rows(lib)[0]["status"] == "active", timeout=60_000)
+    (entry,) = [e for e in lib.audit_entries(model["id"]) if e["action"] == "model.promote"]
+    assert json.loads(entry["after"])["rule"]["forced"] == (not passed)
