@@ -11,6 +11,7 @@ the latest list the backend published.
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -50,6 +51,8 @@ from dermdesk.gui.tasks import LibraryWorker
 from dermdesk.library import Library
 from dermdesk.library.browse import job_rows
 from dermdesk.library.edits import request_job_cancel
+
+log = logging.getLogger(__name__)
 
 POLL_MS = 100  # the job runner is drained at this pace; views change only when jobs do
 ACTIVE = ("queued", "running", "cancelling")
@@ -132,6 +135,10 @@ class JobsBackend(Protocol):
 
     def submit(self, kind: str, params: dict[str, Any]) -> None: ...
 
+    def take_errors(self) -> list[str]:
+        """Messages of refused commands since the last call (each shown once)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -155,6 +162,9 @@ class LibraryJobsBackend:
     def submit(self, kind: str, params: dict[str, Any]) -> None:
         raise NotImplementedError("this view only reads jobs; the job runner starts them")
 
+    def take_errors(self) -> list[str]:
+        return []
+
     def close(self) -> None:
         pass
 
@@ -177,7 +187,8 @@ class RunnerThreadBackend:
         self._commands: queue.SimpleQueue[Callable[[Any], object]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._jobs: list[JobView] = []
-        self._error: str | None = None
+        self._errors: list[str] = []  # refused commands, until the dock takes them
+        self._fatal: str | None = None  # the runner could not start
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="job-runner", daemon=True)
         self._thread.start()
@@ -188,7 +199,7 @@ class RunnerThreadBackend:
         try:
             runner = JobRunner(self.library_dir, actor=self.actor)
         except Exception as exc:
-            self._error = str(exc)
+            self._fatal = str(exc)
             return
         try:
             while not self._stop.is_set():
@@ -205,24 +216,28 @@ class RunnerThreadBackend:
                 break
             try:
                 command(runner)
-            except Exception as exc:  # a refused command is shown, not fatal
-                self._error = str(exc)
+            except Exception as exc:  # a refused command is shown to the user, not fatal
+                with self._lock:
+                    self._errors.append(str(exc))
         try:
             runner.poll()
             jobs = [_job_view(_decoded(row)) for row in runner.jobs(self.limit)]
-        except Exception as exc:  # e.g. the library is busy: try again next round
-            self._error = str(exc)
+        except Exception:  # e.g. the library is busy for a moment: try again next round
+            log.debug("job runner poll failed", exc_info=True)
             return
         with self._lock:
             self._jobs = jobs
 
     def poll(self) -> list[JobView]:
-        if self._error:
-            error, self._error = self._error, None
-            if not self._thread.is_alive():
-                raise RuntimeError(error)
+        if self._fatal is not None and not self._thread.is_alive():
+            raise RuntimeError(self._fatal)
         with self._lock:
             return list(self._jobs)
+
+    def take_errors(self) -> list[str]:
+        with self._lock:
+            errors, self._errors = self._errors, []
+        return errors
 
     def submit(self, kind: str, params: dict[str, Any]) -> None:
         self._commands.put(lambda runner: runner.submit(kind, params))
@@ -329,11 +344,13 @@ class JobsDock(QDockWidget):
     show_images = Signal(list)
     open_path = Signal(str)
     job_finished = Signal(object)  # JobView of a job that just left queued/running
+    refused = Signal(str)  # a submit / cancel / resume the runner refused, with its reason
 
     def __init__(self, backend: JobsBackend, parent: QWidget | None = None) -> None:
         super().__init__("Jobs", parent)
         self.setObjectName("jobs_dock")
         self.backend = backend
+        self._refused = ""  # the last refusal stays in the summary until the next command
         self.model = JobsModel()
         self.table = QTableView()
         self.table.setModel(self.model)
@@ -387,6 +404,7 @@ class JobsDock(QDockWidget):
         except Exception as exc:  # a broken backend must not stop the app
             self.summary.setText(f"Jobs unavailable: {exc}")
             return
+        refused = self.backend.take_errors()
         selected = self.selected_job()
         was_active = {j.id for j in self.model.jobs if j.active}
         self.model.update(jobs)
@@ -395,8 +413,14 @@ class JobsDock(QDockWidget):
                 self.job_finished.emit(job)
         if selected is not None:
             self._reselect(selected.id)
+        if refused:
+            for message in refused:
+                self.refused.emit(message)
+            self._refused = f"Refused: {refused[-1]}"
         running = sum(1 for j in jobs if j.active)
-        self.summary.setText(f"{running} running or queued" if running else "No job running")
+        state = f"{running} running or queued" if running else "No job running"
+        self.summary.setText(f"{self._refused} · {state}" if self._refused else state)
+        self.summary.setToolTip(self._refused)
         self._show_selected()
 
     def _reselect(self, job_id: int) -> None:
@@ -431,12 +455,14 @@ class JobsDock(QDockWidget):
     def cancel_selected(self) -> None:
         job = self.selected_job()
         if job and job.active:
+            self._refused = ""
             self.backend.cancel(job.id)
             self.summary.setText(f"Cancelling job #{job.id}…")
 
     def resume_selected(self) -> None:
         job = self.selected_job()
         if job and job.status in ("cancelled", "failed"):
+            self._refused = ""
             try:
                 self.backend.resume(job.id)
             except NotImplementedError as exc:

@@ -314,6 +314,7 @@ class MainWindow(QMainWindow):
     def _wire_jobs(self) -> None:
         self.jobs.open_model.connect(self.show_model)
         self.jobs.job_finished.connect(self._job_finished)
+        self.jobs.refused.connect(lambda message: self.notify(f"Job refused: {message}"))
         self.jobs.show_images.connect(self._show_ids)
         self.jobs.open_path.connect(lambda path: QDesktopServices.openUrl(QUrl.fromLocalFile(path)))
 

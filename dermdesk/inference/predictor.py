@@ -45,6 +45,7 @@ class OnnxClassifier:
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelLoadError(f"{self.path}: no such model file")
+        ort.disable_telemetry_events()  # besides ORT_DISABLE_TELEMETRY (dermdesk/__init__)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: ORT's warnings are not for users

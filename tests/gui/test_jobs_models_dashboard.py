@@ -56,6 +56,9 @@ class ScriptedJobs:
             )
         return list(self.jobs.values())
 
+    def take_errors(self) -> list[str]:
+        return []
+
     def cancel(self, job_id: int) -> None:
         self.cancelled.append(job_id)
         self.jobs[job_id] = replace(
@@ -126,6 +129,22 @@ def test_runner_thread_backend_runs_cancels_and_resumes_real_jobs(lib: Library) 
     finally:
         backend.close()
     assert lib.jobs()[0]["status"] == "done"  # the runner recorded it in the library
+
+
+def test_a_refused_job_command_reaches_the_user(qtbot: QtBot, lib: Library) -> None:
+    """While the runner thread is alive, a refused submission must not look 'queued'."""
+    backend = RunnerThreadBackend(lib.root, "tester")
+    dock = JobsDock(backend)
+    try:
+        with qtbot.waitSignal(dock.refused, timeout=10_000) as refused:
+            backend.submit("no-such-kind", {})
+        assert "no-such-kind" in refused.args[0]
+        qtbot.waitUntil(lambda: "Refused:" in dock.summary.text())
+        assert "no-such-kind" in dock.summary.text() and dock.model.jobs == []
+        assert backend.take_errors() == []  # shown once, then gone
+    finally:
+        dock.timer.stop()
+        backend.close()
 
 
 def test_eta_is_extrapolated_from_progress() -> None:

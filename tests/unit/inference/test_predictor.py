@@ -102,3 +102,27 @@ def test_predict_library_stores_probabilities_and_skips_unreadable_images(
     assert set(probs) == set(CLASSES) and sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
     # Skin photos are red-dominant: the hand-made weights call that MEL.
     assert lib.predictions(ids[0])[0]["top"] == "MEL"
+
+
+def test_onnx_runtime_writes_no_telemetry_id(tmp_path: Path) -> None:
+    """Offline means offline: loading and running a model leaves nothing in the home."""
+    import os
+    import subprocess
+    import sys
+
+    model = tiny_onnx(tmp_path / "tiny.onnx")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY",)}
+    env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
+    script = (
+        "import numpy as np\n"
+        "from dermdesk.inference.predictor import OnnxClassifier\n"
+        f"m = OnnxClassifier({str(model)!r})\n"
+        "print(m.logits(np.zeros((1, 3, 16, 16), np.float32)).shape)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert "(1, 2)" in out.stdout
+    assert [p for p in home.rglob("*")] == []  # no ~/.cache/Microsoft/.../deviceid
