@@ -35,13 +35,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dermdesk: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `dermdesk ls | head`: the reader has what it wanted. Point stdout at devnull so
+        # the interpreter's final flush does not raise again, and exit as a shell would.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 # -- arguments -------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dermdesk", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="dermdesk",
+        description="dermdesk: a desktop workstation for clinical dermatology datasets. "
+        "With no command it opens the desktop app.",
+        epilog="Every command works on one library folder: --library DIR, else "
+        "$DERMDESK_HOME, else your data folder. 'dermdesk COMMAND --help' says more.",
+    )
     parser.add_argument("--version", action="version", version=f"dermdesk {__version__}")
     parser.add_argument(
         "--library",
@@ -71,9 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="modality of plain photos (default: detected per image; datasets set their own)",
     )
     p.add_argument("--workers", type=int, help="parallel workers (default: all cores)")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
     p.add_argument(
-        "--no-checks", action="store_true", help="skip the quality checks (run `check` later)"
+        "--quiet",
+        action="store_true",
+        help="no progress line and no line per file already in the library; refused files "
+        "and the summary are still printed",
+    )
+    p.add_argument(
+        "--no-checks", action="store_true", help="skip the quality checks (run 'check' later)"
     )
 
     p = sub.add_parser("check", help="(re)run the quality checks and show a summary")
@@ -249,8 +266,9 @@ def cmd_import(args: argparse.Namespace) -> int:
         )
     report.refused[:0] = plan.refused
     report.warnings[:0] = plan.warnings
-    for where, sha in report.existing:
-        print(f"{where}: already in library ({sha[:12]})")
+    if not args.quiet:  # quiet: only what went wrong, and the summary
+        for where, sha in report.existing:
+            print(f"{where}: already in library ({sha[:12]})")
     for where, reason in report.refused:
         print(f"{where}: refused: {reason}")
     for warning in report.warnings:

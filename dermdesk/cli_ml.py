@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,8 @@ def add_parsers(sub: Any, add_filters: Any) -> None:
         help="start from: scratch (default), active, a model id or name, or a weights file",
     )
     for flag, key, kind, text in FINETUNE_OPTIONS:
-        p.add_argument(flag, dest=f"opt_{key}", type=kind, help=text)
+        metavar = flag[2:].upper().replace("-", "_")  # --img-size IMG_SIZE, not OPT_IMG_SIZE
+        p.add_argument(flag, dest=f"opt_{key}", type=kind, metavar=metavar, help=text)
     p.add_argument("--classes", help="diagnosis codes to learn (default: all with enough images)")
     p.add_argument("--no-quantize", action="store_true", help="skip the int8 copy")
     p.add_argument("--queue", action="store_true", help="only queue it (the app runs it)")
@@ -274,7 +276,7 @@ def _print_jobs(rows: list[dict[str, Any]]) -> None:
             f"{100 * (r['progress'] or 0):.0f}%",
             (r["created_at"] or "")[:19],
             r["model_id"] or "",
-            (r["message"] or "")[:60],
+            textwrap.shorten(r["message"] or "", 70, placeholder=" …"),
         ]
         for r in rows
     ]

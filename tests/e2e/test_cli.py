@@ -59,7 +59,9 @@ def test_import_list_show_stats_verify_backup(
     assert "500 added, 0 already in library, 0 refused" in out
     again = run(home, "import", shared_data / "pad_ufes_20", "--quiet").stdout
     assert "0 added, 500 already in library" in again
-    assert "already in library (" in again
+    assert "already in library (" not in again  # quiet: no line per file
+    loud = run(home, "import", shared_data / "pad_ufes_20" / "images").stdout
+    assert loud.count("already in library (") == 500
     listing = run(home, "ls", "--diagnosis", "MEL", "--fitzpatrick", "I-III", "--limit", "5").stdout
     assert listing.splitlines()[0].split()[:3] == ["id", "diagnosis", "fitzpatrick"]
     assert listing.strip().endswith(" images") and "5 of " in listing
@@ -75,6 +77,40 @@ def test_import_list_show_stats_verify_backup(
     backup = tmp_path / "backup"
     assert "backed up 500 images" in run(home, "backup", backup).stdout
     assert "verify OK: 500 images" in run(backup, "verify").stdout
+
+
+def test_output_into_a_closed_pipe_ends_quietly(home: Path, shared_data: Path) -> None:
+    run(home, "import", shared_data / "ham10000", "--quiet", "--no-checks")
+    env = {**os.environ, "DERMDESK_HOME": str(home)}
+    for command in ("ls --json --limit 1000", "ls --limit 1000", "stats"):
+        proc = subprocess.run(
+            f"{sys.executable} -m dermdesk {command} | head -1",
+            shell=True,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.stdout.strip() and proc.stderr == "", (command, proc.stderr[-500:])
+
+
+def test_help_reads_as_plain_text() -> None:
+    for command in ([], ["train", "finetune"], ["import"], ["jobs", "list"], ["models"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "dermdesk", *command, "--help"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert "``" not in proc.stdout and "OPT_" not in proc.stdout, command
+    assert (
+        "--img-size IMG_SIZE"
+        in subprocess.run(
+            [sys.executable, "-m", "dermdesk", "train", "finetune", "--help"],
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
 
 
 def test_estimated_skin_tone_is_never_shown_or_counted_as_rated(
@@ -312,3 +348,15 @@ def test_two_processes_importing_at_once(home: Path, shared_data: Path) -> None:
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], outs
     assert "verify OK: 740 images" in run(home, "verify").stdout
+
+
+def test_jobs_list_shortens_a_message_at_a_word(capsys: pytest.CaptureFixture[str]) -> None:
+    from dermdesk.cli_ml import _print_jobs
+
+    message = "model M-0123456789: test n=109 balanced accuracy 0.234 [0.082, 0.362], " * 2
+    row = {"id": 1, "kind": "finetune", "status": "done", "progress": 1.0, "model_id": None}
+    _print_jobs([{**row, "created_at": "2026-12-02T10:00:00", "message": message}])
+    shown = capsys.readouterr().out.splitlines()[1]
+    assert shown.endswith(" …")
+    words = shown.split("done")[-1].split()[:-1]
+    assert all(w in message.split() for w in words[2:])  # no word cut in half
