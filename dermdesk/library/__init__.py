@@ -1,4 +1,4 @@
-"""The local store: SQLite (through sqlite-utils) plus content-addressed files."""
+"""The local store: SQLite plus content-addressed files."""
 
 from dermdesk.library.db import LibraryBusyError, LibraryError
 from dermdesk.library.library import Library

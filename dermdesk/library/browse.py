@@ -232,12 +232,12 @@ def group_label(group: str | None, key: str | None) -> str:
 
 def patients(lib: Library, limit: int = 5000) -> list[dict[str, Any]]:
     """Patients (id, source, external id) for pickers, most recent first."""
-    return list(lib.db.query("SELECT * FROM patient ORDER BY created_at DESC, id LIMIT ?", [limit]))
+    return list(lib.query("SELECT * FROM patient ORDER BY created_at DESC, id LIMIT ?", [limit]))
 
 
 def lesions_of(lib: Library, patient_id: str) -> list[dict[str, Any]]:
     return list(
-        lib.db.query("SELECT * FROM lesion WHERE patient_id = ? ORDER BY created_at", [patient_id])
+        lib.query("SELECT * FROM lesion WHERE patient_id = ? ORDER BY created_at", [patient_id])
     )
 
 
@@ -252,7 +252,7 @@ def same_lesion(lib: Library, image_id: str) -> list[dict[str, Any]]:
     if value is None:
         return []
     return list(
-        lib.db.query(
+        lib.query(
             f"SELECT * FROM image WHERE {column} = ? AND id != ? "
             "ORDER BY coalesce(captured_at, imported_at), id",
             [value, image_id],
@@ -273,7 +273,7 @@ def distinct_devices(lib: Library, limit: int = 200) -> list[str]:
 def current_tones(lib: Library, image_id: str) -> dict[str, dict[str, Any] | None]:
     """The current manual and estimated skin-tone rows of an image."""
     out: dict[str, dict[str, Any] | None] = {"manual": None, "estimated": None}
-    for row in lib.db.query(
+    for row in lib.query(
         "SELECT * FROM skin_tone WHERE image_id = ? AND is_current ORDER BY id", [image_id]
     ):
         out[row["method"]] = row
@@ -605,7 +605,7 @@ LOG_TAIL_CHARS = 20_000
 def job_rows(lib: Library, limit: int = 100) -> list[dict[str, Any]]:
     """Recent jobs, newest first, with the tail of their log and their result decoded."""
     rows = list(
-        lib.db.query(
+        lib.query(
             "SELECT id, kind, status, params, progress, message, "
             f"substr(log, -{LOG_TAIL_CHARS}) AS log, result, model_id, error, "
             "created_at, started_at, finished_at FROM job ORDER BY id DESC LIMIT ?",

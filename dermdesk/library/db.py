@@ -4,6 +4,11 @@ Every connection runs in WAL mode with foreign keys on and a busy timeout, so
 the GUI, the CLI and a background job can share one library. Connections are
 in autocommit mode; writers open explicit ``BEGIN IMMEDIATE`` transactions
 (see :mod:`dermdesk.library.library`).
+
+These functions take a plain ``sqlite3.Connection`` (or a ``sqlite_utils.Database``,
+whose ``conn`` they use): importing sqlite-utils costs more than the rest of a CLI
+command's start-up, so the library opens plain connections and wraps one in
+sqlite-utils only when asked (``Library.db``).
 """
 
 from __future__ import annotations
@@ -13,9 +18,8 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
-
-import sqlite_utils
 
 from dermdesk.library.query import device_name
 from dermdesk.library.schema import LATEST_VERSION, MIGRATIONS
@@ -34,7 +38,7 @@ class LibraryBusyError(LibraryError):
 
 def connect(
     path: Path, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S, readonly: bool = False
-) -> sqlite_utils.Database:
+) -> sqlite3.Connection:
     """Open (creating if needed) the database file at ``path`` and migrate it."""
     try:
         if readonly:
@@ -57,15 +61,20 @@ def connect(
             conn.execute("PRAGMA synchronous = NORMAL")
     except sqlite3.OperationalError as exc:
         raise translate_error(exc, path) from exc
-    db = sqlite_utils.Database(conn)
     if not readonly:
-        migrate(db)
-    elif schema_version(db) != LATEST_VERSION:
+        migrate(conn)
+    elif schema_version(conn) != LATEST_VERSION:
         raise LibraryError(
-            f"{path}: schema version {schema_version(db)}, this dermdesk needs {LATEST_VERSION}; "
-            "open it once read-write to upgrade"
+            f"{path}: schema version {schema_version(conn)}, this dermdesk needs "
+            f"{LATEST_VERSION}; open it once read-write to upgrade"
         )
-    return db
+    return conn
+
+
+def _conn(db: Any) -> sqlite3.Connection:
+    """The sqlite3 connection of ``db`` (a connection, or a sqlite-utils Database)."""
+    conn: sqlite3.Connection = getattr(db, "conn", db)
+    return conn
 
 
 def _set_wal(conn: sqlite3.Connection) -> None:
@@ -74,14 +83,14 @@ def _set_wal(conn: sqlite3.Connection) -> None:
         raise LibraryError(f"could not switch the library to WAL mode (got {mode})")
 
 
-def schema_version(db: sqlite_utils.Database) -> int:
-    return int(db.execute("PRAGMA user_version").fetchone()[0])
+def schema_version(db: Any) -> int:
+    return int(_conn(db).execute("PRAGMA user_version").fetchone()[0])
 
 
 @contextmanager
-def immediate(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
+def immediate(db: Any) -> Iterator[sqlite3.Connection]:
     """A write transaction: BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
-    conn = db.conn
+    conn = _conn(db)
     try:
         conn.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as exc:
@@ -101,7 +110,7 @@ def immediate(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
         raise translate_error(exc, None) from exc
 
 
-def migrate(db: sqlite_utils.Database, target: int = LATEST_VERSION) -> int:
+def migrate(db: Any, target: int = LATEST_VERSION) -> int:
     """Apply the missing migrations up to ``target``; returns the resulting version."""
     current = schema_version(db)
     if current > LATEST_VERSION:

@@ -193,7 +193,7 @@ def cancel_queued(lib: Library, job_id: int) -> bool:
 
 def get_job(lib: Library, job_id: int) -> dict[str, Any]:
     """One job row with params and result decoded."""
-    rows = list(lib.db.query("SELECT * FROM job WHERE id = ?", [job_id]))
+    rows = list(lib.query("SELECT * FROM job WHERE id = ?", [job_id]))
     if not rows:
         raise LibraryError(f"no job {job_id}")
     row = rows[0]
@@ -206,7 +206,7 @@ def get_job(lib: Library, job_id: int) -> dict[str, Any]:
 def jobs_with_status(lib: Library, *statuses: str) -> list[dict[str, Any]]:
     marks = ", ".join("?" * len(statuses))
     return list(
-        lib.db.query(
+        lib.query(
             "SELECT id, kind, status, pid, pid_started, progress FROM job "
             f"WHERE status IN ({marks}) ORDER BY id",
             list(statuses),

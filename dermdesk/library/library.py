@@ -48,9 +48,10 @@ def default_actor() -> str:
 class Library:
     """An open library folder. Use :meth:`open`; close it (or use ``with``) when done."""
 
-    def __init__(self, root: Path, db: Any, actor: str, readonly: bool) -> None:
+    def __init__(self, root: Path, conn: sqlite3.Connection, actor: str, readonly: bool) -> None:
         self.root = root
-        self.db = db
+        self._conn = conn
+        self._db: Any = None
         self.store = Store(root)
         self.actor = actor
         self.readonly = readonly
@@ -82,18 +83,18 @@ class Library:
             _make_folder(folder)
         if not readonly and not os.access(folder, os.W_OK):
             raise LibraryError(f"{folder}: library folder is read-only; cannot write to it")
-        db = connect(db_path, busy_timeout_s=busy_timeout_s, readonly=readonly)
-        lib = cls(folder, db, actor or default_actor(), readonly)
+        conn = connect(db_path, busy_timeout_s=busy_timeout_s, readonly=readonly)
+        lib = cls(folder, conn, actor or default_actor(), readonly)
         if not readonly:
             try:
                 lib.store.ensure_dirs()
             except OSError as exc:
-                db.conn.close()
+                conn.close()
                 raise LibraryError(f"{folder}: cannot create library folders ({exc})") from exc
         return lib
 
     def close(self) -> None:
-        self.db.conn.close()
+        self._conn.close()
 
     def __enter__(self) -> Library:
         return self
@@ -103,13 +104,28 @@ class Library:
 
     @property
     def conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection = self.db.conn
-        return conn
+        return self._conn
+
+    @property
+    def db(self) -> Any:
+        """The connection as a ``sqlite_utils.Database`` (schema introspection, ad-hoc
+        queries); imported on first use, since it is off every command's start-up path."""
+        if self._db is None:
+            import sqlite_utils
+
+            self._db = sqlite_utils.Database(self._conn)
+        return self._db
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Rows of a read as dicts (column name -> value)."""
+        cursor = self._conn.execute(sql, params)
+        names = [d[0] for d in cursor.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
 
     def _write(self) -> Any:
         if self.readonly:
             raise LibraryError(f"{self.root}: library was opened read-only")
-        return immediate(self.db)
+        return immediate(self._conn)
 
     @contextmanager
     def transaction(self) -> Iterator[Txn]:
@@ -254,7 +270,7 @@ class Library:
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
             params = [*params, limit, offset]
-        return list(self.db.query(sql, params))
+        return list(self.query(sql, params))
 
     def image(self, id_or_prefix: str) -> dict[str, Any]:
         """One image by id or unique id prefix (at least 6 characters)."""
@@ -262,10 +278,10 @@ class Library:
         if len(key) < 6:
             raise LibraryError("give at least 6 characters of the image id")
         if len(key) == 64:  # a full id: the primary key
-            rows = list(self.db.query("SELECT * FROM image WHERE id = ?", [key]))
+            rows = list(self.query("SELECT * FROM image WHERE id = ?", [key]))
         else:  # a prefix: a range on the primary key (LIKE would scan the table)
             rows = list(
-                self.db.query(
+                self.query(
                     "SELECT * FROM image WHERE id >= ? AND id < ? ORDER BY id LIMIT 2",
                     [key, key + "~"],
                 )
@@ -277,42 +293,38 @@ class Library:
         return rows[0]
 
     def current_label(self, image_id: str) -> dict[str, Any] | None:
-        rows = list(
-            self.db.query("SELECT * FROM label WHERE image_id = ? AND is_current", [image_id])
-        )
+        rows = list(self.query("SELECT * FROM label WHERE image_id = ? AND is_current", [image_id]))
         return rows[0] if rows else None
 
     def label_history(self, image_id: str) -> list[dict[str, Any]]:
-        return list(self.db.query("SELECT * FROM label WHERE image_id = ? ORDER BY id", [image_id]))
+        return list(self.query("SELECT * FROM label WHERE image_id = ? ORDER BY id", [image_id]))
 
     def skin_tones(self, image_id: str) -> list[dict[str, Any]]:
         return list(
-            self.db.query("SELECT * FROM skin_tone WHERE image_id = ? ORDER BY id", [image_id])
+            self.query("SELECT * FROM skin_tone WHERE image_id = ? ORDER BY id", [image_id])
         )
 
     def patient(self, patient_id: str) -> dict[str, Any] | None:
-        rows = list(self.db.query("SELECT * FROM patient WHERE id = ?", [patient_id]))
+        rows = list(self.query("SELECT * FROM patient WHERE id = ?", [patient_id]))
         return rows[0] if rows else None
 
     def lesion(self, lesion_id: str) -> dict[str, Any] | None:
-        rows = list(self.db.query("SELECT * FROM lesion WHERE id = ?", [lesion_id]))
+        rows = list(self.query("SELECT * FROM lesion WHERE id = ?", [lesion_id]))
         return rows[0] if rows else None
 
     def masks(self, image_id: str) -> list[dict[str, Any]]:
-        return list(self.db.query("SELECT * FROM mask WHERE image_id = ?", [image_id]))
+        return list(self.query("SELECT * FROM mask WHERE image_id = ?", [image_id]))
 
     def quality(self, image_id: str) -> list[dict[str, Any]]:
         """Quality findings of one image (one row per check)."""
         return list(
-            self.db.query(
-                "SELECT * FROM quality WHERE image_id = ? ORDER BY check_name", [image_id]
-            )
+            self.query("SELECT * FROM quality WHERE image_id = ? ORDER BY check_name", [image_id])
         )
 
     def predictions(self, image_id: str) -> list[dict[str, Any]]:
         """Stored predictions of one image, newest model first, probabilities decoded."""
         rows = list(
-            self.db.query(
+            self.query(
                 "SELECT p.*, m.name AS model_name, m.status AS model_status FROM prediction p "
                 "JOIN model m ON m.id = p.model_id WHERE p.image_id = ? ORDER BY p.created_at DESC",
                 [image_id],
@@ -347,17 +359,15 @@ class Library:
         return out
 
     def models(self) -> list[dict[str, Any]]:
-        return list(self.db.query("SELECT * FROM model ORDER BY created_at DESC"))
+        return list(self.query("SELECT * FROM model ORDER BY created_at DESC"))
 
     def jobs(self, limit: int = 200) -> list[dict[str, Any]]:
-        return list(self.db.query("SELECT * FROM job ORDER BY id DESC LIMIT ?", [limit]))
+        return list(self.query("SELECT * FROM job ORDER BY id DESC LIMIT ?", [limit]))
 
     def audit_entries(self, entity_id: str | None = None) -> list[dict[str, Any]]:
         if entity_id is None:
-            return list(self.db.query("SELECT * FROM audit ORDER BY id"))
-        return list(
-            self.db.query("SELECT * FROM audit WHERE entity_id = ? ORDER BY id", [entity_id])
-        )
+            return list(self.query("SELECT * FROM audit ORDER BY id"))
+        return list(self.query("SELECT * FROM audit WHERE entity_id = ? ORDER BY id", [entity_id]))
 
     def counts(
         self, columns: Sequence[str], flt: ImageFilter | None = None
@@ -382,7 +392,7 @@ class Library:
         exprs = ", ".join(f"{DEVICE_SQL} AS device" if c == "device" else c for c in columns)
         cols = ", ".join(columns)
         return list(
-            self.db.query(
+            self.query(
                 f"SELECT {exprs}, count(*) AS n FROM image WHERE {where} "
                 f"GROUP BY {cols} ORDER BY {cols}",
                 params,

@@ -179,11 +179,11 @@ def get_model(lib: Library, id_or_prefix: str) -> dict[str, Any]:
         if found is None:
             raise LibraryError("there is no active model; promote one first")
         return found
-    rows = list(lib.db.query("SELECT * FROM model WHERE id = ?", [key]))
+    rows = list(lib.query("SELECT * FROM model WHERE id = ?", [key]))
     if not rows:
-        rows = list(lib.db.query("SELECT * FROM model WHERE id LIKE ? LIMIT 2", [key + "%"]))
+        rows = list(lib.query("SELECT * FROM model WHERE id LIKE ? LIMIT 2", [key + "%"]))
     if not rows:
-        rows = list(lib.db.query("SELECT * FROM model WHERE name = ? LIMIT 2", [key]))
+        rows = list(lib.query("SELECT * FROM model WHERE name = ? LIMIT 2", [key]))
     if not rows:
         raise LibraryError(f"no model {id_or_prefix!r}")
     if len(rows) > 1:
@@ -193,7 +193,7 @@ def get_model(lib: Library, id_or_prefix: str) -> dict[str, Any]:
 
 def active_model(lib: Library, kind: str = "classifier") -> dict[str, Any] | None:
     rows = list(
-        lib.db.query("SELECT * FROM model WHERE kind = ? AND status = 'active' LIMIT 1", [kind])
+        lib.query("SELECT * FROM model WHERE kind = ? AND status = 'active' LIMIT 1", [kind])
     )
     return _decode(rows[0]) if rows else None
 
@@ -201,7 +201,7 @@ def active_model(lib: Library, kind: str = "classifier") -> dict[str, Any] | Non
 def list_models(lib: Library) -> list[dict[str, Any]]:
     """All models, newest first, without the (large) JSON columns decoded."""
     return list(
-        lib.db.query(
+        lib.query(
             "SELECT id, name, kind, architecture, file, status, created_at, parents, "
             "json_extract(metrics, '$.test.overall.balanced_accuracy.value') AS test_bacc, "
             "json_extract(metrics, '$.test.overall.n') AS test_n "

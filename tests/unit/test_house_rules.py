@@ -68,3 +68,20 @@ def test_no_qt_import_statements_outside_gui() -> None:
             if stripped.startswith(("import PySide6", "from PySide6", "import shiboken6")):
                 offenders.append(f"{rel}: {stripped}")
     assert not offenders
+
+
+def test_reading_commands_start_without_sqlite_utils_or_the_pixel_stack(tmp_path: Path) -> None:
+    """sqlite-utils' import cost more than the rest of `dermdesk ls`; reads use plain
+    sqlite3, and sqlite-utils loads only where asked for (Library.db)."""
+    from dermdesk.library import Library
+
+    Library.open(tmp_path / "lib").close()
+    code = (
+        "import sys\n"
+        "from dermdesk.cli import main\n"
+        f"main(['--library', {str(tmp_path / 'lib')!r}, 'ls'])\n"
+        "print('LOADED', *sorted({m.split('.')[0] for m in sys.modules}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(out.stdout.split("LOADED", 1)[1].split())
+    assert not loaded & {"sqlite_utils", "cv2", "onnxruntime", *HEAVY}, loaded
