@@ -135,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="remove orphan/temporary files, rebuild missing thumbnails",
     )
 
+    p = sub.add_parser(
+        "recover",
+        help="import originals that have no row again (lost rows, quarantine/), "
+        "with what the audit log knows about them",
+    )
+    p.add_argument("--no-checks", action="store_true", help="skip the quality checks")
+
     p = sub.add_parser("backup", help="online backup of the database and files")
     p.add_argument("dest", type=Path, help="new or empty folder")
 
@@ -567,6 +574,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_recover(args: argparse.Namespace) -> int:
+    from dermdesk.library.recover import recover_originals, unlisted_originals
+
+    with open_library(args, create=False) as lib:
+        if not unlisted_originals(lib):
+            print("nothing to recover: every original in the library has its row")
+            return 0
+        report = recover_originals(lib, checks=not args.no_checks)
+    for where, reason in report.refused:
+        print(f"{where}: refused: {reason}")
+    print(report.summary())
+    return 1 if report.refused else 0
+
+
 def cmd_backup(args: argparse.Namespace) -> int:
     from dermdesk.library.backup import backup
 
@@ -587,6 +608,7 @@ COMMANDS = {
     "show": cmd_show,
     "stats": cmd_stats,
     "verify": cmd_verify,
+    "recover": cmd_recover,
     "backup": cmd_backup,
     **cli_ml.COMMANDS,
 }

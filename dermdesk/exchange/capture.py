@@ -18,9 +18,10 @@ def store_capture(lib: Library, rgb: np.ndarray, info: CaptureInfo) -> str:
     if info.demo:
         raise LibraryError(DEMO_REFUSED)
     data = encode_jpeg(rgb)
-    # The full quality checks run on the stored frame, as for an imported photo.
-    stored = ingest_bytes(data, lib.store, lib.known_ids(), checks=True, modality=info.modality)
-    if isinstance(stored, AlreadyStored):
-        raise LibraryError("this exact frame is already in the library")
-    info.device.setdefault("captured_at", now()[:19])
-    return add_capture(lib, stored, info)
+    with lib.store.writing("capture"):
+        # The full quality checks run on the stored frame, as for an imported photo.
+        stored = ingest_bytes(data, lib.store, lib.known_ids(), checks=True, modality=info.modality)
+        if isinstance(stored, AlreadyStored):
+            raise LibraryError("this exact frame is already in the library")
+        info.device.setdefault("captured_at", now()[:19])
+        return add_capture(lib, stored, info)

@@ -117,8 +117,23 @@ def run_import(
 
     With ``checks`` (the default) every new image is quality-checked from the same
     decode that makes its thumbnail, and the findings, skin-tone estimate and hash
-    are stored with its row; items without a modality get the detected one."""
-    items = list(items)
+    are stored with its row; items without a modality get the detected one.
+
+    While it runs the store marks it as a writer (``Store.writing``), so ``verify``
+    does not call its files lost before their rows are written."""
+    with lib.store.writing("import"):
+        return _run_import(lib, list(items), workers, batch_size, progress, cancel, checks)
+
+
+def _run_import(
+    lib: Library,
+    items: list[ImportItem],
+    workers: int | None,
+    batch_size: int,
+    progress: ProgressFn | None,
+    cancel: threading.Event | None,
+    checks: bool,
+) -> ImportReport:
     report = ImportReport()
     known = frozenset(lib.known_ids())
     cancel = cancel or threading.Event()

@@ -94,3 +94,64 @@ def verify_chain(conn: sqlite3.Connection) -> tuple[int, str | None]:
             return count, f"audit entry {entry_id}: content does not match its hash (edited?)"
         prev = h
     return count, None
+
+
+# -- what the log says -----------------------------------------------------------------------
+
+# The image columns each audited action sets, so verify can compare the rows with the log
+# and recover can rebuild a lost row from it.
+TONE_COLUMNS = {"manual": ("fitzpatrick", "monk"), "estimated": ("fitzpatrick_est", "monk_est")}
+_OLD_WITHDRAW_METHOD = {"skin_tone.clear": "manual", "skin_tone.withdraw": "estimated"}
+
+
+def replay(conn: sqlite3.Connection, image_id: str | None = None) -> dict[str, dict[str, Any]]:
+    """Per image, the current values the audit log leads to: ``diagnosis`` and ``label``,
+    the rated and estimated skin-tone columns, the image fields set at add or by
+    ``image.update`` (modality, device, clinic...), ``patient_id`` / ``lesion_id``.
+
+    Only values the log recorded appear; an image whose ``image.add`` entry is missing
+    (the log was cut) is left out."""
+    sql = "SELECT entity_id, action, after FROM audit WHERE entity = 'image'"
+    params: tuple[Any, ...] = ()
+    if image_id is not None:
+        sql, params = sql + " AND entity_id = ?", (image_id,)
+    state: dict[str, dict[str, Any]] = {}
+    for entity_id, action, after_text in conn.execute(sql + " ORDER BY id", params):
+        after = json.loads(after_text) if after_text else None
+        if action == "image.add":
+            state[entity_id] = {
+                **(after or {}),
+                "diagnosis": None,
+                "label": None,
+                **{c: None for cols in TONE_COLUMNS.values() for c in cols},
+            }
+            continue
+        current = state.get(entity_id)
+        if current is not None:
+            _apply(current, action, after)
+    return state
+
+
+def _apply(current: dict[str, Any], action: str, after: Any) -> None:
+    if action == "label.set":
+        current["label"], current["diagnosis"] = after, after["diagnosis"]
+    elif action in ("label.clear", "label.restore"):
+        label = after if action == "label.restore" else None
+        current["label"] = label
+        current["diagnosis"] = label["diagnosis"] if label else None
+    elif action in ("skin_tone.manual", "skin_tone.estimated"):
+        method = action.split(".")[1]
+        fitz_col, monk_col = TONE_COLUMNS[method]
+        current[fitz_col], current[monk_col] = after["fitzpatrick"], after["monk"]
+        current[f"{method}_tone"] = after  # with its rater and ITA
+    elif action in ("skin_tone.clear", "skin_tone.withdraw", "skin_tone.restore"):
+        method = (after or {}).get("method") or _OLD_WITHDRAW_METHOD.get(action, "manual")
+        row = (after or {}).get("row") if action == "skin_tone.restore" else None
+        fitz_col, monk_col = TONE_COLUMNS[method]
+        current[fitz_col] = row["fitzpatrick"] if row else None
+        current[monk_col] = row["monk"] if row else None
+        current[f"{method}_tone"] = row
+    elif action == "image.update" and isinstance(after, dict):
+        current.update(after)
+    elif action == "image.link" and isinstance(after, dict):
+        current["patient_id"], current["lesion_id"] = after["patient_id"], after["lesion_id"]

@@ -3,24 +3,31 @@
 A file's path is derived from its SHA-256, so storing the same bytes twice is
 a no-op and a stored original is never modified. Files are written to a
 ``*.part`` file beside their target and renamed into place, so a killed process
-leaves at worst a stray temporary file, never a half-written original. Files are always written
-before the database rows that name them; a file no row names (an *orphan*)
-is harmless and is collected by ``verify --repair``.
+leaves at worst a stray temporary file, never a half-written original. Files are
+always written before the database rows that name them. An original no row names
+is never deleted by the app: ``verify`` reports it (unless an import that may still
+add its row is running: see :meth:`Store.writing`), ``verify --repair`` moves it to
+``quarantine/`` and ``dermdesk recover`` imports it again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ORIGINALS = "originals"
 THUMBS = "thumbs"
 MASKS = "masks"
 TMP = "tmp"
+QUARANTINE = "quarantine"  # originals and masks no row names, kept for `dermdesk recover`
+ACTIVE = "active"  # one small file per running writer of originals (import, capture)
 PART = ".part"  # suffix of a file being written; a killed process may leave one
 _CHUNK = 1 << 20
 
@@ -118,6 +125,45 @@ class Store:
         if parent not in self._made:
             os.makedirs(parent, exist_ok=True)
             self._made.add(parent)
+
+    @contextlib.contextmanager
+    def writing(self, what: str) -> Iterator[None]:
+        """Mark this process as writing originals whose rows may come later (an import):
+        ``verify`` does not call such files lost while the mark's process lives."""
+        from dermdesk.processes import process_started
+
+        folder = os.path.join(self._root_str, ACTIVE)
+        os.makedirs(folder, exist_ok=True)
+        mark = os.path.join(folder, f"{what}-{os.getpid()}-{secrets.token_hex(3)}.json")
+        info = {"pid": os.getpid(), "pid_started": process_started(os.getpid())}
+        with open(mark, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps({**info, "what": what, "since": time.time()}))
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(mark)
+
+    def running_writers(self) -> list[dict[str, Any]]:
+        """The marks of :meth:`writing` whose process is still alive."""
+        from dermdesk.processes import pid_alive
+
+        found = []
+        for path in self.iter_files(ACTIVE):
+            try:
+                info = json.loads(path.read_text(encoding="utf-8"))
+                if pid_alive(int(info["pid"]), info.get("pid_started")):
+                    found.append(info)
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # a mark being written, or garbage: not a running writer
+        return found
+
+    def quarantine(self, path: Path) -> Path:
+        """Move an original or mask no row names to quarantine/ (same relative path)."""
+        dest = self.root / QUARANTINE / path.relative_to(self.root)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, dest)
+        return dest
 
     def iter_files(self, sub: str) -> Iterator[Path]:
         folder = self.root / sub

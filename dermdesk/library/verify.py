@@ -1,8 +1,11 @@
 """Integrity check of a library: rows <-> files <-> checksums <-> audit chain.
 
-Problems that mean something is damaged or missing are *errors*; leftovers
-that an interrupted import legitimately leaves behind (orphan files, temporary
-files, a missing thumbnail) are *warnings*, and ``repair=True`` cleans them up.
+Problems that mean something is damaged or missing are *errors*, and so is an
+original no row names (rows were lost, or an import was killed): originals are
+never deleted, ``repair=True`` moves them to ``quarantine/`` and ``dermdesk
+recover`` imports them again. Derived or incomplete leftovers (thumbnails of no
+image, temporary files, a missing thumbnail) are *warnings*; ``repair=True``
+removes or rebuilds them.
 """
 
 from __future__ import annotations
@@ -11,14 +14,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dermdesk.library.audit import verify_chain
-from dermdesk.library.library import Library
-from dermdesk.library.store import MASKS, ORIGINALS, PART, THUMBS, sha256_file
+from dermdesk.library.audit import replay, verify_chain
+from dermdesk.library.library import EDITABLE_IMAGE_FIELDS, Library
+from dermdesk.library.store import MASKS, ORIGINALS, PART, QUARANTINE, THUMBS, sha256_file
 
 ProgressFn = Callable[[int, int], None]
 
-# An import writes files before the rows that name them, so a file without a row
-# may belong to an import running right now; repair only removes older ones.
+# Temporary files younger than this may belong to a writer busy right now.
 ORPHAN_GRACE_S = 600.0
 
 
@@ -48,6 +50,7 @@ def verify(
     _check_database(lib, report)
     _check_images(lib, report, checksums, repair, progress)
     _check_current_values(lib, report)
+    _check_against_audit(lib, report)
     _check_orphans(lib, report, repair, orphan_grace_s)
     report.audit_entries, problem = verify_chain(lib.conn)
     if problem:
@@ -120,38 +123,129 @@ def _check_current_values(lib: Library, report: VerifyReport) -> None:
         report.errors.append(f"image {image_id[:12]}: skin tone disagrees with its history")
 
 
+# Image columns whose every change is audited (image.add, label.*, skin_tone.*, image.link,
+# image.update), so the row must say what the log says.
+AUDITED_COLUMNS = (
+    "diagnosis",
+    "fitzpatrick",
+    "monk",
+    "fitzpatrick_est",
+    "monk_est",
+    "modality",
+    "patient_id",
+    "lesion_id",
+)
+MAX_LISTED = 20  # name at most this many images per kind of disagreement
+
+
+def _check_against_audit(lib: Library, report: VerifyReport) -> None:
+    """Every current value must be what the audit log says it is: an edit made behind the
+    library's back (rows changed, no audit entry) shows here even with an intact chain."""
+    expected = replay(lib.conn)
+    labels = {
+        r[0]: r[1:]
+        for r in lib.conn.execute(
+            "SELECT image_id, diagnosis, certainty, annotator FROM label WHERE is_current"
+        )
+    }
+    wrong: list[str] = []
+    unlogged = 0
+    for row in lib.query("SELECT * FROM image"):
+        state = expected.pop(row["id"], None)
+        if state is None:
+            unlogged += 1
+            continue
+        columns = [*AUDITED_COLUMNS, *(k for k in state if k in EDITABLE_IMAGE_FIELDS)]
+        bad = [c for c in dict.fromkeys(columns) if c in state and row[c] != state[c]]
+        label = state.get("label")
+        if labels.get(row["id"]) != (
+            (label["diagnosis"], label["certainty"], label["annotator"]) if label else None
+        ):
+            bad.append("label")
+        if bad:
+            wrong.append(f"{row['id'][:12]} ({', '.join(bad)})")
+    if wrong:
+        shown = "; ".join(wrong[:MAX_LISTED]) + (" …" if len(wrong) > MAX_LISTED else "")
+        report.errors.append(
+            f"{len(wrong)} images hold values the audit log does not say they have "
+            f"(changed without an audit entry?): {shown}"
+        )
+    if unlogged:
+        report.errors.append(f"{unlogged} images have no image.add entry in the audit log")
+    if expected:
+        report.errors.append(
+            f"the audit log names {len(expected)} images the database does not have "
+            "(rows lost? `dermdesk recover` re-imports their originals)"
+        )
+
+
 def _check_orphans(lib: Library, report: VerifyReport, repair: bool, grace_s: float) -> None:
+    """Originals and masks no row names are errors (never deleted: --repair moves them to
+    quarantine/ for `dermdesk recover`), unless an import still running may add their rows;
+    orphan thumbnails and old temporary files are leftovers that --repair removes."""
     named = {r[0] for r in lib.conn.execute("SELECT file FROM image UNION SELECT file FROM mask")}
     ids = {r[0] for r in lib.conn.execute("SELECT id FROM image")}
-    orphans = [
+    unlisted = [
         p
         for sub in (ORIGINALS, MASKS)
         for p in lib.store.iter_files(sub)
         if p.relative_to(lib.root).as_posix() not in named and not p.name.endswith(PART)
     ]
-    orphans += [
+    writers = lib.store.running_writers()
+    since = min(float(w.get("since", 0)) for w in writers) if writers else None
+    # A file written after the oldest running import began may still get its row from it.
+    pending = [p for p in unlisted if since is not None and p.stat().st_mtime >= since - 2]
+    lost = [p for p in unlisted if p not in pending]
+    if pending:
+        report.warnings.append(
+            f"{len(pending)} new originals without rows yet (an import is running)"
+        )
+    if lost and repair:
+        for path in lost:
+            lib.store.quarantine(path)
+        report.repaired.append(
+            f"moved {len(lost)} originals/masks no row names to quarantine/ "
+            "(nothing deleted; `dermdesk recover` imports them again)"
+        )
+    elif lost:
+        report.errors.append(
+            f"{len(lost)} originals/masks have no row in the database (rows lost, or an "
+            "import was killed): `dermdesk recover` imports them again; "
+            "`verify --repair` moves them to quarantine/"
+        )
+    quarantined = sum(1 for _ in lib.store.iter_files(QUARANTINE))
+    if quarantined:
+        report.warnings.append(
+            f"{quarantined} files in quarantine/ (originals no row names): "
+            "`dermdesk recover` imports them again"
+        )
+    _leftovers(lib, report, repair, grace_s, ids)
+
+
+def _leftovers(
+    lib: Library, report: VerifyReport, repair: bool, grace_s: float, ids: set[str]
+) -> None:
+    """Thumbnails of no image and half-written temporary files: derived or incomplete,
+    so --repair deletes them (once older than the grace period)."""
+    thumbs = [
         p for p in lib.store.iter_files(THUMBS) if p.stem not in ids and not p.name.endswith(PART)
     ]
     temps = lib.store.temp_files()
-    if repair:
-        cutoff = time.time() - grace_s
-        young = [p for p in orphans + temps if p.stat().st_mtime > cutoff]
-        orphans = [p for p in orphans if p not in young]
-        temps = [p for p in temps if p not in young]
-        for path in orphans + temps:
-            path.unlink(missing_ok=True)
-        if young:
-            report.warnings.append(
-                f"{len(young)} recent orphan files kept (an import may be running)"
-            )
-        if orphans or temps:
-            report.repaired.append(
-                f"removed {len(orphans)} orphan and {len(temps)} temporary files"
-            )
+    if not repair:
+        if thumbs:
+            report.warnings.append(f"{len(thumbs)} thumbnails of no image (removed by --repair)")
+        if temps:
+            report.warnings.append(f"{len(temps)} temporary files (removed by --repair)")
         return
-    if orphans:
-        report.warnings.append(
-            f"{len(orphans)} orphan files (left by an interrupted import; removed by --repair)"
+    cutoff = time.time() - grace_s
+    young = [p for p in thumbs + temps if p.stat().st_mtime > cutoff]
+    old_thumbs = [p for p in thumbs if p not in young]
+    old_temps = [p for p in temps if p not in young]
+    for path in old_thumbs + old_temps:
+        path.unlink(missing_ok=True)
+    if young:
+        report.warnings.append(f"{len(young)} recent temporary files kept (a writer may be busy)")
+    if old_thumbs or old_temps:
+        report.repaired.append(
+            f"removed {len(old_thumbs)} thumbnails of no image and {len(old_temps)} temporary files"
         )
-    if temps:
-        report.warnings.append(f"{len(temps)} temporary files (removed by --repair)")

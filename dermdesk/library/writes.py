@@ -339,7 +339,8 @@ class Txn:
         self._retire_tone(image_id, method)
         self._set_tone_columns(image_id, method, (None, None))
         keep = ("fitzpatrick", "monk", "ita", "rater")
-        self.record(action, "image", image_id, {k: current[k] for k in keep}, None)
+        before = {k: current[k] for k in keep}
+        self.record(action, "image", image_id, before, {"method": method, "value": None})
         return True
 
     def restore_tone(self, image_id: str, method: str, tone_id: int | None) -> None:
@@ -362,9 +363,8 @@ class Txn:
         if tone_id is not None:
             self.conn.execute("UPDATE skin_tone SET is_current = 1 WHERE id = ?", (tone_id,))
         self._set_tone_columns(image_id, method, value)
-        self.record(
-            "skin_tone.restore", "image", image_id, before, self.current_tone(image_id, method)
-        )
+        after = {"method": method, "row": self.current_tone(image_id, method)}
+        self.record("skin_tone.restore", "image", image_id, before, after)
 
     def current_tone(self, image_id: str, method: str) -> dict[str, Any] | None:
         rows = self.conn.execute(

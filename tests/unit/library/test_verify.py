@@ -45,7 +45,7 @@ def test_a_half_written_file_is_kept_while_young_and_removed_when_old(lib: Libra
     assert "recent" in " ".join(verify(lib, repair=True).warnings) and part.exists()
     age(part)
     report = verify(lib, repair=True)
-    assert report.repaired == ["removed 0 orphan and 1 temporary files"]
+    assert report.repaired == ["removed 0 thumbnails of no image and 1 temporary files"]
     assert not part.exists() and lib.store.path(stored.file).is_file()
     assert not verify(lib).warnings
 
@@ -79,16 +79,33 @@ def test_a_changed_original_is_an_error_that_repair_does_not_hide(lib: Library) 
         assert any("checksum does not match" in e for e in report.errors)
 
 
-def test_an_old_orphan_original_is_removed(lib: Library) -> None:
+def test_an_original_without_a_row_is_an_error_and_never_deleted(lib: Library) -> None:
+    """Rows can be lost (a truncated WAL, an older database restored): their originals
+    are reported, and --repair moves them to quarantine/, never deletes them."""
     add(lib, 640, 480)
     orphan = ingest_bytes(encode(skin_like(320, 240, seed=5)), lib.store)  # files, no row
     assert isinstance(orphan, StoredFile)
-    assert any("2 orphan files" in w for w in verify(lib).warnings)
     for rel in (orphan.file, lib.store.thumb_rel(orphan.sha256)):
         age(lib.store.path(rel))
+    report = verify(lib)
+    assert not report.ok and any("1 originals/masks have no row" in e for e in report.errors)
     report = verify(lib, repair=True)
-    assert report.repaired == ["removed 2 orphan and 0 temporary files"]
-    assert not lib.store.path(orphan.file).exists()
+    assert any("moved 1 originals/masks" in r for r in report.repaired)
+    assert any("removed 1 thumbnails of no image" in r for r in report.repaired)
+    kept = lib.root / "quarantine" / orphan.file
+    assert kept.read_bytes() == encode(skin_like(320, 240, seed=5))
+    after = verify(lib)
+    assert after.ok and any("1 files in quarantine/" in w for w in after.warnings)
+
+
+def test_a_running_import_s_new_originals_are_not_called_lost(lib: Library) -> None:
+    add(lib, 640, 480)
+    with lib.store.writing("import"):
+        ingest_bytes(encode(skin_like(320, 240, seed=6)), lib.store)  # its row comes later
+        report = verify(lib, repair=True)
+        assert report.ok and any("an import is running" in w for w in report.warnings)
+        assert not (lib.root / "quarantine").exists()
+    assert not verify(lib).ok  # the import ended without writing the row
 
 
 def test_a_backup_keeps_own_thumbnails_linked_and_verifies(lib: Library, tmp_path: Path) -> None:
