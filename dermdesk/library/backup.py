@@ -2,17 +2,22 @@
 
 Stored files are never modified, so copying the files named by the database
 snapshot (after the snapshot) gives a consistent backup while the library
-stays in use.
+stays in use. Everything is written into a hidden temporary folder beside the
+target and renamed to the target's name at the end: a backup that was killed or
+failed never sits under the name of a backup.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 import sqlite3
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from dermdesk.library.db import DB_NAME, LibraryError
+from dermdesk.library.db import DB_NAME, LibraryError, translate_error
 from dermdesk.library.library import Library
 from dermdesk.library.store import Store
 
@@ -27,40 +32,64 @@ class BackupResult:
 
 def backup(lib: Library, dest: str | Path) -> BackupResult:
     """Back the library up into ``dest`` (a new or empty folder)."""
-    folder = Path(dest).expanduser().resolve()
-    if folder.exists() and any(folder.iterdir()):
-        raise LibraryError(f"{folder}: backup folder is not empty")
-    if folder == lib.root or folder.is_relative_to(lib.root):
-        raise LibraryError(f"{folder}: a backup cannot go inside the library itself")
+    final = Path(dest).expanduser().resolve()
+    if final.exists() and (not final.is_dir() or any(final.iterdir())):
+        raise LibraryError(f"{final}: backup folder is not empty")
+    if final == lib.root or final.is_relative_to(lib.root):
+        raise LibraryError(f"{final}: a backup cannot go inside the library itself")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        target = sqlite3.connect(folder / DB_NAME)
-        with target:
-            lib.conn.backup(target)
-        target.close()
-        snapshot = sqlite3.connect(folder / DB_NAME)
-        named = "SELECT file FROM image UNION SELECT file FROM mask"
-        rels = [r[0] for r in snapshot.execute(named)]
-        ids = [r[0] for r in snapshot.execute("SELECT id FROM image")]
-        model_ids = [r[0] for r in snapshot.execute("SELECT id FROM model")]
-        snapshot.close()
-        rels += [Store.thumb_rel(i) for i in ids if lib.thumbnail_path(i).is_file()]
-        rels += model_files(lib.root, model_ids)
-        total = 0
-        copied: dict[tuple[int, int], Path] = {}  # source inode -> its copy
-        for rel in rels:
-            out = folder / rel
-            out.parent.mkdir(parents=True, exist_ok=True)
-            source = lib.store.path(rel)
-            st = source.stat()
-            first = copied.get((st.st_dev, st.st_ino))
-            if first is not None and _linked(first, out):
-                continue  # a small JPEG that is its own thumbnail: linked here too
-            shutil.copy2(source, out)
-            copied[(st.st_dev, st.st_ino)] = out
-            total += out.stat().st_size
+        final.parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
     except OSError as exc:
-        raise LibraryError(f"{folder}: backup failed ({exc.strerror or exc})") from exc
+        raise LibraryError(f"{final}: cannot write the backup ({exc.strerror or exc})") from exc
+    try:
+        result = _copy(lib, folder)
+        if final.exists():
+            final.rmdir()  # empty (checked above): the finished backup takes its place
+        os.replace(folder, final)
+    except BaseException as exc:
+        shutil.rmtree(folder, ignore_errors=True)  # a copy only: the library is untouched
+        if isinstance(exc, OSError):
+            raise LibraryError(f"{final}: backup failed ({_why(exc)})") from exc
+        if isinstance(exc, sqlite3.Error):
+            raise LibraryError(f"{final}: backup failed ({translate_error(exc, None)})") from exc
+        raise
+    return BackupResult(final, result.images, result.files, result.bytes)
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "disk full; nothing was left under the backup's name"
+    return exc.strerror or str(exc)
+
+
+def _copy(lib: Library, folder: Path) -> BackupResult:
+    """Database snapshot, then every file it names, into ``folder``."""
+    target = sqlite3.connect(folder / DB_NAME)
+    with target:
+        lib.conn.backup(target)
+    target.close()
+    snapshot = sqlite3.connect(folder / DB_NAME)
+    named = "SELECT file FROM image UNION SELECT file FROM mask"
+    rels = [r[0] for r in snapshot.execute(named)]
+    ids = [r[0] for r in snapshot.execute("SELECT id FROM image")]
+    model_ids = [r[0] for r in snapshot.execute("SELECT id FROM model")]
+    snapshot.close()
+    rels += [Store.thumb_rel(i) for i in ids if lib.thumbnail_path(i).is_file()]
+    rels += model_files(lib.root, model_ids)
+    total = 0
+    copied: dict[tuple[int, int], Path] = {}  # source inode -> its copy
+    for rel in rels:
+        out = folder / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        source = lib.store.path(rel)
+        st = source.stat()
+        first = copied.get((st.st_dev, st.st_ino))
+        if first is not None and _linked(first, out):
+            continue  # a small JPEG that is its own thumbnail: linked here too
+        shutil.copy2(source, out)
+        copied[(st.st_dev, st.st_ino)] = out
+        total += out.stat().st_size
     return BackupResult(folder, len(ids), len(rels), total)
 
 

@@ -125,3 +125,34 @@ def test_a_backup_keeps_own_thumbnails_linked_and_verifies(lib: Library, tmp_pat
     # the small JPEG's bytes are counted once
     sizes = [lib.store.path(big.file), lib.thumbnail_path(big.sha256), lib.store.path(small.file)]
     assert result.bytes == sum(p.stat().st_size for p in sizes)
+
+
+def test_a_backup_that_fails_midway_leaves_nothing_under_its_name(
+    lib: Library, tmp_path: Path, monkeypatch: object
+) -> None:
+    import errno
+    import shutil
+
+    import pytest
+
+    from dermdesk.library import LibraryError
+    from dermdesk.library.backup import backup
+
+    for seed in range(4):
+        add(lib, 640, 480, seed=seed)
+    copies = []
+    real_copy = shutil.copy2
+
+    def copy_until_full(src: object, dst: object) -> object:
+        if len(copies) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        copies.append(dst)
+        return real_copy(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(shutil, "copy2", copy_until_full)  # type: ignore[attr-defined]
+    with pytest.raises(LibraryError, match="disk full"):
+        backup(lib, tmp_path / "usb" / "bak")
+    assert copies and list((tmp_path / "usb").iterdir()) == []  # no half backup, no temp
+    monkeypatch.undo()  # type: ignore[attr-defined]
+    assert backup(lib, tmp_path / "usb" / "bak").images == 4
+    assert [p.name for p in (tmp_path / "usb").iterdir()] == ["bak"]
