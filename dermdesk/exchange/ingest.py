@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dermdesk.imaging.decode import (
     FORMAT_EXT,
@@ -23,6 +24,7 @@ from dermdesk.imaging.decode import (
     thumbnail_jpeg_rgb,
 )
 from dermdesk.imaging.exif import device_metadata
+from dermdesk.imaging.jpeg_segments import NotAJpeg, strip_metadata
 from dermdesk.library.records import StoredFile
 from dermdesk.library.store import Store
 
@@ -87,13 +89,12 @@ def ingest_bytes(
     else:
         load(img, long_side_to=THUMB_SIZE)
         thumb = thumbnail_jpeg(img, THUMB_SIZE)
+    if thumb is None:
+        thumb = own_thumbnail(data, img)
     rel = store.original_rel(sha, FORMAT_EXT[fmt])
     try:
         store.put(rel, data)
-        if thumb is None:
-            store.put_same(store.thumb_rel(sha), rel, data)
-        else:
-            store.put(store.thumb_rel(sha), thumb)
+        store.put(store.thumb_rel(sha), thumb)
     except OSError as exc:
         raise ImageRejected(f"cannot write into the library ({exc.strerror or exc})") from exc
     return StoredFile(
@@ -108,6 +109,18 @@ def ingest_bytes(
         device=device,
         quality=assessment,
     )
+
+
+def own_thumbnail(data: bytes, img: Any = None) -> bytes:
+    """A small JPEG's thumbnail: its own bytes without the metadata segments (no GPS,
+    serial numbers or owner names; pixels bit-identical, no re-encode), in a file of its
+    own, so nothing that writes a thumbnail can reach the original."""
+    try:
+        return strip_metadata(data)
+    except NotAJpeg:  # a stream the segment parser does not follow: re-encode instead
+        img = img if img is not None else open_image(data)
+        load(img, long_side_to=THUMB_SIZE)
+        return thumbnail_jpeg(img, THUMB_SIZE)
 
 
 def ingest_file(

@@ -78,27 +78,12 @@ def _copy(lib: Library, folder: Path) -> BackupResult:
     rels += [Store.thumb_rel(i) for i in ids if lib.thumbnail_path(i).is_file()]
     rels += model_files(lib.root, model_ids)
     total = 0
-    copied: dict[tuple[int, int], Path] = {}  # source inode -> its copy
     for rel in rels:
         out = folder / rel
         out.parent.mkdir(parents=True, exist_ok=True)
-        source = lib.store.path(rel)
-        st = source.stat()
-        first = copied.get((st.st_dev, st.st_ino))
-        if first is not None and _linked(first, out):
-            continue  # a small JPEG that is its own thumbnail: linked here too
-        shutil.copy2(source, out)
-        copied[(st.st_dev, st.st_ino)] = out
+        shutil.copy2(lib.store.path(rel), out)
         total += out.stat().st_size
     return BackupResult(folder, len(ids), len(rels), total)
-
-
-def _linked(existing: Path, new: Path) -> bool:
-    try:
-        new.hardlink_to(existing)
-    except OSError:  # the backup disk has no hard links: copy instead
-        return False
-    return True
 
 
 def model_files(root: Path, model_ids: list[str]) -> list[str]:

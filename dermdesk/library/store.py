@@ -104,22 +104,6 @@ class Store:
             raise
         return True
 
-    def put_same(self, rel: str, source_rel: str, data: bytes) -> bool:
-        """Store ``data``, which are the bytes already at ``source_rel``, at ``rel``.
-
-        A hard link where the file system has them (no second copy on disk, one
-        metadata write instead of a file written and renamed), else :meth:`put`.
-        Either way it is atomic, and a later ``put(rel, ..., overwrite=True)``
-        replaces the link rather than writing through it into ``source_rel``.
-        """
-        target = os.path.join(self._root_str, rel)
-        self._make_parent(target)
-        try:
-            os.link(os.path.join(self._root_str, source_rel), target)
-        except OSError:  # there already (put keeps an intact copy), or no hard links here
-            return self.put(rel, data)
-        return True
-
     def _make_parent(self, target: str) -> None:
         parent = os.path.dirname(target)
         if parent not in self._made:

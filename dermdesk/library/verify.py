@@ -10,6 +10,7 @@ removes or rebuilds them.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,6 +72,7 @@ def _check_images(
 ) -> None:
     rows = lib.conn.execute("SELECT id, file, bytes FROM image").fetchall()
     report.images = len(rows)
+    shared: list[str] = []  # thumbnails that are the original's own file (a hard link)
     for n, (image_id, rel, size) in enumerate(rows, 1):
         path = lib.store.path(rel)
         if not path.is_file():
@@ -83,11 +85,33 @@ def _check_images(
             report.errors.append(f"image {image_id[:12]}: original's checksum does not match")
         elif not lib.thumbnail_path(image_id).is_file():
             _missing_thumbnail(lib, report, image_id, repair)
+        elif os.path.samefile(lib.thumbnail_path(image_id), path):
+            shared.append(image_id)
         if progress and n % 100 == 0:
             progress(n, len(rows))
+    _shared_thumbnails(lib, report, shared, repair)
     for image_id, rel in lib.conn.execute("SELECT image_id, file FROM mask"):
         if not lib.store.path(rel).is_file():
             report.errors.append(f"image {image_id[:12]}: mask file missing ({rel})")
+
+
+def _shared_thumbnails(lib: Library, report: VerifyReport, ids: list[str], repair: bool) -> None:
+    """Libraries made before 2026-12 hard-linked a small JPEG's thumbnail to its original:
+    writing the thumbnail wrote the original, and it carried the original's metadata."""
+    if not ids:
+        return
+    if not repair:
+        report.warnings.append(
+            f"{len(ids)} thumbnails are their original's own file (a hard link, with its "
+            "metadata): --repair gives each a metadata-free file of its own"
+        )
+        return
+    from dermdesk.exchange.ingest import own_thumbnail  # lazy: pixel code
+
+    for image_id in ids:
+        original = lib.original_path(lib.image(image_id)).read_bytes()
+        lib.store.put(lib.store.thumb_rel(image_id), own_thumbnail(original), overwrite=True)
+    report.repaired.append(f"gave {len(ids)} thumbnails a file of their own (no metadata)")
 
 
 def _missing_thumbnail(lib: Library, report: VerifyReport, image_id: str, repair: bool) -> None:

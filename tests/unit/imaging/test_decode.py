@@ -155,17 +155,32 @@ def test_thumbnails_keep_the_shape_and_a_gallery_sized_long_side(
         assert thumb.width / thumb.height == pytest.approx(size[0] / size[1], rel=0.03)
 
 
-def test_a_small_upright_jpeg_is_its_own_thumbnail(store: Store) -> None:
-    """Re-encoding a JPEG already thumbnail-sized would only lose quality: the
-    library keeps the original's bytes as the thumbnail, without a second copy."""
-    data = encode(skin_like(300, 300), "JPEG", quality=92)
+def test_a_small_jpeg_s_thumbnail_is_its_pixels_without_its_metadata(
+    store: Store, shared_data: Path
+) -> None:
+    """Re-encoding a JPEG already thumbnail-sized would only lose quality: its thumbnail
+    is its own byte stream minus the metadata segments, in a file of its own, so the
+    thumbnail carries no GPS or camera serial and writing it cannot touch the original."""
+    from dermdesk.imaging.jpeg_segments import metadata_segments
+
+    def small(path: Path) -> bool:
+        with Image.open(path) as img:
+            return max(img.size) <= 400
+
+    with_exif = next(
+        p
+        for p in sorted((shared_data / "fitzpatrick17k" / "images").glob("*.jpg"))
+        if metadata_segments(p.read_bytes()) and small(p)
+    )
+    data = with_exif.read_bytes()
     stored = ingest_bytes(data, store)
-    assert isinstance(stored, StoredFile)
+    assert isinstance(stored, StoredFile) and stored.device  # the original keeps its EXIF
     thumb = store.path(store.thumb_rel(stored.sha256))
-    assert thumb.read_bytes() == data
-    assert thumb.stat().st_ino == store.path(stored.file).stat().st_ino  # a hard link here
-    # Rebuilding the thumbnail replaces the link and leaves the original untouched.
-    store.put(store.thumb_rel(stored.sha256), b"rebuilt", overwrite=True)
+    assert thumb.stat().st_ino != store.path(stored.file).stat().st_ino
+    assert metadata_segments(thumb.read_bytes()) == [] and b"Exif" not in thumb.read_bytes()
+    with Image.open(thumb) as small, Image.open(with_exif) as big:
+        assert np.array_equal(np.asarray(small), np.asarray(big))  # no re-encode
+    thumb.write_bytes(b"overwritten")
     assert store.path(stored.file).read_bytes() == data
 
 

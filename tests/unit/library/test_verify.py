@@ -108,7 +108,7 @@ def test_a_running_import_s_new_originals_are_not_called_lost(lib: Library) -> N
     assert not verify(lib).ok  # the import ended without writing the row
 
 
-def test_a_backup_keeps_own_thumbnails_linked_and_verifies(lib: Library, tmp_path: Path) -> None:
+def test_a_backup_copies_every_file_and_verifies(lib: Library, tmp_path: Path) -> None:
     from dermdesk.library.backup import backup
 
     big, small = add(lib, 640, 480), add(lib, 300, 300, seed=1)
@@ -116,15 +116,27 @@ def test_a_backup_keeps_own_thumbnails_linked_and_verifies(lib: Library, tmp_pat
     assert result.images == 2 and result.files == 4
     with Library.open(tmp_path / "bak") as copy:
         assert verify(copy).ok and not verify(copy).warnings
-        original = copy.store.path(small.file)
-        assert copy.thumbnail_path(small.sha256).stat().st_ino == original.stat().st_ino
-        assert (
-            copy.thumbnail_path(big.sha256).read_bytes()
-            == lib.thumbnail_path(big.sha256).read_bytes()
-        )
-    # the small JPEG's bytes are counted once
-    sizes = [lib.store.path(big.file), lib.thumbnail_path(big.sha256), lib.store.path(small.file)]
-    assert result.bytes == sum(p.stat().st_size for p in sizes)
+        for stored in (big, small):
+            assert (
+                copy.thumbnail_path(stored.sha256).read_bytes()
+                == lib.thumbnail_path(stored.sha256).read_bytes()
+            )
+    files = [lib.store.path(s.file) for s in (big, small)]
+    files += [lib.thumbnail_path(s.sha256) for s in (big, small)]
+    assert result.bytes == sum(p.stat().st_size for p in files)
+
+
+def test_repair_unlinks_thumbnails_that_are_their_original(lib: Library) -> None:
+    """Libraries before 2026-12 hard-linked small JPEGs' thumbnails to the originals."""
+    small = add(lib, 300, 300, seed=1)
+    original, thumb = lib.store.path(small.file), lib.thumbnail_path(small.sha256)
+    thumb.unlink()
+    os.link(original, thumb)
+    assert any("their original's own file" in w for w in verify(lib).warnings)
+    report = verify(lib, repair=True)
+    assert report.repaired == ["gave 1 thumbnails a file of their own (no metadata)"]
+    assert thumb.stat().st_ino != original.stat().st_ino
+    assert verify(lib).ok and not verify(lib).warnings
 
 
 def test_a_backup_that_fails_midway_leaves_nothing_under_its_name(
