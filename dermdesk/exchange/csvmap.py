@@ -64,9 +64,9 @@ def plan_csv(
             mapping[fld] = fld
     if "file" not in mapping:
         raise DatasetError(f"{csv_path.name}: no file column; map one with file=COLUMN")
-    rows = read_csv(csv_path, list(mapping.values()))
-    namespace = source_name or dataset or csv_path.stem
     plan = Plan(datasets=[dataset or csv_path.stem])
+    rows = read_csv(csv_path, list(mapping.values()), plan.refused)
+    namespace = source_name or dataset or csv_path.stem
     seen: dict[str, int] = {}
     for row in rows:
         where = f"{csv_path.name} line {row.line}"

@@ -51,8 +51,11 @@ class Layout:
     build: RowFn
 
     def plan(self, folder: Path) -> Plan:
-        rows = read_csv(folder / self.marker, self.required)
         plan = Plan(datasets=[self.name])
+        where = f"{folder.name}/"
+        refused: list[tuple[str, str]] = []
+        rows = read_csv(folder / self.marker, self.required, refused)
+        plan.refused += [(where + line, why) for line, why in refused]
         seen: dict[str, int] = {}
         for row in rows:
             where = f"{folder.name}/{self.marker} line {row.line}"

@@ -94,7 +94,7 @@ def test_bad_rows_are_refused_one_line_each(lib: Library, photos: Path) -> None:
     [
         (b"file,diagnosis\n\xff\xfe\x00bad", "not UTF-8"),
         (b'file,diagnosis\n"img/p0.jpg,MEL\n', "more values|malformed|not found"),
-        (b"file,diagnosis\nimg/p0.jpg,MEL,extra,cells\n", "more values than columns"),
+        (b"file,diagnosis\nimg/p0.jpg,MEL,extra,cells\n", "4 values but the header has 2"),
         (b"", "no file column"),
     ],
     ids=["binary", "unclosed-quote", "extra-cells", "empty"],
@@ -110,6 +110,30 @@ def test_malformed_csv_files(photos: Path, content: bytes, reason: str) -> None:
         assert not plan.items
         message = plan.refused[0][1]
     assert re.search(reason, message), message
+
+
+def test_a_malformed_row_is_refused_by_line_and_the_rest_imported(
+    lib: Library, photos: Path
+) -> None:
+    """An unterminated quote once made "MEL,P1" a diagnosis and swallowed the next rows."""
+    csv_path = write(
+        photos / "labels.csv",
+        "file,diagnosis,patient\n"
+        'img/p0.jpg,"MEL,P1\n'  # the quote is never closed
+        "img/p1.jpg,NEV,P2\n"
+        "img/p2.jpg,BC\x00C,P3\n"
+        f"img/p3.jpg,{'x' * 120_000},P4\n",
+    )
+    plan = plan_csv(csv_path)
+    reasons = dict(plan.refused)
+    assert "quote is opened and not closed" in reasons["labels.csv line 2"]
+    assert "NUL byte" in reasons["labels.csv line 4"]
+    assert "120,000 characters" in reasons["labels.csv line 5"]
+    assert all(len(why) < 120 for why in reasons.values())  # short, even for a huge cell
+    assert [i.path.name for i in plan.items] == ["p1.jpg"]
+    report = run_import(lib, plan.items)
+    (image,) = lib.images()
+    assert len(report.added) == 1 and image["diagnosis"] == "NEV"
 
 
 def test_bad_mapping_is_explained() -> None:
