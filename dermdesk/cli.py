@@ -281,6 +281,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     for warning in report.warnings:
         print(f"warning: {warning}")
     print(report.summary())
+    if report.interrupted:
+        return 130
     return 1 if report.refused else 0
 
 

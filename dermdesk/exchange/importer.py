@@ -72,6 +72,7 @@ class ImportReport:
     refused: list[tuple[str, str]] = field(default_factory=list)  # (where, reason)
     warnings: list[str] = field(default_factory=list)
     cancelled: bool = False
+    interrupted: bool = False  # stopped by Ctrl-C (what was stored before is kept)
 
     @property
     def total(self) -> int:
@@ -89,6 +90,8 @@ class ImportReport:
             f"{len(self.added)} added, {len(self.existing)} already in library, "
             f"{len(self.refused)} refused"
         )
+        if self.interrupted:
+            return text + " (interrupted: run the same import again to finish it)"
         return text + (" (cancelled)" if self.cancelled else "")
 
 
@@ -147,39 +150,48 @@ def _run_import(
             pending.clear()
 
     pool, ingest = _pool(len(items), workers, lib.store.root, known, checks)
-    with pool:
-        # Keep a bounded number of files in flight so memory stays flat on huge imports.
-        queue = iter(items)
-        running: dict[Future[Any], ImportItem] = {}
+    running: dict[Future[Any], ImportItem] = {}
+    try:
+        with pool:
+            # Keep a bounded number of files in flight so memory stays flat on huge imports.
+            queue = iter(items)
 
-        def top_up() -> None:
-            while len(running) < workers * 4 and not cancel.is_set():
-                item = next(queue, None)
-                if item is None:
-                    return
-                try:
-                    running[pool.submit(ingest, item)] = item
-                except BrokenExecutor:  # a worker died (e.g. a crashing decoder)
-                    for rest in (item, *queue):
-                        report.refused.append((rest.where, WORKER_DIED))
-                    return
+            def top_up() -> None:
+                while len(running) < workers * 4 and not cancel.is_set():
+                    item = next(queue, None)
+                    if item is None:
+                        return
+                    try:
+                        running[pool.submit(ingest, item)] = item
+                    except BrokenExecutor:  # a worker died (e.g. a crashing decoder)
+                        for rest in (item, *queue):
+                            report.refused.append((rest.where, WORKER_DIED))
+                        return
 
-        top_up()
-        while running:
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                item = running.pop(fut)
-                done += 1
-                _collect(fut, item, pending, report)
-            if len(pending) >= batch_size:
-                flush()
-            if progress:
-                progress(
-                    ImportProgress(
-                        done, len(items), len(report.added) + len(pending), len(report.refused)
-                    )
-                )
             top_up()
+            while running:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    item = running.pop(fut)
+                    done += 1
+                    _collect(fut, item, pending, report)
+                if len(pending) >= batch_size:
+                    flush()
+                if progress:
+                    progress(
+                        ImportProgress(
+                            done, len(items), len(report.added) + len(pending), len(report.refused)
+                        )
+                    )
+                top_up()
+    except KeyboardInterrupt:
+        # Ctrl-C: the pool has let its running files finish; those it stored get their
+        # rows too, so an interrupted import leaves no original without a row.
+        cancel.set()
+        report.interrupted = True
+        for fut, item in running.items():
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                _collect(fut, item, pending, report)
     flush()
     report.cancelled = cancel.is_set() and done < len(items)
     return report

@@ -8,6 +8,8 @@ database rows are written afterwards by the library's single writer.
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,15 +40,38 @@ class AlreadyStored:
     sha256: str
 
 
-def read_file(path: Path) -> bytes:
+MAX_FILE_BYTES = 512 * 1024 * 1024  # larger than any photo; beyond it a file is refused unread
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+
+
+def read_file(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """A regular file's bytes. A pipe, device or socket is refused without reading
+    from it (opened non-blocking, checked after opening: a FIFO named .jpg or a link
+    to /dev/zero would otherwise hang or read without end), and so is a file over
+    ``limit`` bytes."""
     try:
-        return path.read_bytes()
+        fd = os.open(path, _OPEN_FLAGS)
     except FileNotFoundError:
         raise ImageRejected("file not found") from None
     except IsADirectoryError:
         raise ImageRejected("is a folder, not a file") from None
     except OSError as exc:
         raise ImageRejected(f"cannot read file ({exc.strerror})") from exc
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageRejected("not a regular file (a pipe, device or socket): not read")
+        if info.st_size > limit:
+            raise ImageRejected(
+                f"{info.st_size / 1e6:,.0f} MB: larger than any photo (limit {limit / 1e6:,.0f} MB)"
+            )
+        try:
+            data = fh.read(limit + 1)
+        except OSError as exc:
+            raise ImageRejected(f"cannot read file ({exc.strerror})") from exc
+    if len(data) > limit:  # it grew while we read it
+        raise ImageRejected(f"larger than any photo (limit {limit / 1e6:,.0f} MB)")
+    return data
 
 
 def ingest_bytes(

@@ -102,6 +102,8 @@ class _Records:
 
 
 def _read_text(path: Path) -> str:
+    if path.exists() and not path.is_file():  # a FIFO or device would hang or never end
+        raise DatasetError(f"{path.name}: not a regular file")
     try:
         if path.stat().st_size > MAX_FILE:
             raise DatasetError(

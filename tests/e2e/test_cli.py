@@ -382,3 +382,49 @@ def test_recover_brings_back_originals_whose_rows_were_lost(home: Path, shared_d
     assert "recovered 5 images (5 with their labels" in out
     assert "verify OK: 126 images" in run(home, "verify").stdout
     assert "nothing to recover" in run(home, "recover").stdout
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs (POSIX)")
+def test_a_fifo_and_a_link_to_dev_zero_are_refused_without_hanging(
+    home: Path, tmp_path: Path, shared_data: Path
+) -> None:
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    os.mkfifo(folder / "pipe.jpg")
+    (folder / "zero.jpg").symlink_to("/dev/zero")
+    shutil.copy(next((shared_data / "ham10000" / "images").glob("*.jpg")), folder / "ok.jpg")
+    proc = run(home, "import", folder, "--quiet", check=False)
+    assert proc.returncode == 1
+    for name in ("pipe.jpg", "zero.jpg"):
+        assert f"{name}: refused: not a regular file" in proc.stdout
+    assert "1 added" in proc.stdout
+
+
+def test_ctrl_c_stops_an_import_cleanly(home: Path, shared_data: Path) -> None:
+    """Ctrl-C reaches the whole process group, pool workers included: the import stops
+    within seconds, says what it kept, and leaves no original without its row."""
+    env = {**os.environ, "DERMDESK_HOME": str(home)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dermdesk", "import", str(shared_data), "--quiet"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own group, as a terminal's foreground job
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        try:
+            db = sqlite3.connect(f"file:{home / 'library.sqlite'}?mode=ro", uri=True)
+            committed = db.execute("SELECT count(*) FROM image").fetchone()[0]
+            db.close()
+        except sqlite3.Error:
+            continue
+        if committed >= 200:
+            break
+    assert proc.poll() is None, "import finished before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted: run the same import again" in out
+    assert "verify OK" in run(home, "verify", "--quick").stdout
