@@ -10,6 +10,7 @@ reason. Pure Pillow/numpy: no Qt, no torch.
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,13 @@ except ImportError:  # pragma: no cover - pillow-heif missing from a broken inst
     pass
 
 MAX_PIXELS = 250_000_000  # far above any camera (200 MP phones), far below a bomb
+# JPEGs decode DCT-reduced (a 1/8 scale reads 1/64 of the pixels into memory); every
+# other format decodes whole, ~12 bytes a pixel at peak (decode, RGB, working copies):
+# a 250 MP PNG took 88 s and 3.5 GB. Those are held to a fixed cap and to what the
+# machine can spare per import worker (REDUCED_FORMATS need neither).
+REDUCED_FORMATS = ("JPEG", "MPO")
+MAX_FULL_DECODE_PIXELS = 120_000_000  # medium-format camera files; scanners beyond
+BYTES_PER_FULL_PIXEL = 12
 FORMAT_EXT = {
     "JPEG": "jpg",
     "MPO": "jpg",
@@ -96,7 +104,32 @@ def open_image(data: bytes | Path) -> Image.Image:
         )
     if w < 1 or h < 1:
         raise ImageRejected(f"image has no pixels ({w}x{h})")
+    if img.format not in REDUCED_FORMATS:
+        _check_full_decode(img.format, w, h)
     return img
+
+
+def full_decode_budget() -> int:
+    """Pixels one non-JPEG image may have: the fixed cap, or what available memory
+    spread over the cores (import workers) allows, whichever is smaller."""
+    try:
+        import psutil
+
+        spare = psutil.virtual_memory().available // (os.cpu_count() or 1)
+    except Exception:  # no psutil or no figure: the fixed cap alone
+        return MAX_FULL_DECODE_PIXELS
+    return int(min(MAX_FULL_DECODE_PIXELS, spare // BYTES_PER_FULL_PIXEL))
+
+
+def _check_full_decode(fmt: str, w: int, h: int) -> None:
+    budget = full_decode_budget()
+    if w * h > budget:
+        need = w * h * BYTES_PER_FULL_PIXEL / 1e9
+        raise ImageRejected(
+            f"{w}x{h} = {w * h / 1e6:.1f} MP {fmt}: a {fmt} file is decoded whole "
+            f"(~{need:.1f} GB), over the {budget / 1e6:.0f} MP this computer allows; "
+            "save it as a JPEG or a smaller copy"
+        )
 
 
 def exif_orientation(img: Image.Image) -> int | None:

@@ -47,13 +47,36 @@ def store(tmp_path: Path) -> Store:
         (b"", "empty file"),
         (b"patient: Jane Doe\nnot an image\n", "not an image"),
         (png_bomb(), "decompression bomb"),
+        # 249.6 MP: under the bomb limit, but a PNG decodes whole (88 s, 3.5 GB once)
+        (png_bomb(16_000, 15_600), r"249\.6 MP PNG: a PNG file is decoded whole"),
     ],
-    ids=["zero-byte", "text-named-jpg", "png-bomb"],
+    ids=["zero-byte", "text-named-jpg", "png-bomb", "huge-png"],
 )
 def test_refused_with_reason(store: Store, data: bytes, reason: str) -> None:
     with pytest.raises(ImageRejected, match=reason):
         ingest_bytes(data, store)
     assert not list(store.iter_files("originals"))  # nothing stored for a refused file
+
+
+def test_the_full_decode_budget_follows_free_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    import psutil
+
+    from dermdesk.imaging import decode
+
+    class Tight:
+        available = 2 * 1024**3  # 2 GB free
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Tight())
+    monkeypatch.setattr(decode.os, "cpu_count", lambda: 8)
+    budget = decode.full_decode_budget()
+    assert budget == 2 * 1024**3 // 8 // decode.BYTES_PER_FULL_PIXEL  # ~22 MP a worker
+    with pytest.raises(ImageRejected, match="over the 22 MP this computer allows"):
+        decode.open_image(png_bomb(6000, 4000))
+    decode.open_image(encode(skin_like(64, 48), "PNG"))  # a small PNG is fine
+    img = Image.new("RGB", (6000, 4000))
+    buf = io.BytesIO()
+    img.save(buf, "JPEG")
+    decode.open_image(buf.getvalue())  # a JPEG decodes reduced: not held to the budget
 
 
 def test_truncated_jpeg_is_refused(store: Store) -> None:
