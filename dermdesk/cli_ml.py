@@ -179,7 +179,12 @@ def _report(row: dict[str, Any]) -> int:
     status = row["status"]
     print(f"job {row['id']} {status}: {row['message'] or ''}")
     if status == "failed":
-        print((row["error"] or "").rstrip(), file=sys.stderr)
+        error = (row["error"] or "").strip().splitlines()
+        print(
+            f"dermdesk: job {row['id']} failed: {error[0] if error else 'no reason given'}",
+            file=sys.stderr,
+        )
+        print(f"(its log, with the details: dermdesk jobs show {row['id']})", file=sys.stderr)
         return 1
     if status == "cancelled":
         print(f"resume it with: dermdesk jobs resume {row['id']}")

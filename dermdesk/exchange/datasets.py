@@ -85,17 +85,16 @@ def image_file(folder: Path, name: str, default_ext: str = ".jpg") -> Path:
     if not name:
         raise ValueError("no image file named")
     stem_name = name if Path(name).suffix else name + default_ext
-    tried = []
-    for base in (folder / "images", folder):
-        path = contained_path(folder, str((base / stem_name).relative_to(folder)))
-        tried.append(path)
+    for sub in ("images/", ""):
+        # contained_path refuses an absolute name or ../ with one plain line.
+        path = contained_path(folder, sub + stem_name)
         if path.is_file():
             return path
         for ext in (".jpg", ".png", ".jpeg", ".JPG", ".PNG"):
             alt = path.with_suffix(ext)
             if alt.is_file():
                 return alt
-    raise ValueError(f"image file not found: {tried[0].relative_to(folder.resolve())}")
+    raise ValueError(f"image file not found: images/{stem_name}")
 
 
 def _label(dataset: str, raw: str, certainty: str) -> LabelIn:

@@ -29,9 +29,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from dermdesk.exchange.ingest import AlreadyStored, ingest_file, ingest_mask
+from dermdesk.exchange.ingest import AlreadyStored, StoreFull, ingest_file, ingest_mask
 from dermdesk.imaging.decode import ImageRejected
-from dermdesk.library.db import LibraryError
+from dermdesk.library.db import LibraryDiskFull, LibraryError
 from dermdesk.library.library import Library
 from dermdesk.library.records import (
     ImageRecord,
@@ -73,6 +73,8 @@ class ImportReport:
     warnings: list[str] = field(default_factory=list)
     cancelled: bool = False
     interrupted: bool = False  # stopped by Ctrl-C (what was stored before is kept)
+    disk_full: bool = False  # stopped because the library's disk is full
+    unregistered: int = 0  # files stored whose rows could not be written (disk full)
 
     @property
     def total(self) -> int:
@@ -90,6 +92,14 @@ class ImportReport:
             f"{len(self.added)} added, {len(self.existing)} already in library, "
             f"{len(self.refused)} refused"
         )
+        if self.disk_full:
+            kept = (
+                f"; {self.unregistered} files were stored but not registered: the same "
+                "import run again (or `dermdesk recover`) adds them"
+                if self.unregistered
+                else ""
+            )
+            return text + f" (stopped: the disk is full; free some space and run it again{kept})"
         if self.interrupted:
             return text + " (interrupted: run the same import again to finish it)"
         return text + (" (cancelled)" if self.cancelled else "")
@@ -151,10 +161,10 @@ def _run_import(
 
     pool, ingest = _pool(len(items), workers, lib.store.root, known, checks)
     running: dict[Future[Any], ImportItem] = {}
+    queue = iter(items)  # what is left to submit
     try:
         with pool:
             # Keep a bounded number of files in flight so memory stays flat on huge imports.
-            queue = iter(items)
 
             def top_up() -> None:
                 while len(running) < workers * 4 and not cancel.is_set():
@@ -177,6 +187,8 @@ def _run_import(
                     _collect(fut, item, pending, report)
                 if len(pending) >= batch_size:
                     flush()
+                if report.disk_full:
+                    cancel.set()  # nothing more fits: stop submitting
                 if progress:
                     progress(
                         ImportProgress(
@@ -193,11 +205,14 @@ def _run_import(
             if fut.done() and not fut.cancelled() and fut.exception() is None:
                 _collect(fut, item, pending, report)
     flush()
-    report.cancelled = cancel.is_set() and done < len(items)
+    if report.disk_full:  # every file never tried is named, one line each
+        report.refused += [(item.where, DISK_FULL) for item in queue]
+    report.cancelled = cancel.is_set() and done < len(items) and not report.disk_full
     return report
 
 
 WORKER_DIED = "not imported: an import worker process died; run the import again"
+DISK_FULL = "not imported: the disk holding the library is full"
 # Worker processes start in about a second (imports of Pillow, OpenCV, numpy);
 # below this many files a thread pool finishes first.
 PROCESS_MIN_ITEMS = 48
@@ -253,6 +268,10 @@ def _collect(
 ) -> None:
     try:
         stored, mask = fut.result()
+    except StoreFull as exc:
+        report.refused.append((item.where, str(exc)))
+        report.disk_full = True
+        return
     except ImageRejected as exc:
         report.refused.append((item.where, str(exc)))
         return
@@ -271,6 +290,11 @@ def _write_batch(
     records = [_record(item, stored, mask) for item, stored, mask in batch]
     try:
         results = lib.add_images(records)
+    except LibraryDiskFull:
+        report.disk_full = True
+        report.unregistered += len(batch)
+        report.refused += [(item.where, DISK_FULL) for item, _, _ in batch]
+        return
     except LibraryError as exc:
         # The batch is rolled back as a whole; its files stay as orphans for the next run.
         report.refused += [(item.where, f"not added: {exc}") for item, _, _ in batch]

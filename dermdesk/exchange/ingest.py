@@ -7,6 +7,7 @@ database rows are written afterwards by the library's single writer.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -31,6 +32,10 @@ from dermdesk.library.records import StoredFile
 from dermdesk.library.store import Store
 
 THUMB_SIZE = 256
+
+
+class StoreFull(ImageRejected):
+    """The library's disk is full: this file (and any after it) cannot be stored."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,8 @@ def ingest_bytes(
         store.put(rel, data)
         store.put(store.thumb_rel(sha), thumb)
     except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise StoreFull("not stored: the disk holding the library is full") from exc
         raise ImageRejected(f"cannot write into the library ({exc.strerror or exc})") from exc
     return StoredFile(
         sha256=sha,

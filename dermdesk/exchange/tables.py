@@ -148,5 +148,6 @@ def contained_path(root: Path, name: str) -> Path:
     root_resolved = root.resolve()
     candidate = (root / name).resolve()
     if not candidate.is_relative_to(root_resolved):
-        raise ValueError(f"path {name!r} escapes the dataset folder")
+        shown = name if len(name) <= 80 else name[:77] + "..."
+        raise ValueError(f"path {shown!r} is outside the dataset folder")
     return candidate

@@ -26,6 +26,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from dermdesk.errors import one_line
 from dermdesk.jobs import kinds
 from dermdesk.jobs.context import cancel_file, job_dir, pid_alive, process_started
 from dermdesk.jobs.worker import CRASH_LOG, worker_main
@@ -359,9 +360,12 @@ class JobRunner:
             return "done", str(result.pop("message", "finished")), result, None, model
         if kind == "cancelled":
             return "cancelled", str(payload.get("message") or "cancelled"), None, None, None
-        error = str(payload.get("error") or "unknown error")
-        last = error.strip().splitlines()[-1] if error.strip() else "failed"
-        return "failed", last, None, error, None
+        error = one_line(str(payload.get("error") or "unknown error"))
+        trace = str(payload.get("traceback") or "").rstrip()
+        if trace:
+            run.log.append("[worker] the job failed; its traceback:")
+            run.log.extend(trace.splitlines())
+        return "failed", error, None, error, None
 
     def _death_report(self, run: _Running) -> str:
         code = run.process.exitcode

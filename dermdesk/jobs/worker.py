@@ -1,7 +1,8 @@
 """The entry point of a job's spawned worker process.
 
 Runs one task and reports its end over the pipe: ``done`` with the result,
-``cancelled``, or ``failed`` with the traceback. Ctrl-C in a terminal reaches
+``cancelled``, or ``failed`` with a one-line error and, apart, the traceback
+(which goes into the job's log, never into the user's error line). Ctrl-C in a terminal reaches
 the whole process group; the worker ignores it and lets the runner cancel it
 properly (with a checkpoint). Hard crashes (segfaults) leave a Python stack
 in ``jobs/<id>/crash.log`` through faulthandler, which the runner reports.
@@ -17,6 +18,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from dermdesk.errors import one_line
 from dermdesk.jobs.context import JobCancelled, JobContext, job_dir
 from dermdesk.jobs.kinds import resolve
 
@@ -56,10 +58,11 @@ def worker_main(spec: dict[str, Any], conn: Connection) -> None:
                 "training extra (pip install 'dermdesk[ml]') and run it again"
             )
         else:
-            error = traceback.format_exc()
-        outcome = ("failed", {"error": error})
-    except BaseException:
-        outcome = ("failed", {"error": traceback.format_exc()})
+            error = one_line(exc)
+        outcome = ("failed", {"error": error, "traceback": traceback.format_exc()})
+    except BaseException as exc:
+        # One line for the user; the whole traceback goes into the job's log.
+        outcome = ("failed", {"error": one_line(exc), "traceback": traceback.format_exc()})
     try:
         conn.send(outcome)
     except OSError:

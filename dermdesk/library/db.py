@@ -13,6 +13,7 @@ sqlite-utils only when asked (``Library.db``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -34,6 +35,10 @@ class LibraryError(Exception):
 
 class LibraryBusyError(LibraryError):
     """Another process held the library's write lock for longer than the busy timeout."""
+
+
+class LibraryDiskFull(LibraryError):
+    """The disk holding the library is full; the change that hit it was not written."""
 
 
 def connect(
@@ -98,16 +103,24 @@ def immediate(db: Any) -> Iterator[sqlite3.Connection]:
     try:
         yield conn
     except sqlite3.Error as exc:
-        conn.execute("ROLLBACK")
+        _rollback(conn)
         raise translate_error(exc, None) from exc
     except BaseException:
-        conn.execute("ROLLBACK")
+        _rollback(conn)
         raise
     try:
         conn.execute("COMMIT")
-    except sqlite3.OperationalError as exc:
-        conn.execute("ROLLBACK")
+    except sqlite3.Error as exc:
+        _rollback(conn)
         raise translate_error(exc, None) from exc
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back unless SQLite already did (it does on SQLITE_FULL and some I/O errors:
+    a second ROLLBACK would fail with "no transaction is active" and hide the cause)."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
 
 
 def migrate(db: Any, target: int = LATEST_VERSION) -> int:
@@ -143,7 +156,7 @@ def translate_error(exc: sqlite3.Error, path: Path | None) -> LibraryError:
     if "unable to open" in text:
         return LibraryError(f"{where}cannot open the library database ({text})")
     if "disk is full" in text or "database or disk is full" in text:
-        return LibraryError(f"{where}disk is full: nothing was written ({text})")
+        return LibraryDiskFull(f"{where}the disk is full: nothing of this change was written")
     if "malformed" in text or "not a database" in text:
         return LibraryError(f"{where}library database is damaged ({text}); restore a backup")
     return LibraryError(f"{where}{text}")

@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from dermdesk.errors import one_line
+
 MODEL_FORMAT = "dermdesk.model/1"
 CHECKPOINT_FORMAT = "dermdesk.checkpoint/1"
 
@@ -49,14 +51,15 @@ def load_file(path: Path) -> dict[str, Any]:
         raise ModelFileError(f"{path.name}: not a PyTorch checkpoint (unrecognised file content)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except pickle.UnpicklingError:
         raise ModelFileError(
-            f"{path.name}: refused: holds Python objects other than weights, which could run "
-            f"code when loaded ({first})"
+            f"{path.name}: refused: it holds Python objects other than weights, which could "
+            "run code when loaded"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise ModelFileError(f"{path.name}: damaged or not a PyTorch checkpoint ({exc})") from None
+        raise ModelFileError(
+            f"{path.name}: damaged or not a PyTorch checkpoint ({one_line(exc, 100)})"
+        ) from None
     if not isinstance(obj, dict):
         raise ModelFileError(f"{path.name}: holds a {type(obj).__name__}, not a dict of weights")
     return obj

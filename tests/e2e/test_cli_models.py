@@ -84,3 +84,23 @@ def test_queue_cancel_resume_and_bad_options(home: Path) -> None:
     missing = run(home, "models", "show", "M-404", check=False)
     assert missing.returncode == 2 and "no model 'M-404'" in missing.stderr
     assert run(home, "jobs", "show", "99", check=False).returncode == 2
+
+
+def test_a_refused_checkpoint_is_one_short_line(home: Path, tmp_path: Path) -> None:
+    """A pickle that is not just weights is refused; the user gets one line, the job's
+    log gets the traceback."""
+    import pickle
+
+    class Payload:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (print, ("this ran while loading",))
+
+    evil = tmp_path / "weights.pt"
+    evil.write_bytes(pickle.dumps({"model": Payload()}, protocol=2))
+    proc = run(home, "train", "finetune", *TINY, "--from", str(evil), check=False)
+    assert proc.returncode == 1
+    assert "this ran while loading" not in proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("dermdesk:")]
+    assert len(lines) == 1 and len(lines[0]) <= 240, proc.stderr
+    assert "refused" in lines[0] and "Traceback" not in proc.stderr
+    assert "Traceback" in run(home, "jobs", "show", "1").stdout

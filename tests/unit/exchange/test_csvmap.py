@@ -81,7 +81,7 @@ def test_bad_rows_are_refused_one_line_each(lib: Library, photos: Path) -> None:
     plan = plan_csv(csv_path)
     reasons = dict(plan.refused)
     assert "duplicate image 'img/p0.jpg' (first on line 2)" in reasons["labels.csv line 3"]
-    assert "escapes the dataset folder" in reasons["labels.csv line 4"]
+    assert "is outside the dataset folder" in reasons["labels.csv line 4"]
     assert "image file not found" in reasons["labels.csv line 5"]
     assert "not a Fitzpatrick type" in reasons["labels.csv line 6"]
     report = run_import(lib, plan.items)
@@ -155,7 +155,7 @@ def test_dataset_csv_missing_columns_and_duplicate_ids(tmp_path: Path, photos: P
     plan = plan_path(pad)
     assert len(plan.items) == 1
     assert plan.refused[0][1].startswith("duplicate image id 'a.jpg'")
-    assert "escapes the dataset folder" in plan.refused[1][1]
+    assert "is outside the dataset folder" in plan.refused[1][1]
     ham = tmp_path / "ham"
     ham.mkdir()
     write(ham / "HAM10000_metadata.csv", "lesion_id,image_id\nHAM_1,ISIC_1\n")
