@@ -59,7 +59,7 @@ def backup(lib: Library, dest: str | Path) -> BackupResult:
 
 def _why(exc: OSError) -> str:
     if exc.errno == errno.ENOSPC:
-        return "disk full; nothing was left under the backup's name"
+        return "the disk is full; nothing was left under the backup's name"
     return exc.strerror or str(exc)
 
 

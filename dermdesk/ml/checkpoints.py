@@ -10,8 +10,10 @@ leaves half a checkpoint.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,12 +31,32 @@ class ModelFileError(ValueError):
     """A weights file that cannot be used; ``str(exc)`` says why in one line."""
 
 
+class DiskFull(OSError):
+    """A checkpoint or model file did not fit on the disk (the previous one is kept)."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 def save_atomic(obj: Mapping[str, Any], path: Path) -> None:
-    """torch.save to ``path`` via a temporary file in the same folder."""
+    """torch.save to ``path`` via a temporary file in the same folder; the file at
+    ``path`` is replaced only by a complete one. A full disk is said as such."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
-    torch.save(dict(obj), tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(dict(obj), tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # torch reports a short write as RuntimeError
+        tmp.unlink(missing_ok=True)
+        if getattr(exc, "errno", None) == errno.ENOSPC or shutil.disk_usage(path.parent).free < (
+            64 << 20
+        ):
+            raise DiskFull(
+                errno.ENOSPC,
+                f"the disk is full: {path.name} could not be written (the last complete "
+                "one is kept; free some space and resume the job)",
+            ) from None
+        raise
 
 
 def load_file(path: Path) -> dict[str, Any]:

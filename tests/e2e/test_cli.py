@@ -428,3 +428,50 @@ def test_ctrl_c_stops_an_import_cleanly(home: Path, shared_data: Path) -> None:
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted: run the same import again" in out
     assert "verify OK" in run(home, "verify", "--quick").stdout
+
+
+def _tiny_disk_script(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
+    """Run ``body`` (sh) with $LIB on a 3 MB tmpfs of its own (a private mount namespace:
+    nothing outside the test sees it). Skips where such a mount cannot be made."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) for a private tmpfs")
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    script = tmp_path / "run.sh"
+    dermdesk = f"{sys.executable} -m dermdesk"
+    script.write_text(
+        f"mount -t tmpfs -o size=3m tmpfs {mnt} || exit 77\n"
+        f"export LIB={mnt}/lib DERMDESK='{dermdesk}'\n{body}\n"
+    )
+    proc = subprocess.run(
+        ["unshare", "-rm", "sh", str(script)], capture_output=True, text=True, timeout=300
+    )
+    if proc.returncode == 77 or "unshare failed" in proc.stderr:
+        pytest.skip(f"cannot mount a private tmpfs here: {proc.stderr.strip()[:200]}")
+    return proc
+
+
+def test_a_full_disk_ends_import_check_and_backup_with_clear_lines(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    ham = shared_data / "ham10000"
+    out = tmp_path / "out.txt"
+    proc = _tiny_disk_script(
+        tmp_path,
+        f"$DERMDESK --library $LIB import {ham} --quiet --no-checks > {out}.import 2>&1;"
+        f" echo rc=$? >> {out}.import\n"
+        f"$DERMDESK --library $LIB verify --quick > {out}.verify 2>&1\n"
+        f"$DERMDESK --library $LIB backup $LIB/../bak > {out}.backup 2>&1;"
+        f" echo rc=$? >> {out}.backup\n",
+    )
+    assert proc.returncode == 0, proc.stderr
+    imported = Path(f"{out}.import").read_text()
+    assert "Traceback" not in imported and "rc=1" in imported
+    assert "(stopped: the disk is full; free some space and run it again" in imported
+    refused = [line for line in imported.splitlines() if ": refused: " in line]
+    assert len(refused) >= 100 and all("full" in line for line in refused)
+    verified = Path(f"{out}.verify").read_text()
+    errors = [line for line in verified.splitlines() if line.startswith("error: ")]
+    assert all("originals/masks have no row" in line for line in errors), verified
+    backed = Path(f"{out}.backup").read_text()
+    assert "Traceback" not in backed and "backup failed (the disk is full" in backed

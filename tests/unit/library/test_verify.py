@@ -162,7 +162,7 @@ def test_a_backup_that_fails_midway_leaves_nothing_under_its_name(
         return real_copy(src, dst)  # type: ignore[arg-type]
 
     monkeypatch.setattr(shutil, "copy2", copy_until_full)  # type: ignore[attr-defined]
-    with pytest.raises(LibraryError, match="disk full"):
+    with pytest.raises(LibraryError, match="disk is full"):
         backup(lib, tmp_path / "usb" / "bak")
     assert copies and list((tmp_path / "usb").iterdir()) == []  # no half backup, no temp
     monkeypatch.undo()  # type: ignore[attr-defined]
