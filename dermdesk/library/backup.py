@@ -69,6 +69,7 @@ def _copy(lib: Library, folder: Path) -> BackupResult:
     with target:
         lib.conn.backup(target)
     target.close()
+    (folder / DB_NAME).chmod(0o600)  # the folder itself is 0700 (mkdtemp)
     snapshot = sqlite3.connect(folder / DB_NAME)
     named = "SELECT file FROM image UNION SELECT file FROM mask"
     rels = [r[0] for r in snapshot.execute(named)]

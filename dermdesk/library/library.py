@@ -9,6 +9,7 @@ connections are not shared across threads); open one per thread or process.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -77,13 +78,19 @@ class Library:
             busy_timeout_s = float(os.environ.get("DERMDESK_BUSY_TIMEOUT_S", "30"))
         folder = Path(root).expanduser().resolve()
         db_path = folder / DB_NAME
-        if not db_path.exists():
+        new = not db_path.exists()
+        if new:
             if not create or readonly:
                 raise LibraryError(f"{folder}: no library here (no {DB_NAME})")
             _make_folder(folder)
         if not readonly and not os.access(folder, os.W_OK):
             raise LibraryError(f"{folder}: library folder is read-only; cannot write to it")
         conn = connect(db_path, busy_timeout_s=busy_timeout_s, readonly=readonly)
+        if new:
+            # Patient data: the database (and the -wal/-shm files SQLite makes with its
+            # mode) readable by its owner alone.
+            with contextlib.suppress(OSError):
+                db_path.chmod(0o600)
         lib = cls(folder, conn, actor or default_actor(), readonly)
         if not readonly:
             try:
@@ -407,7 +414,9 @@ class Library:
 
 
 def _make_folder(folder: Path) -> None:
+    """A new library folder, owner-only (0700): it holds patient photos and data."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        folder.chmod(0o700)  # mkdir's mode is masked by the umask, and the folder may exist
     except OSError as exc:
         raise LibraryError(f"{folder}: cannot create the library folder ({exc.strerror})") from exc

@@ -10,6 +10,7 @@ removes or rebuilds them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -48,6 +49,7 @@ def verify(
 ) -> VerifyReport:
     """Check everything; with ``repair``, remove orphans/temp files and rebuild thumbnails."""
     report = VerifyReport()
+    _check_permissions(lib, report)
     _check_database(lib, report)
     _check_images(lib, report, checksums, repair, progress)
     _check_current_values(lib, report)
@@ -57,6 +59,20 @@ def verify(
     if problem:
         report.errors.append(problem)
     return report
+
+
+def _check_permissions(lib: Library, report: VerifyReport) -> None:
+    """Patient data readable by other users of the computer is worth a warning."""
+    if os.name != "posix":
+        return
+    for path, what in ((lib.root, "library folder"), (lib.root / "library.sqlite", "database")):
+        with contextlib.suppress(OSError):
+            mode = path.stat().st_mode & 0o777
+            if mode & 0o077:
+                report.warnings.append(
+                    f"the {what} is open to other users of this computer (mode {mode:04o}): "
+                    f"chmod {'700' if path.is_dir() else '600'} {path}"
+                )
 
 
 def _check_database(lib: Library, report: VerifyReport) -> None:

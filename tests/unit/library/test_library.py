@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -271,3 +272,28 @@ def test_locked_library_gives_a_one_line_error(tmp_path: Path) -> None:
     with Library.open(tmp_path / "lib") as lib:  # usable again once the lock is gone
         add(lib)
         assert lib.count() == 1
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+def test_a_new_library_and_its_backups_are_owner_only(tmp_path: Path) -> None:
+    from dermdesk.library.backup import backup
+    from dermdesk.library.verify import verify
+
+    old = os.umask(0o022)  # a usual desktop umask: files would be 0644, folders 0755
+    try:
+        with Library.open(tmp_path / "lib") as lib:
+            add(lib)
+            backup(lib, tmp_path / "bak")
+            assert verify(lib).warnings == []
+        for folder in (tmp_path / "lib", tmp_path / "bak"):
+            assert folder.stat().st_mode & 0o777 == 0o700
+            assert (folder / DB_NAME).stat().st_mode & 0o777 == 0o600
+        (tmp_path / "lib").chmod(0o755)
+        with Library.open(tmp_path / "lib") as lib:
+            warnings = verify(lib).warnings
+        assert any(
+            "library folder is open to other users of this computer (mode 0755)" in w
+            for w in warnings
+        )
+    finally:
+        os.umask(old)
