@@ -560,7 +560,8 @@ def _print_pivot(rows: list[dict[str, Any]], title: str) -> None:
 def cmd_verify(args: argparse.Namespace) -> int:
     from dermdesk.library.verify import verify
 
-    with open_library(args, create=False) as lib:
+    opener = open_library if args.repair else open_for_reading  # read-only media: no repair
+    with opener(args) as lib:
         report = verify(lib, checksums=not args.quick, repair=args.repair)
     for line in report.repaired:
         print(f"repaired: {line}")
@@ -593,7 +594,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
 def cmd_backup(args: argparse.Namespace) -> int:
     from dermdesk.library.backup import backup
 
-    with open_library(args, create=False) as lib:
+    with open_for_reading(args) as lib:  # a backup only reads the library
         result = backup(lib, args.dest)
     print(
         f"backed up {result.images} images ({result.files} files, "

@@ -223,8 +223,18 @@ class _ProgressLine:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    runner = _runner(args)
     action = args.jobs_command
+    if action in ("list", "show"):  # reads: no runner, so read-only media work too
+        from dermdesk.cli import open_for_reading
+        from dermdesk.library import job_store
+
+        with open_for_reading(args) as lib:
+            if action == "list":
+                _print_jobs(lib.jobs(args.limit))
+            else:
+                _print_job(job_store.get_job(lib, args.job), as_json=args.json)
+        return 0
+    runner = _runner(args)
     if action == "run":
         return _run_queue(runner)
     try:
@@ -319,10 +329,11 @@ def _print_job(row: dict[str, Any], *, as_json: bool) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from dermdesk.cli import open_library, print_table
+    from dermdesk.cli import open_for_reading, open_library, print_table
     from dermdesk.library import model_store
 
-    with open_library(args, create=False) as lib:
+    opener = open_for_reading if args.models_command in ("list", "show") else open_library
+    with opener(args) as lib:
         if args.models_command == "list":
             rows = model_store.list_models(lib)
             print_table(

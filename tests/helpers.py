@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -36,3 +38,24 @@ def manifest_count(shared_data: Path) -> int:
             with open(path, newline="", encoding="utf-8") as fh:
                 total += sum(1 for _ in csv.DictReader(fh))
     return total
+
+
+def in_private_mounts(script: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the sh ``script`` in a private mount namespace (``unshare -rm``: mounts made
+    there, a tmpfs or a read-only bind mount, are seen by nothing else). Exit status 77
+    from the script, or no unshare, skips the calling test."""
+    import pytest
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) for private mounts")
+    proc = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=timeout
+    )
+    if proc.returncode == 77 or "unshare failed" in proc.stderr:
+        pytest.skip(f"cannot mount here: {proc.stderr.strip()[:200]}")
+    return proc
+
+
+def read_only_view(source: Path, mount: Path) -> str:
+    """sh lines that bind-mount ``source`` read-only at ``mount`` (exit 77 if they cannot)."""
+    return f"mount --bind {source} {mount} && mount -o remount,bind,ro {mount} || exit 77\n"

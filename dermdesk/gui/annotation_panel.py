@@ -227,9 +227,11 @@ class AnnotationPanel(QScrollArea):
 
     # -- showing the selection -------------------------------------------------------------
 
+    readonly = False  # a read-only library: the panel shows values, never edits them
+
     def show_selection(self, lib: Library, ids: list[str]) -> None:
         self.ids = list(ids)
-        self.setEnabled(bool(ids))
+        self.setEnabled(bool(ids) and not self.readonly)
         if not ids:
             self.title.setText("No image selected")
             self._shown = {}

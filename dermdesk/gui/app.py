@@ -54,8 +54,12 @@ def run(library_dir: Path) -> int:
     app = make_app()
     settings = Settings()
     apply_theme(app, settings.theme)
+    folder = Path(library_dir).expanduser()
+    # A library on read-only media (a DVD, a write-protected share) opens read-only:
+    # browsing works, editing is off and the title bar says so.
+    readonly = folder.is_dir() and not os.access(folder, os.W_OK)
     try:
-        lib = Library.open(library_dir)
+        lib = Library.open(folder, readonly=readonly)
     except LibraryError as exc:
         QMessageBox.critical(None, "dermdesk", str(exc))
         raise

@@ -38,7 +38,13 @@ from dermdesk.gui.filter_bar import FilterBar
 from dermdesk.gui.gallery_model import GalleryModel, Query
 from dermdesk.gui.gallery_view import GalleryView
 from dermdesk.gui.import_dialog import ImportDialog, dropped_paths
-from dermdesk.gui.jobs_dock import JobsBackend, JobsDock, JobView, RunnerThreadBackend
+from dermdesk.gui.jobs_dock import (
+    JobsBackend,
+    JobsDock,
+    JobView,
+    LibraryJobsBackend,
+    RunnerThreadBackend,
+)
 from dermdesk.gui.models_panel import ModelsPanel
 from dermdesk.gui.promotion_dialog import PromotionDialog
 from dermdesk.gui.settings import Settings
@@ -53,6 +59,21 @@ from dermdesk.imaging.quality import live_check
 from dermdesk.library import ImageFilter, Library, job_store
 from dermdesk.library.browse import distinct_devices, model_rows
 from dermdesk.library.quality_store import stale_ids
+
+# What a read-only library turns off: actions that write to it.
+WRITING_ACTIONS = {
+    "import",
+    "capture",
+    "recheck",
+    "train",
+    "predict",
+    "undo",
+    "redo",
+    "clear_label",
+    "pick_diagnosis",
+    "tone_clear",
+}
+WRITING_PREFIXES = ("label_", "certainty_", "fitzpatrick_", "monk_")
 
 
 class MainWindow(QMainWindow):
@@ -72,7 +93,8 @@ class MainWindow(QMainWindow):
         self.settings = settings or Settings()
         self.live_checker = live_checker
         self.capture_sources = capture_sources
-        self.setWindowTitle(f"dermdesk {__version__} — {lib.root}")
+        title = f"dermdesk {__version__} — {lib.root}"
+        self.setWindowTitle(title + (" — read-only (editing is off)" if lib.readonly else ""))
         self.setAcceptDrops(True)
         self._make_workers()
         self._make_views(jobs_backend)
@@ -81,17 +103,21 @@ class MainWindow(QMainWindow):
         self._menus()
         self._wire()
         self._restore()
-        self._recheck_stale()
+        if lib.readonly:
+            self._make_readonly()
+        else:
+            self._recheck_stale()
 
     # -- construction ----------------------------------------------------------------------
 
     def _make_workers(self) -> None:
         annotator = self.settings.annotator
-        self.writer = LibraryWorker(self.lib.root, annotator, "writer", self)
-        self.reader = LibraryWorker(self.lib.root, annotator, "reader", self)
+        ro = self.lib.readonly
+        self.writer = LibraryWorker(self.lib.root, annotator, "writer", self, readonly=ro)
+        self.reader = LibraryWorker(self.lib.root, annotator, "reader", self, readonly=ro)
         # ONNX work the GUI waits for (the promotion check) runs here, never on the writer,
         # so edits are not held up while models predict.
-        self.analysis = LibraryWorker(self.lib.root, annotator, "analysis", self)
+        self.analysis = LibraryWorker(self.lib.root, annotator, "analysis", self, readonly=ro)
         self.decoder = Background("decode", 2, self)
         self.thumbs = ThumbnailLoader(
             self.lib.root, self.settings.thumb_size, device_pixel_ratio=self.devicePixelRatioF()
@@ -107,9 +133,13 @@ class MainWindow(QMainWindow):
         self.annotation = AnnotationPanel()
         self.dashboard = DashboardPanel(self.reader)
         self.models = ModelsPanel(self.lib, self._activate_model)
-        self.jobs_backend = jobs_backend or RunnerThreadBackend(
-            self.lib.root, self.settings.annotator
-        )
+        if jobs_backend is None:
+            jobs_backend = (
+                LibraryJobsBackend(self.lib, self.writer)  # a read-only library: view jobs only
+                if self.lib.readonly
+                else RunnerThreadBackend(self.lib.root, self.settings.annotator)
+            )
+        self.jobs_backend = jobs_backend
         self.jobs = JobsDock(self.jobs_backend)
         self.status = QLabel()
         self._closing = False
@@ -255,8 +285,9 @@ class MainWindow(QMainWindow):
         self.annotation_dock.visibilityChanged.connect(a["toggle_annotation"].setChecked)
         a["dark_theme"].toggled.connect(self.set_dark)
         a["compare"].toggled.connect(self.set_compare)
-        self.editor.stack.canUndoChanged.connect(a["undo"].setEnabled)
-        self.editor.stack.canRedoChanged.connect(a["redo"].setEnabled)
+        if not self.lib.readonly:
+            self.editor.stack.canUndoChanged.connect(a["undo"].setEnabled)
+            self.editor.stack.canRedoChanged.connect(a["redo"].setEnabled)
         a["undo"].setEnabled(False)
         a["redo"].setEnabled(False)
         for name, slot in (
@@ -577,9 +608,26 @@ class MainWindow(QMainWindow):
             self.gallery.set_thumb_size(self.settings.thumb_size)
             self.thumbs.set_size(self.settings.thumb_size, self.devicePixelRatioF())
 
+    def _make_readonly(self) -> None:
+        """Browsing only: every action that would write is off, and says why."""
+        why = "the library is read-only (on read-only media): editing is off"
+        for name, action in self.actions_.items():
+            if name in WRITING_ACTIONS or name.startswith(WRITING_PREFIXES):
+                action.setEnabled(False)
+                action.setToolTip(why)
+        self.annotation.readonly = True
+        self.annotation.setEnabled(False)
+        self.annotation.setToolTip(why)
+        self.models.readonly = True
+        self.models.activate_button.setEnabled(False)
+        self.models.activate_button.setToolTip(why)
+        self.status.setText("read-only")
+
     # -- drag and drop, closing ------------------------------------------------------------
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if self.lib.readonly:
+            return
         if dropped_paths(event.mimeData()):
             event.acceptProposedAction()
 

@@ -89,6 +89,8 @@ class ModelsTableModel(ListTableModel):
 class ModelsPanel(QWidget):
     """Models on the left; the chosen one's lineage, parameters and metrics on the right."""
 
+    readonly = False  # a read-only library: no promotion
+
     activated = Signal(str)
 
     def __init__(
@@ -185,11 +187,11 @@ class ModelsPanel(QWidget):
 
     def _show_selected(self) -> None:
         model_id = self.selected_id()
-        self.activate_button.setEnabled(model_id is not None)
+        self.activate_button.setEnabled(model_id is not None and not self.readonly)
         if model_id is None:
             return
         m = next(r for r in self.model.rows if r["id"] == model_id)
-        self.activate_button.setEnabled(m["status"] != "active")
+        self.activate_button.setEnabled(m["status"] != "active" and not self.readonly)
         arch = m["architecture"] or "—"
         self.title.setText(
             f"<h3>{m['name']}</h3>{m['kind']} · {arch} · status <b>{m['status']}</b> · {m['id']}"

@@ -102,16 +102,27 @@ class LibraryWorker(Background):
     an edit and vice versa.
     """
 
-    def __init__(self, root: Path, actor: str, name: str, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        actor: str,
+        name: str,
+        parent: QObject | None = None,
+        *,
+        readonly: bool = False,
+    ) -> None:
         super().__init__(name, 1, parent)
         self.root = root
         self.actor = actor
+        self.readonly = readonly
         self._lib: Library | None = None
 
     def library(self) -> Library:
         """The worker's own connection; call only from inside a submitted function."""
         if self._lib is None:
-            self._lib = Library.open(self.root, create=False, actor=self.actor)
+            self._lib = Library.open(
+                self.root, create=False, actor=self.actor, readonly=self.readonly
+            )
         return self._lib
 
     def run(

@@ -47,15 +47,7 @@ def connect(
     """Open (creating if needed) the database file at ``path`` and migrate it."""
     try:
         if readonly:
-            # On read-only media SQLite cannot create the WAL index (-shm) beside the
-            # database; 'immutable' reads the file as it is, without locking.
-            immutable = "&immutable=1" if not os.access(path.parent, os.W_OK) else ""
-            conn = sqlite3.connect(
-                f"file:{quote(str(path))}?mode=ro{immutable}",
-                uri=True,
-                timeout=busy_timeout_s,
-                isolation_level=None,
-            )
+            conn = _connect_readonly(path, busy_timeout_s)
         else:
             conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
@@ -73,6 +65,34 @@ def connect(
             f"{path}: schema version {schema_version(conn)}, this dermdesk needs "
             f"{LATEST_VERSION}; open it once read-write to upgrade"
         )
+    return conn
+
+
+def _connect_readonly(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
+    """Open for reading, on read-only media too, never showing a stale view.
+
+    Where the folder is writable SQLite reads as usual. On read-only media it cannot
+    make its -shm index; a database without a -wal file (closed cleanly) is then read
+    as 'immutable'. With a -wal file (changes not yet merged into the database file)
+    'immutable' would ignore those changes without a word, so SQLite must read the WAL
+    itself (3.22+, from the existing -shm/-wal); if it cannot, the library is refused."""
+    uri = f"file:{quote(str(path))}?mode=ro"
+    wal = path.with_name(path.name + "-wal")
+    has_wal = wal.exists() and wal.stat().st_size > 0
+    if not os.access(path.parent, os.W_OK) and not has_wal:
+        uri += "&immutable=1"
+    conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout_s, isolation_level=None)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        conn.close()
+        if has_wal:
+            raise LibraryError(
+                f"{path.parent}: the library was not closed cleanly (its -wal file holds "
+                "changes) and they cannot be read on read-only media: copy the library "
+                "folder to a writable disk and open the copy"
+            ) from exc
+        raise
     return conn
 
 

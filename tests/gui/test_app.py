@@ -17,6 +17,7 @@ from dermdesk.gui.actions import ACTIONS, shortcut_text
 from dermdesk.gui.main_window import MainWindow
 from dermdesk.gui.settings_dialog import SettingsDialog
 from dermdesk.gui.shortcuts_sheet import ShortcutsSheet
+from dermdesk.library import Library
 
 pytestmark = pytest.mark.gui
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,3 +106,26 @@ def test_about_lists_versions_without_loading_torch(qtbot: QtBot, window: MainWi
     qtbot.addWidget(dialog)
     table = dialog.findChild(QTableWidget)
     assert table is not None and table.rowCount() == len(rows)
+
+
+def test_a_read_only_library_opens_for_browsing_with_editing_off(
+    qtbot: QtBot, library_dir: Path, settings: object
+) -> None:
+    from dermdesk.gui.main_window import MainWindow
+
+    lib = Library.open(library_dir, readonly=True)
+    before = {r["id"]: r["diagnosis"] for r in lib.images()}
+    w = MainWindow(lib, settings)  # type: ignore[arg-type]
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.gallery_model.rowCount() > 0)
+    assert "read-only (editing is off)" in w.windowTitle()
+    for name in ("import", "capture", "train", "label_MEL", "fitzpatrick_5", "undo"):
+        assert not w.actions_[name].isEnabled(), name
+    w.gallery.setFocus()
+    qtbot.keyClick(w.gallery, "1")  # the MEL key does nothing
+    qtbot.wait(200)
+    assert not w.annotation.isEnabled() and not w.models.activate_button.isEnabled()
+    assert {r["id"]: r["diagnosis"] for r in lib.images()} == before
+    w.close()
+    lib.close()
