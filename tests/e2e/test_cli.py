@@ -475,3 +475,30 @@ def test_a_full_disk_ends_import_check_and_backup_with_clear_lines(
     assert all("originals/masks have no row" in line for line in errors), verified
     backed = Path(f"{out}.backup").read_text()
     assert "Traceback" not in backed and "backup failed (the disk is full" in backed
+
+
+def test_pool_workers_end_with_a_killed_import(home: Path, shared_data: Path) -> None:
+    """kill -9 of an import (quality checks on: a process pool) must not leave its
+    workers and resource tracker behind for minutes, ~90 MB each."""
+    import psutil
+
+    env = {**os.environ, "DERMDESK_HOME": str(home)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dermdesk", "import", str(shared_data), "--quiet"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    me = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 60
+    children: list[psutil.Process] = []
+    while time.monotonic() < deadline and len(children) < 2 and proc.poll() is None:
+        time.sleep(0.2)
+        children = me.children(recursive=True)
+    assert len(children) >= 2, "the import started no worker pool"
+    proc.kill()
+    proc.wait()
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    for p in alive:
+        p.kill()
+    assert not alive, [p.pid for p in alive]
