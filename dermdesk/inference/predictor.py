@@ -23,6 +23,7 @@ import onnxruntime as ort
 from dermdesk.imaging.decode import ImageRejected
 from dermdesk.inference.preprocess import PreprocessSpec, load_rgb, prepare
 from dermdesk.library import ImageFilter, Library
+from dermdesk.library.store import sha256_file
 
 DEFAULT_BATCH = 32
 
@@ -36,6 +37,58 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     e = np.exp(z)
     out: np.ndarray = e / e.sum(axis=1, keepdims=True)
     return out
+
+
+def _classes(name: str, text: str) -> list[str]:
+    """The class list in a model's metadata: unique short codes, at least two."""
+    try:
+        classes = json.loads(text)
+    except ValueError:
+        raise ModelLoadError(f"{name}: its class list is not valid JSON") from None
+    if (
+        not isinstance(classes, list)
+        or len(classes) < 2
+        or not all(isinstance(c, str) and 0 < len(c) <= 32 for c in classes)
+        or len(set(classes)) != len(classes)
+    ):
+        raise ModelLoadError(f"{name}: its class list is not a list of distinct class codes")
+    return classes
+
+
+def _spec(name: str, text: str) -> PreprocessSpec:
+    """The preprocessing in a model's metadata, within sane bounds."""
+    try:
+        spec = PreprocessSpec.from_json(text)
+    except (ValueError, KeyError, TypeError):
+        raise ModelLoadError(f"{name}: its preprocessing metadata is malformed") from None
+    ok = (
+        8 <= spec.size <= 2048
+        and 0.1 <= spec.crop_fraction <= 1.0
+        and len(spec.mean) == 3
+        and len(spec.std) == 3
+        and all(0 < v < 10 for v in spec.std)
+        and all(-10 < v < 10 for v in spec.mean)
+    )
+    if not ok:
+        raise ModelLoadError(
+            f"{name}: its preprocessing is out of range (size {spec.size}, crop "
+            f"{spec.crop_fraction}): not a model dermdesk made"
+        )
+    return spec
+
+
+def _check_shapes(name: str, session: Any, n_classes: int, size: int) -> None:
+    """Input (N, 3, size, size) and output (N, classes), where the graph fixes them."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or not outputs:
+        raise ModelLoadError(f"{name}: expects {len(inputs)} inputs, not one image batch")
+    shape = list(inputs[0].shape)
+    fixed = [d for d in shape[1:] if isinstance(d, int)]
+    if len(shape) != 4 or (fixed and fixed != [3, size, size][-len(fixed) :]):
+        raise ModelLoadError(f"{name}: its input {shape} does not take 3 x {size} x {size} images")
+    out = list(outputs[0].shape)
+    if out and isinstance(out[-1], int) and out[-1] != n_classes:
+        raise ModelLoadError(f"{name}: it outputs {out[-1]} scores for {n_classes} classes")
 
 
 class OnnxClassifier:
@@ -64,9 +117,10 @@ class OnnxClassifier:
                 f"{self.path.name}: not a dermdesk model (no class list or preprocessing "
                 "in its metadata)"
             )
-        self.classes: list[str] = json.loads(meta["dermdesk.classes"])
-        self.spec = PreprocessSpec.from_json(meta["dermdesk.preprocess"])
+        self.classes: list[str] = _classes(self.path.name, meta["dermdesk.classes"])
+        self.spec = _spec(self.path.name, meta["dermdesk.preprocess"])
         self.metadata = dict(meta)
+        _check_shapes(self.path.name, self.session, len(self.classes), self.spec.size)
         self.input_name = self.session.get_inputs()[0].name
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
@@ -153,11 +207,27 @@ def load_registered(lib: Library, model_id: str, *, int8: bool = False) -> tuple
     if not model.get("file"):
         raise ModelLoadError(f"model {model['id']} has no ONNX file")
     path = lib.root / model["file"]
+    expected = model.get("sha256")
     if int8:
         path = path.with_name("model.int8.onnx")
         if not path.is_file():
             raise ModelLoadError(f"model {model['id']} has no int8 file (train with quantize)")
+        from dermdesk.library.model_store import model_file_hashes
+
+        expected = model_file_hashes(model).get(path.name)
+    check_model_file(model["id"], path, expected)
     return model, path
+
+
+def check_model_file(model_id: str, path: Path, expected: str | None) -> None:
+    """Refuse a registered model's file that is missing or changed since registration."""
+    if not path.is_file():
+        raise ModelLoadError(f"model {model_id}: its file {path.name} is missing")
+    if expected and sha256_file(path) != expected:
+        raise ModelLoadError(
+            f"model {model_id}: {path.name} changed since it was registered (its SHA-256 "
+            "differs): not used"
+        )
 
 
 def predict_library(

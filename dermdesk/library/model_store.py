@@ -229,3 +229,15 @@ def predictions_for(
                 (model_id, *chunk),
             ).fetchall()
     return {image_id: json.loads(probs) for image_id, probs in rows}
+
+
+def model_file_hashes(model: dict[str, Any]) -> dict[str, str]:
+    """The SHA-256 recorded for each of a registered model's ONNX files."""
+    hashes = {Path(model["file"]).name: model["sha256"]} if model.get("sha256") else {}
+    metrics = model.get("metrics")
+    if isinstance(metrics, str):
+        metrics = json.loads(metrics or "{}")
+    int8 = ((metrics or {}).get("onnx") or {}).get("int8") or {}
+    if isinstance(int8, dict) and int8.get("sha256"):
+        hashes["model.int8.onnx"] = int8["sha256"]
+    return hashes

@@ -54,11 +54,29 @@ def verify(
     _check_images(lib, report, checksums, repair, progress)
     _check_current_values(lib, report)
     _check_against_audit(lib, report)
+    _check_models(lib, report)
     _check_orphans(lib, report, repair, orphan_grace_s)
     report.audit_entries, problem = verify_chain(lib.conn)
     if problem:
         report.errors.append(problem)
     return report
+
+
+def _check_models(lib: Library, report: VerifyReport) -> None:
+    """Every registered model's ONNX files exist and hash to what was registered."""
+    from dermdesk.library.model_store import model_file_hashes
+
+    for model in lib.query("SELECT id, file, sha256, metrics FROM model WHERE file IS NOT NULL"):
+        folder = (lib.root / model["file"]).parent
+        for name, expected in model_file_hashes(model).items():
+            path = folder / name
+            if not path.is_file():
+                report.errors.append(f"model {model['id']}: its file {name} is missing")
+            elif sha256_file(path) != expected:
+                report.errors.append(
+                    f"model {model['id']}: {name} changed since it was registered "
+                    "(its SHA-256 differs)"
+                )
 
 
 def _check_permissions(lib: Library, report: VerifyReport) -> None:

@@ -31,6 +31,7 @@ from dermdesk.inference.preprocess import PreprocessSpec
 from dermdesk.jobs.context import JobCancelled, JobContext
 from dermdesk.library import ImageFilter, Library
 from dermdesk.library.model_store import ModelRecord, get_model, model_dir, new_model_id
+from dermdesk.library.store import sha256_file
 from dermdesk.ml import checkpoints, metrics
 from dermdesk.ml.augment import PRESETS
 from dermdesk.ml.config import FinetuneConfig
@@ -387,6 +388,7 @@ def _quantize_and_measure(
     bacc8 = metrics.balanced_accuracy(y, int8) or 0.0
     out: dict[str, Any] = {
         "file": "model.int8.onnx",
+        "sha256": sha256_file(folder / "model.int8.onnx"),  # checked before every use
         "val_images": len(y),
         "val_balanced_accuracy_fp32": bacc32,
         "val_balanced_accuracy_int8": bacc8,

@@ -21,7 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from dermdesk.inference.predictor import OnnxClassifier, as_rows, iter_predictions
+from dermdesk.inference.predictor import (
+    OnnxClassifier,
+    as_rows,
+    check_model_file,
+    iter_predictions,
+)
 from dermdesk.library import ImageFilter, Library, LibraryError
 from dermdesk.library.model_store import (
     active_model,
@@ -244,7 +249,9 @@ def _top_classes(
     stored = predictions_for(lib, model["id"], ids)
     missing = [i for i in ids if i not in stored]
     if missing:
-        onnx = OnnxClassifier(lib.root / model["file"])
+        path = lib.root / model["file"]
+        check_model_file(model["id"], path, model.get("sha256"))
+        onnx = OnnxClassifier(path)
         rows = {r["id"]: r for r in lib.images(ImageFilter(ids=missing))}
         items = [(i, lib.original_path(rows[i])) for i in missing]
         for batch_ids, probs in iter_predictions(onnx, items, batch_size=batch_size):

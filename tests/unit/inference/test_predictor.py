@@ -13,6 +13,7 @@ from dermdesk.inference.preprocess import PreprocessSpec
 from dermdesk.library import Library, model_store
 from dermdesk.library.model_store import ModelRecord
 from dermdesk.library.records import ImageRecord
+from dermdesk.library.store import sha256_file
 from tests.helpers import encode, skin_like
 
 onnx = pytest.importorskip("onnx")
@@ -21,7 +22,7 @@ from onnx import TensorProto, helper  # noqa: E402
 CLASSES = ["MEL", "NEV"]
 
 
-def tiny_onnx(path: Path, *, meta: bool = True) -> Path:
+def tiny_onnx(path: Path, *, meta: bool = True, **override: str) -> Path:
     """Mean colour per channel -> 2 logits: a real ONNX graph, small enough to write by hand."""
     weights = helper.make_tensor("w", TensorProto.FLOAT, [3, 2], [4.0, -4.0, 0.0, 0.0, -4.0, 4.0])
     graph = helper.make_graph(
@@ -41,11 +42,79 @@ def tiny_onnx(path: Path, *, meta: bool = True) -> Path:
         for key, value in {
             "dermdesk.classes": '["MEL", "NEV"]',
             "dermdesk.preprocess": spec.to_json(),
+            **{f"dermdesk.{k}": v for k, v in override.items()},
         }.items():
             entry = model.metadata_props.add()
             entry.key, entry.value = key, value
     onnx.save(model, str(path))
     return path
+
+
+def register_tiny(lib: Library, model_id: str) -> Path:
+    folder = model_store.model_dir(lib.root, model_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = tiny_onnx(folder / "model.onnx")
+    model_store.register_model(
+        lib,
+        ModelRecord(
+            model_id,
+            "tiny",
+            "classifier",
+            "hand-made",
+            f"models/{model_id}/model.onnx",
+            sha256_file(path),
+            training_set={"classes": CLASSES},
+        ),
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("meta", "reason"),
+    [
+        ({"classes": "[MEL, NEV"}, "class list is not valid JSON"),
+        ({"classes": '"MEL,NEV"'}, "not a list of distinct class codes"),
+        ({"classes": '["MEL", "MEL"]'}, "not a list of distinct class codes"),
+        ({"classes": '["MEL", "NEV", "BCC"]'}, "outputs 2 scores for 3 classes"),
+        ({"preprocess": "{}"}, "preprocessing metadata is malformed"),
+        (
+            {"preprocess": PreprocessSpec(size=16, crop_fraction=0.0).to_json()},
+            "preprocessing is out of range",
+        ),
+        ({"preprocess": PreprocessSpec(size=40000).to_json()}, "preprocessing is out of range"),
+        ({"preprocess": PreprocessSpec(size=32).to_json()}, "does not take 3 x 32 x 32"),
+    ],
+    ids=[
+        "bad-json",
+        "classes-string",
+        "duplicate",
+        "count",
+        "empty",
+        "crop-0",
+        "size-40000",
+        "size-mismatch",
+    ],
+)
+def test_crafted_model_metadata_is_refused_in_one_line(
+    tmp_path: Path, meta: dict[str, str], reason: str
+) -> None:
+    path = tiny_onnx(tmp_path / "crafted.onnx", **meta)
+    with pytest.raises(ModelLoadError, match=reason) as refused:
+        OnnxClassifier(path)
+    assert "\n" not in str(refused.value) and len(str(refused.value)) < 200
+
+
+def test_a_registered_model_whose_file_changed_is_not_used(lib: Library) -> None:
+    from dermdesk.library.verify import verify
+
+    model_id = model_store.new_model_id()
+    path = register_tiny(lib, model_id)
+    assert verify(lib, checksums=False).ok
+    tiny_onnx(path, classes='["NEV", "MEL"]')  # same graph, swapped labels
+    with pytest.raises(ModelLoadError, match="changed since it was registered"):
+        predict_library(lib, model_id)
+    report = verify(lib, checksums=False)
+    assert any(f"model {model_id}: model.onnx changed" in e for e in report.errors)
 
 
 def test_softmax_rows_sum_to_one() -> None:
@@ -78,19 +147,7 @@ def test_predict_library_stores_probabilities_and_skips_unreadable_images(
     model_id = model_store.new_model_id()
     folder = model_store.model_dir(lib.root, model_id)
     folder.mkdir(parents=True)
-    tiny_onnx(folder / "model.onnx")
-    model_store.register_model(
-        lib,
-        ModelRecord(
-            model_id,
-            "tiny",
-            "classifier",
-            "hand-made",
-            f"models/{model_id}/model.onnx",
-            "0" * 64,
-            training_set={"classes": CLASSES},
-        ),
-    )
+    register_tiny(lib, model_id)
     seen: list[tuple[int, int]] = []
     report = predict_library(lib, model_id, batch_size=2, progress=lambda d, t: seen.append((d, t)))
     assert report.predicted == 5
