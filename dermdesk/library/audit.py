@@ -8,9 +8,12 @@ reports with the first entry that does not match.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 GENESIS = "0" * 64
@@ -67,13 +70,70 @@ class AuditWriter:
         self._rows.append((self.at, self.actor, action, entity, entity_id, b, a, self._prev, h))
         self._prev = h
 
-    def flush(self) -> None:
-        self.conn.executemany(
-            "INSERT INTO audit (at, actor, action, entity, entity_id, before, after, "
-            "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            self._rows,
+    def flush(self) -> int:
+        """Write the entries recorded so far; returns how many."""
+        n = len(self._rows)
+        if n:
+            self.conn.executemany(
+                "INSERT INTO audit (at, actor, action, entity, entity_id, before, after, "
+                "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                self._rows,
+            )
+            self._rows.clear()
+        return n
+
+
+# -- the chain head outside the database ---------------------------------------------------------
+
+HEAD_FILE = "audit-head.json"
+
+
+def write_head(root: Path, last_id: int, last_hash: str) -> None:
+    """Record the chain's last entry in a small file beside the database, after each
+    committed transaction. A hash chain inside one file cannot show that its last
+    entries were deleted, or that it was recomputed after an edit: this copy can.
+    Never moved backwards (two processes may finish in either order)."""
+    path = root / HEAD_FILE
+    current = read_head(root)
+    if current is not None and current[0] >= last_id:
+        return
+    tmp = path.with_name(f"{HEAD_FILE}.{os.getpid()}.part")
+    try:
+        tmp.write_text(json.dumps({"last_id": last_id, "hash": last_hash}), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:  # a full disk or read-only media: the database is the record
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def read_head(root: Path) -> tuple[int, str] | None:
+    """(last entry id, its hash) from the head file, or None where there is none."""
+    try:
+        raw = json.loads((root / HEAD_FILE).read_text(encoding="utf-8"))
+        return int(raw["last_id"]), str(raw["hash"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def check_head(conn: sqlite3.Connection, root: Path) -> str | None:
+    """A problem if the database's chain does not contain the recorded head."""
+    head = read_head(root)
+    if head is None:
+        return None
+    last_id, last_hash = head
+    row = conn.execute("SELECT hash FROM audit WHERE id = ?", (last_id,)).fetchone()
+    if row is None:
+        top = conn.execute("SELECT max(id) FROM audit").fetchone()[0] or 0
+        return (
+            f"the audit log ends at entry {top}, but entry {last_id} was written "
+            "(its last entries were deleted, or an older database was put back)"
         )
-        self._rows.clear()
+    if row[0] != last_hash:
+        return (
+            f"audit entry {last_id} differs from what was written (the log was edited "
+            "and its hash chain recomputed)"
+        )
+    return None
 
 
 def verify_chain(conn: sqlite3.Connection) -> tuple[int, str | None]:

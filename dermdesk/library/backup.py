@@ -17,6 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from dermdesk.library.audit import write_head
 from dermdesk.library.db import DB_NAME, LibraryError, translate_error
 from dermdesk.library.library import Library
 from dermdesk.library.store import Store
@@ -75,7 +76,10 @@ def _copy(lib: Library, folder: Path) -> BackupResult:
     rels = [r[0] for r in snapshot.execute(named)]
     ids = [r[0] for r in snapshot.execute("SELECT id FROM image")]
     model_ids = [r[0] for r in snapshot.execute("SELECT id FROM model")]
+    head = snapshot.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
     snapshot.close()
+    if head is not None:  # the backup's own chain head, from the snapshot it holds
+        write_head(folder, int(head[0]), str(head[1]))
     rels += [Store.thumb_rel(i) for i in ids if lib.thumbnail_path(i).is_file()]
     rels += model_files(lib.root, model_ids)
     total = 0

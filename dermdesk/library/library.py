@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dermdesk import taxonomy
-from dermdesk.library.audit import AuditWriter
+from dermdesk.library.audit import AuditWriter, write_head
 from dermdesk.library.db import DB_NAME, LibraryError, connect, immediate
 from dermdesk.library.query import DEVICE_SQL, ORDERS, ImageFilter
 from dermdesk.library.records import DEVICE_FIELDS, ImageRecord, LabelIn, SkinToneIn
@@ -138,10 +138,16 @@ class Library:
     def transaction(self) -> Iterator[Txn]:
         """One write transaction (``BEGIN IMMEDIATE``) with its audit entries; every write
         path of the library (:class:`~dermdesk.library.writes.Txn`) runs inside one."""
+        head = None
         with self._write() as conn:
             txn = Txn(self, conn, AuditWriter(conn, self.actor, now()))
             yield txn
-            txn.audit.flush()
+            if txn.audit.flush():
+                head = conn.execute(
+                    "SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1"
+                ).fetchone()
+        if head is not None:  # committed: the chain head goes outside the database too
+            write_head(self.root, int(head[0]), str(head[1]))
 
     def require_images(self, image_ids: Iterable[str]) -> list[str]:
         """The ids, de-duplicated in order; LibraryError naming the first that is unknown."""

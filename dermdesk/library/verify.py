@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dermdesk.library.audit import replay, verify_chain
+from dermdesk.library.audit import check_head, replay, verify_chain
 from dermdesk.library.library import EDITABLE_IMAGE_FIELDS, Library
 from dermdesk.library.store import MASKS, ORIGINALS, PART, QUARANTINE, THUMBS, sha256_file
 
@@ -57,6 +57,9 @@ def verify(
     _check_models(lib, report)
     _check_orphans(lib, report, repair, orphan_grace_s)
     report.audit_entries, problem = verify_chain(lib.conn)
+    if problem:
+        report.errors.append(problem)
+    problem = check_head(lib.conn, lib.root)
     if problem:
         report.errors.append(problem)
     return report
