@@ -578,9 +578,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
-    from dermdesk.library.recover import recover_originals, unlisted_originals
+    from dermdesk.library.recover import (
+        accept_restored_database,
+        recover_originals,
+        unlisted_originals,
+    )
 
     with open_library(args, create=False) as lib:
+        resolved = accept_restored_database(lib)
+        if resolved:
+            print(f"the database is older than the last one written ({resolved}):")
+            print("  its audit log is accepted as the record from now on (audit.head_reset)")
         if not unlisted_originals(lib):
             print("nothing to recover: every original in the library has its row")
             return 0

@@ -88,14 +88,14 @@ class AuditWriter:
 HEAD_FILE = "audit-head.json"
 
 
-def write_head(root: Path, last_id: int, last_hash: str) -> None:
+def write_head(root: Path, last_id: int, last_hash: str, *, force: bool = False) -> None:
     """Record the chain's last entry in a small file beside the database, after each
     committed transaction. A hash chain inside one file cannot show that its last
     entries were deleted, or that it was recomputed after an edit: this copy can.
     Never moved backwards (two processes may finish in either order)."""
     path = root / HEAD_FILE
     current = read_head(root)
-    if current is not None and current[0] >= last_id:
+    if current is not None and current[0] >= last_id and not force:
         return
     tmp = path.with_name(f"{HEAD_FILE}.{os.getpid()}.part")
     try:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dermdesk.library.audit import TONE_COLUMNS, replay
+from dermdesk.library.audit import TONE_COLUMNS, check_head, read_head, replay, write_head
 from dermdesk.library.library import Library
 from dermdesk.library.records import ImageRecord, LabelIn, SkinToneIn
 from dermdesk.library.store import ORIGINALS, PART, QUARANTINE
@@ -88,6 +88,29 @@ def recover_originals(
             if progress:
                 progress(n, len(paths))
     return report
+
+
+def accept_restored_database(lib: Library) -> str | None:
+    """After an older database was put back on purpose, make its chain the recorded one.
+
+    The head file still names entries the restored database never had; this records
+    an ``audit.head_reset`` entry (what the head said, why) and moves the head to it.
+    Returns the problem it resolved, or None when the head already matched."""
+    problem = check_head(lib.conn, lib.root)
+    if problem is None:
+        return None
+    was = read_head(lib.root)
+    with lib.transaction() as txn:
+        txn.record(
+            "audit.head_reset",
+            "library",
+            None,
+            {"last_id": was[0], "hash": was[1]} if was else None,
+            {"reason": problem},
+        )
+    last = lib.conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+    write_head(lib.root, int(last[0]), str(last[1]), force=True)
+    return problem
 
 
 def _record_fields(state: dict[str, Any] | None) -> dict[str, Any]:

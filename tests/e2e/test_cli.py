@@ -498,7 +498,7 @@ def test_pool_workers_end_with_a_killed_import(home: Path, shared_data: Path) ->
     assert len(children) >= 2, "the import started no worker pool"
     proc.kill()
     proc.wait()
-    gone, alive = psutil.wait_procs(children, timeout=10)
+    _, alive = psutil.wait_procs(children, timeout=10)
     for p in alive:
         p.kill()
     assert not alive, [p.pid for p in alive]

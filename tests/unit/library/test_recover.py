@@ -13,7 +13,11 @@ from dermdesk.exchange.importer import run_import
 from dermdesk.library import Library
 from dermdesk.library.db import DB_NAME
 from dermdesk.library.records import SkinToneIn
-from dermdesk.library.recover import recover_originals, unlisted_originals
+from dermdesk.library.recover import (
+    accept_restored_database,
+    recover_originals,
+    unlisted_originals,
+)
 from dermdesk.library.verify import verify
 
 
@@ -84,6 +88,8 @@ def test_an_older_database_restored_loses_rows_but_no_original(
         report = verify(lib, checksums=False, repair=True)
         assert any("moved 8 originals/masks" in r for r in report.repaired)
         assert len(list((root / "quarantine").rglob("*.jpg"))) == 8
+        assert any("older database was put back" in e for e in report.errors)
+        assert "older database was put back" in (accept_restored_database(lib) or "")
         result = recover_originals(lib, checks=True)
         assert sorted(result.recovered) == sorted(newer) and result.from_audit == 0
         assert lib.count() == 20 and not list((root / "quarantine").rglob("*.jpg"))
