@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -35,6 +36,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dermdesk: interrupted", file=sys.stderr)
         return 130
+    except sqlite3.DatabaseError as exc:  # a damaged page met in the middle of a command
+        from dermdesk.library.db import DB_NAME, damaged_message
+
+        where = resolve_library_dir(getattr(args, "library", None)) / DB_NAME
+        print(f"dermdesk: {damaged_message(where, str(exc))}", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         # `dermdesk ls | head`: the reader has what it wanted. Point stdout at devnull so
         # the interpreter's final flush does not raise again, and exit as a shell would.
@@ -141,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
         "with what the audit log knows about them",
     )
     p.add_argument("--no-checks", action="store_true", help="skip the quality checks")
+    p.add_argument(
+        "--database",
+        action="store_true",
+        help="the database is damaged: rebuild a new one from what SQLite can read plus "
+        "the originals (the damaged file is kept beside it)",
+    )
 
     p = sub.add_parser("backup", help="online backup of the database and files")
     p.add_argument("dest", type=Path, help="new or empty folder")
@@ -558,10 +571,17 @@ def _print_pivot(rows: list[dict[str, Any]], title: str) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from dermdesk.library.db import LibraryDamaged
     from dermdesk.library.verify import verify
 
     opener = open_library if args.repair else open_for_reading  # read-only media: no repair
-    with opener(args) as lib:
+    try:
+        lib = opener(args)
+    except LibraryDamaged as exc:  # the damage is verify's finding, not a crash
+        print(f"error: {exc}")
+        print("verify FAILED: the library database cannot be read")
+        return 1
+    with lib:
         report = verify(lib, checksums=not args.quick, repair=args.repair)
     for line in report.repaired:
         print(f"repaired: {line}")
@@ -584,6 +604,12 @@ def cmd_recover(args: argparse.Namespace) -> int:
         unlisted_originals,
     )
 
+    if args.database:
+        from dermdesk.library.rebuild import rebuild_database
+
+        print("\n".join(rebuild_database(resolve_library_dir(args.library)).lines()))
+        print("run `dermdesk verify` to check the rebuilt library")
+        return 0
     with open_library(args, create=False) as lib:
         resolved = accept_restored_database(lib)
         if resolved:

@@ -136,8 +136,12 @@ def check_head(conn: sqlite3.Connection, root: Path) -> str | None:
     return None
 
 
-def verify_chain(conn: sqlite3.Connection) -> tuple[int, str | None]:
-    """Walk the chain; return (entries checked, first problem or None)."""
+def verify_chain(
+    conn: sqlite3.Connection, known_breaks: set[int] | frozenset[int] = frozenset()
+) -> tuple[int, str | None]:
+    """Walk the chain; return (entries checked, first problem or None). ``known_breaks``
+    are entries whose predecessors a rebuild of a damaged database recorded as lost:
+    their link back is not checked, their own hash is."""
     prev = GENESIS
     count = 0
     cursor = conn.execute(
@@ -147,8 +151,9 @@ def verify_chain(conn: sqlite3.Connection) -> tuple[int, str | None]:
     for row in cursor:
         count += 1
         entry_id, at, actor, action, entity, entity_id, before, after, prev_hash, h = row
-        if prev_hash != prev:
+        if prev_hash != prev and entry_id not in known_breaks:
             return count, f"audit entry {entry_id}: previous-hash link broken (entry removed?)"
+        prev = prev_hash
         expected = entry_hash(prev, at, actor, action, entity, entity_id, before, after)
         if h != expected:
             return count, f"audit entry {entry_id}: content does not match its hash (edited?)"

@@ -48,6 +48,7 @@ def backup(lib: Library, dest: str | Path) -> BackupResult:
         if final.exists():
             final.rmdir()  # empty (checked above): the finished backup takes its place
         os.replace(folder, final)
+        _remember(lib.root, final, result.images)
     except BaseException as exc:
         shutil.rmtree(folder, ignore_errors=True)  # a copy only: the library is untouched
         if isinstance(exc, OSError):
@@ -56,6 +57,46 @@ def backup(lib: Library, dest: str | Path) -> BackupResult:
             raise LibraryError(f"{final}: backup failed ({translate_error(exc, None)})") from exc
         raise
     return BackupResult(final, result.images, result.files, result.bytes)
+
+
+BACKUPS_FILE = "backups.json"  # beside the database: readable when the database is not
+
+
+def _remember(root: Path, folder: Path, images: int) -> None:
+    """Note a finished backup in the library folder (so a damaged database can say where
+    the last good copy is); on read-only media there is nowhere to note it."""
+    import json
+    import time
+
+    path = root / BACKUPS_FILE
+    try:
+        known = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    except (OSError, ValueError):
+        known = []
+    entry = {"folder": str(folder), "images": images, "at": time.strftime("%Y-%m-%d %H:%M")}
+    tmp = path.with_name(BACKUPS_FILE + ".part")
+    try:
+        tmp.write_text(json.dumps([*known[-19:], entry], indent=1), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def last_backup(root: Path) -> str | None:
+    """'FOLDER (made AT, N images)' of the newest backup noted here that still exists."""
+    import json
+
+    try:
+        known = json.loads((root / BACKUPS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for entry in reversed(known if isinstance(known, list) else []):
+        try:
+            if Path(entry["folder"], DB_NAME).is_file():
+                return f"{entry['folder']} (made {entry['at']}, {entry['images']} images)"
+        except (KeyError, TypeError):
+            continue
+    return None
 
 
 def _why(exc: OSError) -> str:

@@ -37,6 +37,10 @@ class LibraryBusyError(LibraryError):
     """Another process held the library's write lock for longer than the busy timeout."""
 
 
+class LibraryDamaged(LibraryError):
+    """The library's database file cannot be read: damaged, or not a database."""
+
+
 class LibraryDiskFull(LibraryError):
     """The disk holding the library is full; the change that hit it was not written."""
 
@@ -45,6 +49,7 @@ def connect(
     path: Path, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S, readonly: bool = False
 ) -> sqlite3.Connection:
     """Open (creating if needed) the database file at ``path`` and migrate it."""
+    conn: sqlite3.Connection | None = None
     try:
         if readonly:
             conn = _connect_readonly(path, busy_timeout_s)
@@ -53,18 +58,25 @@ def connect(
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
         conn.create_function("device_name", 2, device_name, deterministic=True)
         conn.execute("PRAGMA foreign_keys = ON")
-        if not readonly:
+        if readonly:
+            version = schema_version(conn)
+            if version != LATEST_VERSION:
+                raise LibraryError(
+                    f"{path}: schema version {version}, this dermdesk needs "
+                    f"{LATEST_VERSION}; open it once read-write to upgrade"
+                )
+        else:
             _set_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
-    except sqlite3.OperationalError as exc:
+            migrate(conn)
+    except sqlite3.DatabaseError as exc:  # OperationalError and "file is not a database"
+        if conn is not None:
+            conn.close()
         raise translate_error(exc, path) from exc
-    if not readonly:
-        migrate(conn)
-    elif schema_version(conn) != LATEST_VERSION:
-        raise LibraryError(
-            f"{path}: schema version {schema_version(conn)}, this dermdesk needs "
-            f"{LATEST_VERSION}; open it once read-write to upgrade"
-        )
+    except LibraryError:
+        if conn is not None:
+            conn.close()
+        raise
     return conn
 
 
@@ -162,6 +174,21 @@ def migrate(db: Any, target: int = LATEST_VERSION) -> int:
     return schema_version(db)
 
 
+def damaged_message(path: Path | None, text: str) -> str:
+    """One line: the database is damaged, the originals are not, and what to do."""
+    from dermdesk.library.backup import last_backup  # lazy: a file read, errors only
+
+    folder = path.parent if path is not None else None
+    where = f"{folder}: " if folder else ""
+    known = last_backup(folder) if folder else None
+    backup = f"; the last backup made here is {known}" if known else ""
+    return (
+        f"{where}the library database is damaged ({text}); the originals are not{backup}. "
+        "`dermdesk recover --database` rebuilds it from what can be read and the "
+        "originals (the damaged file is kept)"
+    )
+
+
 def translate_error(exc: sqlite3.Error, path: Path | None) -> LibraryError:
     """Turn an sqlite3 error into a one-line LibraryError the user can act on."""
     text = str(exc)
@@ -178,5 +205,5 @@ def translate_error(exc: sqlite3.Error, path: Path | None) -> LibraryError:
     if "disk is full" in text or "database or disk is full" in text:
         return LibraryDiskFull(f"{where}the disk is full: nothing of this change was written")
     if "malformed" in text or "not a database" in text:
-        return LibraryError(f"{where}library database is damaged ({text}); restore a backup")
+        return LibraryDamaged(damaged_message(path, text))
     return LibraryError(f"{where}{text}")

@@ -11,12 +11,16 @@ removes or rebuilds them.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from dermdesk.errors import one_line
 from dermdesk.library.audit import check_head, replay, verify_chain
+from dermdesk.library.db import DB_NAME, damaged_message
 from dermdesk.library.library import EDITABLE_IMAGE_FIELDS, Library
 from dermdesk.library.store import MASKS, ORIGINALS, PART, QUARANTINE, THUMBS, sha256_file
 
@@ -50,15 +54,22 @@ def verify(
     """Check everything; with ``repair``, remove orphans/temp files and rebuild thumbnails."""
     report = VerifyReport()
     _check_permissions(lib, report)
-    _check_database(lib, report)
+    if not _check_database(lib, report):
+        return report  # damaged pages: the other checks would only fail on them
     _check_images(lib, report, checksums, repair, progress)
     _check_current_values(lib, report)
-    _check_against_audit(lib, report)
+    known_breaks, known_cut = _rebuild_records(lib)
+    _check_against_audit(lib, report, known_cut)
     _check_models(lib, report)
     _check_orphans(lib, report, repair, orphan_grace_s)
-    report.audit_entries, problem = verify_chain(lib.conn)
+    report.audit_entries, problem = verify_chain(lib.conn, known_breaks)
     if problem:
         report.errors.append(problem)
+    if known_breaks:
+        report.warnings.append(
+            f"the audit log has {len(known_breaks)} gap(s) left by a damaged database "
+            "(recorded by `recover --database`)"
+        )
     problem = check_head(lib.conn, lib.root)
     if problem:
         report.errors.append(problem)
@@ -96,12 +107,20 @@ def _check_permissions(lib: Library, report: VerifyReport) -> None:
                 )
 
 
-def _check_database(lib: Library, report: VerifyReport) -> None:
-    result = lib.conn.execute("PRAGMA quick_check").fetchone()[0]
-    if result != "ok":
-        report.errors.append(f"database damaged: {result}")
-    for table, rowid, parent, _ in lib.conn.execute("PRAGMA foreign_key_check"):
-        report.errors.append(f"{table} row {rowid} points to a missing {parent}")
+def _check_database(lib: Library, report: VerifyReport) -> bool:
+    """SQLite's own check of every page; False when the database is damaged."""
+    try:
+        result = lib.conn.execute("PRAGMA quick_check").fetchone()[0]
+        if result != "ok":
+            first = one_line(str(result).replace("*** in database main ***", ""))
+            report.errors.append(damaged_message(lib.root / DB_NAME, first))
+            return False
+        for table, rowid, parent, _ in lib.conn.execute("PRAGMA foreign_key_check"):
+            report.errors.append(f"{table} row {rowid} points to a missing {parent}")
+    except sqlite3.DatabaseError as exc:
+        report.errors.append(damaged_message(lib.root / DB_NAME, str(exc)))
+        return False
+    return True
 
 
 def _check_images(
@@ -199,9 +218,9 @@ AUDITED_COLUMNS = (
 MAX_LISTED = 20  # name at most this many images per kind of disagreement
 
 
-def _check_against_audit(lib: Library, report: VerifyReport) -> None:
-    """Every current value must be what the audit log says it is: an edit made behind the
-    library's back (rows changed, no audit entry) shows here even with an intact chain."""
+def audit_disagreements(lib: Library) -> list[tuple[str, list[str]]]:
+    """(image id, columns) where a row holds values the audit log does not lead to; an
+    image with no image.add entry is listed with ``["image.add"]``."""
     expected = replay(lib.conn)
     labels = {
         r[0]: r[1:]
@@ -209,12 +228,11 @@ def _check_against_audit(lib: Library, report: VerifyReport) -> None:
             "SELECT image_id, diagnosis, certainty, annotator FROM label WHERE is_current"
         )
     }
-    wrong: list[str] = []
-    unlogged = 0
+    out: list[tuple[str, list[str]]] = []
     for row in lib.query("SELECT * FROM image"):
-        state = expected.pop(row["id"], None)
+        state = expected.get(row["id"])
         if state is None:
-            unlogged += 1
+            out.append((row["id"], ["image.add"]))
             continue
         columns = [*AUDITED_COLUMNS, *(k for k in state if k in EDITABLE_IMAGE_FIELDS)]
         bad = [c for c in dict.fromkeys(columns) if c in state and row[c] != state[c]]
@@ -224,7 +242,36 @@ def _check_against_audit(lib: Library, report: VerifyReport) -> None:
         ):
             bad.append("label")
         if bad:
-            wrong.append(f"{row['id'][:12]} ({', '.join(bad)})")
+            out.append((row["id"], bad))
+    return out
+
+
+def _rebuild_records(lib: Library) -> tuple[set[int], set[str]]:
+    """Chain breaks and cut image histories that a `recover --database` recorded."""
+    breaks: set[int] = set()
+    cut: set[str] = set()
+    for (after,) in lib.conn.execute(
+        "SELECT after FROM audit WHERE action LIKE 'library.rebuild%'"
+    ):
+        data = json.loads(after or "{}")
+        breaks.update(int(i) for i in data.get("chain_breaks", []))
+        cut.update(str(i) for i in data.get("images", []))
+    return breaks, cut
+
+
+def _check_against_audit(lib: Library, report: VerifyReport, known_cut: set[str]) -> None:
+    """Every current value must be what the audit log says it is: an edit made behind the
+    library's back (rows changed, no audit entry) shows here even with an intact chain."""
+    wrong: list[str] = []
+    unlogged = 0
+    cut = 0
+    for image_id, bad in audit_disagreements(lib):
+        if image_id in known_cut:
+            cut += 1
+        elif bad == ["image.add"]:
+            unlogged += 1
+        else:
+            wrong.append(f"{image_id[:12]} ({', '.join(bad)})")
     if wrong:
         shown = "; ".join(wrong[:MAX_LISTED]) + (" …" if len(wrong) > MAX_LISTED else "")
         report.errors.append(
@@ -233,9 +280,16 @@ def _check_against_audit(lib: Library, report: VerifyReport) -> None:
         )
     if unlogged:
         report.errors.append(f"{unlogged} images have no image.add entry in the audit log")
-    if expected:
+    if cut:
+        report.warnings.append(
+            f"{cut} images' audit histories were cut by a damaged database (recorded by "
+            "`recover --database`): their current values cannot be checked against the log"
+        )
+    ids = {r[0] for r in lib.conn.execute("SELECT id FROM image")}
+    missing = [i for i in replay(lib.conn) if i not in ids]
+    if missing:
         report.errors.append(
-            f"the audit log names {len(expected)} images the database does not have "
+            f"the audit log names {len(missing)} images the database does not have "
             "(rows lost? `dermdesk recover` re-imports their originals)"
         )
 

@@ -262,8 +262,10 @@ def test_a_bad_starting_file_fails_the_job_with_a_clear_error(
     finally:
         runner.close()
     assert row["status"] == "failed"
-    assert row["message"] == row["error"] == (
-        "weights.pt: not a PyTorch checkpoint (unrecognised file content)"
+    assert (
+        row["message"]
+        == row["error"]
+        == ("weights.pt: not a PyTorch checkpoint (unrecognised file content)")
     )
     assert "Traceback" in row["log"]  # the details are in the job's log
 
