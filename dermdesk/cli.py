@@ -281,7 +281,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             lib,
             plan.items,
             workers=args.workers,
-            progress=None if args.quiet else _ProgressLine(),
+            progress=None if args.quiet or not sys.stderr.isatty() else _ProgressLine(),
             checks=not args.no_checks,
         )
     report.refused[:0] = plan.refused
@@ -482,7 +482,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     with open_library(args, create=False) as lib:
         ids = quality_store.image_ids(lib, flt) if args.all else quality_store.stale_ids(lib, flt)
         result = check_images(
-            lib, ids, workers=args.workers, progress=None if args.quiet else _CheckProgress()
+            lib,
+            ids,
+            workers=args.workers,
+            progress=None if args.quiet or not sys.stderr.isatty() else _CheckProgress(),
         )
         table = quality_store.flatten(quality_store.verdict_counts(lib, flt))
     print(

@@ -205,7 +205,8 @@ class _ProgressLine:
         if event.type == "log":
             self.end()
             print(event.line, flush=True)
-        elif event.type in ("progress", "started") and event.message:
+        elif event.type in ("progress", "started") and event.message and sys.stderr.isatty():
+            # A progress line redraws itself with \r: only on a terminal, never in a log.
             t = time.monotonic()
             if t - self.last >= 0.2:
                 self.last = t

@@ -9,6 +9,7 @@ failed never sits under the name of a backup.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -78,8 +79,9 @@ def _remember(root: Path, folder: Path, images: int) -> None:
     try:
         tmp.write_text(json.dumps([*known[-19:], entry], indent=1), encoding="utf-8")
         os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
+    except OSError:  # read-only media, a full disk: the backup itself is done
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def last_backup(root: Path) -> str | None:
