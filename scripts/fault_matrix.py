@@ -292,10 +292,8 @@ def full_disk_import(work: Path) -> Outcome:
         work, f"$D $LIB import {HAM} --quiet --no-checks; echo rc=$?\n$D $LIB verify --quick"
     )
     said = "stopped: the disk is full" in proc.stdout
-    lost_only_rows = all(
-        "have no row" in line for line in proc.stdout.splitlines() if line.startswith("error:")
-    )
-    return Outcome("", f"stopped with 'disk is full': {said}", lost_only_rows, clear(proc))
+    consistent = "verify OK" in proc.stdout  # batches that did not fit were taken back
+    return Outcome("", f"stopped with 'disk is full': {said}", consistent, said and clear(proc))
 
 
 def full_disk_backup(work: Path) -> Outcome:

@@ -11,6 +11,7 @@ killed import keeps every finished batch and leaves only orphan files
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import threading
@@ -75,7 +76,6 @@ class ImportReport:
     cancelled: bool = False
     interrupted: bool = False  # stopped by Ctrl-C (what was stored before is kept)
     disk_full: bool = False  # stopped because the library's disk is full
-    unregistered: int = 0  # files stored whose rows could not be written (disk full)
 
     @property
     def total(self) -> int:
@@ -94,13 +94,7 @@ class ImportReport:
             f"{len(self.refused)} refused"
         )
         if self.disk_full:
-            kept = (
-                f"; {self.unregistered} files were stored but not registered: the same "
-                "import run again (or `dermdesk recover`) adds them"
-                if self.unregistered
-                else ""
-            )
-            return text + f" (stopped: the disk is full; free some space and run it again{kept})"
+            return text + " (stopped: the disk is full; free some space and run it again)"
         if self.interrupted:
             return text + " (interrupted: run the same import again to finish it)"
         return text + (" (cancelled)" if self.cancelled else "")
@@ -301,20 +295,31 @@ def _collect(
         pending.append((item, stored, mask))
 
 
+def _take_back(store: Store, batch: list[tuple[ImportItem, StoredFile, str | None]]) -> None:
+    for _, stored, mask in batch:
+        if stored.new_file:
+            for rel in (stored.file, store.thumb_rel(stored.sha256), mask):
+                if rel:
+                    with contextlib.suppress(OSError):
+                        store.path(rel).unlink()
+
+
 def _write_batch(
     lib: Library, batch: list[tuple[ImportItem, StoredFile, str | None]], report: ImportReport
 ) -> None:
     records = [_record(item, stored, mask) for item, stored, mask in batch]
     try:
         results = lib.add_images(records)
-    except LibraryDiskFull:
-        report.disk_full = True
-        report.unregistered += len(batch)
-        report.refused += [(item.where, DISK_FULL) for item, _, _ in batch]
-        return
     except LibraryError as exc:
-        # The batch is rolled back as a whole; its files stay as orphans for the next run.
-        report.refused += [(item.where, f"not added: {exc}") for item, _, _ in batch]
+        # The batch's rows were rolled back as a whole: take back the files this import
+        # added for them (copies of files the user still has where they were imported
+        # from), so the library holds no original without its row.
+        _take_back(lib.store, batch)
+        if isinstance(exc, LibraryDiskFull):
+            report.disk_full = True
+            report.refused += [(item.where, DISK_FULL) for item, _, _ in batch]
+        else:
+            report.refused += [(item.where, f"not added: {exc}") for item, _, _ in batch]
         return
     for (item, _, _), (status, sha) in zip(batch, results, strict=True):
         if status == "added":

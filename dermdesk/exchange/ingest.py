@@ -123,7 +123,7 @@ def ingest_bytes(
         thumb = own_thumbnail(data, img)
     rel = store.original_rel(sha, FORMAT_EXT[fmt])
     try:
-        store.put(rel, data)
+        new_file = store.put(rel, data)
         store.put(store.thumb_rel(sha), thumb)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
@@ -140,6 +140,7 @@ def ingest_bytes(
         orientation=orientation,
         device=device,
         quality=assessment,
+        new_file=new_file,
     )
 
 

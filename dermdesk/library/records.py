@@ -68,6 +68,9 @@ class StoredFile:
     # What the quality checker found while the file was decoded anyway
     # (a dermdesk.imaging.quality.Assessment); stored with the image row.
     quality: Any = None
+    # True when this ingest wrote the original (it was not in the store before): if
+    # its row cannot be written, the import takes back exactly the files it added.
+    new_file: bool = False
 
 
 @dataclass

@@ -34,7 +34,7 @@ def test_round_trip_of_a_plain_checkpoint(tmp_path: Path) -> None:
 def test_a_file_holding_python_objects_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "evil.pt"
     torch.save({"model": {}, "extra": Payload()}, path)
-    with pytest.raises(ModelFileError, match="refused: holds Python objects other than weights"):
+    with pytest.raises(ModelFileError, match="refused: it holds Python objects other than weights"):
         load_file(path)
 
 
