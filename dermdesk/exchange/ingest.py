@@ -7,6 +7,7 @@ database rows are written afterwards by the library's single writer.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -122,10 +123,14 @@ def ingest_bytes(
     if thumb is None:
         thumb = own_thumbnail(data, img)
     rel = store.original_rel(sha, FORMAT_EXT[fmt])
+    new_file = False
     try:
         new_file = store.put(rel, data)
         store.put(store.thumb_rel(sha), thumb)
     except OSError as exc:
+        if new_file:  # the original went in, its thumbnail did not: take it back
+            with contextlib.suppress(OSError):
+                store.path(rel).unlink()
         if exc.errno == errno.ENOSPC:
             raise StoreFull("not stored: the disk holding the library is full") from exc
         raise ImageRejected(f"cannot write into the library ({exc.strerror or exc})") from exc
