@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from dermdesk.library.query import device_name
 from dermdesk.library.schema import LATEST_VERSION, MIGRATIONS
 
 DB_NAME = "library.sqlite"
@@ -56,7 +55,6 @@ def connect(
         else:
             conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        conn.create_function("device_name", 2, device_name, deterministic=True)
         conn.execute("PRAGMA foreign_keys = ON")
         if readonly:
             version = schema_version(conn)

@@ -23,7 +23,7 @@ from typing import Any
 from dermdesk import taxonomy
 from dermdesk.library.audit import AuditWriter, write_head
 from dermdesk.library.db import DB_NAME, LibraryError, connect, immediate
-from dermdesk.library.query import DEVICE_SQL, ORDERS, ImageFilter
+from dermdesk.library.query import ORDERS, ImageFilter
 from dermdesk.library.records import DEVICE_FIELDS, ImageRecord, LabelIn, SkinToneIn
 from dermdesk.library.store import Store
 from dermdesk.library.writes import TONE_METHODS, Txn
@@ -402,8 +402,7 @@ class Library:
         if not columns or set(columns) - allowed:
             raise LibraryError(f"can group by {', '.join(sorted(allowed))}")
         where, params = (flt or ImageFilter()).where()
-        exprs = ", ".join(f"{DEVICE_SQL} AS device" if c == "device" else c for c in columns)
-        cols = ", ".join(columns)
+        exprs = cols = ", ".join(columns)
         return list(
             self.query(
                 f"SELECT {exprs}, count(*) AS n FROM image WHERE {where} "

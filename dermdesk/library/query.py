@@ -36,20 +36,29 @@ def device_name(make: str | None, model: str | None) -> str | None:
     """The one name of a capture device, used by suggestions, filters, stats and metrics.
 
     'Canon' + 'Canon EOS 5D' is 'Canon EOS 5D' (not 'Canon Canon EOS 5D'); 'Apple' +
-    'iPhone 15' is 'Apple iPhone 15'; no make and no model is None. SQL reaches the same
-    function as ``device_name(device_make, device_model)`` (registered on every
-    connection by ``db.connect``), so a suggestion always matches its own filter.
+    'iPhone 15' is 'Apple iPhone 15'; no make and no model is None. Each image row keeps
+    it in ``image.device`` (:data:`DEVICE_SQL`), so a suggestion always matches
+    its own filter. Spaces-only trimming and ASCII-only case folding, as SQLite's trim()
+    and lower() do: migration 7 computed the stored names in SQL the same way.
     """
-    make = (make or "").strip()
-    model = (model or "").strip()
+    make = (make or "").strip(" ")
+    model = (model or "").strip(" ")
     if not make and not model:
         return None
-    if make and model.casefold().startswith(make.casefold()):
+    if make and _ascii_lower(model[: len(make)]) == _ascii_lower(make):
         return model
-    return f"{make} {model}".strip()
+    return f"{make} {model}".strip(" ")
 
 
-DEVICE_SQL = "device_name(image.device_make, image.device_model)"
+def _ascii_lower(text: str) -> str:
+    return text.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
+
+
+# Every image row keeps its device name (migration 7, kept by the write path).
+DEVICE_SQL = "image.device"
 
 # Which skin-tone values a Fitzpatrick / Monk filter matches: a rating (a person's or a
 # dataset's), an estimate (the ITA estimator's), or the rating where there is one, else
@@ -115,7 +124,7 @@ class ImageFilter:
         any_of("image.id", self.ids)
         if self.device:
             clauses.append(f"{DEVICE_SQL} LIKE ?")
-            params.append(f"%{self.device.strip()}%")
+            params.append(f"%{self.device.strip(' ')}%")
         if self.patient:
             clauses.append(
                 "image.patient_id IN (SELECT id FROM patient WHERE id = ? OR external_id = ?)"

@@ -258,6 +258,17 @@ def _drop_dangling(conn: sqlite3.Connection) -> None:
 
 def _recompute_current_values(conn: sqlite3.Connection) -> None:
     """The denormalised columns from the history rows that survived (one label current)."""
+    from dermdesk.library.query import device_name
+
+    conn.executemany(
+        "UPDATE image SET device = ? WHERE id = ?",
+        [
+            (device_name(make, model), image_id)
+            for image_id, make, model in conn.execute(
+                "SELECT id, device_make, device_model FROM image"
+            ).fetchall()
+        ],
+    )
     conn.execute(
         "UPDATE label SET is_current = 0 WHERE is_current AND id NOT IN "
         "(SELECT max(id) FROM label WHERE is_current GROUP BY image_id)"

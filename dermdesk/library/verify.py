@@ -22,6 +22,7 @@ from dermdesk.errors import one_line
 from dermdesk.library.audit import check_head, replay, verify_chain
 from dermdesk.library.db import DB_NAME, damaged_message
 from dermdesk.library.library import EDITABLE_IMAGE_FIELDS, Library
+from dermdesk.library.query import device_name
 from dermdesk.library.store import MASKS, ORIGINALS, PART, QUARANTINE, THUMBS, sha256_file
 
 ProgressFn = Callable[[int, int], None]
@@ -201,6 +202,13 @@ def _check_current_values(lib: Library, report: VerifyReport) -> None:
     ).fetchall()
     for (image_id,) in bad_tones:
         report.errors.append(f"image {image_id[:12]}: skin tone disagrees with its history")
+    for image_id, make, model, device in lib.conn.execute(
+        "SELECT id, device_make, device_model, device FROM image"
+    ):
+        if device != device_name(make, model):
+            report.errors.append(
+                f"image {image_id[:12]}: device name disagrees with its make/model"
+            )
 
 
 # Image columns whose every change is audited (image.add, label.*, skin_tone.*, image.link,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from dermdesk.library.audit import AuditWriter
 from dermdesk.library.db import LibraryError, translate_error
+from dermdesk.library.query import device_name
 from dermdesk.library.records import (
     DEVICE_FIELDS,
     ImageRecord,
@@ -230,6 +231,7 @@ class Txn:
             "diagnosis": rec.label.diagnosis if rec.label else None,
         }
         row.update({k: v for k, v in s.device.items() if k in DEVICE_FIELDS})
+        row["device"] = device_name(row.get("device_make"), row.get("device_model"))
         for method, value in last_tone_per_method(rec.skin_tones).items():
             row.update(zip(TONE_COLUMNS[method], value, strict=True))
         return row
@@ -243,6 +245,13 @@ class Txn:
         before = dict(zip(changes, found, strict=True))
         sets = ", ".join(f"{c} = ?" for c in changes)
         self.conn.execute(f"UPDATE image SET {sets} WHERE id = ?", (*changes.values(), image_id))
+        if {"device_make", "device_model"} & set(changes):  # the derived name follows
+            make, model = self.conn.execute(
+                "SELECT device_make, device_model FROM image WHERE id = ?", (image_id,)
+            ).fetchone()
+            self.conn.execute(
+                "UPDATE image SET device = ? WHERE id = ?", (device_name(make, model), image_id)
+            )
         self.record("image.update", "image", image_id, before, changes)
 
     # -- labels -------------------------------------------------------------------------------

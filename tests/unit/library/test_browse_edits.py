@@ -111,6 +111,34 @@ def test_device_names() -> None:
     assert device_name(None, " ") is None and device_group({}) == "unknown"
 
 
+def test_migration_7_names_devices_as_the_python_function_does() -> None:
+    import sqlite3
+
+    from dermdesk.library.schema import _DEVICE_NAME_SQL
+
+    pairs = [
+        ("Canon", "Canon EOS 5D"),
+        ("canon", "CANON EOS 5D"),
+        ("NIKON CORPORATION", "NIKON D70"),
+        ("Apple", "iPhone 15"),
+        (None, "DermLite DL4"),
+        ("HEINE", None),
+        (" Canon ", " Canon EOS R5 "),
+        ("", ""),
+        (None, None),
+        ("\tSony", "Sony A7"),
+        ("Ästhetik", "ästhetik cam"),  # non-ASCII case: neither side folds it
+        ("Ästhetik", "Ästhetik cam"),
+        ("Long make name", "Long"),
+    ]
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE image (device_make TEXT, device_model TEXT)")
+    conn.executemany("INSERT INTO image VALUES (?, ?)", pairs)
+    rows = conn.execute(f"SELECT device_make, device_model, {_DEVICE_NAME_SQL} FROM image")
+    for make, model, name in rows:  # migration 7's SQL names every device as Python does
+        assert name == device_name(make, model), (make, model)
+
+
 def test_every_device_suggestion_finds_its_images(lib: Library) -> None:
     """Suggestions, filters, stats and metric groups all use one device name."""
     stored = {}
@@ -132,6 +160,9 @@ def test_every_device_suggestion_finds_its_images(lib: Library) -> None:
     for name in names:
         matched = lib.images(ImageFilter(device=name))
         assert matched and {device_group(r) for r in matched} == {name}
+    lib.update_image(next(iter(stored.values())).sha256, device_model="EOS R5")
+    assert lib.count(ImageFilter(device="Canon EOS R5")) == 1  # an edit renames it
+    lib.update_image(next(iter(stored.values())).sha256, device_model="Canon EOS 5D")
     counts = {r["device"]: r["n"] for r in lib.counts(["device"])}
     assert counts == {
         "Canon EOS 5D": 2,

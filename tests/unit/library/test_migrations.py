@@ -90,3 +90,24 @@ def test_version_5_puts_estimates_beside_ratings(tmp_path: Path) -> None:
             for r in lib.images()
         }
     assert rows == {"rated": (5, None, 2, None), "estimated": (None, None, 2, 3)}
+
+
+def test_version_7_names_the_devices_already_there(tmp_path: Path) -> None:
+    path = tmp_path / "lib" / DB_NAME
+    path.parent.mkdir()
+    db = sqlite_utils.Database(sqlite3.connect(path, isolation_level=None))
+    migrate(db, target=6)
+    for image_id, make, model in (("a", "Canon", "Canon EOS 5D"), ("b", "Apple", "iPhone 15")):
+        db.execute(
+            "INSERT INTO image (id, file, format, width, height, bytes, modality, source, "
+            "imported_at, device_make, device_model) VALUES (?, 'f', 'JPEG', 1, 1, 1, "
+            "'clinical', 'import', 'now', ?, ?)",
+            [image_id, make, model],
+        )
+    db.conn.close()
+    with Library.open(path.parent) as lib:
+        assert {r["id"]: r["device"] for r in lib.images()} == {
+            "a": "Canon EOS 5D",
+            "b": "Apple iPhone 15",
+        }
+        assert lib.count(ImageFilter(device="Apple iPhone")) == 1
