@@ -33,10 +33,9 @@ from dermdesk.library import ImageFilter, Library
 from dermdesk.library.model_store import ModelRecord, get_model, model_dir, new_model_id
 from dermdesk.library.store import sha256_file
 from dermdesk.ml import checkpoints, metrics
-from dermdesk.ml.augment import PRESETS
+from dermdesk.ml.cached_data import CachedEvalViews, CachedTrainViews, cache_for, train_inputs
 from dermdesk.ml.config import FinetuneConfig
 from dermdesk.ml.data import (
-    ImageDataset,
     Sample,
     balanced_weights,
     class_counts,
@@ -46,6 +45,7 @@ from dermdesk.ml.data import (
 from dermdesk.ml.loop import Control, DistEnv, TrainResult, train
 from dermdesk.ml.models import build_model, classifier_head, count_parameters, remap_head
 from dermdesk.ml.splits import grouped_split, item_from_row, summarize
+from dermdesk.ml.tensor_augment import PRESETS as AUGMENTS
 
 SPLIT_NAMES = ("train", "val", "test")
 SPLIT_METHOD = "patient-grouped (else lesion), stratified by diagnosis x Fitzpatrick group"
@@ -61,7 +61,8 @@ class FinetuneTask:
         self.spec = PreprocessSpec(size=cfg.img_size)
         self.parents: list[str] = []
         self.init_note = "random initialisation"
-        self._eval_sets: dict[str, ImageDataset] = {}
+        self._eval_sets: dict[str, CachedEvalViews] = {}
+        self._init_weights: dict[str, Any] | None = None
 
     # -- data ----------------------------------------------------------------------------------
 
@@ -80,6 +81,15 @@ class FinetuneTask:
             }
             # A resumed job gets its weights from the checkpoint, not from where it started.
             self._init_weights = None if saved_state else self._resolve_init(lib)
+        self.cache = cache_for(
+            self.library_dir,
+            self.spec,
+            [s for part in self.samples.values() for s in part],
+            log=self.control.log,
+            should_stop=self.control.should_stop,
+        )
+        if self.control.should_stop():
+            raise JobCancelled("cancelled while caching the training images")
         counts = {k: len(v) for k, v in self.samples.items()}
         self.control.log(f"classes {', '.join(self.classes)}; images {counts}")
         if not self.samples["val"]:
@@ -133,19 +143,18 @@ class FinetuneTask:
             "init_note": self.init_note,
         }
 
-    def train_set(self) -> ImageDataset:
-        return ImageDataset(
+    def train_set(self) -> CachedTrainViews:
+        return CachedTrainViews(
+            self.cache,
             self.samples["train"],
-            self.spec,
-            train=True,
             seed=self.cfg.loop.seed,
-            augment_cfg=PRESETS[self.cfg.augment],
+            augment=AUGMENTS[self.cfg.augment],
         )
 
-    def eval_set(self, name: str) -> ImageDataset:
-        """Validation/test views; one dataset per split so decoded images stay cached."""
+    def eval_set(self, name: str) -> CachedEvalViews:
+        """Validation/test views: the inference centre crop of the cached images."""
         if name not in self._eval_sets:
-            self._eval_sets[name] = ImageDataset(self.samples[name], self.spec, train=False)
+            self._eval_sets[name] = CachedEvalViews(self.cache, self.samples[name], self.spec)
         return self._eval_sets[name]
 
     def train_weights(self) -> np.ndarray | None:
@@ -196,9 +205,7 @@ class FinetuneTask:
         return torch.tensor(w, dtype=torch.float32)
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
-        x, y = batch
-        x = x.to(device, non_blocking=True)
-        y = y.to(device, non_blocking=True)
+        x, y = train_inputs(batch, device, self.cfg.img_size)
         logits = model(x).float()
         weight = self._class_weight.to(device) if self._class_weight is not None else None
         return nn.functional.cross_entropy(
@@ -216,7 +223,7 @@ class FinetuneTask:
 
 def predict_torch(
     model: nn.Module,
-    dataset: ImageDataset,
+    dataset: Any,
     device: torch.device,
     batch_size: int = 64,
     should_stop: Callable[[], bool] | None = None,

@@ -250,6 +250,8 @@ class Trainer:
             num_workers=workers,
             pin_memory=self.device.type == "cuda",
             drop_last=False,
+            # a dataset may batch its own way (the cache's padded uint8 batches)
+            collate_fn=getattr(self.train_set, "collate_fn", None),
         )
         per_rank = n // self.dist.world
         self.micro_per_epoch = max(1, math.ceil(per_rank / self.micro_batch))
