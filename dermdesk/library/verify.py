@@ -63,6 +63,7 @@ def verify(
     _check_against_audit(lib, report, known_cut)
     _check_models(lib, report)
     _check_orphans(lib, report, repair, orphan_grace_s)
+    _check_cache(lib, report, repair)
     report.audit_entries, problem = verify_chain(lib.conn, known_breaks)
     if problem:
         report.errors.append(problem)
@@ -92,6 +93,29 @@ def _check_models(lib: Library, report: VerifyReport) -> None:
                     f"model {model['id']}: {name} changed since it was registered "
                     "(its SHA-256 differs)"
                 )
+
+
+def _check_cache(lib: Library, report: VerifyReport, repair: bool) -> None:
+    """Training-cache entries of images no longer in the library (the cache is derived:
+    dropping entries, or the whole cache, loses nothing)."""
+    from dermdesk.ml.image_cache import TrainCache, cache_sizes  # numpy only
+
+    sizes = cache_sizes(lib.root)
+    if not sizes:
+        return
+    ids = {r[0] for r in lib.conn.execute("SELECT id FROM image")}
+    for size in sizes:
+        cache = TrainCache(lib.root, size)
+        stale = cache.stale(ids)
+        if not stale:
+            continue
+        if repair:
+            report.repaired.append(f"dropped {cache.drop(stale)} cache entries at {size} px")
+        else:
+            report.warnings.append(
+                f"{len(stale)} training-cache entries at {size} px are of images no longer "
+                "in the library (dropped by --repair)"
+            )
 
 
 def _check_permissions(lib: Library, report: VerifyReport) -> None:

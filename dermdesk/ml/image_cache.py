@@ -24,6 +24,7 @@ the end, cut off by the next build.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import threading
@@ -31,6 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -142,7 +144,9 @@ class TrainCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._truncate_to_index()
         workers = workers or os.cpu_count() or 1
-        with ThreadPoolExecutor(workers) as pool, open(self.pixels_path, "ab") as out:
+        # Unbuffered: each image is written as it comes, so a full disk is met at the
+        # image that does not fit, and everything before it is on disk to be indexed.
+        with ThreadPoolExecutor(workers) as pool, open(self.pixels_path, "ab", buffering=0) as out:
             for start in range(0, len(todo), FLUSH_EVERY):
                 if should_stop is not None and should_stop():
                     break
@@ -177,30 +181,48 @@ class TrainCache:
             view = view[:, left : left + longest]
         return np.ascontiguousarray(view, dtype=np.uint8)
 
-    def _append(self, out: object, image_id: str, view: np.ndarray) -> None:
-        offset = out.tell()  # type: ignore[attr-defined]
+    def _append(self, out: Any, image_id: str, view: np.ndarray) -> None:
+        offset = out.tell()
+        data = memoryview(view.tobytes())
         try:
-            out.write(view.tobytes())  # type: ignore[attr-defined]
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                self._flush(out)
-                raise CacheFull(
-                    errno.ENOSPC,
-                    f"the disk is full: {len(self._index)} images are cached in {self.folder}; "
-                    "free some space and resume the job",
-                ) from None
-            raise
-        self._index[image_id] = (offset, view.shape[0], view.shape[1])
-
-    def _flush(self, out: object) -> None:
-        """Pixels to disk first, then the index that names them (atomically)."""
-        try:
-            out.flush()  # type: ignore[attr-defined]
-            os.fsync(out.fileno())  # type: ignore[attr-defined]
+            while data:  # a raw write may take only part of it
+                data = data[out.write(data) :]
         except OSError as exc:
             if exc.errno != errno.ENOSPC:
                 raise
-        self._write_index()
+            self._full(out, offset)
+        self._index[image_id] = (offset, view.shape[0], view.shape[1])
+
+    def _full(self, out: Any, good_end: int) -> None:
+        """Out of space: give back the partial image, keep an index of what fitted."""
+        with contextlib.suppress(OSError):
+            out.truncate(good_end)
+        for _ in range(8):  # the index needs room too: give back images until it fits
+            try:
+                self._write_index()
+                break
+            except OSError:
+                if not self._index:
+                    break
+                last = max(self._index, key=lambda k: self._index[k][0])
+                with contextlib.suppress(OSError):
+                    out.truncate(self._index.pop(last)[0])
+        raise CacheFull(
+            errno.ENOSPC,
+            f"the disk is full: {len(self._index)} images are cached in {self.folder}; "
+            "free some space and resume the job",
+        )
+
+    def _flush(self, out: Any) -> None:
+        """Pixels to disk first, then the index that names them (atomically)."""
+        try:
+            out.flush()
+            os.fsync(out.fileno())
+            self._write_index()
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            self._full(out, self._end())
 
     def _write_index(self) -> None:
         size = self.pixels_path.stat().st_size
@@ -210,8 +232,13 @@ class TrainCache:
             [(k.encode(), o, h, w) for k, (o, h, w) in live.items()], dtype=INDEX_DTYPE
         )
         tmp = self.index_path.with_name("index.part.npy")
-        np.save(tmp, records, allow_pickle=False)
-        os.replace(tmp, self.index_path)
+        try:
+            np.save(tmp, records, allow_pickle=False)
+            os.replace(tmp, self.index_path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         self._pixels = None
 
     def _truncate_to_index(self) -> None:
