@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dermdesk import __version__, cli_ml, taxonomy
+from dermdesk import __version__, cli_experiment, cli_ml, taxonomy
 from dermdesk.library import ImageFilter, Library, LibraryError
 from dermdesk.library.query import TONE_SOURCES
 from dermdesk.paths import resolve_library_dir
@@ -37,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("dermdesk: interrupted", file=sys.stderr)
         return 130
     except sqlite3.DatabaseError as exc:  # a damaged page met in the middle of a command
+        if isinstance(exc, sqlite3.ProgrammingError | sqlite3.InterfaceError):
+            raise  # our bug, not the file's damage
         from dermdesk.library.db import DB_NAME, damaged_message
 
         where = resolve_library_dir(getattr(args, "library", None)) / DB_NAME
@@ -159,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dest", type=Path, help="new or empty folder")
 
     cli_ml.add_parsers(sub, add_filters)  # train, jobs, models, predict
+    cli_experiment.add_parsers(sub)  # experiment
     return parser
 
 
@@ -651,4 +654,5 @@ COMMANDS = {
     "recover": cmd_recover,
     "backup": cmd_backup,
     **cli_ml.COMMANDS,
+    **cli_experiment.COMMANDS,
 }

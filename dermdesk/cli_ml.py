@@ -158,21 +158,25 @@ def _runner(args: argparse.Namespace) -> Any:
     return JobRunner(resolve_library_dir(args.library))
 
 
-def _follow(runner: Any, job_id: int) -> int:
+def _follow(runner: Any, job_id: int, *, close: bool = True) -> int:
     """Run/watch a job in the foreground; Ctrl-C cancels it (with a checkpoint)."""
     line = _ProgressLine()
+    interrupted = False
     try:
         try:
             row = runner.wait(job_id, on_event=line)
         except KeyboardInterrupt:
+            interrupted = True
             line.end()
             print(f"cancelling job {job_id} (saving a checkpoint)...", file=sys.stderr)
             runner.cancel(job_id)
             row = runner.wait(job_id, on_event=line)
     finally:
         line.end()
-        runner.close()
-    return _report(row)
+        if close:
+            runner.close()
+    code = _report(row)
+    return 130 if interrupted else code
 
 
 def _report(row: dict[str, Any]) -> int:

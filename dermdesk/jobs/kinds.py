@@ -14,6 +14,7 @@ KINDS: dict[str, str] = {
     "finetune": "dermdesk.ml.finetune:run_job",
     "predict": "dermdesk.inference.predict_job:run_job",
     "check": "dermdesk.jobs.check_job:run_job",
+    "experiment.run": "dermdesk.ml.experiment_job:run_job",
 }
 
 

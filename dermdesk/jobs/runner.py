@@ -31,6 +31,7 @@ from dermdesk.jobs import kinds
 from dermdesk.jobs.context import cancel_file, job_dir, pid_alive, process_started
 from dermdesk.jobs.worker import CRASH_LOG, worker_main
 from dermdesk.library import Library, LibraryBusyError, LibraryError, job_store
+from dermdesk.library.experiment_store import store_run_result
 from dermdesk.library.model_store import ModelRecord, store_predictions
 from dermdesk.library.quality_store import save_assessments
 
@@ -403,4 +404,5 @@ def _store_assessments(lib: Library, payload: dict[str, Any]) -> None:
 _WRITES: dict[str | None, Callable[[Library, dict[str, Any]], None]] = {
     "predictions": _store_predictions,
     "assessments": _store_assessments,
+    "experiment_result": store_run_result,
 }

@@ -172,6 +172,36 @@ def hash_index(
     return index
 
 
+def near_duplicate_groups(lib: Library, image_ids: Iterable[str] | None = None) -> dict[str, str]:
+    """Per image, a group shared by all its exact and near duplicates (perceptual hashes
+    within the duplicate check's distance, joined transitively); an image without a
+    hash or a duplicate is its own group. Splits keep each group on one side."""
+    from dermdesk.imaging.quality_config import DUPLICATE_MAX_DISTANCE
+
+    rows = lib.conn.execute("SELECT image_id, phash FROM image_hash").fetchall()
+    wanted = set(image_ids) if image_ids is not None else None
+    if wanted is not None:
+        rows = [r for r in rows if r[0] in wanted]
+    index = HashIndex(rows)
+    parent = {image_id: image_id for image_id, _ in rows}
+
+    def root(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for image_id, value in rows:
+        for match in index.near(value, DUPLICATE_MAX_DISTANCE, exclude=image_id):
+            a, b = root(image_id), root(match.image_id)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    groups = {image_id: root(image_id) for image_id, _ in rows}
+    for image_id in wanted or ():
+        groups.setdefault(image_id, image_id)
+    return groups
+
+
 # -- reading ---------------------------------------------------------------------------------------
 
 

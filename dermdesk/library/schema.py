@@ -321,6 +321,39 @@ MIGRATIONS: dict[int, list[str]] = {
         f"UPDATE image SET device = {_DEVICE_NAME_SQL}",
         "CREATE INDEX image_device_name ON image (device)",
     ],
+    8: [
+        # Experiments (issue 15): a named, recorded set of training runs over library
+        # queries. A run row is written when the experiment is planned (its exact image
+        # ids, seed and recipe) and its metrics when its job finishes, in one transaction.
+        """
+        CREATE TABLE experiment (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            study TEXT NOT NULL,              -- e.g. 'gap'
+            profile TEXT NOT NULL,            -- smoke, cpu, full
+            params TEXT NOT NULL,             -- JSON: the study's settings and recipe
+            code_version TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE experiment_run (
+            id INTEGER PRIMARY KEY,
+            experiment_id INTEGER NOT NULL REFERENCES experiment(id),
+            name TEXT NOT NULL,               -- the scheme, e.g. FullDermoscopic
+            seed INTEGER NOT NULL,
+            job_id INTEGER REFERENCES job(id),
+            params TEXT NOT NULL,             -- JSON: recipe, start weights (another run)
+            split TEXT NOT NULL,              -- JSON: image ids trained on and per eval set
+            metrics TEXT,                     -- JSON: per eval set, written when done
+            seconds REAL,
+            status TEXT NOT NULL,             -- planned, done
+            finished_at TEXT,
+            UNIQUE (experiment_id, name, seed)
+        )
+        """,
+        "CREATE INDEX experiment_run_experiment ON experiment_run (experiment_id)",
+    ],
 }
 
 LATEST_VERSION = max(MIGRATIONS)

@@ -12,7 +12,15 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-ARCH_NAMES = ("vit_tiny", "vit_small", "vit_base", "resnet10t", "vit_test")
+ARCH_NAMES = (
+    "vit_tiny",
+    "vit_small",
+    "vit_base",
+    "resnet10t",
+    "resnet18",
+    "vit_tiny_8",
+    "vit_test",
+)
 
 
 @dataclass

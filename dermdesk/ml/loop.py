@@ -435,7 +435,8 @@ class Trainer:
         else:
             self.state.bad_evals += 1
         shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k != "score")
-        self.control.log(f"step {self.state.step}: validation {shown}")
+        if shown:  # a task trained for fixed epochs reports nothing here
+            self.control.log(f"step {self.state.step}: validation {shown}")
         if self.state.bad_evals >= self.cfg.patience:
             self.control.log(
                 f"early stop: no improvement for {self.cfg.patience} evaluations "

@@ -33,6 +33,14 @@ ARCHS: dict[str, Arch] = {
     # A small CNN: trains ~1.4x faster than ViT-Tiny on a CPU at 112 px. From scratch on
     # PAD-UFES-20 neither learns much (both ~0.3 balanced accuracy; scripts/train_reference.py).
     "resnet10t": Arch("resnet10t", sized=False, description="ResNet-10-T, 4.9M parameters"),
+    # The gap study's reference CNN (issue 15): from scratch, the baseline to beat.
+    "resnet18": Arch("resnet18", sized=False, description="ResNet-18, 11.2M parameters"),
+    "vit_tiny_8": Arch(
+        "vit_tiny_patch16_224",
+        {"patch_size": 8},
+        default_size=112,
+        description="ViT-Ti/8 at 112 px (the MAE recipe's small student)",
+    ),
     "vit_test": Arch(
         "vit_tiny_patch16_224",
         {"patch_size": 8, "embed_dim": 48, "depth": 2, "num_heads": 3, "mlp_ratio": 2.0},

@@ -1,0 +1,213 @@
+"""One run of an experiment as a job (kind ``experiment.run``): train, evaluate, report.
+
+The run's row (written when the experiment was planned) names its scheme, seed, recipe,
+start weights (another run of the same experiment and seed) and the exact image ids it
+trains on and is evaluated on. The one training loop trains it from the image cache for
+a fixed number of epochs (nothing is selected on an evaluation set); then every
+evaluation set is predicted once and reported by ``ml.metrics`` (overall and per
+Fitzpatrick group, device, modality and domain, each with a bootstrap interval). The
+final weights go to ``experiments/<experiment>/<run>/weights.pt`` for runs that start
+from them; the metrics reach the library through the job runner, in one transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dermdesk.inference.preprocess import PreprocessSpec
+from dermdesk.jobs.context import JobCancelled, JobContext
+from dermdesk.library import ImageFilter, Library, LibraryError
+from dermdesk.library.experiment_store import experiment, run_of, runs
+from dermdesk.ml import checkpoints, metrics
+from dermdesk.ml.cached_data import CachedEvalViews, CachedTrainViews, cache_for, train_inputs
+from dermdesk.ml.config import LoopConfig
+from dermdesk.ml.data import Sample, balanced_weights, collect_samples, subgroups
+from dermdesk.ml.finetune import predict_torch
+from dermdesk.ml.loop import Control, train
+from dermdesk.ml.models import build_model
+from dermdesk.ml.tensor_augment import PRESETS
+
+EXPERIMENTS_DIR = "experiments"
+
+
+def run_dir(library_dir: Path, exp_id: int, run_id: int) -> Path:
+    return library_dir / EXPERIMENTS_DIR / str(exp_id) / str(run_id)
+
+
+class RunTask:
+    """A run as a :class:`dermdesk.ml.loop.TrainTask`."""
+
+    def __init__(
+        self, library_dir: Path, run: dict[str, Any], exp: dict[str, Any], control: Control
+    ):
+        self.library_dir = library_dir
+        self.run = run
+        self.exp = exp
+        self.control = control
+        self.recipe = exp["params"]["recipe"]
+        self.classes = list(exp["params"]["classes"])
+        self.spec = PreprocessSpec(size=int(self.recipe["size"]))
+        self._init: dict[str, torch.Tensor] | None = None
+
+    def prepare(self, saved_state: dict[str, Any] | None) -> None:
+        with Library.open(self.library_dir, readonly=True) as lib:
+            self.samples = {
+                name: samples_for(lib, ids, self.classes) for name, ids in self.run["split"].items()
+            }
+            if saved_state is None and self.run["params"].get("init_from"):
+                self._init = self._start_weights(lib)
+        lost = {k: len(self.run["split"][k]) - len(v) for k, v in self.samples.items()}
+        if any(lost.values()):
+            self.control.log(f"images no longer labelled with a shared class: {lost}")
+        if not self.samples["train"]:
+            raise ValueError(f"{self.run['name']}: no training images left")
+        every = [s for part in self.samples.values() for s in part]
+        self.cache = cache_for(
+            self.library_dir,
+            self.spec,
+            every,
+            log=self.control.log,
+            should_stop=self.control.should_stop,
+        )
+        if self.control.should_stop():
+            raise JobCancelled("cancelled while caching the training images")
+
+    def _start_weights(self, lib: Library) -> dict[str, torch.Tensor]:
+        parent = self.run["params"]["init_from"]
+        sibling = [
+            r
+            for r in runs(lib, self.exp["id"])
+            if r["name"] == parent and r["seed"] == self.run["seed"]
+        ]
+        path = (
+            run_dir(self.library_dir, self.exp["id"], sibling[0]["id"]) / "weights.pt"
+            if sibling
+            else None
+        )
+        if path is None or not path.is_file():
+            raise ValueError(
+                f"{self.run['name']} seed {self.run['seed']} starts from {parent}, which has no "
+                "weights yet (it failed, or has not run): resume that run first"
+            )
+        self.control.log(f"started from {parent} seed {self.run['seed']} (run {sibling[0]['id']})")
+        return checkpoints.state_dict_of(checkpoints.load_file(path), parent)
+
+    def state(self) -> dict[str, Any]:
+        return {"run_id": self.run["id"]}
+
+    def build_model(self) -> nn.Module:
+        model = build_model(self.recipe["arch"], len(self.classes), self.spec.size)
+        if self._init is not None:
+            checkpoints.load_into(model, self._init, self.run["params"]["init_from"])
+            self._init = None
+        return model
+
+    def train_set(self) -> CachedTrainViews:
+        return CachedTrainViews(
+            self.cache,
+            self.samples["train"],
+            seed=int(self.run["seed"]),
+            augment=PRESETS[self.recipe["augment"]],
+        )
+
+    def train_weights(self) -> np.ndarray:
+        return balanced_weights(self.samples["train"], len(self.classes))
+
+    def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
+        x, y = train_inputs(batch, device, self.spec.size)
+        return nn.functional.cross_entropy(
+            model(x).float(), y, label_smoothing=float(self.recipe["label_smoothing"])
+        )
+
+    def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        # Fixed epochs, no model selection: the loop's "best" is simply the latest.
+        return {"score": float(time.monotonic())}
+
+    def report(self, model: nn.Module, device: torch.device) -> dict[str, Any]:
+        """Every evaluation set predicted once, with intervals, overall and per group."""
+        out = {}
+        for name, samples in self.samples.items():
+            if name == "train" or not samples:
+                continue
+            views = CachedEvalViews(self.cache, samples, self.spec)
+            y, probs = predict_torch(model, views, device, should_stop=self.control.should_stop)
+            out[name] = metrics.evaluate_groups(
+                y,
+                probs,
+                self.classes,
+                subgroups(samples),
+                min_n=5,
+                n_boot=int(self.recipe["n_boot"]),
+                seed=int(self.run["seed"]),
+            )
+        return out
+
+
+def samples_for(lib: Library, ids: Sequence[str], classes: Sequence[str]) -> list[Sample]:
+    """The labelled samples of exactly these image ids (in the given order)."""
+    found: dict[str, Sample] = {}
+    for start in range(0, len(ids), 900):
+        chunk = list(ids[start : start + 900])
+        for s in collect_samples(lib, ImageFilter(ids=chunk, labelled=True), classes):
+            if s.label >= 0:
+                found[s.image_id] = s
+    return [found[i] for i in ids if i in found]
+
+
+def run_job(ctx: JobContext) -> dict[str, Any]:
+    """Entry point of the ``experiment.run`` job kind (in the worker process)."""
+    run_id = int(ctx.params["run_id"])
+    with Library.open(ctx.library_dir, readonly=True) as lib:
+        run = run_of(lib, run_id)
+        exp = experiment(lib, int(run["experiment_id"]))
+    if run["status"] == "done":
+        raise LibraryError(f"run {run_id} ({run['name']} seed {run['seed']}) is done already")
+    task = RunTask(ctx.library_dir, run, exp, ctx)
+    recipe = exp["params"]["recipe"]
+    cfg = LoopConfig(
+        epochs=int(run["params"]["epochs"]),
+        batch_size=int(recipe["batch"]),
+        micro_batch=int(recipe["batch"]),
+        lr=float(run["params"]["lr"]),
+        weight_decay=float(recipe["weight_decay"]),
+        warmup_frac=float(recipe["warmup_frac"]),
+        patience=10**9,
+        eval_every=10**9,  # no evaluation before the end: nothing is selected on a test set
+        seed=int(run["seed"]),
+        threads=int(recipe.get("threads", 0)),
+    )
+    result, model = train(task, cfg, ctx, ctx.checkpoint_path, resume=ctx.resume)
+    model = model.cpu().eval()
+    ctx.progress(1.0, "evaluating", force=True)
+    evaluating = time.monotonic()
+    report = task.report(model, torch.device("cpu"))
+    folder = run_dir(ctx.library_dir, exp["id"], run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    checkpoints.save_atomic(
+        {"model": model.state_dict(), "arch": recipe["arch"], "classes": task.classes},
+        folder / "weights.pt",
+    )
+    seconds = result.seconds + (time.monotonic() - evaluating)  # training (all sessions) + eval
+    ctx.request_write(
+        "experiment_result", {"run_id": run_id, "metrics": report, "seconds": seconds}
+    )
+    return {
+        "message": f"{run['name']} seed {run['seed']}: " + headline(report),
+        "steps": result.steps,
+    }
+
+
+def headline(report: dict[str, Any]) -> str:
+    parts = []
+    for name, section in report.items():
+        ba = section["overall"]["balanced_accuracy"]
+        if ba["value"] is not None:
+            parts.append(f"{name} balanced accuracy {ba['value']:.3f}")
+    return ", ".join(parts)

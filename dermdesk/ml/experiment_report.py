@@ -1,0 +1,281 @@
+"""An experiment's tables from its runs' recorded metrics (numpy only: CLI, GUI, export).
+
+Each scheme's figure is the mean over seeds with a 95 % t-interval over the seeds (the
+seeds vary both the split and the training); with one seed, the run's own bootstrap
+interval over images is shown instead and the table says so.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+# Two-sided 95 % Student t quantiles by degrees of freedom (seeds - 1).
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+@dataclass
+class Estimate:
+    mean: float | None
+    low: float | None
+    high: float | None
+    n: int  # seeds
+    per_seed: list[float] = field(default_factory=list)
+
+    def text(self) -> str:
+        if self.mean is None:
+            return "—"
+        if self.low is None:
+            return f"{self.mean:.3f}"
+        return f"{self.mean:.3f} [{self.low:.3f}, {self.high:.3f}]"
+
+
+def over_seeds(values: Sequence[float | None], bootstrap: Sequence[Any] = ()) -> Estimate:
+    """Mean and 95 % t-interval over seeds (a single seed: its bootstrap interval)."""
+    vals = [float(v) for v in values if v is not None]
+    if not vals:
+        return Estimate(None, None, None, 0)
+    mean = float(np.mean(vals))
+    if len(vals) == 1:
+        ci = bootstrap[0] if bootstrap and bootstrap[0] else None
+        return Estimate(mean, ci[0] if ci else None, ci[1] if ci else None, 1, vals)
+    half = _T95.get(len(vals) - 1, 1.96) * float(np.std(vals, ddof=1)) / math.sqrt(len(vals))
+    return Estimate(mean, mean - half, mean + half, len(vals), vals)
+
+
+def _bacc(
+    run: dict[str, Any], eval_set: str, grouping: str | None = None, group: str | None = None
+) -> tuple[float | None, Any]:
+    section = (run.get("metrics") or {}).get(eval_set) or {}
+    entry = section.get("overall") if grouping is None else (section.get(grouping) or {}).get(group)
+    if not isinstance(entry, dict) or "balanced_accuracy" not in entry:
+        return None, None
+    ba = entry["balanced_accuracy"]
+    return ba.get("value"), ba.get("ci")
+
+
+@dataclass
+class GapTables:
+    """What the gap study reports."""
+
+    schemes: list[dict[str, Any]]  # scheme, dermoscopic_val, clinical_test, gap, seeds
+    forgetting: Estimate
+    curve: list[dict[str, Any]]  # fraction, clinical_test, per Fitzpatrick group
+    domains: list[dict[str, Any]]  # scheme, domain, balanced accuracy
+    seeds: int
+    runs_done: int
+    runs_total: int
+
+    def to_json(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self), default=lambda o: asdict(o)))
+
+
+MAIN_SCHEMES = ("FullDermoscopic", "FullClinical", "FineClinic", "Joint")
+CURVE_SCHEMES = (("Curve10", 0.10), ("Curve25", 0.25), ("Curve50", 0.50), ("FineClinic", 1.0))
+
+
+def gap_tables(runs: Sequence[dict[str, Any]]) -> GapTables:
+    by: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        by.setdefault(r["name"], []).append(r)
+    done = [r for r in runs if r["status"] == "done"]
+    seeds = len({r["seed"] for r in runs})
+    schemes = []
+    for name in [
+        *MAIN_SCHEMES,
+        *(n for n in by if n not in MAIN_SCHEMES and not n.startswith("Curve")),
+    ]:
+        group = [r for r in by.get(name, []) if r["status"] == "done"]
+        derm = [_bacc(r, "dermoscopic_val") for r in group]
+        clin = [_bacc(r, "clinical_test") for r in group]
+        gaps = [
+            d[0] - c[0]
+            for d, c in zip(derm, clin, strict=True)
+            if d[0] is not None and c[0] is not None
+        ]
+        schemes.append(
+            {
+                "scheme": name,
+                "dermoscopic_val": over_seeds([d[0] for d in derm], [d[1] for d in derm]),
+                "clinical_test": over_seeds([c[0] for c in clin], [c[1] for c in clin]),
+                "gap": over_seeds(gaps),
+                "seeds": len(group),
+            }
+        )
+    forgetting = _forgetting(by)
+    curve = _curve(by)
+    domains = _domains(by)
+    return GapTables(schemes, forgetting, curve, domains, seeds, len(done), len(runs))
+
+
+def _forgetting(by: dict[str, list[dict[str, Any]]]) -> Estimate:
+    """FullDermoscopic's dermoscopic-val score minus FineClinic's, paired by seed."""
+    full = {
+        r["seed"]: _bacc(r, "dermoscopic_val")[0]
+        for r in by.get("FullDermoscopic", [])
+        if r["status"] == "done"
+    }
+    fine = {
+        r["seed"]: _bacc(r, "dermoscopic_val")[0]
+        for r in by.get("FineClinic", [])
+        if r["status"] == "done"
+    }
+    pairs: list[float | None] = []
+    for seed, value in full.items():
+        other = fine.get(seed)
+        if value is not None and other is not None:
+            pairs.append(value - other)
+    return over_seeds(pairs)
+
+
+def _curve(by: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    rows = []
+    for name, fraction in CURVE_SCHEMES:
+        group = [r for r in by.get(name, []) if r["status"] == "done"]
+        if not group:
+            continue
+        clin = [_bacc(r, "clinical_test") for r in group]
+        fitz = {}
+        for g in ("I-II", "III-IV", "V-VI", "unknown"):
+            vals = [_bacc(r, "clinical_test", "fitzpatrick", g) for r in group]
+            est = over_seeds([v[0] for v in vals], [v[1] for v in vals])
+            n = _group_n(group[0], "clinical_test", "fitzpatrick", g)
+            fitz[g] = {"estimate": est, "n": n}
+        rows.append(
+            {
+                "fraction": fraction,
+                "scheme": name,
+                "train_images": round(
+                    float(np.mean([len((r.get("split") or {}).get("train", [])) for r in group]))
+                    or 0
+                ),
+                "clinical_test": over_seeds([c[0] for c in clin], [c[1] for c in clin]),
+                "fitzpatrick": fitz,
+            }
+        )
+    return rows
+
+
+def _group_n(run: dict[str, Any], eval_set: str, grouping: str, group: str) -> int:
+    entry = (((run.get("metrics") or {}).get(eval_set) or {}).get(grouping) or {}).get(group)
+    return int(entry.get("n", 0)) if isinstance(entry, dict) else 0
+
+
+def _domains(by: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    rows = []
+    for name in MAIN_SCHEMES:
+        group = [r for r in by.get(name, []) if r["status"] == "done"]
+        if not group:
+            continue
+        names = set()
+        for r in group:
+            for eval_set in ("dermoscopic_val", "clinical_test"):
+                names |= set(((r.get("metrics") or {}).get(eval_set) or {}).get("domain", {}))
+        for domain in sorted(names):
+            eval_set = "dermoscopic_val" if domain.startswith("dermoscopic") else "clinical_test"
+            vals = [_bacc(r, eval_set, "domain", domain) for r in group]
+            rows.append(
+                {
+                    "scheme": name,
+                    "domain": domain,
+                    "n": _group_n(group[0], eval_set, "domain", domain),
+                    "balanced_accuracy": over_seeds([v[0] for v in vals], [v[1] for v in vals]),
+                }
+            )
+    return rows
+
+
+# -- output -----------------------------------------------------------------------------------
+
+
+def markdown(title: str, tables: GapTables, note: str = "") -> str:
+    """The tables as Markdown (what `experiment show` and `export --format md` print)."""
+    interval = (
+        "95 % t-interval over seeds"
+        if tables.seeds > 1
+        else "one seed: the 95 % bootstrap interval over its test images"
+    )
+    out = [
+        f"## {title}",
+        "",
+        f"{tables.runs_done} of {tables.runs_total} runs done, {tables.seeds} seed(s); "
+        f"balanced accuracy, mean [{interval}].",
+    ]
+    if note:
+        out += ["", note]
+    out += [
+        "",
+        "| scheme | dermoscopic-val | clinical-test | gap (val − test) | seeds |",
+        "|---|---|---|---|---|",
+    ]
+    for r in tables.schemes:
+        out.append(
+            f"| {r['scheme']} | {r['dermoscopic_val'].text()} | {r['clinical_test'].text()} | "
+            f"{r['gap'].text()} | {r['seeds']} |"
+        )
+    out += [
+        "",
+        f"Forgetting (FullDermoscopic − FineClinic on dermoscopic-val): {tables.forgetting.text()}",
+    ]
+    if tables.curve:
+        out += [
+            "",
+            "Local-data curve: FullDermoscopic fine-tuned on a share of the clinical "
+            "training patients (clinical-test):",
+            "",
+        ]
+        out += [
+            "| share | train images | clinical-test | I-II | III-IV | V-VI | unknown |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in tables.curve:
+            cells = [
+                f"{r['fitzpatrick'][g]['estimate'].text()} (n={r['fitzpatrick'][g]['n']})"
+                for g in ("I-II", "III-IV", "V-VI", "unknown")
+            ]
+            out.append(
+                f"| {r['fraction']:.0%} | {r['train_images']} | {r['clinical_test'].text()} | "
+                + " | ".join(cells)
+                + " |"
+            )
+    if tables.domains:
+        out += [
+            "",
+            "Per domain (modality/source):",
+            "",
+            "| scheme | domain | images | balanced accuracy |",
+            "|---|---|---|---|",
+        ]
+        for r in tables.domains:
+            out.append(
+                f"| {r['scheme']} | {r['domain']} | {r['n']} | {r['balanced_accuracy'].text()} |"
+            )
+    return "\n".join(out) + "\n"
+
+
+def csv_rows(tables: GapTables) -> str:
+    """One row per scheme and per curve point (mean, low, high), for spreadsheets."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["table", "scheme", "measure", "mean", "low", "high", "seeds"])
+    for r in tables.schemes:
+        for measure in ("dermoscopic_val", "clinical_test", "gap"):
+            e: Estimate = r[measure]
+            w.writerow(["schemes", r["scheme"], measure, e.mean, e.low, e.high, e.n])
+    e = tables.forgetting
+    w.writerow(
+        ["forgetting", "FullDermoscopic-FineClinic", "dermoscopic_val", e.mean, e.low, e.high, e.n]
+    )
+    for r in tables.curve:
+        e = r["clinical_test"]
+        w.writerow(
+            ["curve", r["scheme"], f"clinical_test@{r['fraction']:.2f}", e.mean, e.low, e.high, e.n]
+        )
+    return buf.getvalue()

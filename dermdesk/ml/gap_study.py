@@ -1,0 +1,264 @@
+"""The dermoscopic -> clinical gap study: its data, splits, schemes and profiles (no torch).
+
+Domains come from the library: *dermoscopic* = every labelled dermoscopic image (HAM10000,
+ISIC 2017, PH2 in the shared data), *clinical* = every labelled clinical image
+(PAD-UFES-20, and atlas photos with the shared labels), restricted to the shared label
+set MEL, NEV, BCC, ACK (AKIEC), SEK (BKL). Per seed, both domains are split grouped by
+patient, else lesion, else image, with near-duplicates joined into one group (no near
+copy crosses splits), stratified by diagnosis x Fitzpatrick group:
+dermoscopic 80 % train / 20 % *dermoscopic-val*, clinical 30 % train / 70 % *clinical-test*.
+Nothing is tuned on either evaluation set: every run trains a fixed number of epochs and
+is evaluated once, at the end.
+
+Schemes (each evaluated on dermoscopic-val and clinical-test):
+
+- ``FullDermoscopic``: dermoscopic train only;
+- ``FullClinical``: the clinical 30 % only;
+- ``FineClinic``: FullDermoscopic's weights, fine-tuned on the clinical 30 %;
+- ``Joint``: dermoscopic train + the clinical 30 %, class-balanced;
+- ``Curve10`` / ``Curve25`` / ``Curve50``: FullDermoscopic fine-tuned on 10 / 25 / 50 %
+  of the clinical training patients (``FineClinic`` is the 100 % point).
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dermdesk import __version__
+from dermdesk.library import ImageFilter, Library, LibraryError
+from dermdesk.library.experiment_store import ExperimentPlan, RunPlan
+from dermdesk.library.quality_store import near_duplicate_groups
+from dermdesk.ml.splits import grouped_split, item_from_row
+
+SHARED_CLASSES = ("MEL", "NEV", "BCC", "ACK", "SEK")
+DOMAINS = ("dermoscopic", "clinical")
+EVAL_SETS = ("dermoscopic_val", "clinical_test")
+CURVE = (0.10, 0.25, 0.50)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How every run of the study trains (the issue's reference recipe by default)."""
+
+    arch: str = "resnet18"
+    size: int = 112
+    epochs: int = 60
+    finetune_epochs: int = 60
+    batch: int = 128
+    lr: float = 2e-3
+    finetune_lr: float = 5e-4
+    weight_decay: float = 0.05
+    warmup_frac: float = 0.10
+    label_smoothing: float = 0.1
+    augment: str = "full"
+    n_boot: int = 1000
+    max_per_domain: int | None = None  # a seeded subset, for the smoke profile
+    threads: int = 0
+
+
+PROFILES: dict[str, tuple[Recipe, int]] = {
+    # (recipe, default number of seeds)
+    "smoke": (
+        Recipe(
+            arch="vit_test",
+            size=32,
+            epochs=2,
+            finetune_epochs=1,
+            batch=32,
+            n_boot=50,
+            max_per_domain=60,
+            augment="light",
+        ),
+        1,
+    ),
+    # Real, honest numbers on a 2-core CPU in well under 45 minutes.
+    "cpu": (
+        Recipe(arch="resnet10t", size=64, epochs=12, finetune_epochs=12, batch=64, n_boot=500),
+        3,
+    ),
+    "full": (Recipe(), 3),
+}
+
+
+@dataclass
+class Domains:
+    """The labelled rows of each domain (shared classes, real images only)."""
+
+    rows: dict[str, list[dict[str, Any]]]
+    groups: dict[str, str]  # image id -> split group (patient / lesion / near-duplicates)
+
+
+def collect_domains(lib: Library, recipe: Recipe, seed: int = 0) -> Domains:
+    """Both domains' rows, checked: every shared class in both, enough of each."""
+    flt = ImageFilter(labelled=True, synthetic=False, diagnosis=list(SHARED_CLASSES))
+    every = lib.images(flt, order="id")
+    rows = {d: [r for r in every if r["modality"] == d] for d in DOMAINS}
+    if recipe.max_per_domain:  # a seeded subset with every class in it
+        per_class = math.ceil(recipe.max_per_domain / len(SHARED_CLASSES))
+        rng = np.random.default_rng(seed)
+        rows = {
+            d: sorted(
+                (
+                    r
+                    for c in SHARED_CLASSES
+                    for r in _first(rng, [r for r in rs if r["diagnosis"] == c], per_class)
+                ),
+                key=lambda r: r["id"],
+            )
+            for d, rs in rows.items()
+        }
+    _check_counts(rows, 2 if recipe.max_per_domain else 5)
+    groups = _split_groups(lib, [r for rs in rows.values() for r in rs])
+    return Domains(rows, groups)
+
+
+def _first(rng: np.random.Generator, rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    return [rows[i] for i in rng.permutation(len(rows))[:n]]
+
+
+def _check_counts(rows: Mapping[str, list[dict[str, Any]]], minimum: int) -> None:
+    problems = []
+    for domain, rs in rows.items():
+        counts = {c: sum(r["diagnosis"] == c for r in rs) for c in SHARED_CLASSES}
+        thin = [f"{c} ({n})" for c, n in counts.items() if n < minimum]
+        if thin:
+            problems.append(f"{domain}: {', '.join(thin)}")
+    if problems:
+        raise LibraryError(
+            "the gap study needs every shared class (" + ", ".join(SHARED_CLASSES) + ") in both "
+            f"domains, at least {minimum} labelled images each; too few: " + "; ".join(problems)
+        )
+
+
+def _split_groups(lib: Library, rows: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """Patient, else lesion, else image; joined with near-duplicates (union of both)."""
+    base = {r["id"]: item_from_row(r).group for r in rows}
+    near = near_duplicate_groups(lib, base)
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for image_id, group in base.items():
+        a, b = root(group), root(f"dup:{near.get(image_id, image_id)}")
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    return {image_id: root(group) for image_id, group in base.items()}
+
+
+def split_domains(domains: Domains, seed: int) -> dict[str, list[str]]:
+    """dermoscopic_train / dermoscopic_val (80/20) and clinical_train / clinical_test (30/70)."""
+    out: dict[str, list[str]] = {}
+    for domain, fractions, names in (
+        ("dermoscopic", (0.8, 0.2, 0.0), ("dermoscopic_train", "dermoscopic_val")),
+        ("clinical", (0.3, 0.0, 0.7), ("clinical_train", "clinical_test")),
+    ):
+        items = [
+            replace(item_from_row(r), group=domains.groups[r["id"]]) for r in domains.rows[domain]
+        ]
+        split = grouped_split(items, fractions, seed)
+        keep = {"train": names[0], "val": names[1], "test": names[1]}
+        for name in names:
+            out[name] = sorted(i for i, s in split.items() if keep.get(s) == name)
+    return out
+
+
+def curve_subset(
+    clinical_train: list[str], groups: Mapping[str, str], fraction: float, seed: int
+) -> list[str]:
+    """A seeded share of the clinical training *patients* (groups), nested by fraction."""
+    order = sorted({groups[i] for i in clinical_train})
+    rng = np.random.default_rng((seed, 4099))
+    order = [order[i] for i in rng.permutation(len(order))]
+    chosen = set(order[: max(1, math.ceil(fraction * len(order)))])
+    return [i for i in clinical_train if groups[i] in chosen]
+
+
+def plan_gap(
+    lib: Library,
+    profile: str,
+    *,
+    seeds: int | None = None,
+    arch: str | None = None,
+    size: int | None = None,
+    name: str | None = None,
+) -> ExperimentPlan:
+    """Every run of the study, with its exact image ids, recipe and start weights."""
+    if profile not in PROFILES:
+        raise LibraryError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+    recipe, default_seeds = PROFILES[profile]
+    recipe = replace(recipe, arch=arch or recipe.arch, size=size or recipe.size)
+    n_seeds = seeds if seeds is not None else default_seeds
+    if n_seeds < 1:
+        raise LibraryError("give at least one seed")
+    plan = ExperimentPlan(
+        name=name or f"gap {profile}",
+        study="gap",
+        profile=profile,
+        params={"recipe": asdict(recipe), "seeds": n_seeds, "classes": list(SHARED_CLASSES)},
+        code_version=code_version(),
+    )
+    for seed in range(n_seeds):
+        domains = collect_domains(lib, recipe, seed)
+        split = split_domains(domains, seed)
+        evals = {
+            "dermoscopic_val": split["dermoscopic_val"],
+            "clinical_test": split["clinical_test"],
+        }
+        clin = split["clinical_train"]
+        derm = split["dermoscopic_train"]
+        schemes: list[tuple[str, list[str], str | None]] = [
+            ("FullDermoscopic", derm, None),
+            ("FullClinical", clin, None),
+            ("FineClinic", clin, "FullDermoscopic"),
+            ("Joint", sorted(derm + clin), None),
+        ]
+        for fraction in CURVE:
+            subset = curve_subset(clin, domains.groups, fraction, seed)
+            schemes.append((f"Curve{round(fraction * 100)}", subset, "FullDermoscopic"))
+        for scheme, train_ids, init in schemes:
+            finetune = init is not None
+            plan.runs.append(
+                RunPlan(
+                    name=scheme,
+                    seed=seed,
+                    params={
+                        "scheme": scheme,
+                        "init_from": init,
+                        "epochs": recipe.finetune_epochs if finetune else recipe.epochs,
+                        "lr": recipe.finetune_lr if finetune else recipe.lr,
+                    },
+                    split={"train": train_ids, **evals},
+                )
+            )
+    return plan
+
+
+def code_version() -> str:
+    """dermdesk's version and, in a git checkout, the commit (and whether it was edited)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{__version__}" + (f" ({commit})" if commit else "")
+
+
+def describe_split(split: Mapping[str, list[str]]) -> dict[str, int]:
+    return {k: len(v) for k, v in split.items()}

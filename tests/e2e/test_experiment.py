@@ -1,0 +1,169 @@
+"""`dermdesk experiment`: the gap study's smoke profile end to end on real images."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_cli import run
+
+pytestmark = [pytest.mark.ml, pytest.mark.slow]
+sklearn_metrics = pytest.importorskip("sklearn.metrics")
+
+
+@pytest.fixture(scope="module")
+def template(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """HAM10000 (dermoscopic) and 150 PAD-UFES-20 photos (clinical), checked (hashes)."""
+    home = tmp_path_factory.mktemp("gap") / "lib"
+    pad = tmp_path_factory.mktemp("pad")
+    (pad / "images").mkdir()
+    lines = (shared_data / "pad_ufes_20" / "metadata.csv").read_text().splitlines()
+    column = lines[0].split(",").index("img_id")
+    kept = [lines[0]]
+    for line in lines[1:]:
+        name = line.split(",")[column]
+        if (shared_data / "pad_ufes_20" / "images" / name).is_file() and len(kept) <= 150:
+            shutil.copy(shared_data / "pad_ufes_20" / "images" / name, pad / "images" / name)
+            kept.append(line)
+    (pad / "metadata.csv").write_text("\n".join(kept) + "\n")
+    run(home, "import", shared_data / "ham10000", pad, "--quiet")
+    return home
+
+
+@pytest.fixture
+def home(template: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "lib"
+    shutil.copytree(template, dest)
+    return dest
+
+
+def test_the_smoke_profile_gives_the_whole_table(home: Path) -> None:
+    out = run(home, "experiment", "run", "gap", "--profile", "smoke").stdout
+    assert "experiment 1: 7 runs queued" in out and "7 of 7 runs done" in out
+    table = out.split("| scheme | dermoscopic-val")[1].split("\n\n")[0].splitlines()[1:]
+    assert [row.split("|")[1].strip() for row in table[1:]] == [
+        "FullDermoscopic",
+        "FullClinical",
+        "FineClinic",
+        "Joint",
+    ]
+    assert "Forgetting (FullDermoscopic − FineClinic" in out and "| 100% |" in out
+    rows = list(
+        csv.DictReader(
+            io.StringIO(run(home, "experiment", "export", "1", "--format", "csv").stdout)
+        )
+    )
+    assert {r["scheme"] for r in rows if r["table"] == "schemes"} >= {"Joint", "FineClinic"}
+    data = json.loads(run(home, "experiment", "export", "1", "--format", "json").stdout)
+    assert len(data["tables"]["schemes"]) == 4 and len(data["runs"]) == 7
+    assert "experiment 1" not in run(home, "experiment", "list").stdout.splitlines()[0]
+    check_recorded_runs(home)
+
+
+def check_recorded_runs(home: Path) -> None:
+    """Every recorded figure agrees with scikit-learn, and no patient or lesion is on both
+    sides of a split."""
+    db = sqlite3.connect(home / "library.sqlite")
+    owner = {
+        image_id: patient or lesion or image_id
+        for image_id, patient, lesion in db.execute("SELECT id, patient_id, lesion_id FROM image")
+    }
+    for split_text, metrics_text in db.execute("SELECT split, metrics FROM experiment_run"):
+        split, report = json.loads(split_text), json.loads(metrics_text)
+        train = {owner[i] for i in split["train"]}
+        for eval_set in ("dermoscopic_val", "clinical_test"):
+            assert not train & {owner[i] for i in split[eval_set]}, eval_set
+            overall = report[eval_set]["overall"]
+            cm = overall["confusion_matrix"]["rows"]
+            y = [t for t, row in enumerate(cm) for p, n in enumerate(row) for _ in range(n)]
+            pred = [p for t, row in enumerate(cm) for p, n in enumerate(row) for _ in range(n)]
+            assert overall["n"] == len(y) == len(split[eval_set])
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                expected = sklearn_metrics.balanced_accuracy_score(y, pred)
+            assert overall["balanced_accuracy"]["value"] == pytest.approx(expected)
+    db.close()
+
+
+def test_a_library_without_one_domain_is_refused_and_nothing_written(
+    home: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    only_pad = tmp_path / "pad_only"
+    run(only_pad, "import", shared_data / "pad_ufes_20", "--quiet", "--no-checks")
+    proc = run(only_pad, "experiment", "run", "gap", "--profile", "smoke", check=False)
+    assert proc.returncode == 2
+    assert "dermoscopic: MEL (0), NEV (0), BCC (0), ACK (0), SEK (0)" in proc.stderr
+    assert run(only_pad, "experiment", "list").stdout.strip().count("\n") == 0  # header only
+    bad = run(
+        home, "experiment", "run", "gap", "--profile", "smoke", "--arch", "resnet9000", check=False
+    )
+    assert bad.returncode == 2 and "unknown architecture 'resnet9000'" in bad.stderr
+
+
+def test_a_stopped_experiment_resumes_where_it_was(home: Path) -> None:
+    """Ctrl-C cancels the running run with a checkpoint; kill -9 leaves a job whose worker
+    vanished; `experiment resume` finishes every run either way."""
+    env = {**os.environ, "DERMDESK_HOME": str(home)}
+    run(home, "experiment", "run", "gap", "--profile", "smoke", "--queue")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dermdesk", "experiment", "resume", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and "training on" not in _job_log(home, 1):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert "continue it with: dermdesk experiment resume 1" in out, out[-2000:]
+    again = subprocess.Popen(
+        [sys.executable, "-m", "dermdesk", "experiment", "resume", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    before = _runs_done(home)
+    while time.monotonic() < deadline + 120 and _runs_done(home) == before:
+        time.sleep(0.2)
+    os.killpg(again.pid, signal.SIGKILL)  # the CLI and the run's worker, mid-experiment
+    again.wait()
+    done = run(home, "experiment", "resume", "1").stdout
+    assert "7 of 7 runs done" in done
+    check_recorded_runs(home)
+
+
+def _runs_done(home: Path) -> int:
+    try:
+        db = sqlite3.connect(f"file:{home / 'library.sqlite'}?mode=ro", uri=True)
+        n = db.execute("SELECT count(*) FROM experiment_run WHERE status = 'done'").fetchone()[0]
+        db.close()
+        return int(n)
+    except sqlite3.Error:
+        return 0
+
+
+def _job_log(home: Path, job_id: int) -> str:
+    try:
+        db = sqlite3.connect(f"file:{home / 'library.sqlite'}?mode=ro", uri=True)
+        row = db.execute("SELECT log FROM job WHERE id = ?", (job_id,)).fetchone()
+        db.close()
+        return row[0] if row else ""
+    except sqlite3.Error:
+        return ""
