@@ -80,7 +80,7 @@ PROFILES: dict[str, tuple[Recipe, int]] = {
     ),
     # Real, honest numbers on a 2-core CPU in well under 45 minutes.
     "cpu": (
-        Recipe(arch="resnet10t", size=64, epochs=12, finetune_epochs=12, batch=64, n_boot=500),
+        Recipe(arch="resnet10t", size=64, epochs=20, finetune_epochs=20, batch=64, n_boot=500),
         3,
     ),
     "full": (Recipe(), 3),
