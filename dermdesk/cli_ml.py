@@ -96,6 +96,23 @@ def add_parsers(sub: Any, add_filters: Any) -> None:
     p.add_argument("--force", action="store_true", help="promote even if the rule says no")
     p.add_argument("--min-group", type=int, default=30, help="judge groups of at least N images")
     p.add_argument("--margin", type=float, default=0.0, help="tolerated loss per group")
+    p = models_sub.add_parser(
+        "evaluate",
+        help="score a model on a library query (e.g. images just imported) and keep the "
+        "report per skin type, device and domain with the model",
+    )
+    p.add_argument("model", help="id, id prefix, name or 'active'")
+    add_filters(p)
+    p.add_argument("--name", help="words for the query (default: the filters)")
+    p.add_argument(
+        "--tones",
+        choices=("rated", "rated_or_estimated"),
+        default="rated",
+        help="group skin types by ratings only (default) or fall back to estimates",
+    )
+    p.add_argument("--n-boot", type=int, default=500, help="bootstrap resamples (intervals)")
+    p.add_argument("--min-group", type=int, default=10, help="report groups of at least N")
+    p.add_argument("--queue", action="store_true", help="queue the job and return")
 
     p = sub.add_parser("predict", help="predict library images with a model (ONNX Runtime)")
     add_filters(p)
@@ -337,7 +354,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     from dermdesk.cli import open_for_reading, open_library, print_table
     from dermdesk.library import model_store
 
-    opener = open_for_reading if args.models_command in ("list", "show") else open_library
+    opener = (
+        open_for_reading if args.models_command in ("list", "show", "evaluate") else open_library
+    )
     with opener(args) as lib:
         if args.models_command == "list":
             rows = model_store.list_models(lib)
@@ -360,13 +379,57 @@ def cmd_models(args: argparse.Namespace) -> int:
             return 0
         if args.models_command == "show":
             model = model_store.get_model(lib, args.model)
+            evaluations = model_store.evaluations(lib, model["id"])
             if args.json:
-                print(json.dumps(model, indent=2, default=str))
+                print(json.dumps({**model, "evaluations": evaluations}, indent=2, default=str))
                 return 0
             _print_model(model)
+            _print_evaluations(evaluations)
             _print_check(lib, model["id"], show_only=True)
             return 0
+        if args.models_command == "evaluate":
+            return _evaluate(lib, args)
         return _promote(lib, args)
+
+
+def _evaluate(lib: Any, args: argparse.Namespace) -> int:
+    """Queue an ``evaluate`` job (checked here first, so a bad query fails at once)."""
+    from dermdesk.cli import filter_from_args
+    from dermdesk.inference.evaluate_job import check_scorable, query_rows
+    from dermdesk.inference.predictor import ModelLoadError, OnnxClassifier, load_registered
+
+    flt = filter_from_args(args)
+    try:
+        model, path = load_registered(lib, args.model)
+        classes = OnnxClassifier(path).classes
+    except ModelLoadError as exc:
+        raise LibraryError(str(exc)) from None
+    check_scorable(query_rows(lib, flt), classes, args.name or flt.describe())
+    params = {
+        "model": model["id"],
+        "filter": flt.as_params(),
+        "tones": args.tones,
+        "n_boot": args.n_boot,
+        "min_group": args.min_group,
+    }
+    if args.name:
+        params["name"] = args.name
+    lib.close()
+    runner = _runner(args)
+    job_id = runner.submit("evaluate", params)
+    print(f"job {job_id}: evaluate {model['id']} on {args.name or flt.describe()} queued")
+    if args.queue:
+        runner.lib.close()
+        return 0
+    code = _follow(runner, job_id, close=False)
+    if code == 0:
+        from dermdesk.library import model_store
+
+        stored = model_store.evaluations(runner.lib, model["id"])
+        if stored:
+            _print_groups(stored[0]["report"])
+    runner.close()
+    return code
 
 
 def _promote(lib: Any, args: argparse.Namespace) -> int:
@@ -432,6 +495,21 @@ def _print_model(model: dict[str, Any]) -> None:
                 f"{q['val_balanced_accuracy_int8']:.3f} "
                 f"({q['balanced_accuracy_change_points']:+.1f} points)"
             )
+
+
+def _print_evaluations(evaluations: list[dict[str, Any]]) -> None:
+    from dermdesk.ml.metrics import headline
+
+    if not evaluations:
+        return
+    print("\nevaluations on library queries (models evaluate), newest first:")
+    for ev in evaluations:
+        report = ev["report"]
+        overall = report.get("overall") or {}
+        print(f"  #{ev['id']} {ev['created_at'][:16]} by {ev['created_by']}: {ev['name']}")
+        if overall.get("n"):
+            print(f"    {headline(overall)}")
+        _print_groups(report)
 
 
 def _print_groups(report: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 KINDS: dict[str, str] = {
     "finetune": "dermdesk.ml.finetune:run_job",
     "predict": "dermdesk.inference.predict_job:run_job",
+    "evaluate": "dermdesk.inference.evaluate_job:run_job",
     "check": "dermdesk.jobs.check_job:run_job",
     "experiment.run": "dermdesk.ml.experiment_job:run_job",
 }

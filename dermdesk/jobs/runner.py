@@ -32,7 +32,7 @@ from dermdesk.jobs.context import cancel_file, job_dir, pid_alive, process_start
 from dermdesk.jobs.worker import CRASH_LOG, worker_main
 from dermdesk.library import Library, LibraryBusyError, LibraryError, job_store
 from dermdesk.library.experiment_store import store_run_result
-from dermdesk.library.model_store import ModelRecord, store_predictions
+from dermdesk.library.model_store import ModelRecord, store_evaluation, store_predictions
 from dermdesk.library.quality_store import save_assessments
 
 DB_FLUSH_INTERVAL_S = 0.5  # progress reaches the job row at most twice a second
@@ -396,6 +396,10 @@ def _store_predictions(lib: Library, payload: dict[str, Any]) -> None:
     store_predictions(lib, payload["model_id"], rows)
 
 
+def _store_evaluation(lib: Library, payload: dict[str, Any]) -> None:
+    store_evaluation(lib, payload)
+
+
 def _store_assessments(lib: Library, payload: dict[str, Any]) -> None:
     save_assessments(lib, payload["items"])
 
@@ -405,4 +409,5 @@ _WRITES: dict[str | None, Callable[[Library, dict[str, Any]], None]] = {
     "predictions": _store_predictions,
     "assessments": _store_assessments,
     "experiment_result": store_run_result,
+    "model_evaluation": _store_evaluation,
 }

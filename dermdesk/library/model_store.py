@@ -161,6 +161,54 @@ def store_predictions(
     return len(rows)
 
 
+def store_evaluation(lib: Library, payload: Mapping[str, Any]) -> int:
+    """Keep a model's evaluation on a library query (``models evaluate``) with the model:
+    the query, the images scored and the report; audited. Returns the evaluation id."""
+    model = get_model(lib, str(payload["model_id"]))
+    with lib.transaction() as txn:
+        eval_id = txn.insert(
+            "model_evaluation",
+            {
+                "model_id": model["id"],
+                "name": str(payload["name"]),
+                "query": json.dumps(payload.get("query") or {}, sort_keys=True),
+                "image_ids": json.dumps(list(payload["image_ids"])),
+                "report": json.dumps(payload["report"], sort_keys=True),
+                "job_id": payload.get("job_id"),
+                "created_by": txn.actor,
+                "created_at": txn.at,
+            },
+        )
+        overall = payload["report"].get("overall", {})
+        txn.record(
+            "model.evaluate",
+            "model",
+            model["id"],
+            None,
+            {
+                "evaluation": eval_id,
+                "query": payload["name"],
+                "images": overall.get("n"),
+                "balanced_accuracy": (overall.get("balanced_accuracy") or {}).get("value"),
+            },
+        )
+    return eval_id
+
+
+def evaluations(lib: Library, model_id: str) -> list[dict[str, Any]]:
+    """A model's stored evaluations, newest first; ``query`` and ``report`` decoded
+    (the image id list stays out: ``n`` is in the report)."""
+    rows = lib.query(
+        "SELECT id, model_id, name, query, report, job_id, created_by, created_at "
+        "FROM model_evaluation WHERE model_id = ? ORDER BY id DESC",
+        [model_id],
+    )
+    for row in rows:
+        row["query"] = json.loads(row["query"])
+        row["report"] = json.loads(row["report"])
+    return rows
+
+
 # -- reads -----------------------------------------------------------------------------------
 
 

@@ -105,6 +105,29 @@ class ImageFilter:
             if f.name != "tone"
         )
 
+    def as_params(self) -> dict[str, Any]:
+        """The fields that differ from 'any', as JSON-ready job parameters."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) != f.default
+            and not (f.name != "tone" and getattr(self, f.name) in ([], None, ""))
+        }
+
+    def describe(self) -> str:
+        """The filter in words, e.g. ``dataset pad_ufes_20, modality clinical``."""
+        parts = []
+        for name, value in self.as_params().items():
+            if name == "ids":
+                parts.append(f"{len(value)} chosen images")
+            elif isinstance(value, list):
+                parts.append(f"{name} {'/'.join(map(str, value))}")
+            elif isinstance(value, bool):
+                parts.append(name if value else f"not {name}")
+            else:
+                parts.append(f"{name} {value}")
+        return ", ".join(parts) or "all images"
+
     def where(self) -> tuple[str, list[Any]]:
         """SQL condition over table ``image`` and its parameters."""
         clauses: list[str] = []

@@ -39,6 +39,9 @@ TABLES = (
     "mask",
     "prediction",
     "job",
+    "experiment",
+    "experiment_run",
+    "model_evaluation",
     "audit",
 )
 PAGE = 256  # rows read per query

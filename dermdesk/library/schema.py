@@ -354,6 +354,25 @@ MIGRATIONS: dict[int, list[str]] = {
         """,
         "CREATE INDEX experiment_run_experiment ON experiment_run (experiment_id)",
     ],
+    9: [
+        # A registered model evaluated on a library query (``models evaluate``): the query,
+        # the exact images scored and the per-domain / per-skin-type report, kept with
+        # the model so a clinic can see how a model did on its own patients.
+        """
+        CREATE TABLE model_evaluation (
+            id INTEGER PRIMARY KEY,
+            model_id TEXT NOT NULL REFERENCES model(id),
+            name TEXT NOT NULL,               -- the query in words
+            query TEXT NOT NULL,              -- JSON: ImageFilter fields
+            image_ids TEXT NOT NULL,          -- JSON: the images scored
+            report TEXT NOT NULL,             -- JSON: overall and per group
+            job_id INTEGER REFERENCES job(id),
+            created_by TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX model_evaluation_model ON model_evaluation (model_id)",
+    ],
 }
 
 LATEST_VERSION = max(MIGRATIONS)

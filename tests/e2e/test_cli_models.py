@@ -66,6 +66,50 @@ def test_train_inspect_promote_and_predict(home: Path) -> None:
     shown_image = run(home, "ls", "--limit", "1", "--json").stdout
     assert shown_image.strip()
 
+    _evaluate_on_queries(home, model_id)
+
+
+def _evaluate_on_queries(home: Path, model_id: str) -> None:
+    """`models evaluate`: a report per skin type and domain kept with the model; a query
+    it cannot be scored on is refused in one line and stores nothing."""
+    import json
+    import sqlite3
+
+    out = run(
+        home, "models", "evaluate", model_id, "--modality", "clinical", "--n-boot", "50",
+        "--min-group", "5", "--name", "our clinic",
+    ).stdout  # fmt: skip
+    assert re.search(r"job \d+: evaluate M-\w+ on our clinic queued", out)
+    assert re.search(r"done: M-\w+ on our clinic: n=\d+ balanced accuracy", out)
+    assert "domain clinical/pad_ufes_20" in out and "fitzpatrick" in out
+
+    shown = json.loads(run(home, "models", "show", model_id, "--json").stdout)
+    (ev,) = shown["evaluations"]
+    assert ev["name"] == "our clinic" and ev["query"] == {"modality": ["clinical"]}
+    con = sqlite3.connect(home / "library.sqlite")
+    n_clinical = con.execute("SELECT count(*) FROM image WHERE modality = 'clinical'").fetchone()
+    stored_ids = json.loads(con.execute("SELECT image_ids FROM model_evaluation").fetchone()[0])
+    audit = con.execute("SELECT count(*) FROM audit WHERE action = 'model.evaluate'").fetchone()
+    con.close()
+    overall = ev["report"]["overall"]
+    assert len(stored_ids) == n_clinical[0] == overall["n"] + overall["skipped_unknown_label"]
+    assert set(ev["report"]["fitzpatrick"]) <= {"I-II", "III-IV", "V-VI", "unknown"}
+    assert audit == (1,)
+    assert "our clinic" in run(home, "models", "show", model_id).stdout
+
+    for bad, says in (
+        (["--dataset", "ham10000"], "matches no images"),
+        (["--unlabelled"], "the query (not labelled) matches no images"),
+        (["M-nosuchmodel"], "no model"),
+    ):
+        args = bad if bad[0].startswith("M-") else [model_id, *bad]
+        refused = run(home, "models", "evaluate", *args, check=False)
+        assert refused.returncode != 0
+        assert says in refused.stderr and "Traceback" not in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+    assert len(json.loads(run(home, "models", "show", model_id, "--json").stdout)[
+        "evaluations"]) == 1  # fmt: skip
+
 
 def test_queue_cancel_resume_and_bad_options(home: Path) -> None:
     queued = run(home, "train", "finetune", *TINY, "--queue").stdout
