@@ -86,7 +86,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def render(exp: dict[str, Any], runs: list[dict[str, Any]], fmt: str) -> str:
-    from dermdesk.ml.experiment_report import csv_rows, gap_tables, markdown
+    from dermdesk.ml.experiment_report import csv_rows, gap_tables, markdown, profile_note
 
     tables = gap_tables(runs)
     if fmt == "csv":
@@ -100,14 +100,7 @@ def render(exp: dict[str, Any], runs: list[dict[str, Any]], fmt: str) -> str:
             ],
         }
         return json.dumps(data, indent=2, default=str) + "\n"
-    recipe = exp["params"]["recipe"]
-    note = (
-        f"Profile {exp['profile']}: {recipe['arch']} at {recipe['size']} px, "
-        f"{recipe['epochs']} epochs "
-        f"({recipe['finetune_epochs']} fine-tuning), batch {recipe['batch']}, lr {recipe['lr']} "
-        f"(fine-tuning {recipe['finetune_lr']}), code {exp['code_version']}; wall time "
-        f"{sum(r['seconds'] or 0 for r in runs) / 60:.1f} min over {len(runs)} runs."
-    )
+    note = profile_note(exp, runs)
     return markdown(f"Experiment {exp['id']}: {exp['name']}", tables, note)
 
 

@@ -85,6 +85,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("show_library", "Library", ("F2",), "View"),
     ActionSpec("show_dashboard", "Dashboard", ("F3",), "View"),
     ActionSpec("show_models", "Models", ("F4",), "View"),
+    ActionSpec("show_experiments", "Experiments", ("F8",), "View"),
     ActionSpec("toggle_jobs", "Jobs", ("F6",), "View", checkable=True),
     ActionSpec("toggle_annotation", "Annotation panel", ("F7",), "View", checkable=True),
     ActionSpec("dark_theme", "Dark theme", ("Ctrl+Shift+T",), "View", checkable=True),
@@ -115,6 +116,15 @@ ACTIONS: tuple[ActionSpec, ...] = (
         ("Ctrl+Shift+P",),
         "Models",
         "Run the active model over the images matching the filters (a background job)",
+    ),
+    ActionSpec(
+        "evaluate",
+        "&Evaluate a model on the filtered images",
+        ("Ctrl+Shift+E",),
+        "Models",
+        "Score the model chosen in the Models tab (else the active one) on the labelled "
+        "images matching the filters; the report per skin type, device and domain is kept "
+        "with the model (a background job)",
     ),
     ActionSpec("undo", "&Undo", ("Ctrl+Z",), "Annotate"),
     ActionSpec("redo", "&Redo", ("Ctrl+Shift+Z", "Ctrl+Y"), "Annotate"),

@@ -34,6 +34,7 @@ from dermdesk.gui.annotation_panel import AnnotationPanel
 from dermdesk.gui.capture_dialog import CaptureDialog, LiveChecker, SourceFactory
 from dermdesk.gui.dashboard import DashboardPanel
 from dermdesk.gui.editing import Editor
+from dermdesk.gui.experiments_panel import ExperimentsPanel
 from dermdesk.gui.filter_bar import FilterBar
 from dermdesk.gui.gallery_model import GalleryModel, Query
 from dermdesk.gui.gallery_view import GalleryView
@@ -67,6 +68,7 @@ WRITING_ACTIONS = {
     "recheck",
     "train",
     "predict",
+    "evaluate",
     "undo",
     "redo",
     "clear_label",
@@ -133,6 +135,8 @@ class MainWindow(QMainWindow):
         self.annotation = AnnotationPanel()
         self.dashboard = DashboardPanel(self.reader)
         self.models = ModelsPanel(self.lib, self._activate_model)
+        self.models.evaluate_requested.connect(lambda _: self.evaluate_model())
+        self.experiments = ExperimentsPanel(self.lib)
         if jobs_backend is None:
             jobs_backend = (
                 LibraryJobsBackend(self.lib, self.writer)  # a read-only library: view jobs only
@@ -164,6 +168,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(library, "Library")
         self.tabs.addTab(self.dashboard, "Dashboard")
         self.tabs.addTab(self.models, "Models")
+        self.tabs.addTab(self.experiments, "Experiments")
         self.setCentralWidget(self.tabs)
         self.annotation_dock = QDockWidget("Annotation", self)
         self.annotation_dock.setObjectName("annotation_dock")
@@ -194,6 +199,7 @@ class MainWindow(QMainWindow):
                 "show_library",
                 "show_dashboard",
                 "show_models",
+                "show_experiments",
                 None,
                 "toggle_annotation",
                 "toggle_jobs",
@@ -211,7 +217,7 @@ class MainWindow(QMainWindow):
                 "compare",
             ],
             "&Annotate": ["pick_diagnosis", "clear_label"],
-            "&Models": ["show_models", None, "train", "predict"],
+            "&Models": ["show_models", None, "train", "predict", "evaluate"],
             "&Help": ["shortcuts", "about"],
         }
         self.menus: dict[str, QMenu] = {}
@@ -256,6 +262,8 @@ class MainWindow(QMainWindow):
             "show_models": lambda: self.tabs.setCurrentIndex(2),
             "train": self.open_train,
             "predict": self.predict_with_active,
+            "evaluate": self.evaluate_model,
+            "show_experiments": lambda: self.tabs.setCurrentWidget(self.experiments),
             "zoom_fit": self.viewer.fit,
             "zoom_actual": self.viewer.actual_size,
             "zoom_in": self.viewer.zoom_in,
@@ -449,6 +457,8 @@ class MainWindow(QMainWindow):
     def _tab_changed(self, index: int) -> None:
         if self.tabs.widget(index) is self.models:
             self.models.refresh()
+        elif self.tabs.widget(index) is self.experiments:
+            self.experiments.refresh()
 
     def set_compare(self, on: bool) -> None:
         self.viewer.set_compare(on)
@@ -555,6 +565,22 @@ class MainWindow(QMainWindow):
         flt = filter_params(self.gallery_model.query.filter)
         self._submit("predict", {"model": "active", "filter": flt})
 
+    def evaluate_model(self) -> None:
+        """Score the model chosen in the Models tab (else the active one) on the labelled
+        images matching the filters (an ``evaluate`` job; CLI: ``models evaluate``)."""
+        model_id = self.models.selected_id()
+        if model_id is None and not any(m["status"] == "active" for m in self.lib.models()):
+            QMessageBox.information(
+                self,
+                "No model",
+                "Choose a model in the Models tab (or make one active) to evaluate it on the "
+                "images matching the filters.",
+            )
+            return
+        query = self.gallery_model.query.filter
+        params = {"model": model_id or "active", "filter": filter_params(query)}
+        self._submit("evaluate", {**params, "name": query.describe()})
+
     def recheck_quality(self) -> None:
         """Re-run the quality checker over the images matching the filters (a ``check`` job)."""
         self._submit("check", {"filter": filter_params(self.gallery_model.query.filter)})
@@ -589,6 +615,8 @@ class MainWindow(QMainWindow):
     def _job_finished(self, job: JobView) -> None:
         """A job produced a model, predictions or findings: show what changed."""
         self.models.refresh()
+        if job.kind == "experiment.run":
+            self.experiments.refresh()
         if job.kind in ("predict", "check"):
             self.gallery_model.reload()  # probabilities, disagreement and quality badges
         if job.kind == "check":

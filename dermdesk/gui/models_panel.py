@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 
 from dermdesk.gui.charts import IntervalChart
 from dermdesk.gui.table_model import Index, ListTableModel
-from dermdesk.library import Library
+from dermdesk.library import Library, model_store
 from dermdesk.library.browse import (
     REPORT_GROUPINGS,
     ModelReport,
@@ -92,6 +92,7 @@ class ModelsPanel(QWidget):
     readonly = False  # a read-only library: no promotion
 
     activated = Signal(str)
+    evaluate_requested = Signal(str)  # score this model on the gallery's filtered images
 
     def __init__(
         self, lib: Library, activate: Callable[[str], None], parent: QWidget | None = None
@@ -118,7 +119,7 @@ class ModelsPanel(QWidget):
         self.split = QComboBox()
         self.split.addItem("held-out test split", "test")
         self.split.addItem("validation split", "val")
-        self.split.currentIndexChanged.connect(lambda _: self._show_selected())
+        self.split.currentIndexChanged.connect(lambda _: self._show_report())
         self.headline = QLabel()
         self.headline.setWordWrap(True)
         self.headline.setTextFormat(Qt.TextFormat.RichText)
@@ -128,6 +129,14 @@ class ModelsPanel(QWidget):
         self.activate_button = QPushButton("Make active model")
         self.activate_button.setEnabled(False)
         self.activate_button.clicked.connect(self._activate_selected)
+        self.evaluate_button = QPushButton("Evaluate on the filtered images")
+        self.evaluate_button.setToolTip(
+            "Score this model on the labelled images matching the Library tab's filters; "
+            "the report is kept with the model and listed under 'Metrics on the'"
+        )
+        self.evaluate_button.setEnabled(False)
+        self.evaluate_button.clicked.connect(self._evaluate_selected)
+        self._metrics: dict[str, Any] = {}
         self._build()
 
     def _build(self) -> None:
@@ -159,6 +168,7 @@ class ModelsPanel(QWidget):
         r.addWidget(scroll, 1)
         row = QHBoxLayout()
         row.addStretch(1)
+        row.addWidget(self.evaluate_button)
         row.addWidget(self.activate_button)
         r.addLayout(row)
         split = QSplitter(Qt.Orientation.Horizontal)
@@ -192,6 +202,7 @@ class ModelsPanel(QWidget):
             return
         m = next(r for r in self.model.rows if r["id"] == model_id)
         self.activate_button.setEnabled(m["status"] != "active" and not self.readonly)
+        self.evaluate_button.setEnabled(bool(m["file"]) and not self.readonly)
         arch = m["architecture"] or "—"
         self.title.setText(
             f"<h3>{m['name']}</h3>{m['kind']} · {arch} · status <b>{m['status']}</b> · {m['id']}"
@@ -203,8 +214,30 @@ class ModelsPanel(QWidget):
             + " ← ".join(f"{c['name']} ({c['kind']}, {c['id']})" for c in chain)
             + (f"<br><b>Images</b>: {trained} in its patient-grouped split" if trained else "")
         )
-        self.show_report(model_report(m["metrics"], self.split.currentData()))
+        self._fill_sources(m)
+        self._show_report()
         _fill(self.params, [list(r) for r in readable_params(m["params"])])
+
+    def _fill_sources(self, m: dict[str, Any]) -> None:
+        """What the metrics can be read on: the model's own splits, then each stored
+        evaluation on a library query (``models evaluate``), newest first."""
+        chosen = self.split.currentData()
+        metrics = dict(m["metrics"] or {})
+        self.split.blockSignals(True)
+        self.split.clear()
+        self.split.addItem("held-out test split", "test")
+        self.split.addItem("validation split", "val")
+        for ev in model_store.evaluations(self.lib, m["id"]):
+            key = f"evaluation {ev['id']}"
+            metrics[key] = ev["report"]
+            self.split.addItem(f"{ev['name']} ({ev['created_at'][:10]}, {key})", key)
+        index = self.split.findData(chosen)
+        self.split.setCurrentIndex(max(0, index))
+        self.split.blockSignals(False)
+        self._metrics = metrics
+
+    def _show_report(self) -> None:
+        self.show_report(model_report(self._metrics, self.split.currentData()))
 
     def show_report(self, report: ModelReport) -> None:
         """Headline figures, one interval chart per grouping and the per-class table."""
@@ -221,6 +254,11 @@ class ModelsPanel(QWidget):
             self.per_class,
             [[code, _pct(sens), _pct(spec), str(n)] for code, sens, spec, n in report.per_class],
         )
+
+    def _evaluate_selected(self) -> None:
+        model_id = self.selected_id()
+        if model_id:
+            self.evaluate_requested.emit(model_id)
 
     def _activate_selected(self) -> None:
         model_id = self.selected_id()

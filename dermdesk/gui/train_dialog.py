@@ -8,7 +8,6 @@ runner's spawned worker; this dialog only builds its parameters.
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
 from typing import Any
 
 from PySide6.QtWidgets import (
@@ -39,8 +38,7 @@ FILE_CHOICE = "__file__"
 
 def filter_params(flt: ImageFilter) -> dict[str, Any]:
     """The set fields of a filter, as a job's ``filter`` parameter."""
-    values = asdict(flt)
-    return {f.name: values[f.name] for f in fields(flt) if values[f.name] not in (None, [], "")}
+    return flt.as_params()
 
 
 class TrainDialog(QDialog):

@@ -192,6 +192,23 @@ def _domains(by: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     return rows
 
 
+def wall_time(seconds: float) -> str:
+    """``42 s`` below two minutes, else ``29.5 min``."""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def profile_note(exp: dict[str, Any], runs: Sequence[dict[str, Any]]) -> str:
+    """One line under the tables: the recipe, the code version and the wall time."""
+    recipe = exp["params"]["recipe"]
+    return (
+        f"Profile {exp['profile']}: {recipe['arch']} at {recipe['size']} px, "
+        f"{recipe['epochs']} epochs "
+        f"({recipe['finetune_epochs']} fine-tuning), batch {recipe['batch']}, lr {recipe['lr']} "
+        f"(fine-tuning {recipe['finetune_lr']}), code {exp['code_version']}; wall time "
+        f"{wall_time(sum(r['seconds'] or 0 for r in runs))} over {len(runs)} runs."
+    )
+
+
 # -- output -----------------------------------------------------------------------------------
 
 

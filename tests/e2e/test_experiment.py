@@ -48,7 +48,7 @@ def home(template: Path, tmp_path: Path) -> Path:
     return dest
 
 
-def test_the_smoke_profile_gives_the_whole_table(home: Path) -> None:
+def test_the_smoke_profile_gives_the_whole_table(home: Path, qtbot: object) -> None:
     out = run(home, "experiment", "run", "gap", "--profile", "smoke").stdout
     assert "experiment 1: 7 runs queued" in out and "7 of 7 runs done" in out
     table = out.split("| scheme | dermoscopic-val")[1].split("\n\n")[0].splitlines()[1:]
@@ -69,6 +69,30 @@ def test_the_smoke_profile_gives_the_whole_table(home: Path) -> None:
     assert len(data["tables"]["schemes"]) == 4 and len(data["runs"]) == 7
     assert "experiment 1" not in run(home, "experiment", "list").stdout.splitlines()[0]
     check_recorded_runs(home)
+    check_experiments_tab(home, data, qtbot)
+
+
+def check_experiments_tab(home: Path, exported: dict, qtbot: object) -> None:
+    """The Experiments tab shows the same figures the CLI exports, as interval charts."""
+    from dermdesk.gui.experiments_panel import ExperimentsPanel
+    from dermdesk.library import Library
+
+    with Library.open(home, readonly=True) as lib:
+        panel = ExperimentsPanel(lib)
+        qtbot.addWidget(panel)  # type: ignore[attr-defined]
+        panel.resize(1280, 900)
+        panel.refresh()
+        assert panel.table.rowCount() == 1 and panel.table.item(0, 4).text() == "7 of 7"
+        assert "7 of 7 runs done" in panel.title.text() and "wall time" in panel.title.text()
+        shown = panel.charts["clinical_test"].rows
+        schemes = exported["tables"]["schemes"]
+        assert [f.label for f in shown] == [s["scheme"] for s in schemes]
+        assert [f.value for f in shown] == [s["clinical_test"]["mean"] for s in schemes]
+        domains = [f.label for f in panel.charts["domain"].rows]
+        assert any("dermoscopic/ham10000" in d for d in domains)
+        assert "Forgetting" in panel.tables.toPlainText()
+        if os.environ.get("DERMDESK_SCREENSHOTS"):
+            panel.grab().save(os.environ["DERMDESK_SCREENSHOTS"])
 
 
 def check_recorded_runs(home: Path) -> None:

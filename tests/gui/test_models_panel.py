@@ -91,3 +91,32 @@ def test_promotion_is_judged_off_the_writer_and_shown_first(
     qtbot.waitUntil(lambda: model_rows(lib)[0]["status"] == "active", timeout=60_000)
     (entry,) = [e for e in lib.audit_entries(model["id"]) if e["action"] == "model.promote"]
     assert json.loads(entry["after"])["rule"]["forced"] == (not passed)
+
+
+def test_evaluate_on_the_filtered_images_keeps_a_report_with_the_model(
+    qtbot: QtBot, window: MainWindow, lib: Library
+) -> None:
+    """Models ▸ Evaluate: a real ``evaluate`` job on the gallery's query; the report is
+    stored with the model and readable in the Models tab like its own splits."""
+    (model,) = model_rows(lib)
+    w = window
+    w.actions_["show_models"].trigger()
+    w.models.refresh()
+    w.models.select(model["id"])
+    assert w.models.evaluate_button.isEnabled()
+    w.models.evaluate_button.click()
+    qtbot.waitUntil(lambda: bool(model_store.evaluations(lib, model["id"])), timeout=180_000)
+    (ev,) = model_store.evaluations(lib, model["id"])
+    assert ev["name"] == "all images" and ev["query"] == {}
+    n_images = lib.conn.execute("SELECT count(*) FROM image").fetchone()[0]
+    overall = ev["report"]["overall"]
+    assert overall["n"] > 0  # every image scored; unlabelled ones counted apart
+    assert overall["n"] + overall["skipped_unknown_label"] == n_images
+    w.models.refresh()
+    index = w.models.split.findData(f"evaluation {ev['id']}")
+    assert index >= 2 and "all images" in w.models.split.itemText(index)
+    w.models.split.setCurrentIndex(index)
+    assert f"n={overall['n']}" in w.models.headline.text()
+    assert [f.label for f in w.models.charts["fitzpatrick"].rows] == list(
+        ev["report"]["fitzpatrick"]
+    )

@@ -1,0 +1,153 @@
+"""The experiments view: recorded studies (``dermdesk experiment``) and their tables.
+
+Left, the experiments with how many of their runs are done; right, the chosen one's
+balanced accuracy per scheme on held-out dermoscopic and clinical images, and per
+domain, as interval charts (mean and 95 % t-interval over seeds), above the same
+Markdown tables ``dermdesk experiment show`` prints. Reading only: experiments are
+planned and run from the command line (``dermdesk experiment run gap``), as jobs the
+Jobs panel shows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QGroupBox,
+    QHeaderView,
+    QLabel,
+    QScrollArea,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from dermdesk.gui.charts import IntervalChart
+from dermdesk.library import Library
+from dermdesk.library import experiment_store as es
+from dermdesk.library.browse import Figure
+from dermdesk.ml.experiment_report import Estimate, GapTables, gap_tables, markdown, profile_note
+
+COLUMNS = ("#", "Name", "Study", "Profile", "Runs done", "Created")
+EMPTY = (
+    "No experiments recorded yet. Run one from the command line, e.g. "
+    "<code>dermdesk experiment run gap --profile cpu</code>; its runs appear in the Jobs "
+    "panel and its tables here."
+)
+
+
+def _figure(label: str, est: Estimate, n: int) -> Figure:
+    return Figure(label, est.mean, est.low, est.high, n)
+
+
+def scheme_figures(tables: GapTables, eval_set: str) -> list[Figure]:
+    """One bar per scheme for one evaluation set (n = seeds behind the mean)."""
+    return [_figure(row["scheme"], row[eval_set], row["seeds"]) for row in tables.schemes]
+
+
+def domain_figures(tables: GapTables) -> list[Figure]:
+    """One bar per scheme and domain (n = held-out images of that domain)."""
+    return [
+        _figure(f"{row['scheme']} · {row['domain']}", row["balanced_accuracy"], row["n"])
+        for row in tables.domains
+    ]
+
+
+class ExperimentsPanel(QWidget):
+    """Experiments on the left; the chosen one's charts and tables on the right."""
+
+    def __init__(self, lib: Library, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.lib = lib
+        self.rows: list[dict[str, Any]] = []
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.itemSelectionChanged.connect(self._show_selected)
+        self.title = QLabel(EMPTY)
+        self.title.setWordWrap(True)
+        self.title.setTextFormat(Qt.TextFormat.RichText)
+        self.charts = {
+            "dermoscopic_val": IntervalChart(),
+            "clinical_test": IntervalChart(),
+            "domain": IntervalChart(),
+        }
+        self.tables = QTextBrowser()
+        self.tables.setMinimumHeight(420)
+        self._build()
+
+    def _build(self) -> None:
+        body = QWidget()
+        v = QVBoxLayout(body)
+        v.addWidget(self.title)
+        for key, title in (
+            ("dermoscopic_val", "Held-out dermoscopic images: balanced accuracy per scheme"),
+            ("clinical_test", "Held-out clinical images: balanced accuracy per scheme"),
+            ("domain", "Per domain (modality/source): balanced accuracy"),
+        ):
+            box = QGroupBox(f"{title}, mean and 95 % interval over seeds")
+            QVBoxLayout(box).addWidget(self.charts[key])
+            v.addWidget(box)
+        v.addWidget(self.tables)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(body)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self.table)
+        split.addWidget(scroll)
+        split.setSizes([420, 800])
+        QVBoxLayout(self).addWidget(split)
+
+    def refresh(self) -> None:
+        """Re-read the experiments (after a job finished or when the tab is shown)."""
+        selected = self.selected_id()
+        self.rows = es.experiments(self.lib)
+        self.table.setRowCount(len(self.rows))
+        for i, row in enumerate(self.rows):
+            values = (
+                str(row["id"]),
+                row["name"],
+                row["study"],
+                row["profile"],
+                f"{row['done'] or 0} of {row['runs']}",
+                (row["created_at"] or "")[:16],
+            )
+            for j, text in enumerate(values):
+                self.table.setItem(i, j, QTableWidgetItem(text))
+        ids = [r["id"] for r in self.rows]
+        if selected in ids:
+            self.table.selectRow(ids.index(selected))
+        elif self.rows:
+            self.table.selectRow(0)
+        else:
+            self.title.setText(EMPTY)
+
+    def selected_id(self) -> int | None:
+        rows = self.table.selectionModel().selectedRows()
+        return int(self.rows[rows[0].row()]["id"]) if rows and self.rows else None
+
+    def _show_selected(self) -> None:
+        exp_id = self.selected_id()
+        if exp_id is None:
+            return
+        exp = es.experiment(self.lib, exp_id)
+        runs = es.runs(self.lib, exp_id, with_split=True)  # train sizes of the curve
+        tables = gap_tables(runs)
+        self.title.setText(
+            f"<h3>Experiment {exp['id']}: {exp['name']}</h3>"
+            f"{tables.runs_done} of {tables.runs_total} runs done, {tables.seeds} seed(s). "
+            f"{profile_note(exp, runs)}"
+        )
+        self.charts["dermoscopic_val"].set_rows(scheme_figures(tables, "dermoscopic_val"))
+        self.charts["clinical_test"].set_rows(scheme_figures(tables, "clinical_test"))
+        self.charts["domain"].set_rows(domain_figures(tables))
+        self.tables.setMarkdown(markdown(f"Experiment {exp['id']}: {exp['name']}", tables))
