@@ -38,18 +38,12 @@ from dermdesk.ml.groups import (
     fitzpatrick_of,
 )
 
-PAGE = 5000
 MIN_GROUP = 10  # groups smaller than this get their count only
 
 
 def query_rows(lib: Library, flt: ImageFilter) -> list[dict[str, Any]]:
     """Every image row of the query, by id (so a rerun scores the same order)."""
-    rows: list[dict[str, Any]] = []
-    while True:
-        page = lib.images(flt, limit=PAGE, offset=len(rows), order="id")
-        rows += page
-        if len(page) < PAGE:
-            return rows
+    return lib.images(flt, order="id")
 
 
 def check_scorable(rows: Sequence[Mapping[str, Any]], classes: Sequence[str], what: str) -> None:

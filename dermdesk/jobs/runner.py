@@ -396,10 +396,6 @@ def _store_predictions(lib: Library, payload: dict[str, Any]) -> None:
     store_predictions(lib, payload["model_id"], rows)
 
 
-def _store_evaluation(lib: Library, payload: dict[str, Any]) -> None:
-    store_evaluation(lib, payload)
-
-
 def _store_assessments(lib: Library, payload: dict[str, Any]) -> None:
     save_assessments(lib, payload["items"])
 
@@ -409,5 +405,5 @@ _WRITES: dict[str | None, Callable[[Library, dict[str, Any]], None]] = {
     "predictions": _store_predictions,
     "assessments": _store_assessments,
     "experiment_result": store_run_result,
-    "model_evaluation": _store_evaluation,
+    "model_evaluation": store_evaluation,
 }

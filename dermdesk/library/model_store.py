@@ -161,9 +161,9 @@ def store_predictions(
     return len(rows)
 
 
-def store_evaluation(lib: Library, payload: Mapping[str, Any]) -> int:
+def store_evaluation(lib: Library, payload: Mapping[str, Any]) -> None:
     """Keep a model's evaluation on a library query (``models evaluate``) with the model:
-    the query, the images scored and the report; audited. Returns the evaluation id."""
+    the query, the images scored and the report; audited (the runner's write op)."""
     model = get_model(lib, str(payload["model_id"]))
     with lib.transaction() as txn:
         eval_id = txn.insert(
@@ -192,7 +192,6 @@ def store_evaluation(lib: Library, payload: Mapping[str, Any]) -> int:
                 "balanced_accuracy": (overall.get("balanced_accuracy") or {}).get("value"),
             },
         )
-    return eval_id
 
 
 def evaluations(lib: Library, model_id: str) -> list[dict[str, Any]]:

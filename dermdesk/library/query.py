@@ -107,11 +107,11 @@ class ImageFilter:
 
     def as_params(self) -> dict[str, Any]:
         """The fields that differ from 'any', as JSON-ready job parameters."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
         return {
-            f.name: getattr(self, f.name)
-            for f in fields(self)
-            if getattr(self, f.name) != f.default
-            and not (f.name != "tone" and getattr(self, f.name) in ([], None, ""))
+            name: value
+            for name, value in values.items()
+            if value not in ([], None, "") and not (name == "tone" and value == "any")
         }
 
     def describe(self) -> str:
