@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dermdesk import __version__, cli_experiment, cli_ml, taxonomy
+from dermdesk import __version__, cli_curate, cli_experiment, cli_ml, taxonomy
 from dermdesk.library import ImageFilter, Library, LibraryError
 from dermdesk.library.query import TONE_SOURCES
 from dermdesk.paths import resolve_library_dir
@@ -162,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_ml.add_parsers(sub, add_filters)  # train, jobs, models, predict
     cli_experiment.add_parsers(sub)  # experiment
+    cli_curate.add_parsers(sub, add_filters)  # curate, export
     return parser
 
 
@@ -655,4 +656,5 @@ COMMANDS = {
     "backup": cmd_backup,
     **cli_ml.COMMANDS,
     **cli_experiment.COMMANDS,
+    **cli_curate.COMMANDS,
 }

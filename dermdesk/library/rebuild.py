@@ -42,6 +42,8 @@ TABLES = (
     "experiment",
     "experiment_run",
     "model_evaluation",
+    "dataset_split",
+    "dataset_split_image",
     "audit",
 )
 PAGE = 256  # rows read per query

@@ -373,6 +373,30 @@ MIGRATIONS: dict[int, list[str]] = {
         """,
         "CREATE INDEX model_evaluation_model ON model_evaluation (model_id)",
     ],
+    10: [
+        # Named dataset splits (issue 16, ``curate split``): which part every image is in,
+        # kept so training and export reuse the very same split. A split is never edited;
+        # a new one gets a new name.
+        """
+        CREATE TABLE dataset_split (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            params TEXT NOT NULL,             -- JSON: fractions, seed, query, grouping
+            report TEXT NOT NULL,             -- JSON: counts per part and the imbalance
+            created_by TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE dataset_split_image (
+            split_id INTEGER NOT NULL REFERENCES dataset_split(id),
+            image_id TEXT NOT NULL REFERENCES image(id),
+            part TEXT NOT NULL CHECK (part IN ('train', 'val', 'test')),
+            UNIQUE (split_id, image_id)
+        )
+        """,
+        "CREATE INDEX dataset_split_image_image ON dataset_split_image (image_id)",
+    ],
 }
 
 LATEST_VERSION = max(MIGRATIONS)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 
 from dermdesk import __version__
+from dermdesk.exchange.splits import split_groups
 from dermdesk.library import ImageFilter, Library, LibraryError
 from dermdesk.library.experiment_store import ExperimentPlan, RunPlan
-from dermdesk.library.quality_store import near_duplicate_groups
 from dermdesk.ml.splits import grouped_split, item_from_row
 
 SHARED_CLASSES = ("MEL", "NEV", "BCC", "ACK", "SEK")
@@ -115,7 +115,7 @@ def collect_domains(lib: Library, recipe: Recipe, seed: int = 0) -> Domains:
             for d, rs in rows.items()
         }
     _check_counts(rows, 2 if recipe.max_per_domain else 5)
-    groups = _split_groups(lib, [r for rs in rows.values() for r in rs])
+    groups = split_groups(lib, [r for rs in rows.values() for r in rs])
     return Domains(rows, groups)
 
 
@@ -135,26 +135,6 @@ def _check_counts(rows: Mapping[str, list[dict[str, Any]]], minimum: int) -> Non
             "the gap study needs every shared class (" + ", ".join(SHARED_CLASSES) + ") in both "
             f"domains, at least {minimum} labelled images each; too few: " + "; ".join(problems)
         )
-
-
-def _split_groups(lib: Library, rows: Sequence[dict[str, Any]]) -> dict[str, str]:
-    """Patient, else lesion, else image; joined with near-duplicates (union of both)."""
-    base = {r["id"]: item_from_row(r).group for r in rows}
-    near = near_duplicate_groups(lib, base)
-    parent: dict[str, str] = {}
-
-    def root(x: str) -> str:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for image_id, group in base.items():
-        a, b = root(group), root(f"dup:{near.get(image_id, image_id)}")
-        if a != b:
-            parent[max(a, b)] = min(a, b)
-    return {image_id: root(group) for image_id, group in base.items()}
 
 
 def split_domains(domains: Domains, seed: int) -> dict[str, list[str]]:

@@ -1,0 +1,163 @@
+"""`dermdesk curate` (stored splits, leakage) and `dermdesk export` (de-identified datasets).
+
+dermdesk curate split --name v1 --fractions 70/15/15 --seed 0 [filters]
+dermdesk curate splits                      # stored splits
+dermdesk curate show-split v1               # its parts side by side
+dermdesk curate leakage --split v1 | --csv split.csv [--naive 70/15/15]
+dermdesk export --format isic|imagefolder [--split v1] [filters] OUT
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_parsers(sub: Any, add_filters: Any) -> None:
+    p = sub.add_parser("curate", help="stored patient-grouped splits and leakage reports")
+    cur = p.add_subparsers(dest="curate_command", metavar="ACTION", required=True)
+    split = cur.add_parser(
+        "split", help="make and store a split grouped by patient, lesion and near-duplicate"
+    )
+    split.add_argument("--name", required=True, help="the split's name (never reused)")
+    split.add_argument("--fractions", default="70/15/15", help="train/val/test (default 70/15/15)")
+    split.add_argument("--seed", type=int, default=0)
+    add_filters(split)
+    cur.add_parser("splits", help="stored splits")
+    show = cur.add_parser("show-split", help="a stored split's parts side by side")
+    show.add_argument("name")
+    leak = cur.add_parser("leakage", help="what crosses the parts of a split")
+    src = leak.add_mutually_exclusive_group(required=True)
+    src.add_argument("--split", help="a stored split's name")
+    src.add_argument("--csv", type=Path, help="a CSV with columns image_id, split")
+    leak.add_argument(
+        "--naive",
+        metavar="FRACTIONS",
+        help="also report a random image-level split of the same images (e.g. 70/15/15)",
+    )
+    leak.add_argument("--json", action="store_true", help="the report as JSON")
+
+    exp = sub.add_parser("export", help="export a de-identified dataset with a data card")
+    exp.add_argument("out", type=Path, help="a new or empty folder")
+    exp.add_argument("--format", choices=("isic", "imagefolder"), default="isic")
+    exp.add_argument("--split", help="a stored split (dermdesk curate split)")
+    exp.add_argument(
+        "--include-synthetic", action="store_true", help="export synthetic images too (flagged)"
+    )
+    exp.add_argument(
+        "--include-free-text",
+        action="store_true",
+        help="export free-text labels and the source datasets' extra columns",
+    )
+    exp.add_argument("--dry-run", action="store_true", help="show what would be exported")
+    add_filters(exp)
+
+
+def cmd_curate(args: argparse.Namespace) -> int:
+    from dermdesk.cli import filter_from_args, open_for_reading, open_library, print_table
+    from dermdesk.exchange import splits as sp
+    from dermdesk.library import split_store
+
+    action = args.curate_command
+    if action == "split":
+        fractions = sp.parse_fractions(args.fractions)
+        with open_library(args, create=False) as lib:
+            plan = sp.plan_split(lib, filter_from_args(args), fractions, args.seed)
+            split_store.create_split(lib, args.name, plan.assignment, plan.params, plan.report)
+        print(f"split {args.name!r} stored: {len(plan.assignment)} images, seed {args.seed}")
+        print(sp.render_report(plan.report))
+        return 0
+    with open_for_reading(args) as lib:
+        if action == "splits":
+            rows = split_store.splits(lib)
+            print_table(
+                ["name", "train", "val", "test", "seed", "query", "created"],
+                [
+                    [
+                        r["name"],
+                        *r["parts"].values(),
+                        r["params"].get("seed"),
+                        r["params"].get("query_text") or "all images",
+                        r["created_at"][:16],
+                    ]
+                    for r in rows
+                ],
+            )
+            return 0
+        if action == "show-split":
+            info = split_store.split_info(lib, args.name)
+            print(f"split {info['name']!r}: {info['params'].get('query_text') or 'all images'}, ")
+            print(
+                f"fractions {info['params']['fractions']}, seed {info['params']['seed']}; "
+                f"grouping: {info['params']['grouping']}"
+            )
+            print(sp.render_report(info["report"]))
+            return 0
+        assignment = (
+            split_store.assignment(lib, args.split)
+            if args.split
+            else sp.read_split_csv(args.csv, lib)
+        )
+        report = sp.leakage_report(lib, assignment)
+        naive = None
+        if args.naive:
+            fractions = sp.parse_fractions(args.naive)
+            naive = sp.leakage_report(lib, sp.random_image_split(list(assignment), fractions))
+    if args.json:
+        print(json.dumps({"split": report, "naive": naive}, indent=2))
+        return 0
+    print(sp.render_leakage(report))
+    if naive is not None:
+        print("\na random image-level split of the same images would have:")
+        print(sp.render_leakage(naive))
+    return 0 if report["clean"] else 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from dermdesk.cli import filter_from_args, open_for_reading
+    from dermdesk.exchange.export import ExportOptions, plan_export, write_export
+
+    options = ExportOptions(
+        args.format,
+        split=args.split,
+        flt=filter_from_args(args),
+        include_synthetic=args.include_synthetic,
+        include_free_text=args.include_free_text,
+    )
+    with open_for_reading(args) as lib:
+        plan = plan_export(lib, options)
+        counts = plan.counts()
+        print(
+            f"{counts['images']} images to export as {args.format}: "
+            + ", ".join(f"{k} {v}" for k, v in counts["parts"].items())
+        )
+        for reason, n in counts["left_out"].items():
+            print(f"  left out: {n} {reason}")
+        for warning in plan.warnings:
+            print(f"  warning: {warning}", file=sys.stderr)
+        if args.dry_run:
+            return 0
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            import time
+
+            now = time.monotonic()
+            if sys.stderr.isatty() and (now - last[0] > 0.5 or done == total):
+                last[0] = now
+                print(f"\r  {done}/{total} images", end="", file=sys.stderr, flush=True)
+
+        result = write_export(lib, plan, args.out, progress=progress)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(
+        f"exported {result.images} images ({result.bytes / 1e6:.1f} MB, {result.files} files) "
+        f"to {result.folder}; data card: {result.folder / 'DATACARD.md'}"
+    )
+    return 0
+
+
+COMMANDS = {"curate": cmd_curate, "export": cmd_export}
