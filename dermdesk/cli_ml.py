@@ -32,6 +32,7 @@ FINETUNE_OPTIONS = (
     ("--eval-every", "eval_every", int, "optimiser steps between evaluations (default: epoch)"),
     ("--seed", "seed", int, "training seed"),
     ("--split-seed", "split_seed", int, "seed of the patient-grouped split"),
+    ("--split", "split", str, "a stored split's name (dermdesk curate split) to train on"),
     ("--balance", "balance", str, "class balancing: sampler (default), loss, none"),
     ("--augment", "augment", str, "augmentation: full (default), light, none"),
     ("--max-images", "max_images", int, "train on a seeded subset of this many images"),
@@ -142,6 +143,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         params["quantize"] = False
     _check_params(params)
     runner = _runner(args)
+    if params.get("split"):
+        from dermdesk.library.split_store import split_info
+
+        split_info(runner.lib, params["split"])  # a name that does not exist: one line, now
     job_id = runner.submit("finetune", params)
     print(f"job {job_id}: finetune queued")
     if args.queue:

@@ -66,6 +66,9 @@ class FinetuneConfig:
     init: str = "scratch"  # scratch | a registered model id/name/'active' | a weights file path
     fractions: tuple[float, float, float] = (0.70, 0.15, 0.15)
     split_seed: int = 0
+    # A stored split's name (``curate split``): its train / val / test are used as they are,
+    # so the model is tested on exactly the images an export of that split calls test.
+    split: str | None = None
     balance: str = "sampler"  # sampler | loss | none
     label_smoothing: float = 0.1
     augment: str = "full"  # full (device and lighting variation), light, none

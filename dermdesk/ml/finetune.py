@@ -72,6 +72,10 @@ class FinetuneTask:
             rows = {r["id"]: r for r in lib.images(flt, order="id")}
             if saved_state:
                 self._restore_split(saved_state, rows)
+            elif self.cfg.split:
+                from dermdesk.library.split_store import assignment
+
+                self._stored_split(rows, assignment(lib, self.cfg.split))
             else:
                 self._new_split(rows)
             every = collect_samples(lib, flt, self.classes, self.cfg.tone_groups)
@@ -105,6 +109,18 @@ class FinetuneTask:
         split = grouped_split(items, self.cfg.fractions, self.cfg.split_seed)
         self.split_ids = {n: sorted(i for i, s in split.items() if s == n) for n in SPLIT_NAMES}
         self.split_summary = summarize(split, items)
+
+    def _stored_split(self, rows: dict[str, dict[str, Any]], parts: dict[str, str]) -> None:
+        """The parts of a stored split, restricted to labelled images of the classes."""
+        self.classes = self.cfg.classes or self._default_classes(
+            {i: r for i, r in rows.items() if i in parts}
+        )
+        keep = [r for i, r in rows.items() if i in parts and r["diagnosis"] in self.classes]
+        if not keep:
+            raise ValueError(f"split {self.cfg.split!r} holds no labelled image of the classes")
+        split = {r["id"]: parts[r["id"]] for r in keep}
+        self.split_ids = {n: sorted(i for i, s in split.items() if s == n) for n in SPLIT_NAMES}
+        self.split_summary = summarize(split, [item_from_row(r) for r in keep])
 
     def _restore_split(self, saved: dict[str, Any], rows: dict[str, dict[str, Any]]) -> None:
         """A resumed job trains on exactly the images and split it started with."""
@@ -437,7 +453,8 @@ def _record(
         training_set={
             "classes": task.classes,
             "filter": cfg.filter,
-            "method": SPLIT_METHOD,
+            "method": f"stored split {cfg.split!r}" if cfg.split else SPLIT_METHOD,
+            "stored_split": cfg.split,
             "fractions": list(cfg.fractions),
             "seed": cfg.split_seed,
             "split": task.split_ids,

@@ -278,3 +278,28 @@ def test_copying_a_library_keeps_models_usable(
     with Library.open(copy) as lib:
         model = model_store.get_model(lib, trained["model_id"])
         assert OnnxClassifier(lib.root / model["file"]).classes
+
+
+def test_training_on_a_stored_split_uses_its_parts_as_they_are(lib: Library) -> None:
+    from dermdesk.exchange.splits import plan_split
+    from dermdesk.library import split_store
+
+    plan = plan_split(lib, ImageFilter(synthetic=False), (0.6, 0.2, 0.2), seed=5)
+    split_store.create_split(lib, "curated", plan.assignment, plan.params, plan.report)
+    runner = JobRunner(lib.root, actor="tester")
+    try:
+        job = runner.submit("finetune", {**FAST, "epochs": 1, "split": "curated", "name": "s"})
+        row = runner.wait(job, timeout_s=TIMEOUT)
+    finally:
+        runner.close()
+    assert row["status"] == "done", row["error"]
+    ts = model_store.get_model(lib, row["model_id"])["training_set"]
+    assert ts["stored_split"] == "curated" and ts["method"] == "stored split 'curated'"
+    classes = set(ts["classes"])
+    for part in ("train", "val", "test"):
+        expected = {
+            i
+            for i, p in plan.assignment.items()
+            if p == part and lib.image(i)["diagnosis"] in classes
+        }
+        assert set(ts["split"][part]) == expected
