@@ -193,13 +193,18 @@ class ExportPlan:
         """What the preview shows: images per part, per diagnosis, left out and why."""
         return {
             "images": len(self.items),
-            "parts": dict(sorted(Counter(i.part or "all" for i in self.items).items())),
+            "parts": _in_part_order(Counter(i.part or "all" for i in self.items)),
             "diagnosis": dict(
                 sorted(Counter(i.row.get("diagnosis") or "unlabelled" for i in self.items).items())
             ),
             "synthetic": sum(i.row["source"] == "synthetic" for i in self.items),
             "left_out": dict(self.left_out),
         }
+
+
+def _in_part_order(counts: Mapping[str, int]) -> dict[str, int]:
+    order = [*PARTS, "all"]
+    return {k: counts[k] for k in sorted(counts, key=order.index)}
 
 
 @dataclass

@@ -67,6 +67,14 @@ def _tone_actions() -> list[ActionSpec]:
 ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("import", "&Import files or folders…", ("Ctrl+I",), "Library", short="Import"),
     ActionSpec("capture", "&Capture from camera…", ("Ctrl+Shift+C",), "Library", short="Capture"),
+    ActionSpec(
+        "export",
+        "&Export dataset…",
+        ("Ctrl+E",),
+        "Library",
+        "Export the images matching the filters as a de-identified dataset with a data card",
+        short="Export",
+    ),
     ActionSpec("refresh", "&Refresh", ("F5",), "Library"),
     ActionSpec(
         "recheck",

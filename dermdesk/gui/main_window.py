@@ -35,6 +35,7 @@ from dermdesk.gui.capture_dialog import CaptureDialog, LiveChecker, SourceFactor
 from dermdesk.gui.dashboard import DashboardPanel
 from dermdesk.gui.editing import Editor
 from dermdesk.gui.experiments_panel import ExperimentsPanel
+from dermdesk.gui.export_dialog import ExportDialog
 from dermdesk.gui.filter_bar import FilterBar
 from dermdesk.gui.gallery_model import GalleryModel, Query
 from dermdesk.gui.gallery_view import GalleryView
@@ -187,6 +188,7 @@ class MainWindow(QMainWindow):
             "&Library": [
                 "import",
                 "capture",
+                "export",
                 "refresh",
                 "recheck",
                 None,
@@ -248,6 +250,7 @@ class MainWindow(QMainWindow):
         handlers: dict[str, Callable[[], object]] = {
             "import": self.open_import,
             "capture": self.open_capture,
+            "export": self.open_export,
             "refresh": self.refresh_all,
             "recheck": self.recheck_quality,
             "settings": self.open_settings,
@@ -529,6 +532,14 @@ class MainWindow(QMainWindow):
         if start:
             dialog.start()
         self.import_dialog = dialog
+        return dialog
+
+    def open_export(self) -> ExportDialog:
+        """Export the filtered images (CLI: ``dermdesk export``)."""
+        dialog = ExportDialog(self.lib, self.gallery_model.query.filter, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        self.export_dialog = dialog
         return dialog
 
     def open_capture(self) -> CaptureDialog:
