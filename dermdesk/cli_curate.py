@@ -42,7 +42,7 @@ def add_parsers(sub: Any, add_filters: Any) -> None:
 
     exp = sub.add_parser("export", help="export a de-identified dataset with a data card")
     exp.add_argument("out", type=Path, help="a new or empty folder")
-    exp.add_argument("--format", choices=("isic", "imagefolder"), default="isic")
+    exp.add_argument("--format", choices=("isic", "imagefolder", "dicom"), default="isic")
     exp.add_argument("--split", help="a stored split (dermdesk curate split)")
     exp.add_argument(
         "--include-synthetic", action="store_true", help="export synthetic images too (flagged)"

@@ -7,6 +7,8 @@ Formats:
 
 - ``isic``: ``images/<id>.jpg`` and ``metadata.csv`` with ISIC Archive field names
   (checked against the field list and its value sets before anything is written);
+- ``dicom``: ``images/<id>.dcm`` VL Photographic Images (:mod:`dermdesk.exchange.dicom_export`)
+  and the same ``metadata.csv``;
 - ``imagefolder``: ``<split>/<class>/<id>.jpg`` (``<class>/<id>.jpg`` without a split), each
   split folder with its ``metadata.csv`` (``file_name`` first), which torchvision's
   ``ImageFolder`` and Hugging Face ``load_dataset("imagefolder", data_dir=...)`` both read.
@@ -44,7 +46,7 @@ from dermdesk.library import ImageFilter, Library, LibraryError
 from dermdesk.library.schema import LATEST_VERSION
 from dermdesk.library.split_store import PARTS, assignment, split_info
 
-FORMATS = ("isic", "imagefolder")
+FORMATS = ("isic", "imagefolder", "dicom")
 
 # ISIC Archive metadata fields this export writes (names as the Archive spells them).
 ISIC_FIELDS = (
@@ -520,6 +522,7 @@ def _write_all(
     opts = plan.options
     manifest: dict[str, str] = {}
     total_bytes = 0
+    sites = _lesion_sites(lib, plan.items)
     for n, item in enumerate(plan.items, start=1):
         if cancelled is not None and cancelled():
             raise ExportCancelled()
@@ -534,12 +537,19 @@ def _write_all(
             clean, ext = deidentified(data, row["format"], row.get("orientation"))
         except ValueError as exc:  # ImageRejected: a damaged original
             raise ExportError(f"image {row['id'][:12]} cannot be exported: {exc}") from exc
-        item.file_name = _relative_path(opts.format, item, ext)
+        if opts.format == "dicom":
+            from dermdesk.exchange.dicom_export import dicom_bytes
+
+            item.file_name = f"images/{item.export_id}.dcm"
+            site = sites.get(row.get("lesion_id") or "")
+            meta = metadata_row(item, site, free_text=False)
+            clean = dicom_bytes(clean, ext, row, meta, site)
+        else:
+            item.file_name = _relative_path(opts.format, item, ext)
         _write_file(root, item.file_name, clean, manifest)
         total_bytes += len(clean)
         if progress is not None:
             progress(n, len(plan.items))
-    sites = _lesion_sites(lib, plan.items)
     rows = [
         metadata_row(it, sites.get(it.row.get("lesion_id") or ""), opts.include_free_text)
         for it in plan.items
@@ -586,7 +596,7 @@ def _write_metadata(
     columns: Sequence[str],
     manifest: dict[str, str],
 ) -> None:
-    if fmt == "isic" or not any(it.part for it in items):
+    if fmt != "imagefolder" or not any(it.part for it in items):
         _write_file(root, "metadata.csv", csv_bytes(rows, columns), manifest)
         return
     # One metadata.csv per split folder, file names relative to it (how Hugging Face's

@@ -572,3 +572,33 @@ def test_the_cli_twins(library: Library, tmp_path: Path) -> None:
     )
     bad = cli("export", "--split", "missing", str(tmp_path / "y"))
     assert bad.returncode == 2 and bad.stderr.startswith("dermdesk: no split named 'missing'")
+
+
+def test_dicom_export_reads_back_with_pydicom(library: Library, tmp_path: Path) -> None:
+    pydicom = pytest.importorskip("pydicom")
+    flt = ImageFilter(dataset=["ph2", "clinic", "pad_ufes_20"])
+    plan = plan_export(library, ExportOptions("dicom", flt=flt))
+    out = tmp_path / "dicom"
+    write_export(library, plan, out)
+    rows = {r["isic_id"]: r for r in read_csv(out / "metadata.csv")}
+    by_export = {it.export_id: it.row for it in plan.items}
+    coded = 0
+    for path in sorted((out / "images").iterdir()):
+        ds = pydicom.dcmread(path)
+        meta, row = rows[path.stem], by_export[path.stem]
+        assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.77.1.4" and ds.Modality == "XC"
+        assert ds.PatientID == (meta["patient_id"] or meta["isic_id"]) == str(ds.PatientName)
+        assert ds.PatientIdentityRemoved == "YES" and not ds.StudyDate and not ds.ContentDate
+        assert ds.ImageType[2] == (
+            "DERMOSCOPIC" if row["modality"] == "dermoscopic" else "CLINICAL"
+        )
+        coded += "AnatomicRegionSequence" in ds
+        if path.stem in list(by_export)[::25] or row["dataset"] == "clinic":
+            shown = ds.pixel_array
+            original = decode.decode_rgb(library.original_path(row))
+            assert shown.shape == original.shape  # upright, rotated photo included
+            assert np.abs(shown.astype(int) - original.astype(int)).mean() < 2.0
+    pad = sum(it.row["dataset"] == "pad_ufes_20" for it in plan.items)
+    assert coded > pad * 0.8  # PAD-UFES-20 names body sites; SNOMED CT codes where mapped
+    blob = b"".join(p.read_bytes() for p in (out / "images").iterdir())
+    assert not any(word.encode() in blob for word in SECRET_WORDS)
