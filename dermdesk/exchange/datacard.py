@@ -63,7 +63,9 @@ def heatmap_png(
     names = [str(c)[:32] for c in col_names]
     cell_w, cell_h = 58, 28
     left = 20 + _label_width(row_names, small)
-    top = 44 + _label_width(names, small)
+    # Names that fit a cell are written across; longer ones (devices) upwards.
+    upright = _label_width(names, small) <= cell_w - 8
+    top = 44 + (18 if upright else _label_width(names, small))
     width = max(left + cell_w * len(names) + 20, 20 + int(font.getlength(title)))
     height = top + cell_h * len(row_names) + 16
     img = Image.new("RGB", (width, height), "white")
@@ -71,6 +73,9 @@ def heatmap_png(
     draw.text((10, 8), title, fill="black", font=font)
     peak = max([max(r) for r in table if r] + [1])
     for j, name in enumerate(names):
+        if upright:
+            draw.text((left + j * cell_w + 6, top - 22), name, fill="black", font=small)
+            continue
         w = max(int(small.getlength(name)), 1)
         label = Image.new("RGB", (w + 4, 18), "white")
         ImageDraw.Draw(label).text((2, 1), name, fill="black", font=small)
@@ -175,6 +180,8 @@ def build(lib: Library, plan: ExportPlan, rows: Sequence[Mapping[str, str]]) -> 
             ),
         ),
     }
+    if not any(r["monk_skin_tone"] for r in rows):
+        del tables["monk"]  # no rated Monk tone at all: the tone section says so
     rated = sum(bool(r["fitzpatrick_skin_type"]) for r in rows)
     est_only = sum(
         bool(r["fitzpatrick_skin_type_estimated"]) and not r["fitzpatrick_skin_type"] for r in rows
@@ -398,13 +405,25 @@ def _markdown(card: Mapping[str, Any], charts: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cell(text: str) -> str:
+    """A table cell; numbers right-aligned."""
+    numeric = text.replace(" ", "").isdigit()
+    return f"<td class='n'>{text}</td>" if numeric else f"<td>{_inline(text)}</td>"
+
+
+def _inline(text: str) -> str:
+    """Escaped text with Markdown's `code` spans as <code>."""
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
 def _html(markdown: str, pngs: Mapping[str, bytes]) -> str:
     """The Markdown as a self-contained page: tables and headings converted, charts inline."""
     out = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Data card</title><style>"
         "body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
         "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;"
-        "text-align:right}td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+        "text-align:left}td.n{text-align:right}img{max-width:100%}"
         "</style></head><body>"
     ]
     table: list[str] = []
@@ -417,10 +436,7 @@ def _html(markdown: str, pngs: Mapping[str, bytes]) -> str:
                 + "".join(f"<th>{html.escape(c.strip())}</th>" for c in head)
                 + "</tr>"
             )
-            out.extend(
-                "<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in r) + "</tr>"
-                for r in body
-            )
+            out.extend("<tr>" + "".join(_cell(c.strip()) for c in r) + "</tr>" for r in body)
             out.append("</table>")
             table.clear()
 
@@ -437,9 +453,9 @@ def _html(markdown: str, pngs: Mapping[str, bytes]) -> str:
             data = base64.b64encode(pngs[src.rstrip(")")]).decode("ascii")
             out.append(f"<p><img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'></p>")
         elif line.startswith("- "):
-            out.append(f"<li>{html.escape(line[2:])}</li>")
+            out.append(f"<li>{_inline(line[2:])}</li>")
         elif line.strip():
-            out.append(f"<p>{html.escape(line)}</p>")
+            out.append(f"<p>{_inline(line)}</p>")
     flush()
     out.append("</body></html>")
     return "\n".join(out) + "\n"

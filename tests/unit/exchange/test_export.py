@@ -399,7 +399,7 @@ def test_dataset_json_and_the_data_card(isic_export: Path, library: Library) -> 
     assert "Leakage between splits: none" in card
     page = (isic_export / "datacard.html").read_text()
     assert (
-        page.count("data:image/png;base64,") == 5
+        page.count("data:image/png;base64,") == len(list((isic_export / "datacard").iterdir())) >= 4
         and "<table>" in page
         and "src='datacard/" not in page
     )
