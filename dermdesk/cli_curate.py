@@ -39,6 +39,27 @@ def add_parsers(sub: Any, add_filters: Any) -> None:
         help="also report a random image-level split of the same images (e.g. 70/15/15)",
     )
     leak.add_argument("--json", action="store_true", help="the report as JSON")
+    dup = cur.add_parser("duplicates", help="near-duplicate pairs with distances and decisions")
+    dup.add_argument("--undecided", action="store_true", help="only pairs not decided yet")
+    dup.add_argument("--limit", type=int, default=50)
+    add_filters(dup)
+    dec = cur.add_parser("decide", help="decide a near-duplicate pair (B is linked or excluded)")
+    dec.add_argument("a", help="image id (or 6+ character prefix) kept as it is")
+    dec.add_argument("b", help="image id linked to A's lesion, or excluded")
+    dec.add_argument(
+        "decision",
+        choices=("same_lesion", "merge", "exclude", "not_duplicate"),
+        help="same_lesion: both stay, one lesion; merge: one lesion, B excluded; "
+        "exclude: B excluded; not_duplicate: different pictures (splits stop joining them)",
+    )
+    dec.add_argument("--note")
+    undo = cur.add_parser("undo", help="take a duplicate decision back")
+    undo.add_argument("decision", type=int)
+    exc = cur.add_parser("exclude", help="keep images out of datasets (never deleted)")
+    exc.add_argument("images", nargs="+")
+    exc.add_argument("--reason", required=True)
+    inc = cur.add_parser("include", help="withdraw images' exclusion")
+    inc.add_argument("images", nargs="+")
 
     exp = sub.add_parser("export", help="export a de-identified dataset with a data card")
     exp.add_argument("out", type=Path, help="a new or empty folder")
@@ -62,6 +83,8 @@ def cmd_curate(args: argparse.Namespace) -> int:
     from dermdesk.library import split_store
 
     action = args.curate_command
+    if action in ("decide", "undo", "exclude", "include"):
+        return _curate_write(args)
     if action == "split":
         fractions = sp.parse_fractions(args.fractions)
         with open_library(args, create=False) as lib:
@@ -96,6 +119,8 @@ def cmd_curate(args: argparse.Namespace) -> int:
             )
             print(sp.render_report(info["report"]))
             return 0
+        if action == "duplicates":
+            return _duplicates(lib, args)
         assignment = (
             split_store.assignment(lib, args.split)
             if args.split
@@ -114,6 +139,53 @@ def cmd_curate(args: argparse.Namespace) -> int:
         print("\na random image-level split of the same images would have:")
         print(sp.render_leakage(naive))
     return 0 if report["clean"] else 1
+
+
+def _duplicates(lib: Any, args: argparse.Namespace) -> int:
+    from dermdesk.cli import filter_from_args, print_table
+    from dermdesk.library import curation_store as cs
+
+    flt = filter_from_args(args)
+    ids = None if flt.is_empty() else [r["id"] for r in lib.images(flt)]
+    pairs = cs.duplicate_pairs(lib, ids)
+    if args.undecided:
+        pairs = [p for p in pairs if p["decision"] is None]
+    excluded = cs.excluded_ids(lib)
+    print(f"{len(pairs)} near-duplicate pairs" + (" not decided yet" if args.undecided else ""))
+    print_table(
+        ["a", "b", "distance", "decision", "excluded"],
+        [
+            [
+                p["a"][:12],
+                p["b"][:12],
+                p["distance"],
+                f"{p['decision']} (#{p['decision_id']})" if p["decision"] else "-",
+                ", ".join(x[:12] for x in (p["a"], p["b"]) if x in excluded) or "-",
+            ]
+            for p in pairs[: args.limit]
+        ],
+    )
+    return 0
+
+
+def _curate_write(args: argparse.Namespace) -> int:
+    from dermdesk.cli import open_library
+    from dermdesk.library import curation_store as cs
+
+    with open_library(args, create=False) as lib:
+        if args.curate_command == "decide":
+            n = cs.decide(lib, args.a, args.b, args.decision, args.note)
+            print(f"decision {n}: {args.decision} (dermdesk curate undo {n} takes it back)")
+        elif args.curate_command == "undo":
+            cs.undo(lib, args.decision)
+            print(f"decision {args.decision} undone")
+        elif args.curate_command == "exclude":
+            ids = [lib.image(i)["id"] for i in args.images]
+            print(f"{cs.exclude(lib, ids, args.reason)} images excluded from datasets")
+        else:
+            ids = [lib.image(i)["id"] for i in args.images]
+            print(f"{cs.include(lib, ids)} images back in datasets")
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:

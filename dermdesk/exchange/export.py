@@ -36,7 +36,7 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -227,8 +227,11 @@ def plan_export(lib: Library, options: ExportOptions) -> ExportPlan:
         raise ExportError(
             f"unknown export format {options.format!r}; formats: {', '.join(FORMATS)}"
         )
-    rows = lib.images(options.flt, order="id")
+    rows = lib.images(replace(options.flt, excluded=False), order="id")
     left_out: Counter[str] = Counter()
+    excluded = lib.count(options.flt) - len(rows)
+    if excluded:
+        left_out["excluded by a curator (dermdesk curate include)"] = excluded
     split = None
     parts: Mapping[str, str] = {}
     if options.split:

@@ -100,9 +100,10 @@ def plan_split(
     seed: int = 0,
 ) -> SplitPlan:
     """Group, stratify and assign the images ``flt`` selects."""
-    rows = lib.images(flt, order="id")
+    rows = lib.images(replace(flt, excluded=False), order="id")
     if not rows:
         raise LibraryError("no image matches the filters: nothing to split")
+    excluded = lib.count(flt) - len(rows)
     groups = split_groups(lib, rows)
     items = []
     for r in rows:
@@ -117,6 +118,7 @@ def plan_split(
         "query_text": flt.describe(),
         "grouping": "patient, lesion and near-duplicates joined (a union)",
         "strata": "diagnosis x rated Fitzpatrick group x device",
+        "excluded_by_curator": excluded,
     }
     return SplitPlan(assignment, params, split_report(rows, assignment, groups))
 

@@ -75,6 +75,13 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "Export the images matching the filters as a de-identified dataset with a data card",
         short="Export",
     ),
+    ActionSpec(
+        "duplicates",
+        "Review &duplicates…",
+        ("Ctrl+Shift+D",),
+        "Library",
+        "Near-duplicate pairs side by side: same lesion, merge, exclude or not duplicates",
+    ),
     ActionSpec("refresh", "&Refresh", ("F5",), "Library"),
     ActionSpec(
         "recheck",

@@ -7,8 +7,8 @@ count matrix whose cells are shaded by count, empty cells tinted as gaps;
 
 from __future__ import annotations
 
-from PySide6.QtCore import QRect, QSize, Qt
-from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPen
+from PySide6.QtCore import QRect, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QHeaderView, QSizePolicy, QTableWidget, QTableWidgetItem, QWidget
 
 from dermdesk.gui.theme import is_dark
@@ -18,7 +18,10 @@ ROW_H = 22
 
 
 class BarChart(QWidget):
-    """Horizontal bars: one (label, value, colour or None) per row, largest scale first."""
+    """Horizontal bars: one (label, value, colour or None) per row, largest scale first.
+    A click on a row emits its label."""
+
+    clicked = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -36,6 +39,16 @@ class BarChart(QWidget):
 
     def sizeHint(self) -> QSize:
         return QSize(320, ROW_H * max(1, len(self.rows)) + 6)
+
+    def row_at(self, y: float) -> int | None:
+        i = int((y - 3) // ROW_H)
+        return i if 0 <= i < len(self.rows) else None
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        i = self.row_at(event.position().y())
+        if i is not None and event.button() == Qt.MouseButton.LeftButton:
+            self.clicked.emit(self.rows[i][0])
+        super().mousePressEvent(event)
 
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)

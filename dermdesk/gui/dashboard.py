@@ -7,7 +7,7 @@ on Fitzpatrick V-VI"). Counting runs on the reader thread.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
@@ -54,7 +54,11 @@ class StatTile(QFrame):
 
 
 class DashboardPanel(QScrollArea):
-    """Counts and gaps of the library, refreshed on demand."""
+    """Counts and gaps of the library, refreshed on demand. A click on a matrix cell or a
+    device / modality bar asks for the gallery filtered to those images."""
+
+    # A filter-bar state (FilterBar.set_state keys) the main window applies to the gallery.
+    filter_requested = Signal(dict)
 
     def __init__(self, reader: LibraryWorker, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -81,6 +85,9 @@ class DashboardPanel(QScrollArea):
         self.dx_monk = HeatTable()
         grid.addWidget(self._box("Diagnosis × Fitzpatrick (rated)", self.dx_fitz), 2, 0)
         grid.addWidget(self._box("Diagnosis × Monk (rated)", self.dx_monk), 2, 1)
+        self._axes: dict[str, tuple[list[str | None], list[int | None]]] = {}
+        self.dx_fitz.cellClicked.connect(lambda r, c: self._cell_clicked("fitzpatrick", r, c))
+        self.dx_monk.cellClicked.connect(lambda r, c: self._cell_clicked("monk", r, c))
         self.devices = BarChart()
         self.modality = BarChart()
         self.quality = BarChart()
@@ -91,6 +98,26 @@ class DashboardPanel(QScrollArea):
         grid.addWidget(self._box("Datasets", self.datasets), 4, 1)
         grid.setRowStretch(5, 1)
         self.setWidget(body)
+        self.devices.clicked.connect(lambda label: self.filter_requested.emit({"device": label}))
+        self.modality.clicked.connect(
+            lambda label: self.filter_requested.emit({"modality": [label]})
+        )
+
+    def _cell_clicked(self, scale: str, row: int, column: int) -> None:
+        """Diagnosis x rated skin type: the cell's images (a '?' column: the diagnosis only,
+        since 'not rated' is not a filter; the unlabelled row: unlabelled images)."""
+        codes, values = self._axes.get(scale, ([], []))
+        if row >= len(codes) or column >= len(values):
+            return
+        code, value = codes[row], values[column]
+        state: dict[str, object] = {"tone": "rated"}
+        if code is None:
+            state["labelled"] = False
+        else:
+            state["diagnosis"] = [code]
+        if value is not None:
+            state[scale] = [value]
+        self.filter_requested.emit(state)
 
     def _tiles(self) -> QHBoxLayout:
         row = QHBoxLayout()
@@ -183,6 +210,7 @@ class DashboardPanel(QScrollArea):
         monk_cols: list[int | None] = [*range(1, 11), None]
         # Empty cells are gaps only for a diagnosis on a rated skin type, and only when the
         # library uses that scale at all (no Monk ratings anywhere is one fact, not 90 gaps).
+        self._axes = {"fitzpatrick": (codes, fitz_cols), "monk": (codes, monk_cols)}
         fitz_rated = any(k[1] is not None for k in stats.dx_fitzpatrick)
         monk_rated = any(k[1] is not None for k in stats.dx_monk)
         self.dx_fitz.set_matrix(
@@ -203,6 +231,6 @@ class DashboardPanel(QScrollArea):
             table.setToolTip(
                 "Rows: diagnosis; columns: rated skin type (a person's or a dataset's rating; "
                 "automatic estimates are not counted here); '?' = not rated. "
-                "Pink cells are empty."
+                "Pink cells are empty. Click a cell to see its images in the gallery."
             )
             table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)

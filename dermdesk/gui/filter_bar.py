@@ -140,6 +140,12 @@ class FilterBar(QWidget):
         )
         self.disagreement = QCheckBox("Model disagrees")
         self.disagreement.setToolTip("The active model's top class differs from the label")
+        self.duplicates = QCheckBox("Has duplicates")
+        self.duplicates.setToolTip("The duplicate check found a near-copy of the image")
+        self.excluded = self._combo(
+            [(None, "In datasets or not"), (False, "In datasets"), (True, "Excluded")]
+        )
+        self.excluded.setToolTip("Images a curator kept out of datasets (never deleted)")
         self.device = self._line("Device", "name (make and model)")
         self.patient = self._line("Patient", "patient id")
         self.text = self._line("Search", "id, file name, dataset id, free-text label")
@@ -151,6 +157,7 @@ class FilterBar(QWidget):
         for w in (self.diagnosis, self.fitzpatrick, self.monk, self.modality):
             w.changed.connect(self._schedule)
         self.disagreement.toggled.connect(self._schedule)
+        self.duplicates.toggled.connect(self._schedule)
         self._layout()
 
     def _combo(self, choices: list[tuple[Any, str]]) -> QComboBox:
@@ -177,8 +184,15 @@ class FilterBar(QWidget):
         top.addWidget(self.text, 3)
         for w in (self.diagnosis, self.fitzpatrick, self.monk, self.modality, self.quality):
             top.addWidget(w)
+        top.addWidget(self.excluded)
         bottom = QHBoxLayout()
-        for choice in (self.tone, self.labelled, self.synthetic, self.disagreement):
+        for choice in (
+            self.tone,
+            self.labelled,
+            self.synthetic,
+            self.disagreement,
+            self.duplicates,
+        ):
             bottom.addWidget(choice)
         bottom.addWidget(self.device, 1)
         bottom.addWidget(self.patient, 1)
@@ -212,6 +226,8 @@ class FilterBar(QWidget):
             text=self.text.text().strip() or None,
             quality=self.quality.currentData(),
             disagreement=True if self.disagreement.isChecked() else None,
+            duplicates=True if self.duplicates.isChecked() else None,
+            excluded=self.excluded.currentData(),
         )
 
     def query(self) -> Query:
@@ -229,6 +245,8 @@ class FilterBar(QWidget):
             "labelled": self.labelled.currentData(),
             "synthetic": self.synthetic.currentData(),
             "disagreement": self.disagreement.isChecked(),
+            "duplicates": self.duplicates.isChecked(),
+            "excluded": self.excluded.currentData(),
             "device": self.device.text(),
             "patient": self.patient.text(),
             "text": self.text.text(),
@@ -243,11 +261,12 @@ class FilterBar(QWidget):
             for name in ("diagnosis", "fitzpatrick", "monk", "modality"):
                 values = state.get(name)
                 getattr(self, name).set_values(values if isinstance(values, list) else [])
-            for name in ("quality", "tone", "labelled", "synthetic", "sort", "group"):
+            for name in ("quality", "tone", "labelled", "synthetic", "excluded", "sort", "group"):
                 box: QComboBox = getattr(self, name)
                 i = box.findData(state.get(name))
                 box.setCurrentIndex(max(0, i))
             self.disagreement.setChecked(bool(state.get("disagreement")))
+            self.duplicates.setChecked(bool(state.get("duplicates")))
             for name in ("device", "patient", "text"):
                 getattr(self, name).setText(str(state.get(name) or ""))
         finally:

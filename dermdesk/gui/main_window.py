@@ -16,6 +16,7 @@ from PySide6.QtCore import QItemSelectionModel, Qt, QTimer, QUrl
 from PySide6.QtGui import QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QApplication,
+    QDialog,
     QDockWidget,
     QLabel,
     QMainWindow,
@@ -33,6 +34,7 @@ from dermdesk.gui.about import AboutDialog
 from dermdesk.gui.annotation_panel import AnnotationPanel
 from dermdesk.gui.capture_dialog import CaptureDialog, LiveChecker, SourceFactory
 from dermdesk.gui.dashboard import DashboardPanel
+from dermdesk.gui.duplicates_dialog import DuplicatesDialog
 from dermdesk.gui.editing import Editor
 from dermdesk.gui.experiments_panel import ExperimentsPanel
 from dermdesk.gui.export_dialog import ExportDialog
@@ -135,6 +137,7 @@ class MainWindow(QMainWindow):
         self.viewer = ViewerPanel(self.lib, self.decoder)
         self.annotation = AnnotationPanel()
         self.dashboard = DashboardPanel(self.reader)
+        self.dashboard.filter_requested.connect(self.show_filtered)
         self.models = ModelsPanel(self.lib, self._activate_model)
         self.models.evaluate_requested.connect(lambda _: self.evaluate_model())
         self.experiments = ExperimentsPanel(self.lib)
@@ -189,6 +192,7 @@ class MainWindow(QMainWindow):
                 "import",
                 "capture",
                 "export",
+                "duplicates",
                 "refresh",
                 "recheck",
                 None,
@@ -251,6 +255,7 @@ class MainWindow(QMainWindow):
             "import": self.open_import,
             "capture": self.open_capture,
             "export": self.open_export,
+            "duplicates": self.open_duplicates,
             "refresh": self.refresh_all,
             "recheck": self.recheck_quality,
             "settings": self.open_settings,
@@ -542,6 +547,21 @@ class MainWindow(QMainWindow):
         self.export_dialog = dialog
         return dialog
 
+    def show_filtered(self, state: dict[str, object]) -> None:
+        """The gallery filtered to a dashboard cell or bar (keeps sort and grouping)."""
+        keep = {k: v for k, v in self.filters.state().items() if k in ("sort", "group")}
+        self.filters.set_state({**keep, **state})
+        self.tabs.setCurrentIndex(0)
+
+    def open_duplicates(self) -> DuplicatesDialog:
+        """Review near-duplicate pairs (CLI: ``dermdesk curate duplicates / decide / undo``)."""
+        dialog = DuplicatesDialog(self.lib, self.reader, self.writer, self.decoder, self)
+        dialog.decided.connect(self.refresh_all)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        self.duplicates_dialog = dialog
+        return dialog
+
     def open_capture(self) -> CaptureDialog:
         dialog = CaptureDialog(
             self.writer,
@@ -687,6 +707,9 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self._closing = True
+        for dialog in self.findChildren(QDialog):
+            if dialog.isVisible():
+                dialog.close()  # a camera, an import or an export stops with its dialog
         self._selection_timer.stop()
         self.settings.filters = self.filters.state()
         self.settings.save_window_state(self.saveGeometry(), self.saveState())

@@ -191,8 +191,11 @@ def near_duplicate_groups(lib: Library, image_ids: Iterable[str] | None = None) 
             x = parent[x]
         return x
 
+    apart = _not_duplicates(lib)
     for image_id, value in rows:
         for match in index.near(value, DUPLICATE_MAX_DISTANCE, exclude=image_id):
+            if (min(image_id, match.image_id), max(image_id, match.image_id)) in apart:
+                continue  # a curator said these are different pictures
             a, b = root(image_id), root(match.image_id)
             if a != b:
                 parent[max(a, b)] = min(a, b)
@@ -200,6 +203,15 @@ def near_duplicate_groups(lib: Library, image_ids: Iterable[str] | None = None) 
     for image_id in wanted or ():
         groups.setdefault(image_id, image_id)
     return groups
+
+
+def _not_duplicates(lib: Library) -> set[tuple[str, str]]:
+    from dermdesk.library.curation_store import not_duplicate_pairs
+
+    try:
+        return not_duplicate_pairs(lib)
+    except sqlite3.OperationalError:  # a library read-only at an older schema version
+        return set()
 
 
 # -- reading ---------------------------------------------------------------------------------------

@@ -77,6 +77,18 @@ def tone_column(scale: str, tone: str) -> str:
     raise ValueError(f"unknown skin-tone source {tone!r}; choose from {', '.join(TONE_SOURCES)}")
 
 
+# Kept out of datasets: a current exclusion row (migration 11).
+_EXCLUDED = "EXISTS (SELECT 1 FROM exclusion e WHERE e.image_id = image.id AND e.is_current)"
+# Has a near-copy: its duplicate check warned, or another image's warning names it (the
+# check's reason says "... of image <first 12 characters of the id>").
+_HAS_DUPLICATE = (
+    "(image.id IN (SELECT image_id FROM quality WHERE check_name = 'duplicate' AND "
+    "verdict = 'warn') OR substr(image.id, 1, 12) IN (SELECT substr(reason, "
+    "instr(reason, ' of image ') + 10, 12) FROM quality WHERE check_name = 'duplicate' "
+    "AND verdict = 'warn'))"
+)
+
+
 @dataclass
 class ImageFilter:
     """Conditions that combine with AND; empty lists and None mean 'any'."""
@@ -96,6 +108,8 @@ class ImageFilter:
     quality: str | None = None  # worst verdict of the image's checks: pass/warn/fail/unchecked
     disagreement: bool | None = None  # active model's top class differs from the label
     ids: list[str] = field(default_factory=list)
+    excluded: bool | None = None  # kept out of datasets by a curator (curate exclude)
+    duplicates: bool | None = None  # the duplicate check found a near-copy of it, or of it
     tone: str = "any"  # which values fitzpatrick / monk match: any, rated, estimated
 
     def is_empty(self) -> bool:
@@ -170,6 +184,10 @@ class ImageFilter:
             clauses.append(_QUALITY[self.quality])
         if self.disagreement is not None:
             clauses.append(("" if self.disagreement else "NOT ") + _DISAGREES)
+        if self.excluded is not None:
+            clauses.append(("" if self.excluded else "NOT ") + _EXCLUDED)
+        if self.duplicates is not None:
+            clauses.append(("" if self.duplicates else "NOT ") + _HAS_DUPLICATE)
         if self.text:
             # An id prefix is a range on the primary key; names and free text go through
             # the trigram index (schema migration 3), which answers LIKE '%...%' itself.

@@ -44,6 +44,8 @@ TABLES = (
     "model_evaluation",
     "dataset_split",
     "dataset_split_image",
+    "duplicate_decision",
+    "exclusion",
     "audit",
 )
 PAGE = 256  # rows read per query

@@ -397,6 +397,37 @@ MIGRATIONS: dict[int, list[str]] = {
         """,
         "CREATE INDEX dataset_split_image_image ON dataset_split_image (image_id)",
     ],
+    11: [
+        # Curation (issue 16, library/curation_store.py): decisions on near-duplicate pairs
+        # and images kept out of datasets. Both are rows with history (is_current), never
+        # deletions; undo makes a row not current and restores what it changed.
+        """
+        CREATE TABLE duplicate_decision (
+            id INTEGER PRIMARY KEY,
+            image_a TEXT NOT NULL REFERENCES image(id),
+            image_b TEXT NOT NULL REFERENCES image(id),   -- the one linked or excluded
+            decision TEXT NOT NULL
+                CHECK (decision IN ('same_lesion', 'merge', 'exclude', 'not_duplicate')),
+            note TEXT,
+            before TEXT NOT NULL,             -- JSON: both images' patient and lesion
+            created_by TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            is_current INTEGER NOT NULL DEFAULT 1
+        )
+        """,
+        """
+        CREATE TABLE exclusion (
+            id INTEGER PRIMARY KEY,
+            image_id TEXT NOT NULL REFERENCES image(id),
+            reason TEXT NOT NULL,
+            decision_id INTEGER REFERENCES duplicate_decision(id),
+            created_by TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            is_current INTEGER NOT NULL DEFAULT 1
+        )
+        """,
+        "CREATE INDEX exclusion_image ON exclusion (image_id, is_current)",
+    ],
 }
 
 LATEST_VERSION = max(MIGRATIONS)

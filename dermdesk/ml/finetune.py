@@ -68,7 +68,8 @@ class FinetuneTask:
 
     def prepare(self, saved_state: dict[str, Any] | None) -> None:
         with Library.open(self.library_dir, readonly=True) as lib:
-            flt = ImageFilter(**{**self.cfg.filter, "labelled": True})
+            # Images a curator excluded never train or test a model.
+            flt = ImageFilter(**{**self.cfg.filter, "labelled": True, "excluded": False})
             rows = {r["id"]: r for r in lib.images(flt, order="id")}
             if saved_state:
                 self._restore_split(saved_state, rows)

@@ -103,6 +103,7 @@ def test_the_test_pattern_can_never_become_a_patient_image(
     dialog.capture()
     qtbot.wait(300)
     assert lib.count() == before
+    dialog.close()  # stops the camera thread
 
 
 def test_the_library_refuses_a_demo_frame_before_writing_a_file(lib: Library) -> None:

@@ -1,0 +1,102 @@
+"""Review duplicates side by side and decide; the dashboard's cells filter the gallery."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
+
+from dermdesk.exchange.importer import ImportItem, run_import
+from dermdesk.gui.main_window import MainWindow
+from dermdesk.library import ImageFilter, Library
+from dermdesk.library import curation_store as cs
+
+pytestmark = pytest.mark.gui
+
+
+def add_near_copy(lib: Library, tmp_path: Path) -> tuple[str, str]:
+    """A real photo of the library re-saved smaller and recompressed, imported as new."""
+    row = lib.images(ImageFilter(dataset=["pad_ufes_20"]), order="id")[0]
+    with Image.open(lib.original_path(row)) as img:
+        small = img.convert("RGB").resize((img.width * 9 // 10, img.height * 9 // 10))
+    path = tmp_path / "copy.jpg"
+    buf = io.BytesIO()
+    small.save(buf, "JPEG", quality=75)
+    path.write_bytes(buf.getvalue())
+    report = run_import(lib, [ImportItem(path, "copy", dataset="clinic")])
+    return row["id"], report.added[0]
+
+
+def test_review_a_pair_merge_it_and_undo(
+    qtbot: QtBot, window: MainWindow, lib: Library, tmp_path: Path
+) -> None:
+    original, copy = add_near_copy(lib, tmp_path)
+    dialog = window.open_duplicates()
+    qtbot.waitUntil(lambda: any({p["a"], p["b"]} == {original, copy} for p in dialog.pairs))
+    pair = next(p for p in dialog.pairs if {p["a"], p["b"]} == {original, copy})
+    dialog.select_pair(pair["a"], pair["b"])
+    assert dialog.viewer.comparing() and dialog.viewer.image_id == pair["a"]
+    qtbot.waitUntil(lambda: all(c.has_image() for c in dialog.viewer.canvases()))
+    left, right = dialog.viewer.canvases()
+    before = (left.scale_factor(), right.scale_factor())
+    dialog.viewer.zoom_in()  # linked: both sides zoom by the same step
+    assert left.scale_factor() / before[0] == pytest.approx(right.scale_factor() / before[1])
+    assert left.scale_factor() > before[0]
+    dialog.grab().save(str(tmp_path / "duplicates.png"))
+    with qtbot.waitSignal(dialog.decided, timeout=10_000):
+        qtbot.mouseClick(dialog.buttons["merge"], Qt.MouseButton.LeftButton)
+    assert pair["b"] in cs.excluded_ids(lib)
+    assert lib.image(pair["b"])["lesion_id"] == lib.image(pair["a"])["lesion_id"]
+    qtbot.waitUntil(
+        lambda: dialog.selected() is not None and dialog.selected()["decision"] == "merge"
+    )
+    with qtbot.waitSignal(dialog.decided, timeout=10_000):
+        qtbot.mouseClick(dialog.undo_button, Qt.MouseButton.LeftButton)
+    assert pair["b"] not in cs.excluded_ids(lib)
+    qtbot.waitUntil(lambda: dialog.selected() is not None and dialog.selected()["decision"] is None)
+    dialog.close()
+
+
+def test_the_gallery_filter_shows_images_with_duplicates(
+    qtbot: QtBot, window: MainWindow, lib: Library, tmp_path: Path
+) -> None:
+    original, copy = add_near_copy(lib, tmp_path)
+    window.refresh_all()
+    window.filters.duplicates.setChecked(True)
+    expected = lib.count(ImageFilter(duplicates=True))
+    qtbot.waitUntil(lambda: window.gallery_model.total == expected)
+    window.gallery_model.ensure_rows(expected)
+    qtbot.waitUntil(lambda: window.gallery_model.rowCount() == expected)
+    shown = set(window.gallery_model.ids(list(range(expected))))
+    assert copy in shown and original in shown
+
+
+def test_a_dashboard_cell_filters_the_gallery(
+    qtbot: QtBot, window: MainWindow, lib: Library
+) -> None:
+    window.tabs.setCurrentWidget(window.dashboard)
+    window.dashboard.refresh()
+    table = window.dashboard.dx_fitz
+    qtbot.waitUntil(lambda: table.rowCount() > 1 and table.columnCount() > 1)
+    codes, values = window.dashboard._axes["fitzpatrick"]
+    row = codes.index(
+        next(
+            c
+            for c in codes
+            if c and lib.count(ImageFilter(diagnosis=[c], fitzpatrick=[2], tone="rated"))
+        )
+    )
+    column = values.index(2)
+    rect = table.visualItemRect(table.item(row, column))
+    qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert window.tabs.currentIndex() == 0
+    expected = lib.count(ImageFilter(diagnosis=[codes[row]], fitzpatrick=[2], tone="rated"))
+    qtbot.waitUntil(lambda: window.gallery_model.total == expected)
+    assert (
+        window.filters.diagnosis.values() == [codes[row]]
+        and window.filters.tone.currentData() == "rated"
+    )
