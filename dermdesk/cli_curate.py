@@ -60,6 +60,14 @@ def add_parsers(sub: Any, add_filters: Any) -> None:
     exc.add_argument("--reason", required=True)
     inc = cur.add_parser("include", help="withdraw images' exclusion")
     inc.add_argument("images", nargs="+")
+    rev = cur.add_parser(
+        "label-review",
+        help="annotator agreement (Cohen's kappa) and labels a model's held-out "
+        "predictions doubt (confident learning, cleanlab)",
+    )
+    rev.add_argument("--model", default="active", help="model whose predictions to use")
+    rev.add_argument("--limit", type=int, default=20)
+    rev.add_argument("--json", action="store_true")
 
     exp = sub.add_parser("export", help="export a de-identified dataset with a data card")
     exp.add_argument("out", type=Path, help="a new or empty folder")
@@ -121,6 +129,8 @@ def cmd_curate(args: argparse.Namespace) -> int:
             return 0
         if action == "duplicates":
             return _duplicates(lib, args)
+        if action == "label-review":
+            return _label_review(lib, args)
         assignment = (
             split_store.assignment(lib, args.split)
             if args.split
@@ -163,6 +173,55 @@ def _duplicates(lib: Any, args: argparse.Namespace) -> int:
                 ", ".join(x[:12] for x in (p["a"], p["b"]) if x in excluded) or "-",
             ]
             for p in pairs[: args.limit]
+        ],
+    )
+    return 0
+
+
+def _label_review(lib: Any, args: argparse.Namespace) -> int:
+    from dermdesk.cli import print_table
+    from dermdesk.exchange.label_review import agreement, label_issues
+    from dermdesk.library import LibraryError
+
+    report: dict[str, Any] = {"agreement": agreement(lib)}
+    try:
+        report["issues"] = label_issues(lib, args.model, args.limit)
+    except LibraryError as exc:
+        report["issues"] = {"unavailable": str(exc)}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    pairs = report["agreement"]["pairs"]
+    print(f"annotator pairs with images in common: {len(pairs)}")
+    print_table(
+        ["annotators", "images", "agree", "kappa", "lowest class kappa"],
+        [
+            [
+                " / ".join(p["annotators"]),
+                p["images"],
+                f"{p['agreement']:.0%}",
+                f"{p['kappa']:.2f}",
+                min(p["per_class"].items(), key=lambda kv: kv[1], default=("", ""))[0],
+            ]
+            for p in pairs
+        ],
+    )
+    print(f"images whose annotators disagree: {len(report['agreement']['disagreeing'])}")
+    issues = report["issues"]
+    if "unavailable" in issues:
+        print(f"label issues: {issues['unavailable']}")
+        return 0
+    print(
+        f"\nlabel issues (confident learning on {issues['held_out']} held-out predictions "
+        f"of model {issues['model']}): {issues['issues_found']}"
+    )
+    for warning in issues["warnings"]:
+        print(f"  cleanlab: {warning}")
+    print_table(
+        ["image", "label", "p(label)", "model says", "p"],
+        [
+            [i["image_id"][:12], i["label"], i["p_label"], i["model_says"], i["p_model"]]
+            for i in issues["issues"]
         ],
     )
     return 0

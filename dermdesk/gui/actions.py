@@ -141,6 +141,14 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "images matching the filters; the report per skin type, device and domain is kept "
         "with the model (a background job)",
     ),
+    ActionSpec(
+        "label_review",
+        "Review &label issues",
+        (),
+        "Models",
+        "Show the images whose label the active model's held-out predictions most doubt, "
+        "ranked by confident learning (cleanlab)",
+    ),
     ActionSpec("undo", "&Undo", ("Ctrl+Z",), "Annotate"),
     ActionSpec("redo", "&Redo", ("Ctrl+Shift+Z", "Ctrl+Y"), "Annotate"),
     *_diagnosis_actions(),

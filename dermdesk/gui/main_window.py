@@ -223,7 +223,7 @@ class MainWindow(QMainWindow):
                 "compare",
             ],
             "&Annotate": ["pick_diagnosis", "clear_label"],
-            "&Models": ["show_models", None, "train", "predict", "evaluate"],
+            "&Models": ["show_models", None, "train", "predict", "evaluate", "label_review"],
             "&Help": ["shortcuts", "about"],
         }
         self.menus: dict[str, QMenu] = {}
@@ -271,6 +271,7 @@ class MainWindow(QMainWindow):
             "train": self.open_train,
             "predict": self.predict_with_active,
             "evaluate": self.evaluate_model,
+            "label_review": self.review_label_issues,
             "show_experiments": lambda: self.tabs.setCurrentWidget(self.experiments),
             "zoom_fit": self.viewer.fit,
             "zoom_actual": self.viewer.actual_size,
@@ -595,6 +596,27 @@ class MainWindow(QMainWindow):
             return
         flt = filter_params(self.gallery_model.query.filter)
         self._submit("predict", {"model": "active", "filter": flt})
+
+    def review_label_issues(self) -> None:
+        """The labels the active model's held-out predictions most doubt (confident
+        learning), shown in the gallery; the Prediction tab shows each one's probabilities.
+        CLI: ``dermdesk curate label-review``."""
+        from dermdesk.exchange.label_review import label_issues
+
+        def found(report: dict[str, Any]) -> None:
+            ids = [i["image_id"] for i in report["issues"]]
+            if not ids:
+                self.notify(f"No label issues among {report['held_out']} held-out predictions")
+                return
+            self._show_ids(ids)
+            self.notify(
+                f"{len(ids)} label issues (confident learning on {report['held_out']} held-out "
+                "predictions of the active model); Clear filters to leave"
+            )
+
+        self.reader.run(
+            lambda lib: label_issues(lib, "active", 500), found, lambda e: self.notify(str(e))
+        )
 
     def evaluate_model(self) -> None:
         """Score the model chosen in the Models tab (else the active one) on the labelled

@@ -100,3 +100,9 @@ def test_a_dashboard_cell_filters_the_gallery(
         window.filters.diagnosis.values() == [codes[row]]
         and window.filters.tone.currentData() == "rated"
     )
+
+
+def test_label_review_without_an_active_model_says_so(qtbot: QtBot, window: MainWindow) -> None:
+    pytest.importorskip("cleanlab")
+    window.actions_["label_review"].trigger()
+    qtbot.waitUntil(lambda: "no active model" in window.statusBar().currentMessage())

@@ -303,3 +303,28 @@ def test_training_on_a_stored_split_uses_its_parts_as_they_are(lib: Library) -> 
             if p == part and lib.image(i)["diagnosis"] in classes
         }
         assert set(ts["split"][part]) == expected
+
+
+def test_label_issues_from_a_real_model_s_held_out_predictions(
+    lib: Library, trained: dict[str, Any]
+) -> None:
+    pytest.importorskip("cleanlab")
+    from dermdesk.exchange.label_review import label_issues
+
+    runner = JobRunner(lib.root, actor="tester")
+    try:
+        job = runner.submit("predict", {"model": trained["model_id"], "filter": {}})
+        assert runner.wait(job, timeout_s=TIMEOUT)["status"] == "done"
+    finally:
+        runner.close()
+    report = label_issues(lib, trained["model_id"], limit=500)
+    split = model_store.get_model(lib, trained["model_id"])["training_set"]["split"]
+    seen = set(split["train"]) | set(split["val"])
+    assert report["held_out"] == len(
+        [i for i in split["test"] if lib.image(i)["diagnosis"] in report["classes"]]
+    )
+    issues = report["issues"]
+    assert report["issues_found"] == len(issues)
+    assert all(i["image_id"] not in seen for i in issues)
+    assert all(lib.image(i["image_id"])["diagnosis"] == i["label"] for i in issues)
+    assert [i["p_label"] for i in issues] == sorted(i["p_label"] for i in issues)

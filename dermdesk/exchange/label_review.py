@@ -1,0 +1,150 @@
+"""Label review (issue 16): where annotators disagree, and where a model confidently does.
+
+- **Agreement**: each annotator's latest label on each image (the history keeps every
+  label, current or not); for every pair of annotators with images in common, how often
+  they agree and Cohen's kappa, overall and per class (one class against the rest), and
+  the images on which they differ.
+- **Label issues**: a model's stored probabilities on images it neither trained nor
+  validated on (its held-out predictions), ranked by confident learning. cleanlab's
+  ``find_label_issues`` is the well-kept implementation; it is an optional extra
+  (``pip install dermdesk[curate]``) and the review says so in one line when it is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+from dermdesk.library import Library, LibraryError
+
+MIN_COMMON = 5  # image pairs an annotator pair needs for a kappa
+
+
+def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float:
+    """Cohen's kappa of two raters' labels on the same items (1 = perfect, 0 = chance)."""
+    if len(a) != len(b) or not a:
+        raise ValueError("kappa needs two equally long, non-empty label lists")
+    classes = sorted(set(a) | set(b))
+    index = {c: i for i, c in enumerate(classes)}
+    table = np.zeros((len(classes), len(classes)))
+    for x, y in zip(a, b, strict=True):
+        table[index[x], index[y]] += 1
+    n = table.sum()
+    observed = np.trace(table) / n
+    expected = float((table.sum(axis=0) * table.sum(axis=1)).sum() / n**2)
+    if expected >= 1.0:
+        return 1.0 if observed >= 1.0 else 0.0
+    return float((observed - expected) / (1.0 - expected))
+
+
+def latest_labels(lib: Library) -> dict[str, dict[str, str]]:
+    """image id -> annotator -> that annotator's most recent diagnosis on it."""
+    out: dict[str, dict[str, str]] = {}
+    for image_id, annotator, diagnosis in lib.conn.execute(
+        "SELECT image_id, annotator, diagnosis FROM label ORDER BY id"
+    ):
+        out.setdefault(image_id, {})[annotator] = diagnosis  # later rows win
+    return out
+
+
+def agreement(lib: Library, min_common: int = MIN_COMMON) -> dict[str, Any]:
+    """Per annotator pair: images in common, agreement, kappa overall and per class; and
+    the images whose annotators disagree."""
+    labels = latest_labels(lib)
+    annotators = sorted({a for per in labels.values() for a in per})
+    pairs = []
+    for first, second in combinations(annotators, 2):
+        common = [i for i, per in labels.items() if first in per and second in per]
+        if len(common) < min_common:
+            continue
+        a = [labels[i][first] for i in common]
+        b = [labels[i][second] for i in common]
+        per_class = {}
+        for code in sorted(set(a) | set(b)):
+            x = ["yes" if v == code else "no" for v in a]
+            y = ["yes" if v == code else "no" for v in b]
+            per_class[code] = round(cohen_kappa(x, y), 3)
+        pairs.append(
+            {
+                "annotators": [first, second],
+                "images": len(common),
+                "agreement": round(float(np.mean([p == q for p, q in zip(a, b, strict=True)])), 3),
+                "kappa": round(cohen_kappa(a, b), 3),
+                "per_class": per_class,
+            }
+        )
+    disagreeing = sorted(
+        (i for i, per in labels.items() if len(set(per.values())) > 1),
+        key=lambda i: (-len(set(labels[i].values())), i),
+    )
+    return {
+        "annotators": annotators,
+        "pairs": pairs,
+        "disagreeing": [{"image_id": i, "labels": labels[i]} for i in disagreeing],
+    }
+
+
+def label_issues(lib: Library, model: str = "active", limit: int = 50) -> dict[str, Any]:
+    """Images whose label a model's held-out probabilities most doubt, ranked by cleanlab
+    (self-confidence: the probability the model gives the given label, lowest first)."""
+    try:
+        from cleanlab.filter import find_label_issues
+    except ImportError:
+        raise LibraryError(
+            "label review needs cleanlab: pip install 'dermdesk[curate]' (or pip install cleanlab)"
+        ) from None
+    from dermdesk.library import model_store
+
+    info = row = model_store.get_model(lib, model)
+    classes = list(info["training_set"]["classes"])
+    seen = set()
+    for part in ("train", "val"):
+        seen |= set(info["training_set"].get("split", {}).get(part, []))
+    rows = lib.query(
+        "SELECT p.image_id, p.probabilities, i.diagnosis FROM prediction p "
+        "JOIN image i ON i.id = p.image_id WHERE p.model_id = ? AND i.diagnosis IS NOT NULL "
+        "AND i.source != 'synthetic' ORDER BY p.image_id",
+        [row["id"]],
+    )
+    held_out = [r for r in rows if r["image_id"] not in seen and r["diagnosis"] in classes]
+    counts = {c: sum(r["diagnosis"] == c for r in held_out) for c in classes}
+    if len(held_out) < 2 * len(classes) or min(counts.values()) == 0:
+        raise LibraryError(
+            f"model {row['name'] or row['id']} has held-out predictions on {len(held_out)} "
+            "labelled images of its classes; predict on more labelled images it did not "
+            "train on (dermdesk predict), every class at least once"
+        )
+    probs = np.array(
+        [[json.loads(r["probabilities"]).get(c, 0.0) for c in classes] for r in held_out]
+    )
+    probs = probs / np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None)
+    labels = np.array([classes.index(r["diagnosis"]) for r in held_out])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ranked = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence")
+    issues = []
+    for i in ranked[:limit]:
+        given, top = classes[labels[i]], classes[int(np.argmax(probs[i]))]
+        issues.append(
+            {
+                "image_id": held_out[i]["image_id"],
+                "label": given,
+                "p_label": round(float(probs[i, labels[i]]), 3),
+                "model_says": top,
+                "p_model": round(float(probs[i].max()), 3),
+            }
+        )
+    return {
+        "model": row["id"],
+        "classes": classes,
+        "held_out": len(held_out),
+        "issues_found": len(ranked),
+        "issues": issues,
+        # cleanlab's own cautions (e.g. a class with too few images to flag them all)
+        "warnings": sorted({str(w.message) for w in caught}),
+    }
