@@ -102,6 +102,7 @@ class DashboardPanel(QScrollArea):
         self.modality.clicked.connect(
             lambda label: self.filter_requested.emit({"modality": [label]})
         )
+        self.datasets.clicked.connect(lambda label: self.filter_requested.emit({"dataset": label}))
 
     def _cell_clicked(self, scale: str, row: int, column: int) -> None:
         """Diagnosis x rated skin type: the cell's images (a '?' column: the diagnosis only,

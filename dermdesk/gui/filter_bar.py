@@ -140,14 +140,15 @@ class FilterBar(QWidget):
         )
         self.disagreement = QCheckBox("Model disagrees")
         self.disagreement.setToolTip("The active model's top class differs from the label")
-        self.duplicates = QCheckBox("Has duplicates")
-        self.duplicates.setToolTip("The duplicate check found a near-copy of the image")
+        self.duplicates = QCheckBox("Duplicates")
+        self.duplicates.setToolTip("Has duplicates: the duplicate check found a near-copy")
         self.excluded = self._combo(
-            [(None, "In datasets or not"), (False, "In datasets"), (True, "Excluded")]
+            [(None, "Curation: any"), (False, "In datasets"), (True, "Excluded")]
         )
         self.excluded.setToolTip("Images a curator kept out of datasets (never deleted)")
         self.device = self._line("Device", "name (make and model)")
         self.patient = self._line("Patient", "patient id")
+        self.dataset = self._line("Dataset", "names, comma-separated")
         self.text = self._line("Search", "id, file name, dataset id, free-text label")
         self.text.setClearButtonEnabled(True)
         self.sort = self._combo(list(SORT_CHOICES))
@@ -177,21 +178,22 @@ class FilterBar(QWidget):
         return line
 
     def _layout(self) -> None:
-        for line in (self.device, self.patient):
+        for line in (self.device, self.patient, self.dataset):
             line.setMinimumWidth(80)
         self.text.setMinimumWidth(120)
         top = QHBoxLayout()
         top.addWidget(self.text, 3)
+        top.addWidget(self.dataset, 1)
         for w in (self.diagnosis, self.fitzpatrick, self.monk, self.modality, self.quality):
             top.addWidget(w)
         top.addWidget(self.excluded)
+        top.addWidget(self.duplicates)
         bottom = QHBoxLayout()
         for choice in (
             self.tone,
             self.labelled,
             self.synthetic,
             self.disagreement,
-            self.duplicates,
         ):
             bottom.addWidget(choice)
         bottom.addWidget(self.device, 1)
@@ -221,6 +223,7 @@ class FilterBar(QWidget):
             modality=self.modality.values(),
             device=self.device.text().strip() or None,
             patient=self.patient.text().strip() or None,
+            dataset=[d.strip() for d in self.dataset.text().split(",") if d.strip()],
             labelled=self.labelled.currentData(),
             synthetic=self.synthetic.currentData(),
             text=self.text.text().strip() or None,
@@ -249,6 +252,7 @@ class FilterBar(QWidget):
             "excluded": self.excluded.currentData(),
             "device": self.device.text(),
             "patient": self.patient.text(),
+            "dataset": self.dataset.text(),
             "text": self.text.text(),
             "sort": self.sort.currentData(),
             "group": self.group.currentData(),
@@ -267,7 +271,7 @@ class FilterBar(QWidget):
                 box.setCurrentIndex(max(0, i))
             self.disagreement.setChecked(bool(state.get("disagreement")))
             self.duplicates.setChecked(bool(state.get("duplicates")))
-            for name in ("device", "patient", "text"):
+            for name in ("device", "patient", "dataset", "text"):
                 getattr(self, name).setText(str(state.get(name) or ""))
         finally:
             self.blockSignals(False)

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, Qt
 from pytestqt.qtbot import QtBot
 
 from dermdesk.exchange.importer import ImportItem, run_import
+from dermdesk.gui.charts import ROW_H
 from dermdesk.gui.main_window import MainWindow
 from dermdesk.library import ImageFilter, Library
 from dermdesk.library import curation_store as cs
@@ -106,3 +107,15 @@ def test_label_review_without_an_active_model_says_so(qtbot: QtBot, window: Main
     pytest.importorskip("cleanlab")
     window.actions_["label_review"].trigger()
     qtbot.waitUntil(lambda: "no active model" in window.statusBar().currentMessage())
+
+
+def test_a_dataset_bar_filters_the_gallery(qtbot: QtBot, window: MainWindow, lib: Library) -> None:
+    window.tabs.setCurrentWidget(window.dashboard)
+    window.dashboard.refresh()
+    bars = window.dashboard.datasets
+    qtbot.waitUntil(lambda: len(bars.rows) > 1)
+    row = next(i for i, r in enumerate(bars.rows) if r[0] == "fitzpatrick17k")
+    qtbot.mouseClick(bars, Qt.MouseButton.LeftButton, pos=QPoint(40, 3 + row * ROW_H + ROW_H // 2))
+    expected = lib.count(ImageFilter(dataset=["fitzpatrick17k"]))
+    qtbot.waitUntil(lambda: window.gallery_model.total == expected)
+    assert window.tabs.currentIndex() == 0 and window.filters.dataset.text() == "fitzpatrick17k"

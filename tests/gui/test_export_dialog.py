@@ -57,3 +57,20 @@ def test_an_empty_selection_disables_export(qtbot: QtBot, window: MainWindow, li
     qtbot.waitUntil(lambda: "nothing to export" in dialog.preview.toPlainText())
     assert not dialog.export_button.isEnabled()
     dialog.close()
+
+
+def test_cancel_leaves_no_folder_behind(
+    qtbot: QtBot, window: MainWindow, lib: Library, tmp_path: Path
+) -> None:
+    dialog = window.open_export()
+    qtbot.waitUntil(lambda: dialog.preview.toPlainText().startswith(f"{lib.count()} images"))
+    out = tmp_path / "never"
+    dialog.target.setText(str(out))
+    dialog.start()
+    assert dialog.cancel_button.text() == "Cancel"
+    qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)  # cancels, not closes
+    qtbot.waitUntil(lambda: "cancelled" in dialog.status.text(), timeout=30_000)
+    assert "nothing was written" in dialog.status.text()
+    assert not out.exists() and list(tmp_path.glob(".never.*")) == []
+    assert dialog.isVisible() and dialog.cancel_button.text() == "Close"
+    dialog.close()
