@@ -126,32 +126,95 @@ def dataset_label(dataset: str, raw: str) -> LabelMatch:
     return normalize_label(text)
 
 
+def words(raw: str) -> str:
+    """Text as matched against the vocabulary: lower case, punctuation as spaces, British
+    and plural spellings in their American singular ("Naevi, dysplastic" -> "nevus
+    dysplastic")."""
+    spellings = _raw().get("label_spellings", {})
+    tokens = "".join(c if c.isalnum() else " " for c in raw.lower()).split()
+    return " ".join(spellings.get(t, t) for t in tokens)
+
+
+@lru_cache(maxsize=1)
+def _patterns() -> list[tuple[str, list[str], list[str]]]:
+    return [
+        (p["code"], [words(w) for w in p["any"]], [words(w) for w in p.get("none", [])])
+        for p in _raw().get("label_patterns", [])
+        if "code" in p
+    ]
+
+
+def _subtype(text: str) -> str | None:
+    """The code whose subtype words the text contains (first pattern wins)."""
+    padded = f" {words(text)} "
+    for code, anywhere, unless in _patterns():
+        if any(f" {w} " in padded for w in unless):
+            continue
+        if any(f" {w} " in padded for w in anywhere):
+            return code
+    return None
+
+
 def normalize_label(raw: str) -> LabelMatch:
-    """Map free label text (a code, a synonym) onto the vocabulary; unknown -> OTHER."""
+    """Map free label text onto the vocabulary: a code, a synonym, a known other condition,
+    or a subtype ("melanoma in situ", "Spitz naevus", "nodular BCC") whose parent code it
+    gets, with the original wording kept as free text. Unknown text -> OTHER, kept."""
     text = raw.strip()
     if not text:
         raise ValueError("empty diagnosis")
     if text.upper() in diagnoses():
         return LabelMatch(text.upper(), None, True)
-    code = _raw()["label_synonyms"].get(text.lower())
+    synonyms = _raw()["label_synonyms"]
+    code = synonyms.get(text.lower()) or synonyms.get(words(text))
     if code:
         return LabelMatch(code, None, True)
-    if text.lower() in _raw()["other_conditions"]:
-        return LabelMatch(OTHER, text.lower(), True)
+    others = _raw()["other_conditions"]
+    for key in (text.lower(), words(text).replace(" ", "-")):
+        if key in others:
+            return LabelMatch(OTHER, key, True)
+    code = _subtype(text)
+    if code:
+        return LabelMatch(code, text, True)
     return LabelMatch(OTHER, text, False)
 
 
 def body_site(raw: str | None) -> str | None:
-    """Map a body-site spelling ("FOREARM", "lower extremity") to a code; None if blank."""
+    """Map a body-site spelling ("FOREARM", "lower extremity", "both legs", "Scalp/neck")
+    to a code; None if blank; ValueError if nothing in it is a known site."""
     if raw is None or not raw.strip():
         return None
-    text = raw.strip().lower()
     aliases = _raw()["body_site_aliases"]
-    if text in aliases:
-        return str(aliases[text])
-    code = text.replace(" ", "_")
-    if code in body_sites():
-        return code
+    sites = body_sites()
+
+    def known(text: str) -> str | None:
+        text = text.strip().lower()
+        for candidate in (text, " ".join(text.split()), words(text)):
+            if candidate in aliases:
+                return str(aliases[candidate])
+            code = candidate.replace(" ", "_")
+            if code in sites:
+                return code
+            if candidate.endswith("s") and candidate[:-1].replace(" ", "_") in sites:
+                return candidate[:-1].replace(" ", "_")  # "thighs", "ears"
+        return None
+
+    found = known(raw)
+    if found:
+        return found
+    # Compound and slash forms ("scalp and neck", "back/shoulder", "left upper arm"): the
+    # first part that is a site; a side ("left", "both") is not part of the site.
+    cleaned = words(raw)
+    for side in ("left", "right", "both", "bilateral", "l", "r"):
+        cleaned = f" {cleaned} ".replace(f" {side} ", " ").strip()
+    found = known(cleaned)
+    if found:
+        return found
+    for part in raw.replace("/", ",").replace(" and ", ",").replace("&", ",").split(","):
+        found = known(part) or known(
+            " ".join(w for w in words(part).split() if w not in ("left", "right", "both"))
+        )
+        if found:
+            return found
     raise ValueError(f"unknown body site {raw!r}")
 
 

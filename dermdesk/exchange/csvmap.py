@@ -110,9 +110,18 @@ def _item(
         rater=f"csv:{namespace}",
     )
     patient = PatientRef(namespace, value["patient"]) if value.get("patient") else None
+    extra: dict[str, object] = {}
+    try:
+        site = taxonomy.body_site(value.get("body_site"))
+    except ValueError:
+        # An unknown site never refuses the row: the words are kept with the image.
+        site = None
+        extra["body_site_text"] = value["body_site"]
+        unknown_site = f"body site {value['body_site']!r} is not in the vocabulary; kept as text"
+        warning = f"{warning}; {unknown_site}" if warning else unknown_site
     lesion = None
     if value.get("lesion"):
-        lesion = LesionRef(namespace, value["lesion"], taxonomy.body_site(value.get("body_site")))
+        lesion = LesionRef(namespace, value["lesion"], site)
     item = ImportItem(
         path=path,
         where=where,
@@ -123,6 +132,7 @@ def _item(
         lesion=lesion,
         label=label,
         skin_tones=[tone] if tone.fitzpatrick or tone.monk else [],
+        extra=extra,
     )
     item.device = _device(value)
     return item, warning

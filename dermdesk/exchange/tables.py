@@ -36,12 +36,13 @@ def read_csv(path: Path, required: Iterable[str] = (), refused: Refused | None =
     appended to ``refused`` as ``("NAME line N", why)`` when given, else the file is."""
     # newline="": split at line ends exactly as the csv module does, keeping them.
     lines = io.StringIO(_read_text(path), newline="").readlines()
-    header = _header(lines, path)
+    dialect = _dialect(lines)
+    header = _header(lines, path, dialect)
     missing = [c for c in required if c not in header]
     if missing:
         raise DatasetError(f"{path.name}: missing required column(s): {', '.join(missing)}")
     rows: list[Row] = []
-    records = _Records(lines, 1)
+    records = _Records(lines, 1, dialect)
     while True:
         line = records.position + 1  # 1-based number of the record's first line
         try:
@@ -53,7 +54,7 @@ def read_csv(path: Path, required: Iterable[str] = (), refused: Refused | None =
             if refused is None:
                 raise DatasetError(f"{where}: {bad}") from None
             refused.append((where, str(bad)))
-            records = _Records(lines, line)  # skip only that line: the next may be fine
+            records = _Records(lines, line, dialect)  # skip only that line: the next may be fine
             continue
         if cells is not None:
             rows.append(Row(line, dict(zip(header, cells, strict=True))))
@@ -66,10 +67,11 @@ class _BadRow(ValueError):
 class _Records:
     """CSV records from ``lines[start:]``, tracking which line each one starts on."""
 
-    def __init__(self, lines: list[str], start: int) -> None:
+    def __init__(self, lines: list[str], start: int, delimiter: str = ",") -> None:
         self.lines = lines
         self.position = start
-        self._reader = csv.reader(self._feed())
+        self.delimiter = delimiter
+        self._reader = csv.reader(self._feed(), delimiter=delimiter)
 
     def _feed(self) -> Iterator[str]:
         while self.position < len(self.lines):
@@ -86,7 +88,8 @@ class _Records:
         if not cells:
             return None
         spans = self.position - first
-        if spans > 1 and (len(cells) != columns or any("," in c and "\n" in c for c in cells)):
+        joined = any(self.delimiter in c and "\n" in c for c in cells)
+        if spans > 1 and (len(cells) != columns or joined):
             # A quote opened and never closed swallows the following lines into one cell.
             raise _BadRow(f"a quote is opened and not closed (it runs over {spans} lines)")
         if len(cells) > columns:
@@ -101,7 +104,14 @@ class _Records:
         return cells + [""] * (columns - len(cells))
 
 
+DELIMITERS = ",;\t|"
+# Bytes that no text table holds (C0 controls but tab, CR, LF): a file with them is not text.
+_CONTROL = bytes(b for b in range(32) if b not in (9, 10, 13))
+
+
 def _read_text(path: Path) -> str:
+    """The file's text: UTF-8 (with or without a BOM), UTF-16 with a BOM, else Latin-1
+    when the bytes hold no control characters (spreadsheets on Windows save that)."""
     if path.exists() and not path.is_file():  # a FIFO or device would hang or never end
         raise DatasetError(f"{path.name}: not a regular file")
     try:
@@ -109,16 +119,35 @@ def _read_text(path: Path) -> str:
             raise DatasetError(
                 f"{path.name}: larger than {MAX_FILE >> 20} MB; not a metadata table"
             )
-        return path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"{path.name}: not UTF-8 text ({exc.reason})") from exc
+        data = path.read_bytes()
     except OSError as exc:
         raise DatasetError(f"{path.name}: cannot read ({exc.strerror or exc})") from exc
-
-
-def _header(lines: list[str], path: Path) -> list[str]:
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise DatasetError(f"{path.name}: not UTF-16 text ({exc.reason})") from exc
     try:
-        header = next(csv.reader(lines[:1]), [])
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        if any(b in _CONTROL for b in data):
+            raise DatasetError(f"{path.name}: not UTF-8 text ({exc.reason})") from exc
+        return data.decode("latin-1")
+
+
+def _dialect(lines: list[str]) -> str:
+    """The delimiter of the table, sniffed from its header: comma, semicolon, tab or bar."""
+    if not lines:
+        return ","
+    try:
+        return csv.Sniffer().sniff(lines[0], delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        return ","
+
+
+def _header(lines: list[str], path: Path, delimiter: str = ",") -> list[str]:
+    try:
+        header = next(csv.reader(lines[:1], delimiter=delimiter), [])
     except csv.Error as exc:
         raise DatasetError(f"{path.name}: malformed header ({exc})") from exc
     if not header:
@@ -128,15 +157,14 @@ def _header(lines: list[str], path: Path) -> list[str]:
 
 def csv_columns(path: Path) -> list[str]:
     """The header of a CSV file (empty for an empty file)."""
+    text = _read_text(path)
+    lines = io.StringIO(text, newline="").readlines()[:1]
+    if not lines:
+        return []
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            return next(csv.reader(fh), [])
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"{path.name}: not UTF-8 text ({exc.reason})") from exc
+        return next(csv.reader(lines, delimiter=_dialect(lines)), [])
     except csv.Error as exc:
         raise DatasetError(f"{path.name}: malformed CSV ({exc})") from exc
-    except OSError as exc:
-        raise DatasetError(f"{path.name}: cannot read ({exc.strerror or exc})") from exc
 
 
 def contained_path(root: Path, name: str) -> Path:
