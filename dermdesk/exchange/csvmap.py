@@ -81,6 +81,11 @@ def plan_csv(
         except ValueError as exc:
             plan.refused.append((where, str(exc)))
             continue
+        # Columns that are no library field are kept with the image under their own names.
+        mapped = set(mapping.values())
+        for column, cell in row.values.items():
+            if column and column not in mapped and (cell or "").strip():
+                item.extra.setdefault(column, cell.strip())
         plan.items.append(item)
         if warning:
             plan.warnings.append(f"{where}: {warning}")

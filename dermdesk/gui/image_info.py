@@ -7,6 +7,7 @@ predictions are drawn as class-probability bars.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from PySide6.QtCore import QRect, QSize, Qt
@@ -193,6 +194,13 @@ class InfoPanel(QTabWidget):
             ["Clinic", image["clinic"]],
             ["Operator", image["operator"]],
             ["Imported", image["imported_at"]],
+        ]
+        # The source's own columns the library has no field for, under their own names.
+        extra = json.loads(image["extra"]) if image.get("extra") else {}
+        rows += [
+            [f"· {key}", value if isinstance(value, str) else json.dumps(value)]
+            for key, value in extra.items()
+            if not key.startswith("capture_")
         ]
         _fill(self.details, rows)
 

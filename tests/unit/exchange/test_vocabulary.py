@@ -131,3 +131,28 @@ def test_other_encodings_and_delimiters(
     item = plan.items[0]
     assert item.label is not None and item.label.diagnosis == "NEV"
     assert item.extra["body_site_text"] == "Épaule"  # read right in every encoding, kept
+
+
+def test_columns_that_are_no_library_field_are_kept(
+    lib: Library, shared_data: Path, tmp_path: Path
+) -> None:
+    image = plan_path(shared_data / "pad_ufes_20").items[0].path
+    shutil.copy(image, tmp_path / image.name)
+    (tmp_path / "t.csv").write_text(
+        f"file,dx,sex,age,ABCD criteria,empty\n{image.name},MEL,F,63,asymmetry; 3 colours,\n",
+        encoding="utf-8",
+    )
+    plan = plan_csv(tmp_path / "t.csv", parse_mapping(["file=file", "diagnosis=dx"]))
+    run_import(lib, plan.items, checks=False)
+    row = lib.images()[0]
+    assert json.loads(row["extra"]) == {
+        "sex": "F",
+        "age": "63",
+        "ABCD criteria": "asymmetry; 3 colours",
+    }
+    from dermdesk.exchange.export import ExportOptions, plan_export, write_export
+
+    out = tmp_path / "out"
+    write_export(lib, plan_export(lib, ExportOptions("isic", include_free_text=True)), out)
+    meta = (out / "metadata.csv").read_text(encoding="utf-8")
+    assert "ABCD criteria" in meta and ",female," in meta and ",65," in meta  # sex, age bin
