@@ -28,7 +28,7 @@ import contextlib
 import errno
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,6 +142,25 @@ class TrainCache:
         if not todo:
             return report
         self.folder.mkdir(parents=True, exist_ok=True)
+        with _build_lock(self.folder):
+            # Another process (a DDP rank) may have built it while this one waited.
+            self._index = {}
+            self._load_index()
+            todo = [(i, p) for i, p in dict(images).items() if i not in self._index]
+            report.present = len(images) - len(todo)
+            if todo:
+                self._build(todo, len(images), report, workers, progress, should_stop)
+        return report
+
+    def _build(
+        self,
+        todo: list[tuple[str, Path]],
+        total: int,
+        report: CacheReport,
+        workers: int | None,
+        progress: ProgressFn | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> None:
         self._truncate_to_index()
         workers = workers or os.cpu_count() or 1
         # Unbuffered: each image is written as it comes, so a full disk is met at the
@@ -159,8 +178,7 @@ class TrainCache:
                     report.cached += 1
                 self._flush(out)
                 if progress:
-                    progress(report.present + start + len(chunk), len(images))
-        return report
+                    progress(report.present + start + len(chunk), total)
 
     def _decode(self, item: tuple[str, Path]) -> np.ndarray | str:
         from dermdesk.imaging.decode import ImageRejected, decode_rgb
@@ -231,7 +249,7 @@ class TrainCache:
         records = np.array(
             [(k.encode(), o, h, w) for k, (o, h, w) in live.items()], dtype=INDEX_DTYPE
         )
-        tmp = self.index_path.with_name("index.part.npy")
+        tmp = self.index_path.with_name(f"index.{os.getpid()}.part.npy")
         try:
             np.save(tmp, records, allow_pickle=False)
             os.replace(tmp, self.index_path)
@@ -279,3 +297,21 @@ def cache_sizes(root: Path) -> list[int]:
     if not folder.is_dir():
         return []
     return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+@contextlib.contextmanager
+def _build_lock(folder: Path) -> Iterator[None]:
+    """One builder at a time per cache folder, across processes: the ranks of a DDP job
+    each open the cache, and two appending to one pixel file would interleave images.
+    An advisory ``flock`` on POSIX; elsewhere (no DDP there) nothing to take."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(folder / "build.lock", "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

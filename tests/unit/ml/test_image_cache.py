@@ -114,3 +114,28 @@ def test_a_full_disk_while_caching_keeps_what_fitted(
     kept = int(out.split("KEPT ")[1].split()[0])
     assert 0 < kept < len(photos)
     assert CacheFull.__str__  # the message is the sentence, without an errno prefix
+
+
+def _build_in_process(folder: str, items: list[tuple[str, str]]) -> int:
+    """A spawned process (a DDP rank, say) building the cache (module level: picklable)."""
+    from dermdesk.ml.image_cache import TrainCache as Cache
+
+    return Cache(Path(folder), 64).ensure([(i, Path(p)) for i, p in items]).cached
+
+
+def test_two_processes_building_one_cache_leave_it_consistent(
+    tmp_path: Path, photos: list[tuple[str, Path]]
+) -> None:
+    import multiprocessing as mp
+
+    items = [(i, str(p)) for i, p in photos]
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        cached = pool.starmap(_build_in_process, [(str(tmp_path), items)] * 2)
+    assert sum(cached) == len(photos)  # one built it, the other found it built
+    shared = TrainCache(tmp_path, 64)
+    alone = TrainCache(tmp_path / "alone", 64)
+    alone.ensure(photos)
+    for image_id, _ in photos:
+        assert np.array_equal(shared.get(image_id), alone.get(image_id))
+    assert not list(tmp_path.glob("**/*.part.npy"))
