@@ -95,13 +95,6 @@ class DuplicatesDialog(QDialog):
         rv = QVBoxLayout(right)
         rv.setContentsMargins(0, 0, 0, 0)
         self.viewer.buttons["compare"].hide()  # always side by side here
-        for name, slot in (
-            ("zoom_fit", self.viewer.fit),
-            ("zoom_actual", self.viewer.actual_size),
-            ("zoom_in", self.viewer.zoom_in),
-            ("zoom_out", self.viewer.zoom_out),
-        ):
-            self.viewer.buttons[name].clicked.connect(slot)
         self.viewer.compare_with.hide()
         rv.addWidget(self.viewer, 1)
         rv.addLayout(bar)

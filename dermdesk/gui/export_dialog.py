@@ -9,11 +9,9 @@ cancel or an error leaves nothing behind.
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -32,15 +30,15 @@ from PySide6.QtWidgets import (
 )
 
 from dermdesk.exchange.export import FORMATS, ExportOptions, ExportPlan, plan_export, write_export
+from dermdesk.gui.tasks import ThreadTask
 from dermdesk.library import ImageFilter, Library, LibraryError
 from dermdesk.library.split_store import splits
 
-PROGRESS_INTERVAL_S = 0.1
 NO_SPLIT = "(no split: one folder)"
 
 
-class ExportTask(QObject):
-    """Plan (``write=False``) or plan and write an export on a worker thread."""
+class ExportTask(ThreadTask):
+    """Plan (``out`` None) or plan and write an export on a worker thread."""
 
     progress = Signal(int, int)
     planned = Signal(object, object)  # the task, its ExportPlan
@@ -48,23 +46,8 @@ class ExportTask(QObject):
     failed = Signal(object, str)  # the task, one line for the user
 
     def __init__(self, root: Path, options: ExportOptions, out: Path | None) -> None:
-        super().__init__()
+        super().__init__("export")
         self.root, self.options, self.out = root, options, out
-        self.cancel_event = threading.Event()
-        self._last = 0.0
-        self._thread = threading.Thread(target=self._run, name="export", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def cancel(self) -> None:
-        self.cancel_event.set()
-
-    def wait(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
-    def running(self) -> bool:
-        return self._thread.is_alive()
 
     def _run(self) -> None:
         try:
@@ -85,9 +68,7 @@ class ExportTask(QObject):
         self.finished.emit(result)
 
     def _progress(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - self._last >= PROGRESS_INTERVAL_S or done == total:
-            self._last = now
+        if self.progress_due(done, total):
             self.progress.emit(done, total)
 
 

@@ -9,11 +9,9 @@ Progress reaches the GUI at most ten times a second.
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
-from PySide6.QtCore import QMimeData, QObject, Signal
+from PySide6.QtCore import QMimeData, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QComboBox,
@@ -33,12 +31,11 @@ from dermdesk import taxonomy
 from dermdesk.exchange.datasets import Plan, plan_path
 from dermdesk.exchange.importer import ImportProgress, ImportReport, run_import
 from dermdesk.exchange.tables import DatasetError
+from dermdesk.gui.tasks import ThreadTask
 from dermdesk.library import Library
 
-PROGRESS_INTERVAL_S = 0.1
 
-
-class ImportTask(QObject):
+class ImportTask(ThreadTask):
     """One import on a worker thread; emits throttled progress and the final report."""
 
     progress = Signal(int, int, int, int)  # done, total, added, refused
@@ -48,24 +45,9 @@ class ImportTask(QObject):
     def __init__(
         self, root: Path, actor: str, paths: list[Path], modality: str, workers: int | None = None
     ) -> None:
-        super().__init__()
+        super().__init__("import")
         self.root, self.actor, self.paths, self.modality = root, actor, paths, modality
         self.workers = workers
-        self.cancel_event = threading.Event()
-        self._last = 0.0
-        self._thread = threading.Thread(target=self._run, name="import", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def cancel(self) -> None:
-        self.cancel_event.set()
-
-    def wait(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
-    def running(self) -> bool:
-        return self._thread.is_alive()
 
     def _run(self) -> None:
         try:
@@ -92,9 +74,7 @@ class ImportTask(QObject):
         self.finished.emit(report)
 
     def _progress(self, p: ImportProgress) -> None:
-        now = time.monotonic()
-        if now - self._last >= PROGRESS_INTERVAL_S or p.done == p.total:
-            self._last = now
+        if self.progress_due(p.done, p.total):
             self.progress.emit(p.done, p.total, p.added, p.refused)
 
 

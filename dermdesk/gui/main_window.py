@@ -307,13 +307,6 @@ class MainWindow(QMainWindow):
             self.editor.stack.canRedoChanged.connect(a["redo"].setEnabled)
         a["undo"].setEnabled(False)
         a["redo"].setEnabled(False)
-        for name, slot in (
-            ("zoom_fit", self.viewer.fit),
-            ("zoom_actual", self.viewer.actual_size),
-            ("zoom_in", self.viewer.zoom_in),
-            ("zoom_out", self.viewer.zoom_out),
-        ):
-            self.viewer.buttons[name].clicked.connect(slot)
         self.viewer.buttons["compare"].setDefaultAction(a["compare"])
         self._wire_library()
         self._wire_annotation()

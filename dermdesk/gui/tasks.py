@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -26,6 +27,43 @@ log = logging.getLogger(__name__)
 
 Callback = Callable[[Any], None]
 ErrorCallback = Callable[[Exception], None]
+
+
+class ThreadTask(QObject):
+    """One long piece of work on its own daemon thread (an import, an export), with a
+    cancel flag and progress throttled to what the GUI can show. Subclasses define their
+    signals and ``_run``."""
+
+    PROGRESS_INTERVAL_S = 0.1
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.cancel_event = threading.Event()
+        self._last = 0.0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def wait(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def progress_due(self, done: int, total: int) -> bool:
+        """True at most every PROGRESS_INTERVAL_S, and for the last step."""
+        now = time.monotonic()
+        if now - self._last >= self.PROGRESS_INTERVAL_S or done == total:
+            self._last = now
+            return True
+        return False
 
 
 class Background(QObject):

@@ -163,6 +163,14 @@ class ViewerPanel(QWidget):
             button.setText(text)
             self.buttons[name] = button
             bar.addWidget(button)
+        # Zoom applies to both sides, wherever the panel is shown (main window, duplicates).
+        for name, slot in (
+            ("zoom_fit", self.fit),
+            ("zoom_actual", self.actual_size),
+            ("zoom_in", self.zoom_in),
+            ("zoom_out", self.zoom_out),
+        ):
+            self.buttons[name].clicked.connect(slot)
         bar.addWidget(self.compare_with)
         bar.addStretch(1)
         bar.addWidget(self.zoom_label)
