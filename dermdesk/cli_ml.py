@@ -52,6 +52,42 @@ FINETUNE_OPTIONS = (
 )
 
 
+PRETRAIN_OPTIONS = (
+    ("--arch", "arch", str, "the ViT: vit_tiny (default), vit_small, vit_base, vit_tiny_8"),
+    ("--img-size", "img_size", int, "input size in pixels (default 224)"),
+    ("--mask-ratio", "mask_ratio", float, "share of patches hidden (default 0.75)"),
+    ("--decoder-dim", "decoder_dim", int, "decoder width (default 256)"),
+    ("--decoder-depth", "decoder_depth", int, "decoder blocks (default 4)"),
+    ("--epochs", "epochs", int, "epochs (default 100)"),
+    ("--max-steps", "max_steps", int, "maximum optimiser steps"),
+    ("--batch-size", "batch_size", int, "images per optimiser step (default 128)"),
+    ("--micro-batch", "micro_batch", int, "images per forward pass (default 64)"),
+    ("--lr", "lr", float, "peak learning rate (default 1e-3)"),
+    ("--eval-every", "eval_every", int, "optimiser steps between previews and probes"),
+    ("--seed", "seed", int, "training seed (images, masks, augmentation)"),
+    ("--augment", "augment", str, "augmentation: light (default), full, none"),
+    ("--max-images", "max_images", int, "pretrain on a seeded subset of this many images"),
+    ("--threads", "threads", int, "CPU threads (default: all cores)"),
+    ("--compute", "device", str, "where to train: auto (a CUDA GPU when present), cpu, cuda"),
+    ("--precision", "precision", str, "auto (bf16 autocast on a GPU), bf16 or fp32"),
+    ("--name", "name", str, "name of the registered backbone"),
+)
+DISTILL_OPTIONS = (
+    ("--arch", "arch", str, "the student: vit_tiny (default), vit_tiny_8, vit_test, ..."),
+    ("--temperature", "temperature", float, "softening temperature T (default 4)"),
+    ("--alpha", "alpha", float, "weight of the teacher's term; 1 - alpha on labels (0.5)"),
+)
+
+# A student trains on its teacher's split; its architecture is DISTILL_OPTIONS' --arch.
+STUDENT_OPTIONS = tuple(
+    o for o in FINETUNE_OPTIONS if o[0] not in ("--split", "--split-seed", "--arch")
+)
+
+
+def _metavar(flag: str) -> str:
+    return flag[2:].upper().replace("-", "_")  # --img-size IMG_SIZE, not OPT_IMG_SIZE
+
+
 def add_parsers(sub: Any, add_filters: Any) -> None:
     """Add the model-side subcommands to the main parser's subparsers."""
     train = sub.add_parser("train", help="train models (runs as a background job)")
@@ -65,9 +101,33 @@ def add_parsers(sub: Any, add_filters: Any) -> None:
         help="start from: scratch (default), active, a model id or name, or a weights file",
     )
     for flag, key, kind, text in FINETUNE_OPTIONS:
-        metavar = flag[2:].upper().replace("-", "_")  # --img-size IMG_SIZE, not OPT_IMG_SIZE
-        p.add_argument(flag, dest=f"opt_{key}", type=kind, metavar=metavar, help=text)
+        p.add_argument(flag, dest=f"opt_{key}", type=kind, metavar=_metavar(flag), help=text)
     p.add_argument("--classes", help="diagnosis codes to learn (default: all with enough images)")
+    p.add_argument("--no-quantize", action="store_true", help="skip the int8 copy")
+    p.add_argument("--queue", action="store_true", help="only queue it (the app runs it)")
+
+    p = train_sub.add_parser(
+        "pretrain",
+        help="MAE self-supervised pretraining of a ViT on library images (a backbone)",
+    )
+    add_filters(p)
+    for flag, key, kind, text in PRETRAIN_OPTIONS:
+        p.add_argument(flag, dest=f"opt_{key}", type=kind, metavar=_metavar(flag), help=text)
+    p.add_argument("--queue", action="store_true", help="only queue it (the app runs it)")
+
+    p = train_sub.add_parser(
+        "distill", help="distil a registered classifier (the teacher) into a small student"
+    )
+    add_filters(p)
+    p.add_argument("--teacher", required=True, help="the teacher: a classifier's id or name")
+    p.add_argument(
+        "--from",
+        dest="init",
+        default="scratch",
+        help="the student's start: scratch (default), a backbone or model id, or a weights file",
+    )
+    for flag, key, kind, text in DISTILL_OPTIONS + STUDENT_OPTIONS:
+        p.add_argument(flag, dest=f"opt_{key}", type=kind, metavar=_metavar(flag), help=text)
     p.add_argument("--no-quantize", action="store_true", help="skip the int8 copy")
     p.add_argument("--queue", action="store_true", help="only queue it (the app runs it)")
 
@@ -128,39 +188,50 @@ def add_parsers(sub: Any, add_filters: Any) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from dermdesk.cli import filter_from_args
 
+    kind = args.train_command
     flt = filter_from_args(args)
     params: dict[str, Any] = {
-        "filter": {k: v for k, v in vars(flt).items() if v not in (None, [], "")},
-        "init": args.init,
+        "filter": {k: v for k, v in vars(flt).items() if v not in (None, [], "")}
     }
-    for _, key, _, _ in FINETUNE_OPTIONS:
-        value = getattr(args, f"opt_{key}")
+    options = {
+        "finetune": FINETUNE_OPTIONS,
+        "pretrain": PRETRAIN_OPTIONS,
+        "distill": DISTILL_OPTIONS + STUDENT_OPTIONS,
+    }[kind]
+    for _, key, _, _ in options:
+        value = getattr(args, f"opt_{key}", None)
         if value is not None:
             params[key] = value
-    if args.classes:
+    if kind != "pretrain":
+        params["init"] = args.init
+    if kind == "distill":
+        params["teacher"] = args.teacher
+    if getattr(args, "classes", None):
         params["classes"] = [c.strip().upper() for c in args.classes.split(",") if c.strip()]
-    if args.no_quantize:
+    if getattr(args, "no_quantize", False):
         params["quantize"] = False
-    _check_params(params)
+    _check_params(kind, params)
     runner = _runner(args)
-    if params.get("split"):
-        from dermdesk.library.split_store import split_info
-
-        split_info(runner.lib, params["split"])  # a name that does not exist: one line, now
-    job_id = runner.submit("finetune", params)
-    print(f"job {job_id}: finetune queued")
+    _check_against_library(runner.lib, kind, params)
+    job_id = runner.submit(kind, params)
+    print(f"job {job_id}: {kind} queued")
     if args.queue:
         runner.lib.close()
         return 0
     return _follow(runner, job_id)
 
 
-def _check_params(params: dict[str, Any]) -> None:
+def _check_params(kind: str, params: dict[str, Any]) -> None:
     """Refuse bad options here, before a worker starts, with the same one-line errors."""
-    from dermdesk.ml.config import FinetuneConfig
+    from dermdesk.ml.config import DistillConfig, FinetuneConfig, PretrainConfig
 
+    config: dict[str, Any] = {
+        "finetune": FinetuneConfig,
+        "pretrain": PretrainConfig,
+        "distill": DistillConfig,
+    }
     try:
-        FinetuneConfig.from_params(params)
+        config[kind].from_params(params)
     except (TypeError, ValueError) as exc:
         raise LibraryError(str(exc)) from None
     init = str(params.get("init", "scratch"))
@@ -170,7 +241,67 @@ def _check_params(params: dict[str, Any]) -> None:
         path = Path(init).expanduser().resolve()
         if not path.is_file():
             raise LibraryError(f"{init}: no such file")
+        check_weights_file(path)
         params["init"] = str(path)  # the job may resume from another working folder
+
+
+def _check_against_library(lib: Any, kind: str, params: dict[str, Any]) -> None:
+    """What only the library can tell, checked before the job is queued: the start model's
+    architecture, the teacher, the stored split, that the filter matches images."""
+    from dermdesk.library import ImageFilter
+    from dermdesk.library.model_store import get_model
+
+    if params.get("split"):
+        from dermdesk.library.split_store import split_info
+
+        split_info(lib, params["split"])  # a name that does not exist: one line, now
+    arch = params.get("arch") or "vit_tiny"
+    init = str(params.get("init", "scratch"))
+    if init != "scratch" and not Path(init).is_file():
+        parent = get_model(lib, init)
+        if parent["architecture"] != arch:
+            raise LibraryError(
+                f"model {parent['id']} is a {parent['architecture']} {parent['kind']}; this "
+                f"job trains {arch} (give --arch {parent['architecture']})"
+            )
+    if kind == "distill":
+        teacher = get_model(lib, params["teacher"])
+        if teacher["kind"] != "classifier":
+            raise LibraryError(f"teacher {teacher['id']} is a {teacher['kind']}, not a classifier")
+        asked, own = params.get("classes"), teacher["training_set"].get("classes")
+        if asked and asked != own:
+            raise LibraryError(
+                f"teacher {teacher['id']} knows {', '.join(own)}; the student was asked for "
+                f"{', '.join(asked)} (a student learns its teacher's classes)"
+            )
+    labelled = {} if kind == "pretrain" else {"labelled": True}
+    flt = ImageFilter(**{**params["filter"], "excluded": False, **labelled})
+    if lib.count(flt) == 0:
+        raise LibraryError(f"the {kind} filter matches no images")
+
+
+def check_weights_file(path: Path) -> None:
+    """A one-line error for a weights file that cannot be a checkpoint (torch-free: a
+    damaged zip archive, or neither a zip nor a pickle nor a safetensors file)."""
+    import zipfile
+
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if path.suffix == ".safetensors":
+        size = int.from_bytes(head, "little") if len(head) == 8 else 0
+        if not 0 < size < path.stat().st_size:
+            raise LibraryError(f"{path.name}: damaged safetensors file (bad header)")
+        return
+    if head[:2] == b"PK":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                bad = zf.testzip()
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise LibraryError(f"{path.name}: damaged checkpoint ({exc})") from None
+        if bad is not None:
+            raise LibraryError(f"{path.name}: damaged checkpoint (entry {bad} fails its CRC)")
+    elif head[:1] != b"\x80":
+        raise LibraryError(f"{path.name}: not a PyTorch checkpoint (unrecognised file content)")
 
 
 def _runner(args: argparse.Namespace) -> Any:
@@ -472,7 +603,10 @@ def _print_model(model: dict[str, Any]) -> None:
 
     ts, params, m = model["training_set"] or {}, model["params"] or {}, model["metrics"] or {}
     print(f"{model['id']}  {model['name']}  [{model['status']}]")
-    print(f"  architecture {model['architecture']}, file {model['file']}")
+    print(f"  {model['kind']}, architecture {model['architecture']}, file {model['file']}")
+    if model["kind"] == "backbone":
+        _print_backbone(model)
+        return
     print(
         f"  parents: {', '.join(model['parents'] or []) or 'none'} ({params.get('init_from', '')})"
     )
@@ -500,6 +634,38 @@ def _print_model(model: dict[str, Any]) -> None:
                 f"{q['val_balanced_accuracy_int8']:.3f} "
                 f"({q['balanced_accuracy_change_points']:+.1f} points)"
             )
+
+
+def _print_backbone(model: dict[str, Any]) -> None:
+    """A pretrained encoder: what it saw, how far it trained, its probe over time."""
+    ts, params, m = model["training_set"], model["params"], model["metrics"]
+    training = m.get("training", {})
+    print(
+        f"  pretrained on {len(ts.get('image_ids', []))} images "
+        f"({ts.get('synthetic_in_training', 0)} synthetic): {ts.get('method', '')}"
+    )
+    print(
+        f"  MAE at {params.get('img_size')} px, mask ratio {params.get('mask_ratio')}, decoder "
+        f"{params.get('decoder_depth')} x {params.get('decoder_dim')}"
+    )
+    rate = training.get("images_per_second")
+    print(
+        f"  training: {training.get('steps')} steps, {training.get('epochs')} epochs, "
+        f"{training.get('seconds')} s" + (f", {rate} images/s" if rate else "")
+    )
+    probe = ts.get("probe") or {}
+    if probe.get("classes"):
+        print(
+            f"  linear probe on {', '.join(probe['classes'])} "
+            f"({len(probe['split']['train'])} / {len(probe['split']['val'])} images):"
+        )
+    for e in training.get("evaluations", []):
+        score = e.get("probe_balanced_accuracy")
+        print(
+            f"    step {e['step']}: reconstruction loss {e['val_recon_loss']:.4f}"
+            + (f", probe balanced accuracy {score:.3f}" if score is not None else "")
+        )
+    print(f"  start a classifier from it: dermdesk train finetune --from {model['id']}")
 
 
 def _print_evaluations(evaluations: list[dict[str, Any]]) -> None:

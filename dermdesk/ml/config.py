@@ -84,15 +84,7 @@ class FinetuneConfig:
 
     @classmethod
     def from_params(cls, raw: dict[str, Any]) -> FinetuneConfig:
-        known = {f.name for f in fields(cls)} - {"loop"}
-        loop_keys = {f.name for f in fields(LoopConfig)}
-        unknown = set(raw) - known - loop_keys - {"loop"}
-        if unknown:
-            raise ValueError(f"unknown fine-tuning option(s): {', '.join(sorted(unknown))}")
-        loop = LoopConfig.from_dict(
-            {**raw.get("loop", {}), **{k: v for k, v in raw.items() if k in loop_keys}}
-        )
-        cfg = cls(**{k: v for k, v in raw.items() if k in known}, loop=loop)
+        cfg: FinetuneConfig = _from_params(cls, raw, "fine-tuning", LoopConfig())
         cfg.fractions = tuple(cfg.fractions)  # type: ignore[assignment]
         _validate(cfg)
         return cfg
@@ -100,6 +92,106 @@ class FinetuneConfig:
     def to_params(self) -> dict[str, Any]:
         params: dict[str, Any] = json.loads(json.dumps(asdict(self)))
         return params
+
+
+def _from_params(cls: Any, raw: dict[str, Any], what: str, loop_defaults: LoopConfig) -> Any:
+    """A job config from its params JSON: loop options flat or under ``loop``, over the
+    kind's own loop defaults; unknown keys refused in one line."""
+    known = {f.name for f in fields(cls)} - {"loop"}
+    loop_keys = {f.name for f in fields(LoopConfig)}
+    unknown = set(raw) - known - loop_keys - {"loop"}
+    if unknown:
+        raise ValueError(f"unknown {what} option(s): {', '.join(sorted(unknown))}")
+    loop = LoopConfig.from_dict(
+        {
+            **asdict(loop_defaults),
+            **raw.get("loop", {}),
+            **{k: v for k, v in raw.items() if k in loop_keys},
+        }
+    )
+    return cls(**{k: v for k, v in raw.items() if k in known}, loop=loop)
+
+
+VIT_ARCHS = tuple(a for a in ARCH_NAMES if a.startswith("vit_"))
+
+
+def _pretrain_loop() -> LoopConfig:
+    # MAE's schedule (AdamW, 0.05 weight decay, warm-up then cosine, no clipping) with a
+    # larger peak rate than its linear rule (1.5e-4 per 256 images) gives at batch 128:
+    # that rule was set for batch 4,096 and 800 epochs, far more steps than a library has.
+    # No early stopping: the probe measures progress, it is not a stopping rule.
+    return LoopConfig(
+        epochs=100,
+        batch_size=128,
+        micro_batch=64,
+        lr=1e-3,
+        warmup_frac=0.05,
+        weight_decay=0.05,
+        patience=10**6,
+        grad_clip=0.0,
+    )
+
+
+@dataclass
+class PretrainConfig:
+    """An MAE pretraining job's parameters (kind ``pretrain``)."""
+
+    filter: dict[str, Any] = field(default_factory=dict)  # ImageFilter fields
+    arch: str = "vit_tiny"
+    img_size: int = 224
+    mask_ratio: float = 0.75
+    decoder_dim: int = 256
+    decoder_depth: int = 4
+    decoder_heads: int = 8
+    norm_pix: bool = True
+    augment: str = "light"  # MAE wants little more than crops and flips
+    max_images: int | None = None  # a seeded subset, for quick runs
+    probe_min_class_images: int = 10
+    preview_images: int = 8
+    name: str | None = None
+    loop: LoopConfig = field(default_factory=_pretrain_loop)
+
+    @classmethod
+    def from_params(cls, raw: dict[str, Any]) -> PretrainConfig:
+        cfg: PretrainConfig = _from_params(cls, raw, "pretraining", _pretrain_loop())
+        if cfg.arch not in VIT_ARCHS:
+            raise ValueError(f"MAE pretrains a ViT: arch must be one of {', '.join(VIT_ARCHS)}")
+        if not 0.0 < cfg.mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be between 0 and 1, not {cfg.mask_ratio}")
+        if cfg.augment not in ("full", "light", "none"):
+            raise ValueError(f"augment must be full, light or none, not {cfg.augment!r}")
+        if cfg.decoder_dim % 4 or cfg.decoder_dim % cfg.decoder_heads:
+            raise ValueError("decoder_dim must be divisible by 4 and by decoder_heads")
+        _validate_loop(cfg.loop)
+        return cfg
+
+    def to_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = json.loads(json.dumps(asdict(self)))
+        return params
+
+
+@dataclass
+class DistillConfig(FinetuneConfig):
+    """A distillation job's parameters (kind ``distill``): a fine-tuning job whose loss adds
+    the teacher's softened outputs; the teacher's classes and split are used as they are."""
+
+    teacher: str = ""  # a registered classifier's id, id prefix or name
+    arch: str = "vit_tiny"
+    temperature: float = 4.0
+    alpha: float = 0.5  # weight of the KL term; 1 - alpha on the hard labels
+
+    @classmethod
+    def from_params(cls, raw: dict[str, Any]) -> DistillConfig:
+        cfg: DistillConfig = _from_params(cls, raw, "distillation", LoopConfig())
+        cfg.fractions = tuple(cfg.fractions)  # type: ignore[assignment]
+        if not cfg.teacher:
+            raise ValueError("distillation needs a teacher: a registered classifier's id or name")
+        if cfg.temperature <= 0 or not 0.0 <= cfg.alpha <= 1.0:
+            raise ValueError("temperature must be > 0 and alpha between 0 and 1")
+        if cfg.split:
+            raise ValueError("a student trains on its teacher's split: leave out --split")
+        _validate(cfg)
+        return cfg
 
 
 def _validate(cfg: FinetuneConfig) -> None:
@@ -118,10 +210,7 @@ def _validate(cfg: FinetuneConfig) -> None:
                 f"classes must be at least 2 diagnosis codes ({codes})"
                 + (f"; unknown: {', '.join(bad)}" if bad else "")
             )
-    if cfg.loop.device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, not {cfg.loop.device!r}")
-    if cfg.loop.precision not in ("auto", "bf16", "fp32"):
-        raise ValueError(f"precision must be auto, bf16 or fp32, not {cfg.loop.precision!r}")
+    _validate_loop(cfg.loop)
     if cfg.augment not in ("full", "light", "none"):
         raise ValueError(f"augment must be full, light or none, not {cfg.augment!r}")
     if cfg.tone_groups not in ("rated", "rated_or_estimated"):
@@ -130,3 +219,10 @@ def _validate(cfg: FinetuneConfig) -> None:
         )
     if cfg.balance not in ("sampler", "loss", "none"):
         raise ValueError(f"balance must be sampler, loss or none, not {cfg.balance!r}")
+
+
+def _validate_loop(loop: LoopConfig) -> None:
+    if loop.device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, not {loop.device!r}")
+    if loop.precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, not {loop.precision!r}")

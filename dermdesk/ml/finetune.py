@@ -43,7 +43,13 @@ from dermdesk.ml.data import (
     subgroups,
 )
 from dermdesk.ml.loop import Control, DistEnv, TrainResult, train
-from dermdesk.ml.models import build_model, classifier_head, count_parameters, remap_head
+from dermdesk.ml.models import (
+    build_model,
+    classifier_head,
+    count_parameters,
+    fit_pos_embed,
+    remap_head,
+)
 from dermdesk.ml.splits import grouped_split, item_from_row, summarize
 from dermdesk.ml.tensor_augment import PRESETS as AUGMENTS
 
@@ -63,6 +69,7 @@ class FinetuneTask:
         self.init_note = "random initialisation"
         self._eval_sets: dict[str, CachedEvalViews] = {}
         self._init_weights: dict[str, Any] | None = None
+        self.split_method: str | None = None  # how the split was made, when not the usual way
 
     # -- data ----------------------------------------------------------------------------------
 
@@ -179,6 +186,13 @@ class FinetuneTask:
             return None
         return balanced_weights(self.samples["train"], len(self.classes))
 
+    def default_name(self) -> str:
+        return f"{self.cfg.arch} fine-tuned {time.strftime('%Y-%m-%d %H:%M')}"
+
+    def extra_metrics(self) -> dict[str, Any]:
+        """What a job kind built on fine-tuning adds to the model's metrics."""
+        return {}
+
     # -- model and loss ------------------------------------------------------------------------
 
     def _resolve_init(self, lib: Library) -> dict[str, Any] | None:
@@ -190,6 +204,11 @@ class FinetuneTask:
             self.init_note = f"weights file {path.name}"
             return checkpoints.load_file(path)
         parent = get_model(lib, init)
+        if parent["architecture"] != self.cfg.arch:
+            raise ValueError(
+                f"model {parent['id']} is a {parent['architecture']} {parent['kind']}; this job "
+                f"trains {self.cfg.arch} (give --arch {parent['architecture']})"
+            )
         self.parents = [parent["id"]]
         self.init_note = f"registered model {parent['id']} ({parent['name']})"
         return checkpoints.load_file(model_dir(lib.root, parent["id"]) / "model.pt")
@@ -202,6 +221,9 @@ class FinetuneTask:
             old = self._init_weights.get("classes")
             if isinstance(old, list) and old != self.classes:
                 weights = remap_head(weights, model, old, self.classes)
+            weights, resampled = fit_pos_embed(weights, model)
+            if resampled:
+                self.control.log(resampled)
             loaded, total = checkpoints.load_into(model, weights, self.init_note)
             fitted = head[0] in weights and weights[head[0]].shape[0] == len(self.classes)
             self.control.log(
@@ -445,7 +467,7 @@ def _record(
     evals_only = [h for h in result.history if "score" in h]
     return ModelRecord(
         id=model_id,
-        name=cfg.name or f"{cfg.arch} fine-tuned {time.strftime('%Y-%m-%d %H:%M')}",
+        name=cfg.name or task.default_name(),
         kind="classifier",
         architecture=cfg.arch,
         file=onnx_path.relative_to(library_dir).as_posix(),
@@ -454,7 +476,8 @@ def _record(
         training_set={
             "classes": task.classes,
             "filter": cfg.filter,
-            "method": f"stored split {cfg.split!r}" if cfg.split else SPLIT_METHOD,
+            "method": task.split_method
+            or (f"stored split {cfg.split!r}" if cfg.split else SPLIT_METHOD),
             "stored_split": cfg.split,
             "fractions": list(cfg.fractions),
             "seed": cfg.split_seed,
@@ -474,6 +497,7 @@ def _record(
             "val": evals["val"],
             "test": evals["test"],
             "onnx": onnx_info,
+            **task.extra_metrics(),
             "training": {
                 "steps": result.steps,
                 "epochs": round(result.epochs_done, 2),
@@ -483,13 +507,13 @@ def _record(
                 "seconds": round(result.seconds, 1),
                 "images_seen": result.images_seen,
                 "evaluations": evals_only,
-                "loss_curve": _thin([h for h in result.history if "train_loss" in h], 200),
+                "loss_curve": thin_history([h for h in result.history if "train_loss" in h], 200),
             },
         },
     )
 
 
-def _thin(rows: list[dict[str, Any]], keep: int) -> list[dict[str, Any]]:
+def thin_history(rows: list[dict[str, Any]], keep: int) -> list[dict[str, Any]]:
     if len(rows) <= keep:
         return rows
     idx = np.linspace(0, len(rows) - 1, keep).round().astype(int)

@@ -7,6 +7,7 @@ initialisation. ``vit_test`` is a tiny ViT for tests and quick checks.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,3 +101,27 @@ def remap_head(
             weight[i] = state[w_key][j]
             bias[i] = state[b_key][j]
     return {**state, w_key: weight, b_key: bias}
+
+
+def fit_pos_embed(
+    weights: dict[str, torch.Tensor], model: nn.Module
+) -> tuple[dict[str, torch.Tensor], str | None]:
+    """Resample a ViT's position embeddings to ``model``'s patch grid when the input sizes
+    differ (a backbone pretrained at 112 px fine-tuned at 224 px); returns the weights and
+    a note saying what was resampled, or None."""
+    own = model.state_dict().get("pos_embed")
+    got = weights.get("pos_embed")
+    if own is None or got is None or got.shape == own.shape or got.shape[-1] != own.shape[-1]:
+        return weights, None
+    from timm.layers import resample_abs_pos_embed
+
+    prefix = int(getattr(model, "num_prefix_tokens", 1))
+    old_side = math.isqrt(got.shape[1] - prefix)
+    new_side = math.isqrt(own.shape[1] - prefix)
+    if old_side * old_side != got.shape[1] - prefix:
+        return weights, None  # not a square grid: left to load_into's shape check
+    resampled = resample_abs_pos_embed(
+        got, [new_side, new_side], [old_side, old_side], num_prefix_tokens=prefix
+    )
+    note = f"position embeddings resampled from a {old_side}x{old_side} to a "
+    return {**weights, "pos_embed": resampled}, note + f"{new_side}x{new_side} patch grid"

@@ -137,6 +137,11 @@ def check_promotion(
 ) -> PromotionCheck:
     """Apply the rule; predicts (and stores) whatever predictions are missing."""
     candidate = get_model(lib, candidate_id)
+    if candidate["kind"] != "classifier":
+        raise LibraryError(
+            f"model {candidate['id']} is a {candidate['kind']}, not a classifier: it predicts "
+            f"nothing (fine-tune one from it: dermdesk train finetune --from {candidate['id']})"
+        )
     active = active_model(lib, candidate["kind"])
     if active is not None and active["id"] == candidate["id"]:
         return PromotionCheck(
