@@ -1,6 +1,7 @@
 """`dermdesk experiment`: plan and run a study, list, show and export its tables.
 
-    dermdesk experiment run gap --profile smoke|cpu|full [--seeds N] [--arch A] [--size S]
+    dermdesk experiment run gap|imbalance --profile smoke|cpu|full [--seeds N] [--arch A]
+        [--size S]
     dermdesk experiment list / show N / export N --format md|csv|json [--out FILE]
     dermdesk experiment resume N
 
@@ -19,13 +20,15 @@ from typing import Any
 
 from dermdesk.library import LibraryError
 
-STUDIES = ("gap",)
+STUDIES = ("gap", "imbalance")
 PROFILE_NAMES = ("smoke", "cpu", "full")
 
 
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser(
-        "experiment", help="run a recorded study (the gap study) and show its tables"
+        "experiment",
+        help="run a recorded study (gap: dermoscopic -> clinical; imbalance: MAE and "
+        "distillation vs a CNN) and show its tables",
     )
     ex = p.add_subparsers(dest="experiment_command", metavar="ACTION", required=True)
     run = ex.add_parser("run", help="plan a study's runs and run them as jobs")
@@ -86,11 +89,12 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def render(exp: dict[str, Any], runs: list[dict[str, Any]], fmt: str) -> str:
-    from dermdesk.ml.experiment_report import csv_rows, gap_tables, markdown, profile_note
+    from dermdesk.ml import experiment_report as rep
 
-    tables = gap_tables(runs)
+    imbalance = exp.get("study") == "imbalance"
+    tables: Any = rep.imbalance_tables(runs) if imbalance else rep.gap_tables(runs)
     if fmt == "csv":
-        return csv_rows(tables)
+        return rep.imbalance_csv(tables) if imbalance else rep.csv_rows(tables)
     if fmt == "json":
         data = {
             "experiment": exp,
@@ -100,8 +104,9 @@ def render(exp: dict[str, Any], runs: list[dict[str, Any]], fmt: str) -> str:
             ],
         }
         return json.dumps(data, indent=2, default=str) + "\n"
-    note = profile_note(exp, runs)
-    return markdown(f"Experiment {exp['id']}: {exp['name']}", tables, note)
+    note = rep.profile_note(exp, runs)
+    to_md = rep.imbalance_markdown if imbalance else rep.markdown
+    return to_md(f"Experiment {exp['id']}: {exp['name']}", tables, note)
 
 
 def _sizes(run: dict[str, Any]) -> dict[str, int]:
@@ -113,9 +118,11 @@ def _run(args: argparse.Namespace) -> int:
     from dermdesk.cli_ml import _runner
     from dermdesk.library import experiment_store as es
     from dermdesk.ml.gap_study import plan_gap
+    from dermdesk.ml.imbalance_study import plan_imbalance
 
+    planner = plan_imbalance if args.study == "imbalance" else plan_gap
     with open_library(args, create=False) as lib:
-        plan = plan_gap(
+        plan = planner(
             lib, args.profile, seeds=args.seeds, arch=args.arch, size=args.size, name=args.name
         )
         _check_arch(plan.params["recipe"]["arch"])

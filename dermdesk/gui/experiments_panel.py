@@ -30,7 +30,16 @@ from dermdesk.gui.charts import IntervalChart
 from dermdesk.library import Library
 from dermdesk.library import experiment_store as es
 from dermdesk.library.browse import Figure
-from dermdesk.ml.experiment_report import Estimate, GapTables, gap_tables, markdown, profile_note
+from dermdesk.ml.experiment_report import (
+    Estimate,
+    GapTables,
+    ImbalanceTables,
+    gap_tables,
+    imbalance_markdown,
+    imbalance_tables,
+    markdown,
+    profile_note,
+)
 
 COLUMNS = ("#", "Name", "Study", "Profile", "Runs done", "Created")
 EMPTY = (
@@ -44,9 +53,23 @@ def _figure(label: str, est: Estimate, n: int) -> Figure:
     return Figure(label, est.mean, est.low, est.high, n)
 
 
-def scheme_figures(tables: GapTables, eval_set: str) -> list[Figure]:
+DOMAIN_CHART = "Per domain (modality/source): balanced accuracy"
+MINORITY_CHART = "Minority classes on held-out clinical images: sensitivity"
+
+
+def scheme_figures(tables: GapTables | ImbalanceTables, eval_set: str) -> list[Figure]:
     """One bar per scheme for one evaluation set (n = seeds behind the mean)."""
-    return [_figure(row["scheme"], row[eval_set], row["seeds"]) for row in tables.schemes]
+    rows = tables.rows if isinstance(tables, ImbalanceTables) else tables.schemes
+    return [_figure(row["scheme"], row[eval_set], row["seeds"]) for row in rows]
+
+
+def minority_figures(tables: ImbalanceTables) -> list[Figure]:
+    """One bar per scheme and minority class: its sensitivity on clinical-test."""
+    return [
+        _figure(f"{row['scheme']} · {code}", est, row["seeds"])
+        for row in tables.rows
+        for code, est in row["clinical_test_minority"].items()
+    ]
 
 
 def domain_figures(tables: GapTables) -> list[Figure]:
@@ -81,6 +104,7 @@ class ExperimentsPanel(QWidget):
             "clinical_test": IntervalChart(),
             "domain": IntervalChart(),
         }
+        self.boxes: dict[str, QGroupBox] = {}
         self.tables = QTextBrowser()
         self.tables.setMinimumHeight(420)
         self._build()
@@ -92,9 +116,10 @@ class ExperimentsPanel(QWidget):
         for key, title in (
             ("dermoscopic_val", "Held-out dermoscopic images: balanced accuracy per scheme"),
             ("clinical_test", "Held-out clinical images: balanced accuracy per scheme"),
-            ("domain", "Per domain (modality/source): balanced accuracy"),
+            ("domain", DOMAIN_CHART),
         ):
             box = QGroupBox(f"{title}, mean and 95 % interval over seeds")
+            self.boxes[key] = box
             QVBoxLayout(box).addWidget(self.charts[key])
             v.addWidget(box)
         v.addWidget(self.tables)
@@ -141,7 +166,10 @@ class ExperimentsPanel(QWidget):
             return
         exp = es.experiment(self.lib, exp_id)
         runs = es.runs(self.lib, exp_id, with_split=True)  # train sizes of the curve
-        tables = gap_tables(runs)
+        imbalance = exp.get("study") == "imbalance"
+        tables: GapTables | ImbalanceTables = (
+            imbalance_tables(runs) if imbalance else gap_tables(runs)
+        )
         self.title.setText(
             f"<h3>Experiment {exp['id']}: {exp['name']}</h3>"
             f"{tables.runs_done} of {tables.runs_total} runs done, {tables.seeds} seed(s). "
@@ -149,5 +177,12 @@ class ExperimentsPanel(QWidget):
         )
         self.charts["dermoscopic_val"].set_rows(scheme_figures(tables, "dermoscopic_val"))
         self.charts["clinical_test"].set_rows(scheme_figures(tables, "clinical_test"))
-        self.charts["domain"].set_rows(domain_figures(tables))
-        self.tables.setMarkdown(markdown(f"Experiment {exp['id']}: {exp['name']}", tables))
+        title = f"Experiment {exp['id']}: {exp['name']}"
+        chart = MINORITY_CHART if isinstance(tables, ImbalanceTables) else DOMAIN_CHART
+        self.boxes["domain"].setTitle(f"{chart}, mean and 95 % interval over seeds")
+        if isinstance(tables, ImbalanceTables):
+            self.charts["domain"].set_rows(minority_figures(tables))
+            self.tables.setMarkdown(imbalance_markdown(title, tables))
+        else:
+            self.charts["domain"].set_rows(domain_figures(tables))
+            self.tables.setMarkdown(markdown(title, tables))

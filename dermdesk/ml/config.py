@@ -19,6 +19,8 @@ ARCH_NAMES = (
     "resnet10t",
     "resnet18",
     "vit_tiny_8",
+    "vit_small_8",
+    "vit_mini_8",
     "vit_test",
 )
 

@@ -54,6 +54,7 @@ class RunTask:
         self.recipe = exp["params"]["recipe"]
         self.classes = list(exp["params"]["classes"])
         self.spec = PreprocessSpec(size=int(self.recipe["size"]))
+        self.arch = str(run["params"].get("arch") or self.recipe["arch"])
         self._init: dict[str, torch.Tensor] | None = None
 
     def prepare(self, saved_state: dict[str, Any] | None) -> None:
@@ -81,10 +82,16 @@ class RunTask:
 
     def _start_weights(self, lib: Library) -> dict[str, torch.Tensor]:
         parent = self.run["params"]["init_from"]
+        path, sibling = self._sibling_weights(lib, parent, "starts from")
+        self.control.log(f"started from {parent} seed {self.run['seed']} (run {sibling['id']})")
+        return checkpoints.state_dict_of(checkpoints.load_file(path), parent)
+
+    def _sibling_weights(self, lib: Library, name: str, role: str) -> tuple[Path, dict[str, Any]]:
+        """The final weights of the run ``name`` of this experiment and seed."""
         sibling = [
             r
             for r in runs(lib, self.exp["id"])
-            if r["name"] == parent and r["seed"] == self.run["seed"]
+            if r["name"] == name and r["seed"] == self.run["seed"]
         ]
         path = (
             run_dir(self.library_dir, self.exp["id"], sibling[0]["id"]) / "weights.pt"
@@ -93,17 +100,16 @@ class RunTask:
         )
         if path is None or not path.is_file():
             raise ValueError(
-                f"{self.run['name']} seed {self.run['seed']} starts from {parent}, which has no "
+                f"{self.run['name']} seed {self.run['seed']} {role} {name}, which has no "
                 "weights yet (it failed, or has not run): resume that run first"
             )
-        self.control.log(f"started from {parent} seed {self.run['seed']} (run {sibling[0]['id']})")
-        return checkpoints.state_dict_of(checkpoints.load_file(path), parent)
+        return path, sibling[0]
 
     def state(self) -> dict[str, Any]:
         return {"run_id": self.run["id"]}
 
     def build_model(self) -> nn.Module:
-        model = build_model(self.recipe["arch"], len(self.classes), self.spec.size)
+        model = build_model(self.arch, len(self.classes), self.spec.size)
         if self._init is not None:
             checkpoints.load_into(model, self._init, self.run["params"]["init_from"])
             self._init = None
@@ -130,6 +136,10 @@ class RunTask:
         # Fixed epochs, no model selection: the loop's "best" is simply the latest.
         return {"score": float(time.monotonic())}
 
+    def weights(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """What later runs start from (``weights.pt``)."""
+        return model.state_dict()
+
     def report(self, model: nn.Module, device: torch.device) -> dict[str, Any]:
         """Every evaluation set predicted once, with intervals, overall and per group."""
         out = {}
@@ -148,6 +158,108 @@ class RunTask:
                 seed=int(self.run["seed"]),
             )
         return out
+
+
+class MaeRunTask(RunTask):
+    """An MAE pretraining run: the training images without labels; its weights are the
+    encoder's (what the classifier runs start from)."""
+
+    def build_model(self) -> nn.Module:
+        from dermdesk.ml.mae import MaskedAutoencoder
+
+        model = MaskedAutoencoder(
+            build_model(self.arch, 0, self.spec.size),
+            decoder_dim=int(self.recipe["decoder_dim"]),
+            decoder_depth=int(self.recipe["decoder_depth"]),
+            decoder_heads=int(self.recipe["decoder_heads"]),
+            mask_ratio=float(self.recipe["mask_ratio"]),
+        )
+        self.n_patches = model.n_patches
+        return model
+
+    def train_set(self) -> CachedTrainViews:
+        from dermdesk.ml.pretrain import MaskedViews
+
+        return MaskedViews(
+            self.cache,
+            self.samples["train"],
+            seed=int(self.run["seed"]),
+            augment=PRESETS["light"],
+            n_patches=self.n_patches,
+        )
+
+    def train_weights(self) -> None:  # type: ignore[override]
+        return None  # self-supervised: every image once per epoch
+
+    def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
+        from dermdesk.ml.tensor_augment import N_PARAMS
+
+        pixels, sizes, labels, params = batch
+        x, _ = train_inputs((pixels, sizes, labels, params[:, :N_PARAMS]), device, self.spec.size)
+        loss: torch.Tensor = model(x, params[:, N_PARAMS:].to(device))[0]
+        return loss
+
+    def weights(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        encoder: nn.Module = model.encoder  # type: ignore[assignment]
+        return encoder.state_dict()
+
+    def report(self, model: nn.Module, device: torch.device) -> dict[str, Any]:
+        return {}
+
+
+class DistillRunTask(RunTask):
+    """A distillation run: the student learns the labels and the outputs of the teacher
+    run of the same seed, computed once on the inference view of each training image."""
+
+    def prepare(self, saved_state: dict[str, Any] | None) -> None:
+        super().prepare(saved_state)
+        name = self.run["params"]["teacher"]
+        with Library.open(self.library_dir, readonly=True) as lib:
+            path, teacher = self._sibling_weights(lib, name, "is taught by")
+        arch = str(teacher["params"].get("arch") or self.recipe["arch"])
+        model = build_model(arch, len(self.classes), self.spec.size)
+        model.load_state_dict(checkpoints.state_dict_of(checkpoints.load_file(path), name))
+        views = CachedEvalViews(self.cache, self.samples["train"], self.spec)
+        _, probs = predict_torch(
+            model, views, torch.device("cpu"), should_stop=self.control.should_stop
+        )
+        self._targets = torch.from_numpy(np.log(np.clip(probs, 1e-8, 1.0)).astype(np.float32))
+        self._labels = torch.tensor([s.label for s in self.samples["train"]])
+        self.control.log(f"taught by {name} ({arch}, run {teacher['id']}): outputs cached")
+
+    def train_set(self) -> CachedTrainViews:
+        from dermdesk.ml.distill import IndexedViews
+
+        return IndexedViews(
+            self.cache,
+            self.samples["train"],
+            seed=int(self.run["seed"]),
+            augment=PRESETS[self.recipe["augment"]],
+        )
+
+    def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
+        from dermdesk.ml.distill import kl_to_teacher
+
+        x, idx = train_inputs(batch, device, self.spec.size)
+        idx = idx.cpu()
+        logits = model(x).float()
+        hard = nn.functional.cross_entropy(
+            logits,
+            self._labels[idx].to(device),
+            label_smoothing=float(self.recipe["label_smoothing"]),
+        )
+        soft = kl_to_teacher(
+            logits, self._targets[idx].to(device), float(self.recipe["temperature"])
+        )
+        alpha = float(self.recipe["alpha"])
+        return (1 - alpha) * hard + alpha * soft
+
+
+TASKS: dict[str, type[RunTask]] = {
+    "classify": RunTask,
+    "mae": MaeRunTask,
+    "distill": DistillRunTask,
+}
 
 
 def samples_for(lib: Library, ids: Sequence[str], classes: Sequence[str]) -> list[Sample]:
@@ -169,7 +281,7 @@ def run_job(ctx: JobContext) -> dict[str, Any]:
         exp = experiment(lib, int(run["experiment_id"]))
     if run["status"] == "done":
         raise LibraryError(f"run {run_id} ({run['name']} seed {run['seed']}) is done already")
-    task = RunTask(ctx.library_dir, run, exp, ctx)
+    task = TASKS[str(run["params"].get("kind") or "classify")](ctx.library_dir, run, exp, ctx)
     recipe = exp["params"]["recipe"]
     cfg = LoopConfig(
         epochs=int(run["params"]["epochs"]),
@@ -191,9 +303,21 @@ def run_job(ctx: JobContext) -> dict[str, Any]:
     folder = run_dir(ctx.library_dir, exp["id"], run_id)
     folder.mkdir(parents=True, exist_ok=True)
     checkpoints.save_atomic(
-        {"model": model.state_dict(), "arch": recipe["arch"], "classes": task.classes},
+        {"model": task.weights(model), "arch": task.arch, "classes": task.classes},
         folder / "weights.pt",
     )
+    if isinstance(task, MaeRunTask):  # the run's own record: how far pretraining went
+        losses = [h["train_loss"] for h in result.history if "train_loss" in h]
+        tail = losses[-max(1, len(losses) // 10) :]
+        report = {
+            "pretraining": {
+                "first_loss": losses[0] if losses else None,
+                "final_loss": float(np.mean(tail)) if tail else None,
+                "images_per_second": result.images_seen / result.seconds
+                if result.seconds
+                else None,
+            }
+        }
     seconds = result.seconds + (time.monotonic() - evaluating)  # training (all sessions) + eval
     ctx.request_write(
         "experiment_result", {"run_id": run_id, "metrics": report, "seconds": seconds}
@@ -207,6 +331,9 @@ def run_job(ctx: JobContext) -> dict[str, Any]:
 def headline(report: dict[str, Any]) -> str:
     parts = []
     for name, section in report.items():
+        if name == "pretraining":
+            parts.append(f"MAE loss {section['first_loss']:.3f} -> {section['final_loss']:.3f}")
+            continue
         ba = section["overall"]["balanced_accuracy"]
         if ba["value"] is not None:
             parts.append(f"{name} balanced accuracy {ba['value']:.3f}")

@@ -200,6 +200,16 @@ def wall_time(seconds: float) -> str:
 def profile_note(exp: dict[str, Any], runs: Sequence[dict[str, Any]]) -> str:
     """One line under the tables: the recipe, the code version and the wall time."""
     recipe = exp["params"]["recipe"]
+    if exp.get("study") == "imbalance":
+        return (
+            f"Profile {exp['profile']}: at {recipe['size']} px, student {recipe['arch']}, "
+            f"teacher {recipe['teacher_arch']}, baseline {recipe['baseline_arch']}; MAE "
+            f"{recipe['mae_epochs']} epochs (mask {recipe['mask_ratio']}, lr {recipe['mae_lr']}), "
+            f"classifiers {recipe['epochs']} epochs (ViT lr {recipe['vit_lr']}, CNN lr "
+            f"{recipe['lr']}), batch {recipe['batch']}, distillation T={recipe['temperature']} "
+            f"alpha={recipe['alpha']}; code {exp['code_version']}; wall time "
+            f"{wall_time(sum(r['seconds'] or 0 for r in runs))} over {len(runs)} runs."
+        )
     return (
         f"Profile {exp['profile']}: {recipe['arch']} at {recipe['size']} px, "
         f"{recipe['epochs']} epochs "
@@ -295,4 +305,194 @@ def csv_rows(tables: GapTables) -> str:
         w.writerow(
             ["curve", r["scheme"], f"clinical_test@{r['fraction']:.2f}", e.mean, e.low, e.high, e.n]
         )
+    return buf.getvalue()
+
+
+# -- the imbalance study ----------------------------------------------------------------------
+
+IMBALANCE_EVALS = ("dermoscopic_val", "clinical_test")
+IMBALANCE_MINORITY = ("MEL", "BCC", "ACK")
+
+
+@dataclass
+class ImbalanceTables:
+    """What the imbalance study reports (see :mod:`dermdesk.ml.imbalance_study`)."""
+
+    rows: list[dict[str, Any]]  # scheme, arch, per eval set: balanced accuracy, minority
+    pretraining: list[dict[str, Any]]  # run, arch, first and final MAE loss, images/s
+    comparisons: list[dict[str, Any]]  # a - b, paired by seed, per eval set
+    seeds: int
+    runs_done: int
+    runs_total: int
+
+    def to_json(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self), default=lambda o: asdict(o)))
+
+
+def _sensitivity(run: dict[str, Any], eval_set: str, code: str) -> float | None:
+    section = ((run.get("metrics") or {}).get(eval_set) or {}).get("overall") or {}
+    return ((section.get("per_class") or {}).get(code) or {}).get("sensitivity")
+
+
+def _paired(by: dict[str, list[dict[str, Any]]], a: str, b: str, eval_set: str) -> Estimate:
+    """Scheme a minus scheme b on one evaluation set, paired by seed."""
+    first = {r["seed"]: _bacc(r, eval_set)[0] for r in by.get(a, []) if r["status"] == "done"}
+    second = {r["seed"]: _bacc(r, eval_set)[0] for r in by.get(b, []) if r["status"] == "done"}
+    diffs: list[float | None] = []
+    for seed, value in first.items():
+        other = second.get(seed)
+        if value is not None and other is not None:
+            diffs.append(value - other)
+    return over_seeds(diffs)
+
+
+IMBALANCE_COMPARISONS = (
+    ("MAEViT", "ScratchViT", "what MAE pretraining adds to the student ViT"),
+    ("MAEViT", "ScratchResNet18", "goal: the MAE-pretrained ViT beats the CNN (> 0)"),
+    ("Distilled", "MAETeacher", "goal: the student within 2 points of its teacher (> -0.02)"),
+    ("Distilled", "MAEViT", "what distillation adds to the MAE-pretrained student"),
+)
+
+
+def imbalance_tables(runs: Sequence[dict[str, Any]]) -> ImbalanceTables:
+    by: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        by.setdefault(r["name"], []).append(r)
+    rows = []
+    pretraining = []
+    for name, group in by.items():
+        done = [r for r in group if r["status"] == "done"]
+        kind = (group[0].get("params") or {}).get("kind", "classify")
+        arch = (group[0].get("params") or {}).get("arch", "")
+        if kind == "mae":
+            stats = [(r.get("metrics") or {}).get("pretraining") or {} for r in done]
+            pretraining.append(
+                {
+                    "run": name,
+                    "arch": arch,
+                    "first_loss": over_seeds([s.get("first_loss") for s in stats]),
+                    "final_loss": over_seeds([s.get("final_loss") for s in stats]),
+                    "images_per_second": over_seeds([s.get("images_per_second") for s in stats]),
+                    "seeds": len(done),
+                }
+            )
+            continue
+        row: dict[str, Any] = {"scheme": name, "arch": arch, "seeds": len(done)}
+        for eval_set in IMBALANCE_EVALS:
+            vals = [_bacc(r, eval_set) for r in done]
+            row[eval_set] = over_seeds([v[0] for v in vals], [v[1] for v in vals])
+            row[f"{eval_set}_minority"] = {
+                code: over_seeds([_sensitivity(r, eval_set, code) for r in done])
+                for code in IMBALANCE_MINORITY
+            }
+        rows.append(row)
+    comparisons = [
+        {
+            "a": a,
+            "b": b,
+            "meaning": meaning,
+            **{eval_set: _paired(by, a, b, eval_set) for eval_set in IMBALANCE_EVALS},
+        }
+        for a, b, meaning in IMBALANCE_COMPARISONS
+        if a in by and b in by
+    ]
+    done_runs = sum(1 for r in runs if r["status"] == "done")
+    seeds = len({r["seed"] for r in runs})
+    return ImbalanceTables(rows, pretraining, comparisons, seeds, done_runs, len(runs))
+
+
+def imbalance_markdown(title: str, tables: ImbalanceTables, note: str = "") -> str:
+    interval = (
+        "95 % t-interval over seeds"
+        if tables.seeds > 1
+        else "one seed: the 95 % bootstrap interval over its test images"
+    )
+    out = [
+        f"## {title}",
+        "",
+        f"{tables.runs_done} of {tables.runs_total} runs done, {tables.seeds} seed(s); every "
+        f"classifier trained jointly on dermoscopic-train + the clinical 30 %; balanced "
+        f"accuracy, mean [{interval}].",
+    ]
+    if note:
+        out += ["", note]
+    out += [
+        "",
+        "| scheme | arch | dermoscopic-val | clinical-test | seeds |",
+        "|---|---|---|---|---|",
+    ]
+    for r in tables.rows:
+        out.append(
+            f"| {r['scheme']} | {r['arch']} | {r['dermoscopic_val'].text()} | "
+            f"{r['clinical_test'].text()} | {r['seeds']} |"
+        )
+    out += [
+        "",
+        "Minority-class sensitivity (recall), mean over seeds [95 % t-interval]:",
+        "",
+        "| scheme | "
+        + " | ".join(f"{c} {d}" for d in ("derm", "clin") for c in IMBALANCE_MINORITY)
+        + " |",
+        "|---|" + "---|" * (2 * len(IMBALANCE_MINORITY)),
+    ]
+    for r in tables.rows:
+        cells = [
+            r[f"{eval_set}_minority"][c].text()
+            for eval_set in IMBALANCE_EVALS
+            for c in IMBALANCE_MINORITY
+        ]
+        out.append(f"| {r['scheme']} | " + " | ".join(cells) + " |")
+    if tables.comparisons:
+        out += [
+            "",
+            "Paired by seed (difference in balanced accuracy, mean [95 % t-interval]):",
+            "",
+            "| comparison | dermoscopic-val | clinical-test | what it says |",
+            "|---|---|---|---|",
+        ]
+        for c in tables.comparisons:
+            out.append(
+                f"| {c['a']} − {c['b']} | {c['dermoscopic_val'].text()} | "
+                f"{c['clinical_test'].text()} | {c['meaning']} |"
+            )
+    if tables.pretraining:
+        out += [
+            "",
+            "MAE pretraining (masked-patch loss on normalised pixels, on the training images):",
+            "",
+            "| run | arch | first loss | final loss | images/s | seeds |",
+            "|---|---|---|---|---|---|",
+        ]
+        for p in tables.pretraining:
+            out.append(
+                f"| {p['run']} | {p['arch']} | {p['first_loss'].text()} | "
+                f"{p['final_loss'].text()} | {p['images_per_second'].text()} | {p['seeds']} |"
+            )
+    return "\n".join(out) + "\n"
+
+
+def imbalance_csv(tables: ImbalanceTables) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["table", "scheme", "measure", "mean", "low", "high", "seeds"])
+    for r in tables.rows:
+        for eval_set in IMBALANCE_EVALS:
+            e: Estimate = r[eval_set]
+            w.writerow(["schemes", r["scheme"], eval_set, e.mean, e.low, e.high, e.n])
+            for code, est in r[f"{eval_set}_minority"].items():
+                w.writerow(
+                    [
+                        "minority",
+                        r["scheme"],
+                        f"{code}@{eval_set}",
+                        est.mean,
+                        est.low,
+                        est.high,
+                        est.n,
+                    ]
+                )
+    for c in tables.comparisons:
+        for eval_set in IMBALANCE_EVALS:
+            e = c[eval_set]
+            w.writerow(["paired", f"{c['a']}-{c['b']}", eval_set, e.mean, e.low, e.high, e.n])
     return buf.getvalue()

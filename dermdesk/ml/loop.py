@@ -240,6 +240,10 @@ class Trainer:
             rank=self.dist.rank,
             world=self.dist.world,
         )
+        per_rank = n // self.dist.world
+        # A last micro-batch of one image breaks BatchNorm in training mode (a CNN): drop it;
+        # the sampler shuffles every epoch, so a different image waits each time.
+        drop_last = per_rank % self.micro_batch == 1 and per_rank > 1
         workers = self.cfg.num_workers
         if workers < 0:
             workers = min(4, (os.cpu_count() or 1) - 1) if self.device.type == "cuda" else 0
@@ -249,12 +253,12 @@ class Trainer:
             sampler=self.sampler,
             num_workers=workers,
             pin_memory=self.device.type == "cuda",
-            drop_last=False,
+            drop_last=drop_last,
             # a dataset may batch its own way (the cache's padded uint8 batches)
             collate_fn=getattr(self.train_set, "collate_fn", None),
         )
-        per_rank = n // self.dist.world
-        self.micro_per_epoch = max(1, math.ceil(per_rank / self.micro_batch))
+        full = per_rank // self.micro_batch if drop_last else math.ceil(per_rank / self.micro_batch)
+        self.micro_per_epoch = max(1, full)
         self.steps_per_epoch = max(1, math.ceil(self.micro_per_epoch / self.accum))
         total = self.steps_per_epoch * self.cfg.epochs
         self.total_steps = min(total, self.cfg.max_steps) if self.cfg.max_steps else total

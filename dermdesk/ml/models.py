@@ -42,6 +42,18 @@ ARCHS: dict[str, Arch] = {
         default_size=112,
         description="ViT-Ti/8 at 112 px (the MAE recipe's small student)",
     ),
+    "vit_small_8": Arch(
+        "vit_small_patch16_224",
+        {"patch_size": 8},
+        default_size=112,
+        description="ViT-S/8 at 112 px (the MAE recipe's teacher)",
+    ),
+    "vit_mini_8": Arch(
+        "vit_tiny_patch16_224",
+        {"patch_size": 8, "embed_dim": 96, "depth": 6, "num_heads": 3},
+        default_size=64,
+        description="6-layer ViT-Mini/8, 0.7M parameters (a CPU-sized student)",
+    ),
     "vit_test": Arch(
         "vit_tiny_patch16_224",
         {"patch_size": 8, "embed_dim": 48, "depth": 2, "num_heads": 3, "mlp_ratio": 2.0},

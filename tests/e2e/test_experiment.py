@@ -122,6 +122,47 @@ def check_recorded_runs(home: Path) -> None:
     db.close()
 
 
+def test_the_imbalance_smoke_profile_gives_its_table(home: Path, qtbot: object) -> None:
+    """Issue 17's study: MAE runs, the classifiers started from them, the distilled student
+    and the CNN baseline, on the gap study's splits; MAE never sees an evaluation image."""
+    out = run(home, "experiment", "run", "imbalance", "--profile", "smoke").stdout
+    assert "experiment 1: 7 runs queued" in out and "7 of 7 runs done" in out
+    assert "started from MAE-student seed 0" in out and "taught by MAETeacher" in out
+    table = out.split("| scheme | arch | dermoscopic-val")[1].split("\n\n")[0].splitlines()[2:]
+    assert [row.split("|")[1].strip() for row in table] == [
+        "ScratchViT",
+        "MAEViT",
+        "MAETeacher",
+        "Distilled",
+        "ScratchResNet18",
+    ]
+    assert "| MAE-student | vit_test |" in out.split("MAE pretraining (masked-patch")[1]
+    assert "| MAEViT − ScratchResNet18 |" in out and "| MEL derm |" in out
+    data = json.loads(run(home, "experiment", "export", "1", "--format", "json").stdout)
+    runs = {r["name"]: r for r in data["runs"]}
+    assert set(runs["MAE-student"]["images"]) == {"train"}  # pretraining: training images only
+    assert runs["MAE-student"]["images"]["train"] == runs["ScratchViT"]["images"]["train"]
+    pre = data["tables"]["pretraining"][0]
+    assert pre["final_loss"]["mean"] < pre["first_loss"]["mean"]
+    rows = list(
+        csv.DictReader(
+            io.StringIO(run(home, "experiment", "export", "1", "--format", "csv").stdout)
+        )
+    )
+    assert {r["table"] for r in rows} == {"schemes", "minority", "paired"}
+    from dermdesk.gui.experiments_panel import ExperimentsPanel
+    from dermdesk.library import Library
+
+    with Library.open(home, readonly=True) as lib:
+        panel = ExperimentsPanel(lib)
+        qtbot.addWidget(panel)  # type: ignore[attr-defined]
+        panel.refresh()
+        labels = [f.label for f in panel.charts["clinical_test"].rows]
+        assert labels == [r["scheme"] for r in data["tables"]["rows"]]
+        assert "Minority classes" in panel.boxes["domain"].title()
+        assert "ScratchViT · MEL" in [f.label for f in panel.charts["domain"].rows]
+
+
 def test_a_library_without_one_domain_is_refused_and_nothing_written(
     home: Path, shared_data: Path, tmp_path: Path
 ) -> None:

@@ -1,0 +1,169 @@
+"""The imbalance study: does MAE pretraining and distillation beat a from-scratch CNN? (no torch)
+
+Same data and splits as the gap study (:mod:`dermdesk.ml.gap_study`): the five shared
+classes, both domains, per seed dermoscopic 80/20 and clinical 30/70, grouped by patient,
+lesion and near-duplicate. Every classifier trains *jointly* on dermoscopic-train plus the
+clinical 30 % (class-balanced) and is evaluated once, at the end, on dermoscopic-val and
+clinical-test. MAE pretraining sees the same training images only, without their labels
+(never an evaluation image, not even unlabelled).
+
+Runs per seed (archs come from the profile):
+
+- ``MAE-student`` / ``MAE-teacher``: MAE pretraining of the student / teacher ViT;
+- ``ScratchViT``: the student ViT from random initialisation;
+- ``MAEViT``: the student ViT fine-tuned from ``MAE-student``;
+- ``MAETeacher``: the teacher ViT fine-tuned from ``MAE-teacher``;
+- ``Distilled``: the student ViT started from ``MAE-student`` and distilled from
+  ``MAETeacher`` (hard labels + temperature-softened teacher outputs);
+- ``ScratchResNet18``: the from-scratch CNN baseline to beat.
+
+Reported: balanced accuracy per domain and the sensitivity of the minority classes
+(MEL, BCC, ACK) per domain, mean over seeds with a 95 % t-interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from dermdesk.library import Library, LibraryError
+from dermdesk.library.experiment_store import ExperimentPlan, RunPlan
+from dermdesk.ml.gap_study import SHARED_CLASSES, Recipe, code_version, collect_domains
+from dermdesk.ml.gap_study import split_domains as split_gap_domains
+
+MINORITY = ("MEL", "BCC", "ACK")
+CLASSIFIER_RUNS = (
+    "ScratchViT",
+    "MAEViT",
+    "MAETeacher",
+    "Distilled",
+    "ScratchResNet18",
+)
+PRETRAIN_RUNS = ("MAE-student", "MAE-teacher")
+
+
+@dataclass(frozen=True)
+class ImbalanceRecipe(Recipe):
+    """The gap study's recipe plus what pretraining and distillation need."""
+
+    arch: str = "vit_tiny_8"  # the student
+    teacher_arch: str = "vit_small_8"
+    baseline_arch: str = "resnet18"
+    mae_epochs: int = 150
+    mae_lr: float = 1.5e-3
+    mask_ratio: float = 0.75
+    decoder_dim: int = 256
+    decoder_depth: int = 4
+    decoder_heads: int = 8
+    temperature: float = 4.0
+    alpha: float = 0.5
+    # The CNN keeps the gap study's recipe; the ViTs fine-tune at a lower peak rate.
+    vit_lr: float = 1e-3
+
+
+PROFILES: dict[str, tuple[ImbalanceRecipe, int]] = {
+    "smoke": (
+        ImbalanceRecipe(
+            arch="vit_test",
+            teacher_arch="vit_test",
+            size=32,
+            epochs=2,
+            finetune_epochs=2,
+            mae_epochs=2,
+            batch=32,
+            n_boot=50,
+            max_per_domain=60,
+            augment="light",
+            decoder_dim=32,
+            decoder_depth=1,
+            decoder_heads=2,
+        ),
+        1,
+    ),
+    # Small enough for a 2-core CPU in about 40 minutes: a 6-layer ViT-Mini/8 student, a
+    # ViT-Ti/8 teacher, at 64 px on a seeded subset of both domains.
+    "cpu": (
+        ImbalanceRecipe(
+            arch="vit_mini_8",
+            teacher_arch="vit_tiny_8",
+            size=64,
+            epochs=15,
+            finetune_epochs=15,
+            mae_epochs=30,
+            batch=64,
+            n_boot=500,
+            max_per_domain=500,
+            decoder_dim=128,
+            decoder_depth=2,
+            decoder_heads=4,
+        ),
+        3,
+    ),
+    # The issue's reference sizes: ViT-Ti/8 student, ViT-S/8 teacher at 112 px, MAE 150
+    # epochs, fine-tuning 40, on every shared image (a GPU job).
+    "full": (ImbalanceRecipe(epochs=40, finetune_epochs=40), 3),
+}
+
+
+def plan_imbalance(
+    lib: Library,
+    profile: str,
+    *,
+    seeds: int | None = None,
+    arch: str | None = None,
+    size: int | None = None,
+    name: str | None = None,
+) -> ExperimentPlan:
+    """Every run of the study, with its exact image ids, recipe and start weights."""
+    if profile not in PROFILES:
+        raise LibraryError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
+    recipe, default_seeds = PROFILES[profile]
+    recipe = replace(recipe, arch=arch or recipe.arch, size=size or recipe.size)
+    n_seeds = seeds if seeds is not None else default_seeds
+    if n_seeds < 1:
+        raise LibraryError("give at least one seed")
+    plan = ExperimentPlan(
+        name=name or f"imbalance {profile}",
+        study="imbalance",
+        profile=profile,
+        params={"recipe": asdict(recipe), "seeds": n_seeds, "classes": list(SHARED_CLASSES)},
+        code_version=code_version(),
+    )
+    r = recipe
+    for seed in range(n_seeds):
+        split = split_gap_domains(collect_domains(lib, recipe, seed), seed)
+        train = sorted(split["dermoscopic_train"] + split["clinical_train"])
+        evals = {
+            "dermoscopic_val": split["dermoscopic_val"],
+            "clinical_test": split["clinical_test"],
+        }
+        mae = {"kind": "mae", "epochs": r.mae_epochs, "lr": r.mae_lr}
+        vit = {"epochs": r.epochs, "lr": r.vit_lr}
+        runs: list[tuple[str, dict[str, Any]]] = [
+            ("MAE-student", {**mae, "arch": r.arch}),
+            ("MAE-teacher", {**mae, "arch": r.teacher_arch}),
+            ("ScratchViT", {**vit, "arch": r.arch}),
+            ("MAEViT", {**vit, "arch": r.arch, "init_from": "MAE-student"}),
+            ("MAETeacher", {**vit, "arch": r.teacher_arch, "init_from": "MAE-teacher"}),
+            (
+                "Distilled",
+                {
+                    **vit,
+                    "kind": "distill",
+                    "arch": r.arch,
+                    "init_from": "MAE-student",
+                    "teacher": "MAETeacher",
+                },
+            ),
+            ("ScratchResNet18", {"epochs": r.epochs, "lr": r.lr, "arch": r.baseline_arch}),
+        ]
+        for run_name, params in runs:
+            plan.runs.append(
+                RunPlan(
+                    name=run_name,
+                    seed=seed,
+                    params={"scheme": run_name, "init_from": None, "kind": "classify", **params},
+                    split={"train": train, **(evals if params.get("kind") != "mae" else {})},
+                )
+            )
+    return plan
