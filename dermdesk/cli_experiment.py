@@ -151,8 +151,12 @@ def _resume(args: argparse.Namespace) -> int:
 
     runner = _runner(args)
     pending = es.pending_runs(runner.lib, args.experiment)
-    if not pending:
+    if not pending:  # nothing to run: say so, and show what it found
         print(f"experiment {args.experiment}: every run is done")
+        runs = es.runs(runner.lib, args.experiment, with_split=True)
+        exp = es.experiment(runner.lib, args.experiment)
+        runner.close()
+        sys.stdout.write("\n" + render(exp, runs, "md"))
         return 0
     for run in pending:
         job = runner.job(run["job_id"]) if run["job_id"] else None

@@ -27,7 +27,7 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QPainter
+from PySide6.QtGui import QPainter, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
@@ -48,6 +48,7 @@ from PySide6.QtWidgets import (
 
 from dermdesk.gui.table_model import Index, ListTableModel
 from dermdesk.gui.tasks import LibraryWorker
+from dermdesk.jobs.context import job_dir
 from dermdesk.library import Library
 from dermdesk.library.browse import job_rows
 from dermdesk.library.edits import request_job_cancel
@@ -147,6 +148,7 @@ class LibraryJobsBackend:
 
     def __init__(self, lib: Library, writer: LibraryWorker, limit: int = 100) -> None:
         self.lib = lib
+        self.library_dir = lib.root
         self.writer = writer
         self.limit = limit
 
@@ -374,6 +376,15 @@ class JobsDock(QDockWidget):
         self.result_button = QPushButton("Open result")
         self.result_button.clicked.connect(self.open_result)
         self.summary = QLabel()
+        # A pretraining job's latest reconstruction preview (original / masked / output).
+        self.preview = QLabel()
+        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.preview.setToolTip(
+            "Reconstruction preview at the latest evaluation: originals (top), the patches "
+            "the encoder saw (middle), the decoder's reconstruction (bottom)"
+        )
+        self.preview.hide()
+        self._preview_key: tuple[str, float] | None = None
         self._build()
         self.table.selectionModel().selectionChanged.connect(self._show_selected)
         self.timer = QTimer(self, interval=POLL_MS)
@@ -391,6 +402,7 @@ class JobsDock(QDockWidget):
         v = QVBoxLayout(right)
         v.setContentsMargins(0, 0, 0, 0)
         v.addWidget(self.log, 1)
+        v.addWidget(self.preview)
         v.addLayout(buttons)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.table)
@@ -443,6 +455,7 @@ class JobsDock(QDockWidget):
                 link[0] if link else "", "Open result"
             )
         )
+        self._show_preview(job)
         text = (job.log + (f"\nERROR: {job.error}" if job.error else "")) if job else ""
         if text != self.log.toPlainText():
             at_end = (
@@ -451,6 +464,34 @@ class JobsDock(QDockWidget):
             self.log.setPlainText(text)
             if at_end:  # follow the log like `tail -f`, unless the user scrolled up
                 self.log.verticalScrollBar().setValue(self.log.verticalScrollBar().maximum())
+
+    def preview_path(self, job: JobView | None) -> Path | None:
+        """The latest reconstruction preview of a pretraining job, if it has one yet."""
+        root = getattr(self.backend, "library_dir", None)
+        if job is None or job.kind != "pretrain" or root is None:
+            return None
+        path = job_dir(Path(root), job.id) / "previews" / "latest.png"
+        return path if path.is_file() else None
+
+    def _show_preview(self, job: JobView | None) -> None:
+        path = self.preview_path(job)
+        if path is None:
+            self.preview.hide()
+            self._preview_key = None
+            return
+        key = (str(path), path.stat().st_mtime)
+        if key != self._preview_key:  # reload only when a new evaluation wrote it
+            self._preview_key = key
+            pixmap = QPixmap(str(path))
+            if not pixmap.isNull() and pixmap.width() < 480:  # small images: scale up, crisp
+                factor = max(1, 480 // pixmap.width())
+                pixmap = pixmap.scaledToWidth(
+                    pixmap.width() * factor, Qt.TransformationMode.FastTransformation
+                )
+            elif pixmap.width() > 720:  # 8 images at 224 px: fit the dock
+                pixmap = pixmap.scaledToWidth(720, Qt.TransformationMode.SmoothTransformation)
+            self.preview.setPixmap(pixmap)
+        self.preview.show()
 
     def cancel_selected(self) -> None:
         job = self.selected_job()

@@ -572,7 +572,7 @@ class MainWindow(QMainWindow):
 
     def open_train(self) -> TrainDialog:
         dialog = TrainDialog(model_rows(self.lib), self.gallery_model.query.filter, self)
-        dialog.accepted.connect(lambda: self._submit("finetune", dialog.job_params))
+        dialog.accepted.connect(lambda: self._submit(dialog.job_kind(), dialog.job_params))
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
         self.train_dialog = dialog

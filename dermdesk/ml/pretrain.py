@@ -211,11 +211,7 @@ class PretrainTask:
             out["probe_balanced_accuracy"] = probe
         # The probe is the progress measure; without one, a lower reconstruction loss.
         out["score"] = probe if probe is not None else -recon_loss
-        self.control.log(
-            f"evaluation: reconstruction loss {recon_loss:.4f}"
-            + (f", linear-probe balanced accuracy {probe:.3f}" if probe is not None else "")
-        )
-        return out
+        return out  # the loop logs these
 
     def _preview(self, mae: MaskedAutoencoder, device: torch.device) -> float:
         """Save original / masked / reconstruction of the fixed images; their masked loss."""

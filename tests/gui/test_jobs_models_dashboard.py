@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from pytestqt.qtbot import QtBot
@@ -173,6 +174,62 @@ def test_training_dialog_queues_a_fine_tuning_job(
         lambda: next(j for j in w.jobs.model.jobs if j.id == job.id).status == "cancelled",
         timeout=120000,
     )
+
+
+def test_training_dialog_queues_pretraining_and_distillation(
+    qtbot: QtBot, window: MainWindow, lib: Library
+) -> None:
+    add_model(lib, "M-teacher")
+    w = window
+    dialog = w.open_train()
+    dialog.kind.setCurrentIndex(dialog.kind.findData("pretrain"))
+    assert dialog.form.isRowVisible(dialog.mask_ratio) and not dialog.form.isRowVisible(
+        dialog.teacher
+    )
+    assert not dialog.form.isRowVisible(dialog.start) and dialog.epochs.value() == 100
+    dialog.arch.setCurrentIndex(dialog.arch.findData("resnet18"))
+    dialog.buttons.accepted.emit()  # a CNN cannot be MAE-pretrained: said, nothing queued
+    assert "choose a ViT" in dialog.error.text() and dialog.isVisible()
+    dialog.arch.setCurrentIndex(dialog.arch.findData("vit_tiny"))
+    dialog.mask_ratio.setValue(0.8)
+    dialog.epochs.setValue(1)
+    dialog.buttons.accepted.emit()
+    qtbot.waitUntil(lambda: any(j.kind == "pretrain" for j in w.jobs.model.jobs), timeout=20000)
+    job = next(j for j in w.jobs.model.jobs if j.kind == "pretrain")
+    assert job.params is not None and job.params["mask_ratio"] == 0.8
+    w.jobs.backend.cancel(job.id)
+
+    dialog = w.open_train()
+    dialog.kind.setCurrentIndex(dialog.kind.findData("distill"))
+    assert dialog.form.isRowVisible(dialog.teacher) and dialog.teacher.count() == 1
+    dialog.epochs.setValue(1)
+    dialog.buttons.accepted.emit()
+    qtbot.waitUntil(lambda: any(j.kind == "distill" for j in w.jobs.model.jobs), timeout=20000)
+    job = next(j for j in w.jobs.model.jobs if j.kind == "distill")
+    assert job.params is not None and job.params["teacher"] == "M-teacher"
+    w.jobs.backend.cancel(job.id)
+
+
+def test_jobs_dock_shows_a_pretraining_jobs_latest_reconstruction(
+    qtbot: QtBot, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    backend = ScriptedJobs()
+    backend.library_dir = tmp_path  # type: ignore[attr-defined]
+    backend.jobs[3] = JobView(3, "pretrain", "running", 0.5, "step 5", "evaluation\n")
+    previews = tmp_path / "jobs" / "3" / "previews"
+    previews.mkdir(parents=True)
+    Image.new("RGB", (8 * 34, 3 * 34), (180, 120, 110)).save(previews / "latest.png")
+    dock = JobsDock(backend)
+    qtbot.addWidget(dock)
+    dock.show()
+    row = [j.id for j in dock.model.jobs].index(3)
+    dock.table.selectRow(row)
+    qtbot.waitUntil(lambda: dock.preview.isVisible())
+    assert dock.preview.pixmap().width() >= 8 * 34  # scaled up, never down, when small
+    dock.table.selectRow([j.id for j in dock.model.jobs].index(1))  # a fine-tuning job
+    qtbot.waitUntil(lambda: not dock.preview.isVisible())
 
 
 def test_models_table_model_on_its_own(qtmodeltester: object, lib: Library) -> None:
