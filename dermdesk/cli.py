@@ -81,7 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="FIELD=COLUMN",
-        help="CSV column for a field (file, diagnosis, patient, lesion, ...)",
+        help="CSV column for a field (file, diagnosis, patient, lesion, ...); several image "
+        "columns per row: --map file=clinic:clinical --map file=derm:dermoscopic",
+    )
+    p.add_argument(
+        "--map-values",
+        action="append",
+        default=[],
+        metavar="FIELD=FILE|'FIELD:VALUE=TARGET'",
+        help="translate a column's own words: a two-column CSV (value, target) or inline, "
+        "e.g. 'body_site:both legs=lower extremity' (targets are checked first)",
     )
     p.add_argument("--root", type=Path, help="folder the CSV's paths are relative to")
     p.add_argument("--dataset", help="dataset name to record for a CSV import")
@@ -257,7 +266,12 @@ def cmd_gui(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from dermdesk.exchange.csvmap import parse_mapping, plan_csv
+    from dermdesk.exchange.csvmap import (
+        parse_image_columns,
+        parse_mapping,
+        parse_value_maps,
+        plan_csv,
+    )
     from dermdesk.exchange.datasets import Plan, plan_path
     from dermdesk.exchange.importer import run_import
     from dermdesk.exchange.tables import DatasetError
@@ -266,7 +280,10 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise LibraryError("nothing to import: give files, folders or --csv FILE")
     plan = Plan()
     try:
+        if args.map_values and not args.csv:
+            raise DatasetError("--map-values applies to a --csv import")
         if args.csv:
+            images = parse_image_columns(args.map)
             plan.merge(
                 plan_csv(
                     args.csv,
@@ -274,6 +291,8 @@ def cmd_import(args: argparse.Namespace) -> int:
                     root=args.root,
                     modality=args.modality or "clinical",
                     dataset=args.dataset,
+                    image_columns=images if len(images) > 1 else None,
+                    value_maps=parse_value_maps(args.map_values),
                 )
             )
         for path in args.paths:

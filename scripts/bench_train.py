@@ -15,6 +15,13 @@ On real PAD-UFES-20 and HAM10000 images of a throw-away library, images/s of:
 Goal (issue 15): (d) within 10 % of (c) on the CPU; on a GPU, within 20 % at ViT-S
 112 px with bf16. Rounds alternate (c) and (d) so drift in machine load falls on both;
 the table gives medians.
+
+    python scripts/bench_train.py --mae [--arch vit_base] [--size 224] [--batch 256]
+
+MAE pretraining instead (issue 17): (c) an MAE step on random tensors in fp32 eager,
+bf16 and bf16 + torch.compile (the last two on a GPU only), against (d) the pretraining
+job's steady state reading real images through the cache (its own precision: bf16 on a
+GPU). Goal on a GPU: (d) >= 4,500 img/s for ViT-B/16 at 224 px.
 """
 
 from __future__ import annotations
@@ -140,6 +147,91 @@ def job_rate(folder: Path, arch: str, size: int, batch: int, steps: int) -> floa
     return batch / float(np.median(gaps))
 
 
+def mae_step_rate(
+    arch: str,
+    size: int,
+    batch: int,
+    device: torch.device,
+    steps: int,
+    precision: str,
+    compiled: bool,
+) -> float:
+    """(c) for MAE: forward, backward and AdamW of the MAE model on random tensors."""
+    from dermdesk.ml.mae import MaskedAutoencoder
+
+    model: Any = MaskedAutoencoder(build_model(arch, 0, size)).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    autocast = autocast_for(device, precision)
+    forward = torch.compile(model) if compiled else model
+    x = torch.randn(batch, 3, size, size, device=device)
+    times = []
+    for _ in range(steps + 3):
+        noise = torch.rand(batch, model.n_patches, device=device)
+        t0 = time.perf_counter()
+        with autocast():
+            loss = forward(x, noise)[0]
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return batch / statistics.median(times[3:])
+
+
+def mae_job_rate(folder: Path, arch: str, size: int, batch: int, steps: int) -> float:
+    """(d) for MAE: the pretraining job's loop and task over the cache, steady state."""
+    from dermdesk.ml.config import PretrainConfig
+    from dermdesk.ml.pretrain import PretrainTask
+
+    cfg = PretrainConfig.from_params(
+        {
+            "arch": arch,
+            "img_size": size,
+            "batch_size": batch,
+            "micro_batch": batch,
+            "max_steps": steps + 2,
+            "epochs": 1000,
+            "eval_every": 10_000,
+        }
+    )
+    clock = StepClock()
+    with tempfile.TemporaryDirectory() as tmp:
+        task = PretrainTask(folder, cfg, clock, Path(tmp))
+        task.evaluate = lambda model, device: {"score": 0.0}  # type: ignore[method-assign]
+        train(task, cfg.loop, clock, Path(tmp) / "ckpt.pt")
+    gaps = np.diff(clock.times[1 : steps + 2])
+    return batch / float(np.median(gaps))
+
+
+def mae_main(args: argparse.Namespace, device: torch.device) -> None:
+    variants = [("fp32 eager", "fp32", False)]
+    if device.type == "cuda":
+        variants += [("bf16 eager", "bf16", False), ("bf16 + compile", "bf16", True)]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = make_library(Path(tmp) / "library", args.data)
+        rates: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+        jobs = []
+        for _ in range(args.rounds):
+            for name, precision, compiled in variants:
+                rates[name].append(
+                    mae_step_rate(
+                        args.arch, args.size, args.batch, device, args.steps, precision, compiled
+                    )
+                )
+            jobs.append(mae_job_rate(folder, args.arch, args.size, args.batch, args.steps))
+    print(
+        f"MAE {args.arch} at {args.size} px, batch {args.batch}, on {device} "
+        f"({torch.get_num_threads()} threads); medians of {args.rounds} rounds"
+    )
+    for name, values in rates.items():
+        print(f"(c) MAE step, random tensors, {name:<15}: {statistics.median(values):8.1f} img/s")
+    job = statistics.median(jobs)
+    print(f"(d) pretraining job over the cache (real images): {job:8.1f} img/s  {jobs}")
+    best = max(statistics.median(v) for v in rates.values())
+    print(f"(d) / best (c) = {job / best:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -148,8 +240,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--mae", action="store_true", help="benchmark MAE pretraining")
     args = parser.parse_args()
     device = pick_device(DistEnv())
+    if args.mae:
+        mae_main(args, device)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         folder = make_library(Path(tmp) / "library", args.data)
         old = old_decode_rate(folder, args.size, 200)

@@ -179,3 +179,13 @@ def contained_path(root: Path, name: str) -> Path:
         shown = name if len(name) <= 80 else name[:77] + "..."
         raise ValueError(f"path {shown!r} is outside the dataset folder")
     return candidate
+
+
+def read_text_lines(path: Path) -> list[str]:
+    """A small text table's lines, decoded as :func:`read_csv` decodes (UTF-8/16, Latin-1)."""
+    return _read_text(path).splitlines()
+
+
+def sniff_delimiter(lines: list[str]) -> str:
+    """The delimiter of a table from its first line (comma, semicolon, tab or bar)."""
+    return _dialect(lines)
