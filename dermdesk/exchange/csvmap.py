@@ -122,7 +122,7 @@ def parse_value_maps(specs: list[str], base: Path | None = None) -> dict[str, di
             )
         target = maps.setdefault(fld, {})
         if colon:
-            target[value_key(value)] = _checked_target(fld, rest.strip(), f"value map {spec!r}")
+            target[value_key(value)] = check_target(fld, rest.strip(), f"value map {spec!r}")
             continue
         path = Path(rest.strip()).expanduser()
         if base is not None and not path.is_absolute() and not path.is_file():
@@ -148,11 +148,11 @@ def _read_value_file(fld: str, path: Path) -> dict[str, str]:
         source, target = cells[0].strip(), cells[1].strip()
         if number == 1 and value_key(target) in ("to", "target", "becomes", "code"):
             continue  # a header row
-        out[value_key(source)] = _checked_target(fld, target, f"{path.name} line {number}")
+        out[value_key(source)] = check_target(fld, target, f"{path.name} line {number}")
     return out
 
 
-def _checked_target(fld: str, target: str, where: str) -> str:
+def check_target(fld: str, target: str, where: str) -> str:
     """A value map's target, refused unless the library knows it."""
     problem = None
     if fld == "diagnosis" and not taxonomy.normalize_label(target).known:
@@ -221,17 +221,20 @@ def plan_csv(
     source_name: str | None = None,
     image_columns: ImageColumns | None = None,
     value_maps: dict[str, dict[str, str]] | None = None,
+    same_named: bool = True,
 ) -> Plan:
     """Plan an import from a CSV; the whole file is refused if mapped columns are missing.
 
     ``image_columns`` (several images per row, each with its modality) replaces the
-    mapping's ``file``; ``value_maps`` translate cells before the vocabulary does."""
+    mapping's ``file``; ``value_maps`` translate cells before the vocabulary does;
+    ``same_named`` maps unmapped fields to columns of their own name (the GUI, where the
+    user saw every choice, turns it off)."""
     mapping = dict(mapping or {})
     root = root or csv_path.parent
     header = csv_columns(csv_path)
     columns = set(header)
     for fld in FIELDS:
-        if fld not in mapping and fld in columns:
+        if same_named and fld not in mapping and fld in columns:
             mapping[fld] = fld
     images: ImageColumns = list(image_columns or [])
     if not images and "file" in mapping:

@@ -10,6 +10,7 @@ Progress reaches the GUI at most ten times a second.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QMimeData, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
@@ -31,8 +32,12 @@ from dermdesk import taxonomy
 from dermdesk.exchange.datasets import Plan, plan_path
 from dermdesk.exchange.importer import ImportProgress, ImportReport, run_import
 from dermdesk.exchange.tables import DatasetError
+from dermdesk.gui.settings import Settings
 from dermdesk.gui.tasks import ThreadTask
 from dermdesk.library import Library
+
+if TYPE_CHECKING:
+    from dermdesk.gui.csv_import_dialog import CsvImportDialog
 
 
 class ImportTask(ThreadTask):
@@ -43,15 +48,24 @@ class ImportTask(ThreadTask):
     failed = Signal(str)
 
     def __init__(
-        self, root: Path, actor: str, paths: list[Path], modality: str, workers: int | None = None
+        self,
+        root: Path,
+        actor: str,
+        paths: list[Path],
+        modality: str,
+        workers: int | None = None,
+        plans: list[Plan] | None = None,
     ) -> None:
         super().__init__("import")
         self.root, self.actor, self.paths, self.modality = root, actor, paths, modality
         self.workers = workers
+        self.plans = list(plans or [])  # planned already (a mapped CSV)
 
     def _run(self) -> None:
         try:
             plan = Plan()
+            for planned in self.plans:
+                plan.merge(planned)
             for path in self.paths:
                 try:
                     plan.merge(plan_path(path, self.modality))
@@ -84,12 +98,19 @@ class ImportDialog(QDialog):
     imported = Signal(object)  # ImportReport
 
     def __init__(
-        self, root: Path, actor: str, modality: str = "clinical", parent: QWidget | None = None
+        self,
+        root: Path,
+        actor: str,
+        modality: str = "clinical",
+        parent: QWidget | None = None,
+        settings: Settings | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Import images")
         self.setAcceptDrops(True)
         self.root, self.actor = root, actor
+        self.settings = settings
+        self.csv_plans: list[Plan] = []
         self.task: ImportTask | None = None
         self.report: ImportReport | None = None
         self._build(modality)
@@ -106,12 +127,17 @@ class ImportDialog(QDialog):
         add_files.clicked.connect(self._add_files)
         add_folder = QPushButton("Add folder…")
         add_folder.clicked.connect(self._add_folder)
+        add_csv = QPushButton("Add a CSV…")
+        add_csv.setToolTip(
+            "A table of image paths and metadata in any layout: map its columns and values"
+        )
+        add_csv.clicked.connect(self._add_csv)
         self.modality = QComboBox()
         for m in taxonomy.MODALITIES:
             self.modality.addItem(f"Plain photos are {m}", m)
         self.modality.setCurrentIndex(max(0, self.modality.findData(modality)))
         row = QHBoxLayout()
-        for w in (add_files, add_folder, self.modality):
+        for w in (add_files, add_folder, add_csv, self.modality):
             row.addWidget(w)
         row.addStretch(1)
         self.progress = QProgressBar()
@@ -151,7 +177,8 @@ class ImportDialog(QDialog):
                 self.paths.addItem(str(p))
 
     def chosen_paths(self) -> list[Path]:
-        return [Path(self.paths.item(i).text()) for i in range(self.paths.count())]
+        texts = [self.paths.item(i).text() for i in range(self.paths.count())]
+        return [Path(t) for t in texts if not t.startswith("CSV ")]
 
     def _add_files(self) -> None:
         files, _ = QFileDialog.getOpenFileNames(self, "Images to import")
@@ -161,6 +188,30 @@ class ImportDialog(QDialog):
         folder = QFileDialog.getExistingDirectory(self, "Folder to import")
         if folder:
             self.add_paths([Path(folder)])
+
+    def _add_csv(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "CSV to import", "", "Tables (*.csv *.tsv *.txt)"
+        )
+        if path:
+            self.open_csv(Path(path))
+
+    def open_csv(self, path: Path) -> CsvImportDialog:
+        """The mapping dialog for a CSV; a planned CSV joins the import list."""
+        from dermdesk.gui.csv_import_dialog import CsvImportDialog
+
+        dialog = CsvImportDialog(path, self.settings, self)
+        dialog.accepted.connect(lambda: self.add_csv_plan(path, dialog.plan))
+        dialog.show()
+        self.csv_dialog = dialog
+        return dialog
+
+    def add_csv_plan(self, path: Path, plan: Plan | None) -> None:
+        if plan is None:
+            return
+        self.csv_plans.append(plan)
+        refused = f", {len(plan.refused)} rows refused" if plan.refused else ""
+        self.paths.addItem(f"CSV {path.name}: {len(plan.items)} images{refused}")
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if dropped_paths(event.mimeData()):
@@ -174,11 +225,17 @@ class ImportDialog(QDialog):
 
     def start(self, workers: int | None = None) -> None:
         paths = self.chosen_paths()
-        if not paths or (self.task and self.task.running()):
+        if not (paths or self.csv_plans) or (self.task and self.task.running()):
             return
         self.task = ImportTask(
-            self.root, self.actor, paths, self.modality.currentData(), workers or None
+            self.root,
+            self.actor,
+            paths,
+            self.modality.currentData(),
+            workers or None,
+            plans=self.csv_plans,
         )
+        self.csv_plans = []  # planned once, imported once
         self.task.progress.connect(self._progress)
         self.task.finished.connect(self._finished)
         self.task.failed.connect(self._failed)

@@ -521,7 +521,11 @@ class MainWindow(QMainWindow):
 
     def open_import(self, paths: list[Path] | None = None, *, start: bool = False) -> ImportDialog:
         dialog = ImportDialog(
-            self.lib.root, self.settings.annotator, self.settings.import_modality, self
+            self.lib.root,
+            self.settings.annotator,
+            self.settings.import_modality,
+            self,
+            settings=self.settings,
         )
         dialog.imported.connect(lambda report: self.refresh_all())
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)

@@ -90,6 +90,17 @@ class Settings:
     def import_modality(self, value: str) -> None:
         self.store.setValue("import/modality", value)
 
+    def csv_mapping(self, dataset: str) -> dict[str, Any]:
+        """The CSV column and value mapping last used for a dataset name."""
+        try:
+            value = json.loads(str(self._get(f"import/csv_mapping/{dataset}", "{}")))
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def set_csv_mapping(self, dataset: str, value: dict[str, Any]) -> None:
+        self.store.setValue(f"import/csv_mapping/{dataset}", json.dumps(value, sort_keys=True))
+
     @property
     def last_folder(self) -> str:
         return str(self._get("import/last_folder", ""))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -76,4 +77,65 @@ def test_the_import_dialog_imports_a_dataset_folder(
     report = blocker.args[0]
     assert len(report.added) == 200 and not report.refused
     assert lib.count(ImageFilter(dataset=["ph2"])) == 200
+    dialog.close()
+
+
+def test_a_csv_is_mapped_previewed_and_remembered_before_import(
+    qtbot: QtBot, window: MainWindow, lib: Library, shared_data: Path, tmp_path: Path
+) -> None:
+    """One row per lesion, a clinical and a dermoscopic photo; the preview shows what each
+    diagnosis becomes, a typed target maps a value, and the mapping comes back next time."""
+    from dermdesk.exchange.datasets import plan_path
+
+    folder = tmp_path / "study"
+    folder.mkdir()
+    clinical = [i.path for i in plan_path(shared_data / "pad_ufes_20_more").items[:2]]
+    derm = [i.path for i in plan_path(shared_data / "ph2").items[:2]]
+    for p in clinical + derm:
+        shutil.copy(p, folder / p.name)
+    labels = ["melanoma in situ", "funny spot"]
+    rows = [
+        f"{c.name},{d.name},{dx},L{k}"
+        for k, (c, d, dx) in enumerate(zip(clinical, derm, labels, strict=True))
+    ]
+    csv_path = folder / "study.csv"
+    csv_path.write_text("photo,dermoscopy,dx,lesion\n" + "\n".join(rows) + "\n")
+    before = lib.count()
+    dialog = window.open_import()
+    csv_dialog = dialog.open_csv(csv_path)
+    assert csv_dialog.fields["lesion"].currentData() == "lesion"  # same name: picked
+    csv_dialog.images[0][0].setCurrentIndex(csv_dialog.images[0][0].findData("photo"))
+    csv_dialog.images[1][0].setCurrentIndex(csv_dialog.images[1][0].findData("dermoscopy"))
+    csv_dialog.fields["diagnosis"].setCurrentIndex(csv_dialog.fields["diagnosis"].findData("dx"))
+    table = csv_dialog.preview
+    shown = {table.item(r, 1).text(): table.item(r, 3).text() for r in range(table.rowCount())}
+    assert shown == {
+        "melanoma in situ": "MEL (melanoma in situ)",
+        "funny spot": "OTHER (funny spot)",
+    }
+    row = next(r for r in range(table.rowCount()) if table.item(r, 1).text() == "funny spot")
+    table.item(row, 3).setText("not a code at all")  # refused, said in the dialog
+    assert "no diagnosis code" in csv_dialog.error.text()
+    row = next(r for r in range(table.rowCount()) if table.item(r, 1).text() == "funny spot")
+    table.item(row, 3).setText("NEV")
+    assert csv_dialog.value_maps == {"diagnosis": {"funny spot": "NEV"}}
+    if os.environ.get("DERMDESK_SCREENSHOTS"):
+        csv_dialog.grab().save(os.environ["DERMDESK_SCREENSHOTS"])
+    csv_dialog.buttons.accepted.emit()
+    assert "CSV study.csv: 4 images" in dialog.paths.item(0).text()
+    dialog.start()
+    qtbot.waitUntil(lambda: dialog.report is not None, timeout=60000)
+    assert lib.count() == before + 4
+    new = lib.images(ImageFilter(dataset=["study"]))
+    assert sorted(r["modality"] for r in new) == [
+        "clinical",
+        "clinical",
+        "dermoscopic",
+        "dermoscopic",
+    ]
+    assert sorted(r["diagnosis"] for r in new) == ["MEL", "MEL", "NEV", "NEV"]
+    again = dialog.open_csv(csv_path)  # the same dataset name: the choices come back
+    assert again.images[1][0].currentData() == "dermoscopy"
+    assert again.value_maps == {"diagnosis": {"funny spot": "NEV"}}
+    again.close()
     dialog.close()
