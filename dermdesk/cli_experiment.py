@@ -38,6 +38,13 @@ def add_parsers(sub: Any) -> None:
     run.add_argument("--arch", help="architecture (default: the profile's)")
     run.add_argument("--size", type=int, help="input size in pixels (default: the profile's)")
     run.add_argument("--name", help="a name for the experiment")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change one recipe value of the profile (e.g. mae_epochs=100); recorded with it",
+    )
     run.add_argument("--queue", action="store_true", help="only queue the runs (the app runs them)")
     ex.add_parser("list", help="experiments, newest first")
     show = ex.add_parser("show", help="an experiment's tables")
@@ -123,7 +130,13 @@ def _run(args: argparse.Namespace) -> int:
     planner = plan_imbalance if args.study == "imbalance" else plan_gap
     with open_library(args, create=False) as lib:
         plan = planner(
-            lib, args.profile, seeds=args.seeds, arch=args.arch, size=args.size, name=args.name
+            lib,
+            args.profile,
+            seeds=args.seeds,
+            arch=args.arch,
+            size=args.size,
+            name=args.name,
+            overrides=recipe_overrides(args.set),
         )
         _check_arch(plan.params["recipe"]["arch"])
         exp_id = es.create_experiment(lib, plan)
@@ -136,6 +149,17 @@ def _run(args: argparse.Namespace) -> int:
         runner.lib.close()
         return 0
     return _follow_runs(runner, args, exp_id)
+
+
+def recipe_overrides(pairs: list[str]) -> dict[str, str]:
+    """``["mae_epochs=100"]`` -> ``{"mae_epochs": "100"}`` (typed and checked by the plan)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise LibraryError(f"bad --set {pair!r}: use KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
 
 
 def _check_arch(arch: str) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+UNIT = (0.0, 1.0)  # bounds of a proportion
 # Two-sided 95 % Student t quantiles by degrees of freedom (seeds - 1).
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
@@ -37,8 +38,20 @@ class Estimate:
         return f"{self.mean:.3f} [{self.low:.3f}, {self.high:.3f}]"
 
 
-def over_seeds(values: Sequence[float | None], bootstrap: Sequence[Any] = ()) -> Estimate:
-    """Mean and 95 % t-interval over seeds (a single seed: its bootstrap interval)."""
+def over_seeds(
+    values: Sequence[float | None],
+    bootstrap: Sequence[Any] = (),
+    bounds: tuple[float, float] | None = None,
+) -> Estimate:
+    """Mean and 95 % t-interval over seeds (a single seed: its bootstrap interval); a
+    proportion's interval is cut to ``bounds`` (3 seeds make wide t-intervals)."""
+    est = _over_seeds(values, bootstrap)
+    if bounds is not None and est.low is not None and est.high is not None:
+        est.low, est.high = max(bounds[0], est.low), min(bounds[1], est.high)
+    return est
+
+
+def _over_seeds(values: Sequence[float | None], bootstrap: Sequence[Any] = ()) -> Estimate:
     vals = [float(v) for v in values if v is not None]
     if not vals:
         return Estimate(None, None, None, 0)
@@ -103,8 +116,8 @@ def gap_tables(runs: Sequence[dict[str, Any]]) -> GapTables:
         schemes.append(
             {
                 "scheme": name,
-                "dermoscopic_val": over_seeds([d[0] for d in derm], [d[1] for d in derm]),
-                "clinical_test": over_seeds([c[0] for c in clin], [c[1] for c in clin]),
+                "dermoscopic_val": over_seeds([d[0] for d in derm], [d[1] for d in derm], UNIT),
+                "clinical_test": over_seeds([c[0] for c in clin], [c[1] for c in clin], UNIT),
                 "gap": over_seeds(gaps),
                 "seeds": len(group),
             }
@@ -380,9 +393,9 @@ def imbalance_tables(runs: Sequence[dict[str, Any]]) -> ImbalanceTables:
         row: dict[str, Any] = {"scheme": name, "arch": arch, "seeds": len(done)}
         for eval_set in IMBALANCE_EVALS:
             vals = [_bacc(r, eval_set) for r in done]
-            row[eval_set] = over_seeds([v[0] for v in vals], [v[1] for v in vals])
+            row[eval_set] = over_seeds([v[0] for v in vals], [v[1] for v in vals], UNIT)
             row[f"{eval_set}_minority"] = {
-                code: over_seeds([_sensitivity(r, eval_set, code) for r in done])
+                code: over_seeds([_sensitivity(r, eval_set, code) for r in done], (), UNIT)
                 for code in IMBALANCE_MINORITY
             }
         rows.append(row)

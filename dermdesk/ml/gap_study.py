@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import subprocess
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +165,30 @@ def curve_subset(
     return [i for i in clinical_train if groups[i] in chosen]
 
 
+def with_overrides(recipe: Any, overrides: Mapping[str, str] | None) -> Any:
+    """A recipe with ``--set KEY=VALUE`` changes, each converted to the field's type."""
+    if not overrides:
+        return recipe
+    known = {f.name: f for f in fields(recipe)}
+    changes: dict[str, Any] = {}
+    for key, raw in overrides.items():
+        if key not in known:
+            raise LibraryError(f"unknown recipe value {key!r}; known: {', '.join(known)}")
+        current = getattr(recipe, key)
+        try:
+            if isinstance(current, bool):
+                changes[key] = raw.lower() in ("1", "true", "yes", "on")
+            elif isinstance(current, int) or (current is None and raw.isdigit()):
+                changes[key] = int(raw)
+            elif isinstance(current, float):
+                changes[key] = float(raw)
+            else:
+                changes[key] = raw
+        except ValueError:
+            raise LibraryError(f"--set {key}={raw}: not a {type(current).__name__}") from None
+    return replace(recipe, **changes)
+
+
 def plan_gap(
     lib: Library,
     profile: str,
@@ -173,12 +197,14 @@ def plan_gap(
     arch: str | None = None,
     size: int | None = None,
     name: str | None = None,
+    overrides: Mapping[str, str] | None = None,
 ) -> ExperimentPlan:
     """Every run of the study, with its exact image ids, recipe and start weights."""
     if profile not in PROFILES:
         raise LibraryError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
     recipe, default_seeds = PROFILES[profile]
     recipe = replace(recipe, arch=arch or recipe.arch, size=size or recipe.size)
+    recipe = with_overrides(recipe, overrides)
     n_seeds = seeds if seeds is not None else default_seeds
     if n_seeds < 1:
         raise LibraryError("give at least one seed")
