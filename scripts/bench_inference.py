@@ -60,6 +60,7 @@ def prepare_models(args: argparse.Namespace, work: Path) -> tuple[torch.nn.Modul
             row = model_store.get_model(lib, args.model)
             folder = model_store.model_dir(lib.root, row["id"])
         saved = load_file(folder / "model.pt")
+        args.arch = saved["arch"]
         net = build_model(saved["arch"], len(saved["classes"]), saved["img_size"])
         net.load_state_dict(saved["model"])
         int8 = folder / "model.int8.onnx"
@@ -68,6 +69,7 @@ def prepare_models(args: argparse.Namespace, work: Path) -> tuple[torch.nn.Modul
             int8 = work / "model.int8.onnx"
         return net.eval(), folder / "model.onnx", int8
     torch.manual_seed(0)
+    args.arch = "vit_tiny"
     net = build_model("vit_tiny", len(CLASSES), args.img_size).eval()
     spec = PreprocessSpec(size=args.img_size)
     meta = metadata(CLASSES, spec, "vit_tiny", "bench")
@@ -123,7 +125,8 @@ def print_table(
     base_lat = statistics.median(latency["torch eager fp32"])
     base_thr = statistics.median(throughput["torch eager fp32"])
     print(
-        f"vit_tiny at {spec.size} px, {threads} CPU threads, {args.rounds} interleaved rounds "
+        f"{args.model or 'vit_tiny'} ({args.arch}) at {spec.size} px, {threads} CPU threads, "
+        f"{args.rounds} interleaved rounds "
         f"(medians; min-max over rounds)"
     )
     print(
