@@ -139,13 +139,16 @@ class DistillTask(FinetuneTask):
         idx = idx.cpu()
         y = self._labels[idx].to(device)
         teacher = self._targets[idx].to(device)
-        logits = model(x).float()
         weight = self._class_weight.to(device) if self._class_weight is not None else None
-        hard = nn.functional.cross_entropy(
-            logits, y, weight=weight, label_smoothing=self.cfg.label_smoothing
+        return distillation_loss(
+            model(x).float(),
+            y,
+            teacher,
+            temperature=self.cfg.temperature,
+            alpha=self.cfg.alpha,
+            label_smoothing=self.cfg.label_smoothing,
+            weight=weight,
         )
-        soft = kl_to_teacher(logits, teacher, self.cfg.temperature)
-        return (1 - self.cfg.alpha) * hard + self.cfg.alpha * soft
 
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         y, probs = predict_torch(
@@ -173,6 +176,23 @@ class DistillTask(FinetuneTask):
                 "alpha": self.cfg.alpha,
             }
         }
+
+
+def distillation_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    teacher_logp: torch.Tensor,
+    *,
+    temperature: float,
+    alpha: float,
+    label_smoothing: float = 0.0,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """(1 - alpha) x cross-entropy on the labels + alpha x T^2 KL to the teacher."""
+    hard = nn.functional.cross_entropy(
+        logits, labels, weight=weight, label_smoothing=label_smoothing
+    )
+    return (1 - alpha) * hard + alpha * kl_to_teacher(logits, teacher_logp, temperature)
 
 
 def kl_to_teacher(logits: torch.Tensor, teacher_logp: torch.Tensor, t: float) -> torch.Tensor:

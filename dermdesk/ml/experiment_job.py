@@ -192,12 +192,9 @@ class MaeRunTask(RunTask):
         return None  # self-supervised: every image once per epoch
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
-        from dermdesk.ml.tensor_augment import N_PARAMS
+        from dermdesk.ml.pretrain import mae_loss
 
-        pixels, sizes, labels, params = batch
-        x, _ = train_inputs((pixels, sizes, labels, params[:, :N_PARAMS]), device, self.spec.size)
-        loss: torch.Tensor = model(x, params[:, N_PARAMS:].to(device))[0]
-        return loss
+        return mae_loss(model, batch, device, self.spec.size)
 
     def weights(self, model: nn.Module) -> dict[str, torch.Tensor]:
         encoder: nn.Module = model.encoder  # type: ignore[assignment]
@@ -238,21 +235,18 @@ class DistillRunTask(RunTask):
         )
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
-        from dermdesk.ml.distill import kl_to_teacher
+        from dermdesk.ml.distill import distillation_loss
 
         x, idx = train_inputs(batch, device, self.spec.size)
         idx = idx.cpu()
-        logits = model(x).float()
-        hard = nn.functional.cross_entropy(
-            logits,
+        return distillation_loss(
+            model(x).float(),
             self._labels[idx].to(device),
+            self._targets[idx].to(device),
+            temperature=float(self.recipe["temperature"]),
+            alpha=float(self.recipe["alpha"]),
             label_smoothing=float(self.recipe["label_smoothing"]),
         )
-        soft = kl_to_teacher(
-            logits, self._targets[idx].to(device), float(self.recipe["temperature"])
-        )
-        alpha = float(self.recipe["alpha"])
-        return (1 - alpha) * hard + alpha * soft
 
 
 TASKS: dict[str, type[RunTask]] = {

@@ -235,13 +235,16 @@ def profile_note(exp: dict[str, Any], runs: Sequence[dict[str, Any]]) -> str:
 # -- output -----------------------------------------------------------------------------------
 
 
+def interval_words(seeds: int) -> str:
+    """What the tables' intervals are, in words."""
+    if seeds > 1:
+        return "95 % t-interval over seeds"
+    return "one seed: the 95 % bootstrap interval over its test images"
+
+
 def markdown(title: str, tables: GapTables, note: str = "") -> str:
     """The tables as Markdown (what `experiment show` and `export --format md` print)."""
-    interval = (
-        "95 % t-interval over seeds"
-        if tables.seeds > 1
-        else "one seed: the 95 % bootstrap interval over its test images"
-    )
+    interval = interval_words(tables.seeds)
     out = [
         f"## {title}",
         "",
@@ -415,11 +418,7 @@ def imbalance_tables(runs: Sequence[dict[str, Any]]) -> ImbalanceTables:
 
 
 def imbalance_markdown(title: str, tables: ImbalanceTables, note: str = "") -> str:
-    interval = (
-        "95 % t-interval over seeds"
-        if tables.seeds > 1
-        else "one seed: the 95 % bootstrap interval over its test images"
-    )
+    interval = interval_words(tables.seeds)
     out = [
         f"## {title}",
         "",

@@ -189,6 +189,37 @@ def with_overrides(recipe: Any, overrides: Mapping[str, str] | None) -> Any:
     return replace(recipe, **changes)
 
 
+def new_plan(
+    study: str,
+    profiles: Mapping[str, tuple[Any, int]],
+    profile: str,
+    *,
+    seeds: int | None,
+    arch: str | None,
+    size: int | None,
+    name: str | None,
+    overrides: Mapping[str, str] | None,
+) -> tuple[ExperimentPlan, Any, int]:
+    """An empty plan of ``study`` at ``profile`` with the recipe's changes applied; returns
+    the plan, the recipe and the number of seeds (shared by every study's planner)."""
+    if profile not in profiles:
+        raise LibraryError(f"unknown profile {profile!r}; choose from {', '.join(profiles)}")
+    recipe, default_seeds = profiles[profile]
+    recipe = replace(recipe, arch=arch or recipe.arch, size=size or recipe.size)
+    recipe = with_overrides(recipe, overrides)
+    n_seeds = seeds if seeds is not None else default_seeds
+    if n_seeds < 1:
+        raise LibraryError("give at least one seed")
+    plan = ExperimentPlan(
+        name=name or f"{study} {profile}",
+        study=study,
+        profile=profile,
+        params={"recipe": asdict(recipe), "seeds": n_seeds, "classes": list(SHARED_CLASSES)},
+        code_version=code_version(),
+    )
+    return plan, recipe, n_seeds
+
+
 def plan_gap(
     lib: Library,
     profile: str,
@@ -200,20 +231,8 @@ def plan_gap(
     overrides: Mapping[str, str] | None = None,
 ) -> ExperimentPlan:
     """Every run of the study, with its exact image ids, recipe and start weights."""
-    if profile not in PROFILES:
-        raise LibraryError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
-    recipe, default_seeds = PROFILES[profile]
-    recipe = replace(recipe, arch=arch or recipe.arch, size=size or recipe.size)
-    recipe = with_overrides(recipe, overrides)
-    n_seeds = seeds if seeds is not None else default_seeds
-    if n_seeds < 1:
-        raise LibraryError("give at least one seed")
-    plan = ExperimentPlan(
-        name=name or f"gap {profile}",
-        study="gap",
-        profile=profile,
-        params={"recipe": asdict(recipe), "seeds": n_seeds, "classes": list(SHARED_CLASSES)},
-        code_version=code_version(),
+    plan, recipe, n_seeds = new_plan(
+        "gap", PROFILES, profile, seeds=seeds, arch=arch, size=size, name=name, overrides=overrides
     )
     for seed in range(n_seeds):
         domains = collect_domains(lib, recipe, seed)

@@ -24,18 +24,12 @@ Reported: balanced accuracy per domain and the sensitivity of the minority class
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from dermdesk.library import Library, LibraryError
+from dermdesk.library import Library
 from dermdesk.library.experiment_store import ExperimentPlan, RunPlan
-from dermdesk.ml.gap_study import (
-    SHARED_CLASSES,
-    Recipe,
-    code_version,
-    collect_domains,
-    with_overrides,
-)
+from dermdesk.ml.gap_study import Recipe, collect_domains, new_plan
 from dermdesk.ml.gap_study import split_domains as split_gap_domains
 
 MINORITY = ("MEL", "BCC", "ACK")
@@ -123,20 +117,15 @@ def plan_imbalance(
     overrides: Mapping[str, str] | None = None,
 ) -> ExperimentPlan:
     """Every run of the study, with its exact image ids, recipe and start weights."""
-    if profile not in PROFILES:
-        raise LibraryError(f"unknown profile {profile!r}; choose from {', '.join(PROFILES)}")
-    recipe, default_seeds = PROFILES[profile]
-    recipe = replace(recipe, arch=arch or recipe.arch, size=size or recipe.size)
-    recipe = with_overrides(recipe, overrides)
-    n_seeds = seeds if seeds is not None else default_seeds
-    if n_seeds < 1:
-        raise LibraryError("give at least one seed")
-    plan = ExperimentPlan(
-        name=name or f"imbalance {profile}",
-        study="imbalance",
-        profile=profile,
-        params={"recipe": asdict(recipe), "seeds": n_seeds, "classes": list(SHARED_CLASSES)},
-        code_version=code_version(),
+    plan, recipe, n_seeds = new_plan(
+        "imbalance",
+        PROFILES,
+        profile,
+        seeds=seeds,
+        arch=arch,
+        size=size,
+        name=name,
+        overrides=overrides,
     )
     r = recipe
     for seed in range(n_seeds):

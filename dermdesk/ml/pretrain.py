@@ -191,11 +191,7 @@ class PretrainTask:
         return model
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
-        pixels, sizes, labels, params = batch
-        x, _ = train_inputs((pixels, sizes, labels, params[:, :N_PARAMS]), device, self.spec.size)
-        noise = params[:, N_PARAMS:].to(device, non_blocking=True)
-        loss: torch.Tensor = model(x, noise)[0]
-        return loss
+        return mae_loss(model, batch, device, self.spec.size)
 
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         mae: Any = getattr(model, "module", model)
@@ -241,6 +237,15 @@ class PretrainTask:
         ys = {name: np.array([s.label for s in samples]) for name, samples in self.probe.items()}
         probs = ridge_probe(feats["train"], ys["train"], feats["val"], len(self.probe_classes))
         return metrics.balanced_accuracy(ys["val"], probs)
+
+
+def mae_loss(model: nn.Module, batch: Any, device: torch.device, size: int) -> torch.Tensor:
+    """The MAE loss of a :class:`MaskedViews` batch: the augmentation runs on ``device``,
+    the mask noise rides after the augmentation's parameters."""
+    pixels, sizes, labels, params = batch
+    x, _ = train_inputs((pixels, sizes, labels, params[:, :N_PARAMS]), device, size)
+    loss: torch.Tensor = model(x, params[:, N_PARAMS:].to(device, non_blocking=True))[0]
+    return loss
 
 
 def pooled_features(
