@@ -24,55 +24,82 @@ prior is fitted on the untouched images only.
 from __future__ import annotations
 
 import argparse
+import inspect
 import io
 import json
 import sys
 import time
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from _shared import ROOT, SHARED_DATA, manifest, pad_training_fold
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from dermdesk.imaging.checks import cast_vector
 from dermdesk.imaging.modality import MODEL_FILE, features
 from dermdesk.imaging.working import WorkImage, decode_for_checks
 
 TRAIN_SETS = ("ham10000_224", "isic2017", "ph2", "fitzpatrick17k_more")
+# The five sources of ../shared/data: a leave-one-source-out fold holds out every image of
+# one (both folders of a dataset that comes in two).
+SOURCES = {
+    "ham10000": ("ham10000", "ham10000_224"),
+    "isic2017": ("isic2017",),
+    "ph2": ("ph2",),
+    "fitzpatrick17k": ("fitzpatrick17k", "fitzpatrick17k_more"),
+    "pad_ufes_20": ("pad_ufes_20", "pad_ufes_20_more"),
+}
+SOURCE_OF = {folder: source for source, folders in SOURCES.items() for folder in folders}
 HIDDEN = 16
 L2 = 1e-3
 STEPS = 3000
 SEED = 0
+# The detector says "unsure" below the confidence at which, left out of training, every
+# source was recognised at least this often (see calibrate).
+SURE_ACCURACY = 0.97
 # Degraded copies per training image: JPEG quality drawn from these ranges, and
 # the shrunk copy's scale (its longest side is never cut below SHRINK_MIN_SIDE).
 HEAVY_JPEG = (15, 90)
 SHRINK = (0.3, 0.8)
 SHRINK_JPEG = (30, 95)
 SHRINK_MIN_SIDE = 160
+CACHE = ROOT / ".bench" / "modality_features.npz"
 
 
 def training_rows() -> list[dict[str, str]]:
-    rows = [r for r in manifest(extra=True) if r["dataset"] in TRAIN_SETS]
-    rows += [
-        r for r in manifest() if r["dataset"] == "pad_ufes_20" and pad_training_fold(r["file"])
-    ]
-    return rows
+    """The images the shipped model learns from (eval_quality.py's held-out ones excluded)."""
+    return [r for r in all_rows() if _trains_shipped_model(r)]
 
 
-def degraded_copies(path: str) -> list[bytes]:
-    """Two JPEG copies of a training image, drawn by a generator seeded from its name:
-    one re-saved at a low quality, one shrunk and re-saved (what messaging apps and
-    photo exports do to clinic photos)."""
-    rng = np.random.default_rng([SEED, zlib.crc32(path.encode())])
+def _trains_shipped_model(row: dict[str, str]) -> bool:
+    if row["dataset"].startswith("pad_ufes_20"):
+        return pad_training_fold(row["file"])
+    return row["dataset"] in TRAIN_SETS
+
+
+def all_rows() -> list[dict[str, str]]:
+    """Every image of ../shared/data with its source (for leave-one-source-out)."""
+    rows = manifest() + manifest(extra=True)
+    return [{**r, "source": SOURCE_OF[r["dataset"]]} for r in rows if r["dataset"] in SOURCE_OF]
+
+
+# -- views -----------------------------------------------------------------------------------------
+# Each training image is seen as stored and as altered copies, each drawn by a generator seeded
+# from (view, file name) so a refit is deterministic. A copy keeps its image's label: the point is
+# to teach the network which differences do not change the modality.
+
+
+def _rng(view: str, path: str) -> np.random.Generator:
+    return np.random.default_rng([SEED, zlib.crc32(view.encode()), zlib.crc32(path.encode())])
+
+
+def _open(path: str) -> Image.Image:
     with Image.open(SHARED_DATA / path) as im:
-        rgb = im.convert("RGB")
-    heavy = _jpeg(rgb, int(rng.integers(*HEAVY_JPEG, endpoint=True)))
-    scale = max(float(rng.uniform(*SHRINK)), SHRINK_MIN_SIDE / max(rgb.size))
-    size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
-    shrunk = rgb.resize(size, Image.Resampling.LANCZOS) if scale < 1 else rgb
-    return [heavy, _jpeg(shrunk, int(rng.integers(*SHRINK_JPEG, endpoint=True)))]
+        return im.convert("RGB")
 
 
 def _jpeg(img: Image.Image, quality: int) -> bytes:
@@ -81,19 +108,145 @@ def _jpeg(img: Image.Image, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def feature_rows(path: str) -> tuple[list[dict[str, float]], list[float]]:
-    """Modality features of the image and of its degraded copies; its colour vector."""
-    work = WorkImage(decode_for_checks(SHARED_DATA / path))
-    feats = [features(work)]
-    feats += [features(WorkImage(decode_for_checks(copy))) for copy in degraded_copies(path)]
-    return feats, cast_vector(work).tolist()
+def view_heavy_jpeg(path: str, modality: str) -> bytes:
+    """Re-saved at a low JPEG quality (what messaging apps do)."""
+    rng = _rng("heavy_jpeg", path)
+    return _jpeg(_open(path), int(rng.integers(*HEAVY_JPEG, endpoint=True)))
 
 
-def extract(
-    rows: list[dict[str, str]], workers: int
-) -> list[tuple[list[dict[str, float]], list[float]]]:
-    with ProcessPoolExecutor(workers) as pool:
-        return list(pool.map(feature_rows, [r["file"] for r in rows], chunksize=16))
+def view_shrunk(path: str, modality: str) -> bytes:
+    """Shrunk and re-saved (photo exports)."""
+    rng = _rng("shrunk", path)
+    rgb = _open(path)
+    scale = max(float(rng.uniform(*SHRINK)), SHRINK_MIN_SIDE / max(rgb.size))
+    size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+    shrunk = rgb.resize(size, Image.Resampling.LANCZOS) if scale < 1 else rgb
+    return _jpeg(shrunk, int(rng.integers(*SHRINK_JPEG, endpoint=True)))
+
+
+def view_colour(path: str, modality: str) -> bytes:
+    """Other light and camera: per-channel gains, tone curve and saturation changed (the
+    sources differ most in colour, which says nothing about the modality)."""
+    rng = _rng("colour", path)
+    x = np.asarray(_open(path), dtype=np.float32) / 255.0
+    x = x * rng.uniform(0.8, 1.2, 3).astype(np.float32) * float(rng.uniform(0.75, 1.25))
+    gray = x.mean(axis=2, keepdims=True)
+    x = gray + (x - gray) * float(rng.uniform(0.6, 1.4))
+    x = np.clip(x, 0, 1) ** float(rng.uniform(0.7, 1.4))
+    return _jpeg(Image.fromarray((x * 255 + 0.5).astype(np.uint8)), 92)
+
+
+def view_zoom(path: str, modality: str) -> bytes:
+    """The central 45-75 % of the frame at the full size: a dermoscopic image without its
+    field-of-view edge, a clinical photo as a close-up."""
+    rng = _rng("zoom", path)
+    img = _open(path)
+    side = float(rng.uniform(0.45, 0.75))
+    w, h = img.size
+    cw, ch = round(w * side), round(h * side)
+    box = ((w - cw) // 2, (h - ch) // 2, (w - cw) // 2 + cw, (h - ch) // 2 + ch)
+    return _jpeg(img.crop(box).resize((w, h), Image.Resampling.BICUBIC), 92)
+
+
+def view_defocus(path: str, modality: str) -> bytes:
+    """Out of focus and compressed (a hand-held photo; a dermatoscope not pressed flat)."""
+    rng = _rng("defocus", path)
+    img = _open(path)
+    radius = float(rng.uniform(0.8, 2.5)) * max(img.size) / 512
+    blurred = img.filter(ImageFilter.GaussianBlur(radius))
+    return _jpeg(blurred, int(rng.integers(60, 90, endpoint=True)))
+
+
+def view_scope_frame(path: str, modality: str) -> bytes | None:
+    """A clinical photo made to look dermoscopic: a dark circular field of view around a
+    magnified centre. It stays labelled clinical, so a dark round frame alone never makes an
+    image dermoscopic (dermoscopic images do not get this view)."""
+    if modality != "clinical":
+        return None
+    rng = _rng("scope_frame", path)
+    img = _open(path)
+    w, h = img.size
+    side = round(min(w, h) * float(rng.uniform(0.5, 0.9)))
+    box = ((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side)
+    out = np.asarray(img.crop(box).resize((512, 512), Image.Resampling.BICUBIC), np.float32)
+    yy, xx = np.mgrid[:512, :512]
+    r = np.hypot(yy - 255.5, xx - 255.5) / 256.0
+    edge = float(rng.uniform(0.85, 1.05))
+    mask = np.clip((edge - r) / 0.06, 0, 1)[:, :, None]
+    return _jpeg(Image.fromarray((out * mask + 8 * (1 - mask)).astype(np.uint8)), 90)
+
+
+VIEWS: dict[str, Callable[[str, str], bytes | None]] = {
+    "heavy_jpeg": view_heavy_jpeg,
+    "shrunk": view_shrunk,
+    "colour": view_colour,
+    "zoom": view_zoom,
+    "defocus": view_defocus,
+    "scope_frame": view_scope_frame,
+}
+
+
+def view_features(job: tuple[str, str, str]) -> list[float]:
+    """The modality features of one view of one image (``as_stored`` or a VIEWS name);
+    NaN where the view does not apply to the image's modality."""
+    path, modality, view = job
+    if view == "as_stored":
+        data: bytes | None = (SHARED_DATA / path).read_bytes()
+    else:
+        data = VIEWS[view](path, modality)
+    if data is None:
+        return [float("nan")] * len(FEATURE_NAMES)
+    f = features(WorkImage(decode_for_checks(data)))
+    return [f[n] for n in FEATURE_NAMES]
+
+
+def _feature_names() -> list[str]:
+    work = WorkImage(decode_for_checks(SHARED_DATA / manifest()[0]["file"]))
+    return sorted(features(work))
+
+
+FEATURE_NAMES = _feature_names()
+
+
+def _cache_key(view: str) -> str:
+    """Changes when the feature code or the view's code changes (its features are then
+    computed again)."""
+    parts = [Path(inspect.getfile(features)).read_bytes(), view.encode()]
+    if view in VIEWS:
+        parts += [inspect.getsource(fn).encode() for fn in (_open, _jpeg, _rng, VIEWS[view])]
+    return f"{zlib.crc32(b''.join(parts)):08x}|{view}"
+
+
+def feature_table(
+    rows: list[dict[str, str]], views: list[str], workers: int
+) -> dict[str, np.ndarray]:
+    """(len(rows), len(FEATURE_NAMES)) features per view, from the cache where it has them."""
+    cached: dict[str, np.ndarray] = {}
+    current = {_cache_key(v) for v in ("as_stored", *VIEWS)}
+    if CACHE.is_file():
+        with np.load(CACHE, allow_pickle=False) as z:
+            cached = {k: z[k] for k in z.files if k.removesuffix("|files") in current}
+    out = {}
+    for view in views:
+        name = _cache_key(view)
+        files_before = cached.get(f"{name}|files", np.array([])).tolist()
+        have = dict(zip(files_before, cached.get(name, []), strict=True))
+        todo = [r for r in rows if r["file"] not in have]
+        if todo:
+            start = time.perf_counter()
+            jobs = [(r["file"], r["modality"], view) for r in todo]
+            with ProcessPoolExecutor(workers) as pool:
+                for r, v in zip(todo, pool.map(view_features, jobs, chunksize=16), strict=True):
+                    have[r["file"]] = np.asarray(v)
+            took = time.perf_counter() - start
+            print(f"features: {view}, {len(todo)} images, {took:.0f} s", file=sys.stderr)
+            files = sorted(have)
+            cached[name] = np.array([have[f] for f in files])
+            cached[f"{name}|files"] = np.array(files)
+            CACHE.parent.mkdir(exist_ok=True)
+            np.savez(CACHE, **cached)
+        out[view] = np.array([have[r["file"]] for r in rows], dtype=np.float64)
+    return out
 
 
 def cast_prior(rows: list[dict[str, str]], vectors: list[list[float]]) -> str:
@@ -128,16 +281,17 @@ def train(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> dict[str, np.ndar
         "w2": rng.normal(0, 1 / np.sqrt(HIDDEN), HIDDEN),
         "b2": np.zeros(1),
     }
+    x32 = x.astype(np.float32)
     m1 = {k: np.zeros_like(v) for k, v in p.items()}
     m2 = {k: np.zeros_like(v) for k, v in p.items()}
     for step in range(1, STEPS + 1):
-        hidden = np.tanh(x @ p["w1"] + p["b1"])
+        hidden = np.tanh(x32 @ p["w1"].astype(np.float32) + p["b1"].astype(np.float32))
         prob = 1 / (1 + np.exp(-(hidden @ p["w2"] + p["b2"][0])))
         g = (prob - y) * weight / len(y)
-        d_hidden = np.outer(g, p["w2"]) * (1 - hidden**2)
+        d_hidden = np.outer(g, p["w2"]).astype(np.float32) * (1 - hidden**2)
         grads = {
-            "w1": x.T @ d_hidden + L2 * p["w1"],
-            "b1": d_hidden.sum(axis=0),
+            "w1": x32.T @ d_hidden + L2 * p["w1"],
+            "b1": d_hidden.sum(axis=0).astype(np.float64),
             "w2": hidden.T @ g + L2 * p["w2"],
             "b2": np.array([g.sum()]),
         }
@@ -153,38 +307,102 @@ def logits(params: dict[str, np.ndarray], z: np.ndarray) -> np.ndarray:
     return np.tanh(z @ params["w1"] + params["b1"]) @ params["w2"] + params["b2"][0]
 
 
-def fit_and_test(
-    x: np.ndarray, y: np.ndarray, groups: np.ndarray, train_rows: np.ndarray, test_rows: np.ndarray
-) -> np.ndarray:
-    """Train on ``train_rows`` (standardised by their own statistics); True where the
-    prediction on ``test_rows`` is right."""
-    mean, std = x[train_rows].mean(axis=0), x[train_rows].std(axis=0) + 1e-9
-    params = train((x[train_rows] - mean) / std, y[train_rows], groups[train_rows])
-    return (logits(params, (x[test_rows] - mean) / std) > 0) == (y[test_rows] > 0.5)
+@dataclass
+class Data:
+    """Training rows: one per image and applicable view, each in its image's source."""
+
+    x: np.ndarray
+    y: np.ndarray  # 1.0 = dermoscopic
+    source: np.ndarray
+    untouched: np.ndarray  # the image as stored (what a fold is scored on)
+
+    def where(self, keep: np.ndarray) -> Data:
+        return Data(self.x[keep], self.y[keep], self.source[keep], self.untouched[keep])
 
 
-def cross_validate(x: np.ndarray, y: np.ndarray, groups: np.ndarray, copies: int) -> None:
-    """Print accuracy on untouched images (a) of a dataset left out of training, one at a
-    time, and (b) of 5 random folds of images (an image and its copies share a fold)."""
-    image = np.arange(len(y)) // copies
-    untouched = np.arange(len(y)) % copies == 0
-    print("leave one dataset out (accuracy on its untouched images):")
-    for name in np.unique(groups):
-        out = groups == name
-        ok = fit_and_test(x, y, groups, ~out, out & untouched)
-        print(f"  {name}: {ok.mean():.1%} of {ok.size}")
-    fold = np.random.default_rng(SEED).integers(0, 5, image.max() + 1)[image]
-    right = np.zeros(len(y), bool)
-    for k in range(5):
-        right[(fold == k) & untouched] = fit_and_test(
-            x, y, groups, fold != k, (fold == k) & untouched
-        )
-    per_set = {name: right[(groups == name) & untouched].mean() for name in np.unique(groups)}
-    print(
-        "5-fold by image (untouched images): "
-        + ", ".join(f"{name} {acc:.1%}" for name, acc in per_set.items())
-        + f"; dataset mean {np.mean(list(per_set.values())):.1%}"
+def assemble(rows: list[dict[str, str]], table: dict[str, np.ndarray]) -> Data:
+    xs, ys, sources, untouched = [], [], [], []
+    y = np.array([r["modality"] == "dermoscopic" for r in rows], dtype=np.float64)
+    src = np.array([r["source"] for r in rows])
+    for view, x in table.items():
+        applies = ~np.isnan(x).all(axis=1)
+        xs.append(np.nan_to_num(x[applies]))
+        ys.append(y[applies])
+        sources.append(src[applies])
+        untouched.append(np.full(int(applies.sum()), view == "as_stored"))
+    return Data(
+        np.concatenate(xs), np.concatenate(ys), np.concatenate(sources), np.concatenate(untouched)
     )
+
+
+def fit(data: Data) -> dict[str, np.ndarray]:
+    """The network with its standardisation (``mean``, ``std``) fitted on ``data``."""
+    mean, std = data.x.mean(axis=0), data.x.std(axis=0) + 1e-9
+    params = train((data.x - mean) / std, data.y, data.source)
+    return {**params, "mean": mean, "std": std}
+
+
+def p_dermoscopic(model: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    z = logits(model, (x - model["mean"]) / model["std"])
+    return 1 / (1 + np.exp(-np.clip(z, -30, 30)))
+
+
+def out_of_source(data: Data) -> np.ndarray:
+    """P(dermoscopic) of every untouched image by a network that never saw its source."""
+    p = np.full(len(data.y), np.nan)
+    for name in np.unique(data.source):
+        out = data.source == name
+        p[out & data.untouched] = p_dermoscopic(fit(data.where(~out)), data.x[out & data.untouched])
+    return p
+
+
+def calibrate(p: np.ndarray, y: np.ndarray, source: np.ndarray) -> float:
+    """The lowest confidence at which every source's decided images are right at least
+    SURE_ACCURACY of the time, from out-of-source predictions (never the images scored)."""
+    conf = np.maximum(p, 1 - p)
+    right = (p >= 0.5) == (y > 0.5)
+    for c in np.arange(0.5, 1.0, 0.005):
+        decided = conf >= c
+        if all(
+            right[decided & (source == s)].mean() >= SURE_ACCURACY
+            for s in np.unique(source)
+            if (decided & (source == s)).any()
+        ):
+            return round(float(c), 3)
+    return 0.995
+
+
+def leave_one_source_out(data: Data) -> None:
+    """Print, per source left out: accuracy of every guess, the share the detector calls
+    unsure (its threshold calibrated by an inner leave-one-source-out over the other
+    sources only) and the accuracy of the rest."""
+    table = []
+    for name in np.unique(data.source):
+        out = data.source == name
+        train_part = data.where(~out)
+        inner = out_of_source(train_part)
+        scored = ~np.isnan(inner)
+        threshold = calibrate(inner[scored], train_part.y[scored], train_part.source[scored])
+        p = p_dermoscopic(fit(train_part), data.x[out & data.untouched])
+        y = data.y[out & data.untouched] > 0.5
+        right = (p >= 0.5) == y
+        sure = np.maximum(p, 1 - p) >= threshold
+        table.append(
+            [
+                name,
+                int(y.size),
+                f"{right.mean():.1%}",
+                f"{threshold:.3f}",
+                f"{1 - sure.mean():.1%}",
+                f"{right[sure].mean():.1%}" if sure.any() else "-",
+            ]
+        )
+        print(" | ".join(str(c) for c in table[-1]), file=sys.stderr)
+    header = ["source left out", "images", "accuracy (all)", "sure at", "unsure", "accuracy (sure)"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in table:
+        print("| " + " | ".join(str(c) for c in row) + " |")
 
 
 def main() -> int:
@@ -192,44 +410,53 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "resources" / MODEL_FILE)
     parser.add_argument("--cv", action="store_true", help="cross-validate only; write nothing")
+    parser.add_argument("--views", default=",".join(VIEWS), help="altered copies to learn from")
     args = parser.parse_args()
-    rows = training_rows()
+    views = ["as_stored", *[v for v in args.views.split(",") if v]]
     start = time.perf_counter()
-    extracted = extract(rows, args.workers)
-    # One training row per image and per altered copy, all in the image's dataset group.
-    copies = len(extracted[0][0])
-    feats = [f for fs, _ in extracted for f in fs]
-    names = sorted(feats[0])
-    x = np.nan_to_num(np.array([[f[n] for n in names] for f in feats], dtype=np.float64))
-    y = np.repeat([r["modality"] == "dermoscopic" for r in rows], copies).astype(np.float64)
-    groups = np.repeat([r["dataset"] for r in rows], copies)
     if args.cv:
-        cross_validate(x, y, groups, copies)
+        rows = all_rows()
+        leave_one_source_out(assemble(rows, feature_table(rows, views, args.workers)))
+        print(f"{time.perf_counter() - start:.0f} s", file=sys.stderr)
         return 0
-    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-9
-    params = train((x - mean) / std, y, groups)
+    rows = training_rows()
+    data = assemble(rows, feature_table(rows, views, args.workers))
+    inner = out_of_source(data)
+    scored = ~np.isnan(inner)
+    threshold = calibrate(inner[scored], data.y[scored], data.source[scored])
+    model_params = fit(data)
     model = {
         "about": "P(dermoscopic) = sigmoid(w2 . tanh(((x - mean) / std) @ w1 + b1) + b2); "
         "written by scripts/fit_priors.py",
-        "trained_on": {str(g): int((groups == g).sum()) // copies for g in np.unique(groups)},
-        "copies_per_image": copies,
-        "features": names,
-        "mean": mean.round(6).tolist(),
-        "std": std.round(6).tolist(),
-        "w1": params["w1"].round(6).tolist(),
-        "b1": params["b1"].round(6).tolist(),
-        "w2": params["w2"].round(6).tolist(),
-        "b2": round(float(params["b2"][0]), 6),
+        "trained_on": {
+            s: int(((data.source == s) & data.untouched).sum()) for s in np.unique(data.source)
+        },
+        "views": views,
+        "sure_confidence": threshold,
+        "sure_accuracy": SURE_ACCURACY,
+        "features": FEATURE_NAMES,
+        **{
+            k: np.asarray(model_params[k]).round(6).tolist()
+            for k in ("mean", "std", "w1", "b1", "w2")
+        },
+        "b2": round(float(model_params["b2"][0]), 6),
     }
     args.out.write_text(json.dumps(model, indent=1) + "\n", encoding="utf-8")
-    acc = np.mean((logits(params, (x - mean) / std) > 0) == (y > 0.5))
+    acc = np.mean((p_dermoscopic(model_params, data.x) >= 0.5) == (data.y > 0.5))
     print(
-        f"{len(rows)} images x {copies}, {len(names)} features, training accuracy {acc:.3f}, "
+        f"{len(rows)} images, views {', '.join(views)}, {len(FEATURE_NAMES)} features, "
+        f"training accuracy {acc:.3f}, sure at confidence {threshold}, "
         f"{time.perf_counter() - start:.0f} s -> {args.out}",
         file=sys.stderr,
     )
-    print(cast_prior(rows, [v for _, v in extracted]))
+    with ProcessPoolExecutor(args.workers) as pool:
+        vectors = list(pool.map(colour_vector, [r["file"] for r in rows], chunksize=16))
+    print(cast_prior(rows, vectors))
     return 0
+
+
+def colour_vector(path: str) -> list[float]:
+    return cast_vector(WorkImage(decode_for_checks(SHARED_DATA / path))).tolist()
 
 
 if __name__ == "__main__":
