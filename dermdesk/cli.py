@@ -136,6 +136,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", help="image id or a unique prefix of it")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser(
+        "edit",
+        help="set an image's modality, device, clinic or operator (the details panel's edits)",
+    )
+    p.add_argument("images", nargs="*", help="image ids or unique prefixes (>= 6 characters)")
+    p.add_argument(
+        "--where",
+        choices=["modality-unsure"],
+        help="every image matching this instead of ids (modality-unsure: the detector's guesses)",
+    )
+    p.add_argument("--modality", choices=list(taxonomy.MODALITIES))
+    for name in ("device-make", "device-model", "clinic", "operator"):
+        p.add_argument(f"--{name}")
+
     p = sub.add_parser("stats", help="counts by diagnosis x Fitzpatrick x modality x device")
     add_filters(p)
     p.add_argument(
@@ -188,6 +202,10 @@ def add_filters(p: argparse.ArgumentParser) -> None:
         "estimated (automatic), or any (the rating, else the estimate; default)",
     )
     g.add_argument("--modality", help="clinical, dermoscopic, other (comma-separated)")
+    g.add_argument(
+        "--modality-method",
+        help="where the modality came from: recorded, detected, unsure (comma-separated)",
+    )
     g.add_argument("--device", help="text in the camera make or model")
     g.add_argument("--patient", help="patient id")
     g.add_argument("--lesion", help="lesion id")
@@ -217,6 +235,16 @@ def _range(text: str | None, parse: Any) -> list[int]:
     return values
 
 
+def _modality_methods(text: str | None) -> list[str]:
+    methods = _split(text)
+    for m in methods:
+        if m not in taxonomy.MODALITY_METHODS:
+            raise LibraryError(
+                f"unknown modality method {m!r}; use {', '.join(taxonomy.MODALITY_METHODS)}"
+            )
+    return methods
+
+
 def filter_from_args(args: argparse.Namespace) -> ImageFilter:
     try:
         fitz = _range(args.fitzpatrick, taxonomy.parse_fitzpatrick)
@@ -234,6 +262,7 @@ def filter_from_args(args: argparse.Namespace) -> ImageFilter:
         fitzpatrick=fitz,
         monk=monk,
         modality=_split(args.modality),
+        modality_method=_modality_methods(args.modality_method),
         dataset=_split(args.dataset),
         device=args.device,
         patient=args.patient,
@@ -379,7 +408,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def _ls_cell(column: str, row: dict[str, Any]) -> str:
-    """A listing cell; a skin tone shows its rating, else its estimate marked ``~``."""
+    """A listing cell; a skin tone shows its rating, else its estimate marked ``~``; a
+    modality says when the detector chose it."""
+    if column == "modality":
+        return taxonomy.modality_words(row["modality"], row.get("modality_method") or "recorded")
     if column in ("fitzpatrick", "monk") and row[column] is None:
         estimate = row.get(f"{column}_est")
         return "" if estimate is None else "~" + _cell(column, estimate)
@@ -555,13 +587,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
             return 0
         total = lib.count(flt)
         print(f"{total} images")
-        for modality_row in lib.counts(["modality"], flt):
-            modality = modality_row["modality"]
-            sub = ImageFilter(**{**vars(flt), "modality": [modality]})
+        for modality_row in lib.counts(["modality", "modality_method"], flt):
+            modality, method = modality_row["modality"], modality_row["modality_method"]
+            sub = ImageFilter(**{**vars(flt), "modality": [modality], "modality_method": [method]})
             _print_pivot(
                 lib.counts(["diagnosis", "fitzpatrick"], sub),
-                f"{modality} ({modality_row['n']}): diagnosis x rated Fitzpatrick "
-                "(a person's or a dataset's rating; ? = not rated)",
+                f"{taxonomy.modality_words(modality, method)} ({modality_row['n']}): "
+                "diagnosis x rated Fitzpatrick (a person's or a dataset's rating; ? = not rated)",
             )
             estimated = [
                 {**r, "fitzpatrick": r["fitzpatrick_est"]}
@@ -571,7 +603,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
             if estimated:
                 _print_pivot(
                     estimated,
-                    f"{modality}: of the unrated, automatic estimate (ITA; not a rating)",
+                    f"{taxonomy.modality_words(modality, method)}: of the unrated, "
+                    "automatic estimate (ITA; not a rating)",
                 )
         devices = lib.counts(["device"], flt)
         print("\ndevices:")
@@ -579,6 +612,34 @@ def cmd_stats(args: argparse.Namespace) -> int:
             ["device", "n"],
             [[r["device"] or "(unknown)", r["n"]] for r in sorted(devices, key=lambda r: -r["n"])],
         )
+    return 0
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    changes = {
+        k: v
+        for k, v in {
+            "modality": args.modality,
+            "device_make": args.device_make,
+            "device_model": args.device_model,
+            "clinic": args.clinic,
+            "operator": args.operator,
+        }.items()
+        if v is not None
+    }
+    if not changes:
+        raise LibraryError("nothing to change: give --modality, --device-make, ... ")
+    if bool(args.images) == bool(args.where):
+        raise LibraryError("give image ids or --where, not both or neither")
+    with open_library(args, create=False) as lib:
+        if args.where:
+            ids = [r["id"] for r in lib.images(ImageFilter(modality_method=["unsure"]))]
+        else:
+            ids = [lib.image(i)["id"] for i in args.images]
+        for image_id in ids:
+            lib.update_image(image_id, **changes)
+    what = ", ".join(f"{k} {v}" for k, v in changes.items())
+    print(f"{len(ids)} images: {what}")
     return 0
 
 
@@ -670,6 +731,7 @@ COMMANDS = {
     "ls": cmd_ls,
     "show": cmd_show,
     "stats": cmd_stats,
+    "edit": cmd_edit,
     "verify": cmd_verify,
     "recover": cmd_recover,
     "backup": cmd_backup,

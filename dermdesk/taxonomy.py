@@ -20,6 +20,19 @@ OTHER = "OTHER"
 MODALITIES = ("clinical", "dermoscopic", "other")
 SOURCES = ("import", "capture", "synthetic")
 ROMAN = ("I", "II", "III", "IV", "V", "VI")
+# Where an image's modality came from (schema version 12): a person's or a dataset's word, the
+# detector's sure answer, or its guess below the calibrated confidence.
+MODALITY_METHODS = ("recorded", "detected", "unsure")
+
+
+def modality_words(modality: str, method: str) -> str:
+    """A modality with its provenance: ``clinical``, ``clinical (detected)`` or
+    ``unsure (looks clinical)``, so a guess is never shown as a recorded value."""
+    if method == "detected":
+        return f"{modality} (detected)"
+    if method == "unsure":
+        return f"unsure (looks {modality})"
+    return modality
 
 
 @dataclass(frozen=True)

@@ -34,13 +34,15 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import cv2
 import numpy as np
 from _shared import ROOT, SHARED_DATA, manifest, pad_training_fold
 from PIL import Image, ImageFilter
 
 from dermdesk.imaging.checks import cast_vector
-from dermdesk.imaging.modality import MODEL_FILE, features
+from dermdesk.imaging.modality import MODEL_FILE, features, network_input
 from dermdesk.imaging.working import WorkImage, decode_for_checks
 
 TRAIN_SETS = ("ham10000_224", "isic2017", "ph2", "fitzpatrick17k_more")
@@ -68,6 +70,7 @@ SHRINK = (0.3, 0.8)
 SHRINK_JPEG = (30, 95)
 SHRINK_MIN_SIDE = 160
 CACHE = ROOT / ".bench" / "modality_features.npz"
+IMAGE_CACHE = ROOT / ".bench" / "modality_images.npz"
 
 
 def training_rows() -> list[dict[str, str]]:
@@ -249,6 +252,48 @@ def feature_table(
     return out
 
 
+# -- the network's images --------------------------------------------------------------------------
+
+
+def network_images(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """(training frame at CACHE_SIDE, the exact network input) of one image, decoded as the
+    app decodes it."""
+    from dermdesk.ml.modality_net import CACHE_SIDE
+
+    rgb = decode_for_checks(SHARED_DATA / path).rgb
+    big = cv2.resize(rgb, (CACHE_SIDE, CACHE_SIDE), interpolation=cv2.INTER_AREA)
+    return big, network_input(rgb)
+
+
+def image_table(rows: list[dict[str, str]], workers: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`network_images` of every row, from IMAGE_CACHE where it has them."""
+    have: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if IMAGE_CACHE.is_file():
+        with np.load(IMAGE_CACHE, allow_pickle=False) as z:
+            have = dict(
+                zip(z["files"].tolist(), zip(z["big"], z["small"], strict=True), strict=True)
+            )
+    todo = [r["file"] for r in rows if r["file"] not in have]
+    if todo:
+        start = time.perf_counter()
+        with ProcessPoolExecutor(workers) as pool:
+            for f, v in zip(todo, pool.map(network_images, todo, chunksize=32), strict=True):
+                have[f] = v
+        print(f"images: {len(todo)} decoded, {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        files = sorted(have)
+        IMAGE_CACHE.parent.mkdir(exist_ok=True)
+        np.savez(
+            IMAGE_CACHE,
+            files=np.array(files),
+            big=np.stack([have[f][0] for f in files]),
+            small=np.stack([have[f][1] for f in files]),
+        )
+    return (
+        np.stack([have[r["file"]][0] for r in rows]),
+        np.stack([have[r["file"]][1] for r in rows]),
+    )
+
+
 def cast_prior(rows: list[dict[str, str]], vectors: list[list[float]]) -> str:
     """The CAST_PRIOR literal: mean and inverse covariance of the colour vector per modality,
     from the public training sets only (PAD-UFES-20 is an evaluation set for this check)."""
@@ -405,15 +450,78 @@ def leave_one_source_out(data: Data) -> None:
         print("| " + " | ".join(str(c) for c in row) + " |")
 
 
+# -- the network -----------------------------------------------------------------------------------
+
+
+def _train_net(big: np.ndarray, rows: list[dict[str, str]], label: str) -> Any:
+    from dermdesk.ml import modality_net
+
+    y = np.array([r["modality"] == "dermoscopic" for r in rows])
+    groups = np.array([f"{r['source']}|{r['modality']}" for r in rows])
+    start = time.perf_counter()
+
+    def progress(epoch: int, loss: float) -> None:
+        took = time.perf_counter() - start
+        print(f"  {label}: epoch {epoch}, loss {loss:.3f}, {took:.0f} s", file=sys.stderr)
+
+    return modality_net.train(big, y, groups, modality_net.Recipe(), progress)
+
+
+def net_leave_one_source_out(rows: list[dict[str, str]], workers: int) -> None:
+    """The network's leave-one-source-out table: per source, a network trained on the other
+    four scores every image of it; the fold's "unsure" threshold is calibrated on the other
+    folds' out-of-source predictions only (never on the source it is applied to)."""
+    from dermdesk.ml import modality_net
+
+    big, small = image_table(rows, workers)
+    source = np.array([r["source"] for r in rows])
+    y = np.array([r["modality"] == "dermoscopic" for r in rows])
+    p = np.full(len(rows), np.nan)
+    for name in np.unique(source):
+        out = source == name
+        keep = [r for r, o in zip(rows, out, strict=True) if not o]
+        net = _train_net(big[~out], keep, f"without {name}")
+        p[out] = modality_net.predict(net, small[out])
+        print(f"{name}: accuracy {((p[out] >= 0.5) == y[out]).mean():.1%}", file=sys.stderr)
+        np.savez(ROOT / ".bench" / "modality_net_loso.npz", p=p, y=y, source=source)
+    print_loso_table(p, y, source)
+
+
+def print_loso_table(p: np.ndarray, y: np.ndarray, source: np.ndarray) -> None:
+    """Accuracy, calibrated "unsure" share and accuracy of the sure ones, per source."""
+    header = ["source left out", "images", "accuracy (all)", "sure at", "unsure", "accuracy (sure)"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for name in np.unique(source):
+        out = source == name
+        threshold = calibrate(p[~out], y[~out].astype(float), source[~out])
+        right = (p[out] >= 0.5) == y[out]
+        sure = np.maximum(p[out], 1 - p[out]) >= threshold
+        cells = [
+            name,
+            int(out.sum()),
+            f"{right.mean():.1%}",
+            f"{threshold:.3f}",
+            f"{1 - sure.mean():.1%}",
+            f"{right[sure].mean():.1%}" if sure.any() else "-",
+        ]
+        print("| " + " | ".join(str(c) for c in cells) + " |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "resources" / MODEL_FILE)
     parser.add_argument("--cv", action="store_true", help="cross-validate only; write nothing")
     parser.add_argument("--views", default=",".join(VIEWS), help="altered copies to learn from")
+    parser.add_argument("--hand", action="store_true", help="the hand-feature network (before)")
     args = parser.parse_args()
     views = ["as_stored", *[v for v in args.views.split(",") if v]]
     start = time.perf_counter()
+    if args.cv and not args.hand:
+        net_leave_one_source_out(all_rows(), args.workers)
+        print(f"{time.perf_counter() - start:.0f} s", file=sys.stderr)
+        return 0
     if args.cv:
         rows = all_rows()
         leave_one_source_out(assemble(rows, feature_table(rows, views, args.workers)))

@@ -73,6 +73,9 @@ class ImportReport:
     existing: list[tuple[str, str]] = field(default_factory=list)  # (where, image id)
     refused: list[tuple[str, str]] = field(default_factory=list)  # (where, reason)
     warnings: list[str] = field(default_factory=list)
+    # Added images whose modality the detector could not decide (stored as 'unsure' with
+    # its guess): the user is told how many, and `ls --modality-method unsure` lists them.
+    modality_unsure: list[str] = field(default_factory=list)
     cancelled: bool = False
     interrupted: bool = False  # stopped by Ctrl-C (what was stored before is kept)
     disk_full: bool = False  # stopped because the library's disk is full
@@ -86,6 +89,7 @@ class ImportReport:
         self.existing += other.existing
         self.refused += other.refused
         self.warnings += other.warnings
+        self.modality_unsure += other.modality_unsure
         self.cancelled = self.cancelled or other.cancelled
 
     def summary(self) -> str:
@@ -93,6 +97,12 @@ class ImportReport:
             f"{len(self.added)} added, {len(self.existing)} already in library, "
             f"{len(self.refused)} refused"
         )
+        if self.modality_unsure:
+            text += (
+                f"; modality undecided for {len(self.modality_unsure)} (stored as unsure with "
+                "the detector's guess: set them with `dermdesk edit` or list them with "
+                "`dermdesk ls --modality-method unsure`)"
+            )
         if self.disk_full:
             return text + " (stopped: the disk is full; free some space and run it again)"
         if self.interrupted:
@@ -321,9 +331,11 @@ def _write_batch(
         else:
             report.refused += [(item.where, f"not added: {exc}") for item, _, _ in batch]
         return
-    for (item, _, _), (status, sha) in zip(batch, results, strict=True):
+    for (item, _, _), rec, (status, sha) in zip(batch, records, results, strict=True):
         if status == "added":
             report.added.append(sha)
+            if rec.modality_method == "unsure":
+                report.modality_unsure.append(sha)
         else:
             report.existing.append((item.where, sha))
 
@@ -331,12 +343,15 @@ def _write_batch(
 def _record(item: ImportItem, stored: StoredFile, mask: str | None) -> ImageRecord:
     if item.device:
         stored.device = {**stored.device, **item.device}
-    modality = item.modality
+    modality, method = item.modality, "recorded"
     if modality is None:  # plain photos without --modality: what the pixels say
-        modality = stored.quality.modality.modality if stored.quality is not None else "clinical"
+        guess = stored.quality.modality if stored.quality is not None else None
+        modality = guess.modality if guess is not None else "clinical"
+        method = "detected" if guess is not None and guess.sure else "unsure"
     return ImageRecord(
         stored=stored,
         modality=modality,
+        modality_method=method,
         source=item.source,
         dataset=item.dataset,
         dataset_image_id=item.dataset_image_id,

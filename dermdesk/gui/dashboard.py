@@ -99,8 +99,9 @@ class DashboardPanel(QScrollArea):
         grid.setRowStretch(5, 1)
         self.setWidget(body)
         self.devices.clicked.connect(lambda label: self.filter_requested.emit({"device": label}))
+        self._modality_filters: dict[str, dict[str, object]] = {}
         self.modality.clicked.connect(
-            lambda label: self.filter_requested.emit({"modality": [label]})
+            lambda label: self.filter_requested.emit(self._modality_filters.get(label, {}))
         )
         self.datasets.clicked.connect(lambda label: self.filter_requested.emit({"dataset": label}))
 
@@ -180,9 +181,7 @@ class DashboardPanel(QScrollArea):
         self.devices.set_rows(
             [(name, n, None) for name, n in stats.devices[:MAX_DEVICES]], stats.total
         )
-        self.modality.set_rows(
-            [(m, n, None) for m, n in sorted(stats.modality.items())], stats.total
-        )
+        self._show_modality(stats)
         self.quality.set_rows(
             [
                 (v, stats.quality.get(v, 0), VERDICT_COLOURS.get(v, UNCHECKED_COLOUR))
@@ -194,6 +193,22 @@ class DashboardPanel(QScrollArea):
             [(d, n, None) for d, n in sorted(stats.datasets.items(), key=lambda kv: -kv[1])],
             stats.total,
         )
+
+    def _show_modality(self, stats: DashboardStats) -> None:
+        """Recorded modalities, then the detector's sure answers and its unsure guesses as
+        bars of their own (a click filters the gallery to exactly those images)."""
+        rows: list[tuple[str, float, str | None]] = []
+        self._modality_filters = {}
+        for method, table in (
+            ("recorded", stats.modality),
+            ("detected", stats.modality_detected),
+            ("unsure", stats.modality_unsure),
+        ):
+            for m, n in sorted(table.items()):
+                label = taxonomy.modality_words(m, method)
+                rows.append((label, n, UNCHECKED_COLOUR if method == "unsure" else None))
+                self._modality_filters[label] = {"modality": [m], "modality_method": [method]}
+        self.modality.set_rows(rows, stats.total)
 
     def _show_gaps(self, gaps: list[Gap]) -> None:
         self.gap_list.clear()

@@ -123,6 +123,13 @@ class FilterBar(QWidget):
             "rating only) or estimated (the automatic ITA estimate only)"
         )
         self.modality = MultiChoice("Modality", [(m, m) for m in taxonomy.MODALITIES])
+        self.modality_method = MultiChoice(
+            "Modality from", [(m, m) for m in taxonomy.MODALITY_METHODS]
+        )
+        self.modality_method.setToolTip(
+            "Where the modality came from: recorded (a person or the dataset), detected (the "
+            "detector was sure) or unsure (the detector's guess, below its calibrated confidence)"
+        )
         self.quality = self._combo(
             [
                 (None, "Quality: any"),
@@ -157,6 +164,7 @@ class FilterBar(QWidget):
         self.clear_button.clicked.connect(self.clear)
         for w in (self.diagnosis, self.fitzpatrick, self.monk, self.modality):
             w.changed.connect(self._schedule)
+        self.modality_method.changed.connect(self._schedule)
         self.disagreement.toggled.connect(self._schedule)
         self.duplicates.toggled.connect(self._schedule)
         self._layout()
@@ -193,6 +201,7 @@ class FilterBar(QWidget):
             self.tone,
             self.labelled,
             self.synthetic,
+            self.modality_method,
             self.disagreement,
         ):
             bottom.addWidget(choice)
@@ -221,6 +230,7 @@ class FilterBar(QWidget):
             monk=self.monk.values(),
             tone=self.tone.currentData(),
             modality=self.modality.values(),
+            modality_method=self.modality_method.values(),
             device=self.device.text().strip() or None,
             patient=self.patient.text().strip() or None,
             dataset=[d.strip() for d in self.dataset.text().split(",") if d.strip()],
@@ -243,6 +253,7 @@ class FilterBar(QWidget):
             "fitzpatrick": self.fitzpatrick.values(),
             "monk": self.monk.values(),
             "modality": self.modality.values(),
+            "modality_method": self.modality_method.values(),
             "quality": self.quality.currentData(),
             "tone": self.tone.currentData(),
             "labelled": self.labelled.currentData(),
@@ -262,7 +273,7 @@ class FilterBar(QWidget):
         """Restore a saved state; unknown or malformed entries are ignored."""
         self.blockSignals(True)
         try:
-            for name in ("diagnosis", "fitzpatrick", "monk", "modality"):
+            for name in ("diagnosis", "fitzpatrick", "monk", "modality", "modality_method"):
                 values = state.get(name)
                 getattr(self, name).set_values(values if isinstance(values, list) else [])
             for name in ("quality", "tone", "labelled", "synthetic", "excluded", "sort", "group"):

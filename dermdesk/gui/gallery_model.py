@@ -265,7 +265,10 @@ class GalleryModel(QAbstractListModel):
 
 def _tooltip(t: Tile) -> str:
     names = taxonomy.diagnoses()
-    parts = [names[t.diagnosis].name if t.diagnosis in names else "Unlabelled", t.modality]
+    parts = [
+        names[t.diagnosis].name if t.diagnosis in names else "Unlabelled",
+        taxonomy.modality_words(t.modality, t.modality_method),
+    ]
     fitz, fitz_est = t.skin_type()
     if fitz:
         kind = "estimated" if fitz_est else "rated"

@@ -168,7 +168,12 @@ class InfoPanel(QTabWidget):
             ["Free text", label["free_text"] if label else None],
             ["Fitzpatrick", describe_tone(tones, "fitzpatrick")],
             ["Monk", describe_tone(tones, "monk")],
-            ["Modality", image["modality"]],
+            [
+                "Modality",
+                taxonomy.modality_words(
+                    image["modality"], image.get("modality_method") or "recorded"
+                ),
+            ],
             ["Source", image["source"]],
             [
                 "Dataset",

@@ -32,6 +32,13 @@ if TYPE_CHECKING:
     from dermdesk.imaging.working import WorkImage
 
 MODEL_FILE = "modality_model.json"
+NET_INPUT = 128  # the network sees the whole frame squashed to this square
+
+
+def network_input(rgb: np.ndarray) -> np.ndarray:
+    """The network's view of an image: the whole frame, squashed to NET_INPUT x NET_INPUT
+    (area-averaged, so texture is measured at one scale whatever the file's size)."""
+    return cv2.resize(rgb, (NET_INPUT, NET_INPUT), interpolation=cv2.INTER_AREA)
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,7 @@ class Tile:
     predicted: str | None  # active model's top class, None without a prediction
     fitzpatrick_est: int | None = None  # the automatic estimate, never shown as rated
     monk_est: int | None = None
+    modality_method: str = "recorded"  # or detected / unsure: never shown as recorded
 
     @property
     def labelled(self) -> bool:
@@ -104,6 +105,7 @@ class Tile:
             self.predicted,
             self.fitzpatrick_est,
             self.monk_est,
+            self.modality_method,
         )
 
     @property
@@ -190,7 +192,8 @@ def tiles(lib: Library, ids: list[str]) -> list[Tile]:
         )
         rows = lib.conn.execute(
             "SELECT id, diagnosis, fitzpatrick, monk, modality, source, patient_id, lesion_id, "
-            f"captured_at, fitzpatrick_est, monk_est FROM image WHERE id IN ({marks})",
+            "captured_at, fitzpatrick_est, monk_est, modality_method "
+            f"FROM image WHERE id IN ({marks})",
             chunk,
         )
         for row in rows:
@@ -210,6 +213,7 @@ def tiles(lib: Library, ids: list[str]) -> list[Tile]:
                 predicted=predicted.get(image_id),
                 fitzpatrick_est=row[9],
                 monk_est=row[10],
+                modality_method=row[11],
             )
     return [found[i] for i in ids if i in found]
 
@@ -332,7 +336,11 @@ class DashboardStats:
     fitzpatrick_estimated: dict[int, int] = field(default_factory=dict)
     monk_estimated: dict[int, int] = field(default_factory=dict)
     devices: list[tuple[str, int]] = field(default_factory=list)
-    modality: dict[str, int] = field(default_factory=dict)
+    modality: dict[str, int] = field(default_factory=dict)  # recorded only
+    # Images whose modality the detector chose (sure) and those it could not decide, per
+    # guessed modality: counted apart, never as recorded.
+    modality_detected: dict[str, int] = field(default_factory=dict)
+    modality_unsure: dict[str, int] = field(default_factory=dict)
     quality: dict[str, int] = field(default_factory=dict)  # pass/warn/fail/unchecked
     datasets: dict[str, int] = field(default_factory=dict)
 
@@ -371,8 +379,13 @@ def dashboard_stats(lib: Library, flt: ImageFilter | None = None) -> DashboardSt
             if r[scale] is None and r[f"{scale}_est"] is not None:
                 table[r[f"{scale}_est"]] = r["n"]
     stats.synthetic = lib.count(replace(base, synthetic=True))
-    for r in lib.counts(["modality"], real):
-        stats.modality[r["modality"]] = r["n"]
+    tables = {
+        "recorded": stats.modality,
+        "detected": stats.modality_detected,
+        "unsure": stats.modality_unsure,
+    }
+    for r in lib.counts(["modality", "modality_method"], real):
+        tables[r["modality_method"]][r["modality"]] = r["n"]
     for r in lib.counts(["dataset"], real):
         stats.datasets[r["dataset"] or "own images"] = r["n"]
     devices = lib.counts(["device"], real)

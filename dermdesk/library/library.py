@@ -254,6 +254,8 @@ class Library:
             raise LibraryError(f"fields not editable: {', '.join(sorted(bad))}")
         if "modality" in changes and changes["modality"] not in taxonomy.MODALITIES:
             raise LibraryError(f"unknown modality {changes['modality']!r}")
+        if "modality" in changes:  # a person said it: no longer a detector's guess
+            changes["modality_method"] = "recorded"
         (image_id,) = self.require_images([image_id])
         with self.transaction() as txn:
             txn.update_image(image_id, changes)
@@ -393,6 +395,7 @@ class Library:
             "fitzpatrick_est",
             "monk_est",
             "modality",
+            "modality_method",
             "dataset",
             "source",
             "device_make",

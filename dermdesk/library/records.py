@@ -79,6 +79,7 @@ class ImageRecord:
 
     stored: StoredFile
     modality: str = "clinical"
+    modality_method: str = "recorded"  # or 'detected' / 'unsure' (see schema version 12)
     source: str = "import"
     dataset: str | None = None
     dataset_image_id: str | None = None

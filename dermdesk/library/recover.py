@@ -78,8 +78,10 @@ def recover_originals(
             if isinstance(stored, AlreadyStored):  # cannot happen: the row is missing
                 continue
             fields = _record_fields(state)
-            if state is None and stored.quality is not None:  # a bare photo: what it looks like
-                fields["modality"] = stored.quality.modality.modality
+            if state is None:  # a bare photo: what it looks like, marked as the detector's
+                guess = stored.quality.modality if stored.quality is not None else None
+                fields["modality"] = guess.modality if guess is not None else "clinical"
+                fields["modality_method"] = "detected" if guess and guess.sure else "unsure"
             _add(lib, ImageRecord(stored=stored, **fields), state, where)
             if path.is_relative_to(lib.root / QUARANTINE):
                 path.unlink()  # the store holds the same bytes under a committed row now
@@ -134,6 +136,8 @@ def _record_fields(state: dict[str, Any] | None) -> dict[str, Any]:
             )
     return {
         "modality": state.get("modality") or "clinical",
+        # logged since schema version 12; older entries were recorded values
+        "modality_method": state.get("modality_method") or "recorded",
         "source": state.get("source") or "import",
         "dataset": state.get("dataset"),
         "dataset_image_id": state.get("dataset_image_id"),

@@ -428,6 +428,17 @@ MIGRATIONS: dict[int, list[str]] = {
         """,
         "CREATE INDEX exclusion_image ON exclusion (image_id, is_current)",
     ],
+    12: [
+        # Where an image's modality came from (issue 14): 'recorded' (a person, a dataset's
+        # metadata or an import option said it), 'detected' (the detector was sure), or
+        # 'unsure' (the detector's guess is below its calibrated confidence, or nothing
+        # could look; ``modality`` then holds that guess). Images from before this version
+        # are counted as recorded: earlier versions stored a guess only for plain folder
+        # imports without --modality, which this column cannot tell apart any more.
+        "ALTER TABLE image ADD COLUMN modality_method TEXT NOT NULL DEFAULT 'recorded' "
+        "CHECK (modality_method IN ('recorded', 'detected', 'unsure'))",
+        "CREATE INDEX image_modality_method ON image (modality_method)",
+    ],
 }
 
 LATEST_VERSION = max(MIGRATIONS)

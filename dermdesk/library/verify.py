@@ -244,6 +244,7 @@ AUDITED_COLUMNS = (
     "fitzpatrick_est",
     "monk_est",
     "modality",
+    "modality_method",  # logged since schema version 12 (`c in state` skips older entries)
     "patient_id",
     "lesion_id",
 )

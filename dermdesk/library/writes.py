@@ -47,6 +47,10 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(5)}"
 
 
+# The image columns an image.add audit entry records (with its patient and lesion).
+IMAGE_ADD_LOGGED = ("file", "modality", "modality_method", "source", "dataset", "dataset_image_id")
+
+
 class Txn:
     """One open write transaction: the library, its connection, audit writer and time."""
 
@@ -179,7 +183,7 @@ class Txn:
             "image",
             row["id"],
             None,
-            {k: row[k] for k in ("file", "modality", "source", "dataset", "dataset_image_id")}
+            {k: row[k] for k in IMAGE_ADD_LOGGED}
             | {"patient_id": row["patient_id"], "lesion_id": row["lesion_id"]},
         )
         if rec.label:
@@ -218,6 +222,7 @@ class Txn:
             "mode": s.mode,
             "orientation": s.orientation,
             "modality": rec.modality,
+            "modality_method": rec.modality_method,
             "source": rec.source,
             "dataset": rec.dataset,
             "dataset_image_id": rec.dataset_image_id,

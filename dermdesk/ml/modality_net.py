@@ -1,0 +1,212 @@
+"""The modality detector's network: a small CNN that tells dermoscopic from clinical.
+
+Trained by ``scripts/fit_priors.py`` on every source of ../shared/data and shipped
+as ONNX (``resources/modality_net.onnx``); the app runs it through ONNX Runtime
+(:mod:`dermdesk.imaging.modality`), so torch is needed only to train it.
+
+Input: the whole frame squashed to ``INPUT`` x ``INPUT`` (see
+:func:`dermdesk.imaging.modality.network_input`), so the field-of-view geometry
+(a dark round frame, corners) and the texture scale are both in view. What it
+must not learn is the *source*: each source of the shared data holds one
+modality only, so a network can score well by recognising a camera's colour or
+a dataset's framing. Training therefore balances every (source, modality) cell,
+and every image is seen through random changes that keep its modality but
+break the source's signature (:func:`augment`): crops that drop the frame,
+colour and exposure shifts, blur, JPEG, noise, flips; and clinical photos given
+a dark dermoscope-like round frame while keeping their clinical label, so a
+frame alone never decides.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from dermdesk.imaging.modality import NET_INPUT as INPUT
+
+log = logging.getLogger(__name__)
+CACHE_SIDE = 160  # training crops are cut from the frame at this size, then resized to INPUT
+
+
+@dataclass(frozen=True)
+class Recipe:
+    epochs: int = 14
+    batch: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    seed: int = 0
+    crop_p: float = 0.6
+    frame_p: float = 0.15  # clinical images given a dermoscope-like frame
+
+
+def _block(cin: int, cout: int, stride: int) -> list[nn.Module]:
+    return [
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    ]
+
+
+class ModalityNet(nn.Module):
+    """Five strided stages (16-32-64-96-128 channels), average and max pooled, one logit
+    (the log-odds of dermoscopic). About 0.3 M parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        widths = (16, 32, 64, 96, 128)
+        layers: list[nn.Module] = []
+        cin = 3
+        for i, w in enumerate(widths):
+            layers += _block(cin, w, 2)
+            if i < len(widths) - 1:
+                layers += _block(w, w, 1)
+            cin = w
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(2 * cin, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8-valued float NHWC -> logit (N,)."""
+        x = (x.permute(0, 3, 1, 2) / 255.0 - 0.5) / 0.25
+        f = self.features(x)
+        pooled = torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)
+        return self.head(pooled)[:, 0]
+
+
+# -- augmentation ----------------------------------------------------------------------------------
+
+
+def augment(img: np.ndarray, clinical: bool, rng: np.random.Generator, r: Recipe) -> np.ndarray:
+    """One training view (INPUT x INPUT uint8 RGB) of a CACHE_SIDE image; keeps its modality."""
+    side = img.shape[0]
+    if rng.random() < r.crop_p:
+        scale = rng.uniform(0.5, 0.95)
+        cw = int(side * scale * rng.uniform(0.85, 1.15))
+        ch = int(side * scale * rng.uniform(0.85, 1.15))
+        cw, ch = min(cw, side), min(ch, side)
+        x0 = int(rng.integers(0, side - cw + 1))
+        y0 = int(rng.integers(0, side - ch + 1))
+        img = img[y0 : y0 + ch, x0 : x0 + cw]
+    out = cv2.resize(img, (INPUT, INPUT), interpolation=cv2.INTER_AREA)
+    if rng.random() < 0.5:
+        out = out[:, ::-1]
+    out = np.ascontiguousarray(np.rot90(out, int(rng.integers(4))))
+    x = out.astype(np.float32)
+    if rng.random() < 0.8:
+        x = x * rng.uniform(0.8, 1.2, 3).astype(np.float32) * float(rng.uniform(0.7, 1.3))
+        gray = x.mean(axis=2, keepdims=True)
+        x = gray + (x - gray) * float(rng.uniform(0.6, 1.4))
+        x = 255.0 * (np.clip(x, 0, 255) / 255.0) ** float(rng.uniform(0.7, 1.4))
+    if rng.random() < 0.3:
+        x = np.asarray(cv2.GaussianBlur(x, (0, 0), float(rng.uniform(0.3, 1.5))), np.float32)
+    if rng.random() < 0.3:
+        x = x + rng.normal(0, rng.uniform(1, 5), x.shape).astype(np.float32)
+    if clinical and rng.random() < r.frame_p:
+        x = _dark_round_frame(x, rng)
+    out = np.clip(x + 0.5, 0, 255).astype(np.uint8)
+    if rng.random() < 0.4:
+        quality = int(rng.integers(20, 91))
+        ok, enc = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        decoded = cv2.imdecode(enc, cv2.IMREAD_UNCHANGED) if ok else None
+        if decoded is not None:
+            out = decoded
+    return out
+
+
+def _dark_round_frame(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    yy, xx = np.mgrid[:INPUT, :INPUT]
+    c = (INPUT - 1) / 2
+    radius = np.hypot(yy - c, xx - c) / (INPUT / 2)
+    edge = float(rng.uniform(0.85, 1.1))
+    mask = np.clip((edge - radius) / 0.06, 0, 1)[:, :, None].astype(np.float32)
+    return x * mask + float(rng.uniform(0, 25)) * (1 - mask)
+
+
+# -- training --------------------------------------------------------------------------------------
+
+
+def balanced_weights(groups: np.ndarray) -> np.ndarray:
+    """Sampling weights that give every group (source x modality) the same share."""
+    _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    w = 1.0 / counts[inverse]
+    return w / w.sum()
+
+
+def train(
+    images: np.ndarray,
+    dermoscopic: np.ndarray,
+    groups: np.ndarray,
+    recipe: Recipe = Recipe(),
+    progress: Callable[[int, float], None] | None = None,
+) -> ModalityNet:
+    """Train on CACHE_SIDE images (N, S, S, 3) uint8 with labels (N,) bool, sampling every
+    group of ``groups`` equally. Deterministic for a recipe's seed (on the CPU)."""
+    torch.manual_seed(recipe.seed)
+    rng = np.random.default_rng(recipe.seed)
+    net = ModalityNet()
+    opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    weights = balanced_weights(groups)
+    steps_per_epoch = max(1, len(images) // recipe.batch)
+    total = steps_per_epoch * recipe.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * s / total))
+    )
+    loss_fn = nn.BCEWithLogitsLoss()
+    net.train()
+    for epoch in range(recipe.epochs):
+        running = 0.0
+        for _ in range(steps_per_epoch):
+            idx = rng.choice(len(images), recipe.batch, p=weights)
+            batch = np.stack([augment(images[i], not dermoscopic[i], rng, recipe) for i in idx])
+            x = torch.from_numpy(batch).float()
+            y = torch.from_numpy(dermoscopic[idx].astype(np.float32))
+            loss = loss_fn(net(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            running += float(loss.detach())
+        if progress is not None:
+            progress(epoch + 1, running / steps_per_epoch)
+    net.eval()
+    return net
+
+
+@torch.no_grad()
+def predict(net: ModalityNet, inputs: np.ndarray, batch: int = 256) -> np.ndarray:
+    """P(dermoscopic) of INPUT x INPUT uint8 images (N, INPUT, INPUT, 3)."""
+    net.eval()
+    out = [
+        torch.sigmoid(net(torch.from_numpy(inputs[i : i + batch]).float())).numpy()
+        for i in range(0, len(inputs), batch)
+    ]
+    return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+
+
+def export_onnx(net: ModalityNet, path: Path) -> None:
+    """Write the network as ONNX (input ``image``: float NHWC 0-255, output ``logit``)."""
+    net.eval()
+    example = torch.zeros(2, INPUT, INPUT, 3)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    program = torch.onnx.export(
+        net,
+        (example,),
+        None,
+        dynamo=True,
+        input_names=["image"],
+        output_names=["logit"],
+        dynamic_shapes={"x": {0: batch}},
+        opset_version=18,
+        optimize=True,
+        verbose=False,
+    )
+    if program is None:  # pragma: no cover - dynamo=True always returns a program
+        raise RuntimeError("ONNX export produced nothing")
+    program.save(str(path))
