@@ -279,23 +279,25 @@ def _false_fail_table(rows: list[dict[str, str]], results: list[dict[str, Any]])
 # -- 2. modality -----------------------------------------------------------------------------------
 
 
-def modality_one(job: tuple[str, str]) -> tuple[str, float]:
+def modality_one(job: tuple[str, str]) -> tuple[str, bool]:
     file, _ = job
     guess = detect_modality(WorkImage(decode_for_checks(SHARED_DATA / file)))
-    return guess.modality, guess.p_dermoscopic
+    return guess.modality, guess.sure
 
 
 def section_modality(rows: list[dict[str, str]], pool: ProcessPoolExecutor) -> None:
     results = list(pool.map(modality_one, [(r["file"], r["modality"]) for r in rows], chunksize=8))
     groups: dict[str, list[bool]] = defaultdict(list)
+    sure_of: dict[str, list[bool]] = defaultdict(list)
     held_out: list[bool] = []
-    for row, (guess, _) in zip(rows, results, strict=True):
+    for row, (guess, sure) in zip(rows, results, strict=True):
         ok = guess == row["modality"]
         name = row["dataset"]
         if name == "pad_ufes_20":
             train = pad_training_fold(row["file"])
             name += " (training patients)" if train else " (held-out patients)"
         groups[name].append(ok)
+        sure_of[name].append(sure)
         if row.get("_set") == "reference" and "training" not in name:
             held_out.append(ok)
     print("\n## 2. Modality detection\n")
@@ -305,16 +307,24 @@ def section_modality(rows: list[dict[str, str]], pool: ProcessPoolExecutor) -> N
             rows_modality(rows, name),
             len(v),
             f"{np.mean(v):.1%}",
+            f"{1 - np.mean(sure_of[name]):.1%}",
+            _sure_accuracy(v, sure_of[name]),
             "yes" if _is_held_out(name) else "no (trained on)",
         ]
         for name, v in sorted(groups.items())
     ]
-    print_table(["dataset", "modality", "images", "accuracy", "held out"], table)
+    header = ["dataset", "modality", "images", "accuracy", "unsure", "accuracy (sure)"]
+    print_table([*header, "held out"], table)
     if held_out:
         print(
             f"\nheld-out accuracy (HAM10000 vs PAD-UFES-20 held-out patients + Fitzpatrick17k): "
             f"{np.mean(held_out):.1%} of {len(held_out)} (goal >= 97%)"
         )
+
+
+def _sure_accuracy(right: list[bool], sure: list[bool]) -> str:
+    kept = [r for r, s in zip(right, sure, strict=True) if s]
+    return f"{np.mean(kept):.1%}" if kept else "-"
 
 
 # How clinic photos get re-saved on their way into a library: (name, scale, JPEG quality).

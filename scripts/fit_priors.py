@@ -1,24 +1,31 @@
-"""Fit what the checker learns from data: the modality model and the colour prior.
+"""Fit what the checker learns from data: the modality detector and the colour prior.
 
-Writes resources/modality_model.json (dermoscopic vs clinical network) and
-prints the ``CAST_PRIOR`` literal for dermdesk/imaging/quality_config.py (the
-usual colour of photos per modality, for the colour-cast check).
+Modality (dermoscopic or clinical), by default the networks of
+dermdesk/ml/modality_net.py (torch to train; the app runs the ONNX files):
+
+    PYTHONPATH=. python scripts/fit_priors.py --cv     # leave-one-source-out, writes nothing
+    PYTHONPATH=. python scripts/fit_priors.py          # the shipped networks -> resources/
+
+``--cv`` trains, for each of the five sources of ../shared/data, a network on the
+other four and scores every image of the one left out; the predictions are kept in
+.bench/ and the table printed per network and for their combinations. A fold's
+"unsure" threshold is calibrated on the other folds' predictions only. The
+shipped networks learn from the training images below, and their threshold
+(``sure_confidence`` in resources/modality_nets.json) is the lowest confidence
+at which every source's out-of-source predictions were right SURE_ACCURACY of the
+time (0.995 when none is).
+
+``--hand`` fits the earlier hand-feature network instead (resources/modality_model.json,
+used when modality_nets.json is absent) and prints the ``CAST_PRIOR`` literal for
+dermdesk/imaging/quality_config.py (the usual colour of photos per modality):
+
+    PYTHONPATH=. python scripts/fit_priors.py --hand [--cv] [--views heavy_jpeg,shrunk]
 
 Training images (all in ../shared/data): dermoscopic ham10000_224, isic2017 and
 ph2; clinical fitzpatrick17k_more and the PAD-UFES-20 images of even-numbered
 patients. Held out for scripts/eval_quality.py: ham10000, fitzpatrick17k and
-the PAD-UFES-20 images of odd-numbered patients. Every dataset weighs the
-same in the loss, whatever its size. Deterministic (fixed seed).
-
-The modality network also learns from degraded copies of every training image
-(see :func:`degraded_copies`): re-saved as a heavier JPEG, and shrunk then
-re-saved. Without them a clinical phone photo passed through a messaging app
-(half size, JPEG quality 60) looked dermoscopic half the time, because
-compression wipes out the fine skin texture the network reads. The colour
-prior is fitted on the untouched images only.
-
-    PYTHONPATH=. python scripts/fit_priors.py [--workers 2]
-    PYTHONPATH=. python scripts/fit_priors.py --cv   # cross-validation only, writes nothing
+the PAD-UFES-20 images of odd-numbered patients. Every source (and modality)
+weighs the same, whatever its size. Deterministic (fixed seeds, on the CPU).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import io
+import itertools
 import json
 import sys
 import time
@@ -42,7 +50,13 @@ from _shared import ROOT, SHARED_DATA, manifest, pad_training_fold
 from PIL import Image, ImageFilter
 
 from dermdesk.imaging.checks import cast_vector
-from dermdesk.imaging.modality import MODEL_FILE, features, network_input
+from dermdesk.imaging.modality import (
+    MODEL_FILE,
+    NETS_FILE,
+    features,
+    network_input,
+    texture_frame,
+)
 from dermdesk.imaging.working import WorkImage, decode_for_checks
 
 TRAIN_SETS = ("ham10000_224", "isic2017", "ph2", "fitzpatrick17k_more")
@@ -71,6 +85,7 @@ SHRINK_JPEG = (30, 95)
 SHRINK_MIN_SIDE = 160
 CACHE = ROOT / ".bench" / "modality_features.npz"
 IMAGE_CACHE = ROOT / ".bench" / "modality_images.npz"
+TEXTURE_CACHE = ROOT / ".bench" / "modality_texture.npz"
 
 
 def training_rows() -> list[dict[str, str]]:
@@ -265,6 +280,27 @@ def network_images(path: str) -> tuple[np.ndarray, np.ndarray]:
     return big, network_input(rgb)
 
 
+def texture_image(path: str) -> np.ndarray:
+    """The texture network's frame of one image, decoded as the app decodes it."""
+    return texture_frame(decode_for_checks(SHARED_DATA / path).rgb)
+
+
+def texture_table(rows: list[dict[str, str]], workers: int) -> np.ndarray:
+    """:func:`texture_image` of every row, from TEXTURE_CACHE where it has them."""
+    have: dict[str, np.ndarray] = {}
+    if TEXTURE_CACHE.is_file():
+        with np.load(TEXTURE_CACHE, allow_pickle=False) as z:
+            have = dict(zip(z["files"].tolist(), z["frames"], strict=True))
+    todo = [r["file"] for r in rows if r["file"] not in have]
+    if todo:
+        with ProcessPoolExecutor(workers) as pool:
+            have.update(zip(todo, pool.map(texture_image, todo, chunksize=32), strict=True))
+        files = sorted(have)
+        IMAGE_CACHE.parent.mkdir(exist_ok=True)
+        np.savez(TEXTURE_CACHE, files=np.array(files), frames=np.stack([have[f] for f in files]))
+    return np.stack([have[r["file"]] for r in rows])
+
+
 def image_table(rows: list[dict[str, str]], workers: int) -> tuple[np.ndarray, np.ndarray]:
     """:func:`network_images` of every row, from IMAGE_CACHE where it has them."""
     have: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -453,7 +489,7 @@ def leave_one_source_out(data: Data) -> None:
 # -- the network -----------------------------------------------------------------------------------
 
 
-def _train_net(big: np.ndarray, rows: list[dict[str, str]], label: str) -> Any:
+def _train_net(big: np.ndarray, rows: list[dict[str, str]], label: str, view: str = "frame") -> Any:
     from dermdesk.ml import modality_net
 
     y = np.array([r["modality"] == "dermoscopic" for r in rows])
@@ -464,27 +500,95 @@ def _train_net(big: np.ndarray, rows: list[dict[str, str]], label: str) -> Any:
         took = time.perf_counter() - start
         print(f"  {label}: epoch {epoch}, loss {loss:.3f}, {took:.0f} s", file=sys.stderr)
 
-    return modality_net.train(big, y, groups, modality_net.Recipe(), progress)
+    return modality_net.train(big, y, groups, modality_net.Recipe(view=view), progress)
 
 
-def net_leave_one_source_out(rows: list[dict[str, str]], workers: int) -> None:
+def net_leave_one_source_out(rows: list[dict[str, str]], workers: int, view: str) -> None:
     """The network's leave-one-source-out table: per source, a network trained on the other
     four scores every image of it; the fold's "unsure" threshold is calibrated on the other
     folds' out-of-source predictions only (never on the source it is applied to)."""
     from dermdesk.ml import modality_net
 
-    big, small = image_table(rows, workers)
+    if view == "texture":
+        big = small = texture_table(rows, workers)
+    else:
+        big, small = image_table(rows, workers)
     source = np.array([r["source"] for r in rows])
     y = np.array([r["modality"] == "dermoscopic" for r in rows])
     p = np.full(len(rows), np.nan)
     for name in np.unique(source):
         out = source == name
         keep = [r for r, o in zip(rows, out, strict=True) if not o]
-        net = _train_net(big[~out], keep, f"without {name}")
-        p[out] = modality_net.predict(net, small[out])
+        net = _train_net(big[~out], keep, f"without {name}", view)
+        p[out] = modality_net.predict(net, small[out], view)
         print(f"{name}: accuracy {((p[out] >= 0.5) == y[out]).mean():.1%}", file=sys.stderr)
-        np.savez(ROOT / ".bench" / "modality_net_loso.npz", p=p, y=y, source=source)
+        np.savez(_loso_file(view), p=p, y=y, source=source)
+    print(f"\nthe {view} network alone:")
     print_loso_table(p, y, source)
+
+
+def _loso_file(view: str) -> Path:
+    return ROOT / ".bench" / f"modality_{view}_loso.npz"
+
+
+def ensemble_loso(views: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The saved out-of-source P(dermoscopic) of the networks ``views``, combined as the app
+    combines them (mean log-odds), with labels and sources."""
+    logits, y, source = [], None, None
+    for view in views:
+        with np.load(_loso_file(view), allow_pickle=False) as z:
+            p = np.clip(z["p"], 1e-9, 1 - 1e-9)
+            logits.append(np.log(p / (1 - p)))
+            y, source = z["y"], z["source"]
+    assert y is not None and source is not None
+    return 1 / (1 + np.exp(-np.mean(logits, axis=0))), y, source
+
+
+def print_ensemble_table(views: list[str]) -> None:
+    for k in range(1, len(views) + 1):
+        for combo in itertools.combinations(views, k):
+            print(f"\n{' + '.join(combo)}:")
+            print_loso_table(*ensemble_loso(list(combo)))
+
+
+def fit_networks(views: list[str], workers: int) -> None:
+    """Train the shipped networks on training_rows(), export them to resources/ as ONNX, and
+    write NETS_FILE with the confidence calibrated on their leave-one-source-out predictions
+    (``--cv`` must have run with the same networks)."""
+    from dermdesk.ml import modality_net
+
+    missing = [v for v in views if not _loso_file(v).is_file()]
+    if missing:
+        raise SystemExit(f"run --cv first (no out-of-source predictions for {missing})")
+    p, y, source = ensemble_loso(views)
+    threshold = calibrate(p, y.astype(float), source)
+    rows = training_rows()
+    files = {}
+    for view in views:
+        if view == "texture":
+            big = small = texture_table(rows, workers)
+        else:
+            big, small = image_table(rows, workers)
+        net = _train_net(big, rows, f"shipped {view}", view)
+        file = f"modality_{view}.onnx"
+        modality_net.export_onnx(net, ROOT / "resources" / file)
+        files[view] = file
+        acc = (
+            (modality_net.predict(net, small, view) >= 0.5)
+            == [r["modality"] == "dermoscopic" for r in rows]
+        ).mean()
+        print(f"{view}: training accuracy {acc:.3f} -> resources/{file}", file=sys.stderr)
+    about = {
+        "about": "modality networks written by scripts/fit_priors.py: P(dermoscopic) = "
+        "sigmoid(mean of the networks' log-odds); 'unsure' below sure_confidence",
+        "files": files,
+        "sure_confidence": threshold,
+        "sure_accuracy": SURE_ACCURACY,
+        "trained_on": {s: sum(r["source"] == s for r in rows) for s in sorted(SOURCES)},
+        "recipe": {k: v for k, v in vars(modality_net.Recipe()).items() if k != "view"},
+    }
+    (ROOT / "resources" / NETS_FILE).write_text(json.dumps(about, indent=1) + "\n", "utf-8")
+    print(f"sure at confidence {threshold}", file=sys.stderr)
 
 
 def print_loso_table(p: np.ndarray, y: np.ndarray, source: np.ndarray) -> None:
@@ -515,11 +619,24 @@ def main() -> int:
     parser.add_argument("--cv", action="store_true", help="cross-validate only; write nothing")
     parser.add_argument("--views", default=",".join(VIEWS), help="altered copies to learn from")
     parser.add_argument("--hand", action="store_true", help="the hand-feature network (before)")
+    parser.add_argument(
+        "--nets", default="frame,texture", help="the networks: frame, texture (comma-separated)"
+    )
+    parser.add_argument(
+        "--reuse", action="store_true", help="--cv: reuse the saved out-of-source predictions"
+    )
     args = parser.parse_args()
     views = ["as_stored", *[v for v in args.views.split(",") if v]]
+    nets = [v for v in args.nets.split(",") if v]
     start = time.perf_counter()
-    if args.cv and not args.hand:
-        net_leave_one_source_out(all_rows(), args.workers)
+    if not args.hand:
+        if args.cv:
+            for view in nets:
+                if not (args.reuse and _loso_file(view).is_file()):
+                    net_leave_one_source_out(all_rows(), args.workers, view)
+            print_ensemble_table(nets)
+        else:
+            fit_networks(nets, args.workers)
         print(f"{time.perf_counter() - start:.0f} s", file=sys.stderr)
         return 0
     if args.cv:

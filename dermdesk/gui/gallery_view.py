@@ -183,11 +183,21 @@ class TileDelegate(QStyledItemDelegate):
         painter.setFont(font)
         painter.setPen(colour if t.labelled else QColor(UNCHECKED_COLOUR))
         rect = QRect(r.x() + 6, r.bottom() - CAPTION_H - 2, r.width() - 12, CAPTION_H)
-        text = t.diagnosis or "unlabelled"
-        if t.labelled and t.diagnosis in taxonomy.diagnoses():
-            text = f"{t.diagnosis} · {taxonomy.diagnoses()[t.diagnosis].name}"
+        text = caption_text(t)
         elided = painter.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, rect.width())
         painter.drawText(rect, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, elided)
+
+
+def caption_text(t: Tile) -> str:
+    """``MEL · Melanoma``; for OTHER (or any label with a condition in words) the words,
+    ``OTHER · keloid``, since "Other (condition...)" says nothing."""
+    if not t.labelled:
+        return "unlabelled"
+    if t.free_text and (t.diagnosis == "OTHER" or t.diagnosis not in taxonomy.diagnoses()):
+        return f"{t.diagnosis} · {t.free_text}"
+    if t.diagnosis in taxonomy.diagnoses():
+        return f"{t.diagnosis} · {taxonomy.diagnoses()[t.diagnosis].name}"
+    return str(t.diagnosis)
 
 
 class GalleryView(QAbstractItemView):

@@ -49,6 +49,18 @@ def _light_palette() -> QPalette:
     p.setColor(QPalette.ColorRole.ToolTipBase, QColor("#ffffff"))
     p.setColor(QPalette.ColorRole.ToolTipText, QColor("#1f2328"))
     p.setColor(QPalette.ColorRole.PlaceholderText, QColor("#8c959f"))
+    # Disabled controls must look disabled (Undo with nothing to undo, the jobs dock's
+    # buttons): greyed text on a flatter button.
+    grey = QColor("#a3a9b1")
+    for role in (
+        QPalette.ColorRole.Text,
+        QPalette.ColorRole.ButtonText,
+        QPalette.ColorRole.WindowText,
+        QPalette.ColorRole.PlaceholderText,
+    ):
+        p.setColor(QPalette.ColorGroup.Disabled, role, grey)
+    p.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Button, QColor("#f0f1f3"))
+    p.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Base, QColor("#f3f4f6"))
     return p
 
 

@@ -35,6 +35,22 @@ MODEL_FILE = "modality_model.json"
 NET_INPUT = 128  # the network sees the whole frame squashed to this square
 
 
+TEXTURE_SIDE = 256  # the texture view: the frame at this size, read in TEXTURE_CROP squares
+TEXTURE_CROP = 96
+TEXTURE_STARTS = (32, 80, 128)  # a 3 x 3 grid of crops over the central 75 % of the frame
+
+
+def texture_frame(rgb: np.ndarray) -> np.ndarray:
+    """The frame squashed to TEXTURE_SIDE square (skin texture at a fixed scale)."""
+    return cv2.resize(rgb, (TEXTURE_SIDE, TEXTURE_SIDE), interpolation=cv2.INTER_AREA)
+
+
+def texture_crops(frame: np.ndarray) -> np.ndarray:
+    """The nine TEXTURE_CROP squares of a :func:`texture_frame` the texture network reads."""
+    c = TEXTURE_CROP
+    return np.stack([frame[y : y + c, x : x + c] for y in TEXTURE_STARTS for x in TEXTURE_STARTS])
+
+
 def network_input(rgb: np.ndarray) -> np.ndarray:
     """The network's view of an image: the whole frame, squashed to NET_INPUT x NET_INPUT
     (area-averaged, so texture is measured at one scale whatever the file's size)."""
@@ -46,19 +62,26 @@ class ModalityGuess:
     modality: str  # 'dermoscopic' or 'clinical'
     p_dermoscopic: float
     confidence: float  # 0.5 (a coin toss) to 1.0
+    sure_at: float = cfg.MODALITY_SURE  # the detector's calibrated confidence
 
     @property
     def sure(self) -> bool:
-        return self.confidence >= cfg.MODALITY_SURE
+        return self.confidence >= self.sure_at
 
 
 def detect_modality(work: WorkImage) -> ModalityGuess:
     """Guess the modality of an image (see the module docstring)."""
     if work.too_small:
         return ModalityGuess("clinical", 0.5, 0.5)
-    p = predict(features(work))
+    nets = _networks()
+    if nets is not None:
+        p = predict_networks(nets, work.rgb)
+        sure_at = nets.sure_confidence
+    else:
+        p = predict(features(work))
+        sure_at = float(_model().get("sure_confidence", cfg.MODALITY_SURE))
     modality = "dermoscopic" if p >= 0.5 else "clinical"
-    return ModalityGuess(modality, p, max(p, 1.0 - p))
+    return ModalityGuess(modality, p, max(p, 1.0 - p), sure_at)
 
 
 def check_modality(work: WorkImage, guess: ModalityGuess) -> CheckResult:
@@ -183,6 +206,61 @@ def lbp_histogram(gray: np.ndarray) -> np.ndarray:
     code = np.where(transitions <= 2, bits.sum(axis=0), 9)
     hist = np.bincount(code.ravel(), minlength=10).astype(np.float64)
     return hist / max(hist.sum(), 1.0)
+
+
+# -- networks --------------------------------------------------------------------------------------
+
+NETS_FILE = "modality_nets.json"  # which networks, and the calibrated confidence
+
+
+@dataclass(frozen=True)
+class Networks:
+    """The shipped modality networks (ONNX Runtime sessions) and their calibration."""
+
+    sessions: dict[str, Any]  # view ('frame' / 'texture') -> InferenceSession
+    sure_confidence: float
+
+
+@lru_cache(maxsize=1)
+def _networks() -> Networks | None:
+    """The networks named in NETS_FILE, or None where it is absent (the hand-feature model
+    is then used)."""
+    try:
+        about = json.loads(resource_path(NETS_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    import onnxruntime as ort  # lazy: only images without a recorded modality need it
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # import and checks run one image per worker
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    sessions = {
+        view: ort.InferenceSession(
+            str(resource_path(file)), options, providers=["CPUExecutionProvider"]
+        )
+        for view, file in about["files"].items()
+    }
+    return Networks(sessions, float(about["sure_confidence"]))
+
+
+def network_views(rgb: np.ndarray) -> dict[str, np.ndarray]:
+    """What each network reads of an image: the squashed frame, the texture crops."""
+    return {
+        "frame": network_input(rgb)[None],
+        "texture": texture_crops(texture_frame(rgb)),
+    }
+
+
+def predict_networks(nets: Networks, rgb: np.ndarray) -> float:
+    """P(dermoscopic): the networks' log-odds averaged (a texture network's over its crops)."""
+    views = network_views(rgb)
+    logits = []
+    for view, session in nets.sessions.items():
+        (out,) = session.run(None, {"image": views[view].astype(np.float32)})
+        logits.append(float(np.mean(out)))
+    z = float(np.mean(logits))
+    return float(1.0 / (1.0 + np.exp(-np.clip(z, -30, 30))))
 
 
 # -- model -----------------------------------------------------------------------------------------

@@ -84,6 +84,7 @@ class Tile:
     fitzpatrick_est: int | None = None  # the automatic estimate, never shown as rated
     monk_est: int | None = None
     modality_method: str = "recorded"  # or detected / unsure: never shown as recorded
+    free_text: str | None = None  # the current label's condition in words (OTHER's name)
 
     @property
     def labelled(self) -> bool:
@@ -106,6 +107,7 @@ class Tile:
             self.fitzpatrick_est,
             self.monk_est,
             self.modality_method,
+            self.free_text,
         )
 
     @property
@@ -190,6 +192,13 @@ def tiles(lib: Library, ids: list[str]) -> list[Tile]:
                 chunk,
             ).fetchall()
         )
+        free_text = dict(
+            lib.conn.execute(
+                "SELECT image_id, free_text FROM label WHERE is_current "
+                f"AND free_text IS NOT NULL AND image_id IN ({marks})",
+                chunk,
+            ).fetchall()
+        )
         rows = lib.conn.execute(
             "SELECT id, diagnosis, fitzpatrick, monk, modality, source, patient_id, lesion_id, "
             "captured_at, fitzpatrick_est, monk_est, modality_method "
@@ -214,6 +223,7 @@ def tiles(lib: Library, ids: list[str]) -> list[Tile]:
                 fitzpatrick_est=row[9],
                 monk_est=row[10],
                 modality_method=row[11],
+                free_text=free_text.get(image_id),
             )
     return [found[i] for i in ids if i in found]
 

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from dermdesk.imaging.modality import NET_INPUT as INPUT
+from dermdesk.imaging.modality import TEXTURE_CROP, texture_crops
 
 log = logging.getLogger(__name__)
 CACHE_SIDE = 160  # training crops are cut from the frame at this size, then resized to INPUT
@@ -45,6 +46,9 @@ class Recipe:
     seed: int = 0
     crop_p: float = 0.6
     frame_p: float = 0.15  # clinical images given a dermoscope-like frame
+    view: str = "frame"  # or "texture": TEXTURE_CROP squares of the TEXTURE_SIDE frame
+    colour_transfer_p: float = 0.5  # an image given another image's colour statistics
+    mixstyle_p: float = 0.5  # feature statistics mixed across the batch (MixStyle)
 
 
 def _block(cin: int, cout: int, stride: int) -> list[nn.Module]:
@@ -55,11 +59,35 @@ def _block(cin: int, cout: int, stride: int) -> list[nn.Module]:
     ]
 
 
+class MixStyle(nn.Module):
+    """Mixes each image's per-channel feature mean and std with another image's of the
+    batch while training (Zhou et al., ICLR 2021: "Domain generalization with MixStyle"):
+    the early features' statistics carry the camera and the source's look, so mixing them
+    hides the source but not the content. The identity at inference (and in ONNX)."""
+
+    def __init__(self, p: float, alpha: float = 0.1) -> None:
+        super().__init__()
+        self.p, self.alpha = p, alpha
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p <= 0 or torch.rand(()) > self.p or x.shape[0] < 2:
+            return x
+        mu = x.mean(dim=(2, 3), keepdim=True)
+        sig = (x.var(dim=(2, 3), keepdim=True) + 1e-6).sqrt()
+        mu, sig = mu.detach(), sig.detach()
+        lam = torch.distributions.Beta(self.alpha, self.alpha).sample((x.shape[0], 1, 1, 1))
+        perm = torch.randperm(x.shape[0])
+        mixed_mu = lam * mu + (1 - lam) * mu[perm]
+        mixed_sig = lam * sig + (1 - lam) * sig[perm]
+        return (x - mu) / sig * mixed_sig + mixed_mu
+
+
 class ModalityNet(nn.Module):
     """Five strided stages (16-32-64-96-128 channels), average and max pooled, one logit
-    (the log-odds of dermoscopic). About 0.3 M parameters."""
+    (the log-odds of dermoscopic). About 0.3 M parameters. MixStyle after the first two
+    stages while training."""
 
-    def __init__(self) -> None:
+    def __init__(self, mixstyle_p: float = 0.0) -> None:
         super().__init__()
         widths = (16, 32, 64, 96, 128)
         layers: list[nn.Module] = []
@@ -68,6 +96,8 @@ class ModalityNet(nn.Module):
             layers += _block(cin, w, 2)
             if i < len(widths) - 1:
                 layers += _block(w, w, 1)
+            if i < 2:
+                layers.append(MixStyle(mixstyle_p))
             cin = w
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(2 * cin, 1))
@@ -83,10 +113,25 @@ class ModalityNet(nn.Module):
 # -- augmentation ----------------------------------------------------------------------------------
 
 
-def augment(img: np.ndarray, clinical: bool, rng: np.random.Generator, r: Recipe) -> np.ndarray:
-    """One training view (INPUT x INPUT uint8 RGB) of a CACHE_SIDE image; keeps its modality."""
+def augment(
+    img: np.ndarray,
+    clinical: bool,
+    rng: np.random.Generator,
+    r: Recipe,
+    colour: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """One training view of an image that keeps its modality: for the frame view an INPUT
+    square of a CACHE_SIDE image, for the texture view a TEXTURE_CROP square of a
+    TEXTURE_SIDE one (uint8 RGB). ``colour``: another image's per-channel mean and std,
+    given to this one (so a source's colour says nothing)."""
     side = img.shape[0]
-    if rng.random() < r.crop_p:
+    size = INPUT
+    if r.view == "texture":
+        size = TEXTURE_CROP
+        c = min(side, int(TEXTURE_CROP * rng.uniform(0.8, 1.25)))
+        x0, y0 = (int(rng.integers(0, side - c + 1)) for _ in range(2))
+        img = img[y0 : y0 + c, x0 : x0 + c]
+    elif rng.random() < r.crop_p:
         scale = rng.uniform(0.5, 0.95)
         cw = int(side * scale * rng.uniform(0.85, 1.15))
         ch = int(side * scale * rng.uniform(0.85, 1.15))
@@ -94,11 +139,15 @@ def augment(img: np.ndarray, clinical: bool, rng: np.random.Generator, r: Recipe
         x0 = int(rng.integers(0, side - cw + 1))
         y0 = int(rng.integers(0, side - ch + 1))
         img = img[y0 : y0 + ch, x0 : x0 + cw]
-    out = cv2.resize(img, (INPUT, INPUT), interpolation=cv2.INTER_AREA)
+    out = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
     if rng.random() < 0.5:
         out = out[:, ::-1]
     out = np.ascontiguousarray(np.rot90(out, int(rng.integers(4))))
     x = out.astype(np.float32)
+    if colour is not None:
+        mean, std = x.mean(axis=(0, 1)), x.std(axis=(0, 1)) + 1.0
+        t = float(rng.uniform(0.5, 1.0))
+        x = (x - mean) / std * (t * colour[1] + (1 - t) * std) + (t * colour[0] + (1 - t) * mean)
     if rng.random() < 0.8:
         x = x * rng.uniform(0.8, 1.2, 3).astype(np.float32) * float(rng.uniform(0.7, 1.3))
         gray = x.mean(axis=2, keepdims=True)
@@ -108,7 +157,7 @@ def augment(img: np.ndarray, clinical: bool, rng: np.random.Generator, r: Recipe
         x = np.asarray(cv2.GaussianBlur(x, (0, 0), float(rng.uniform(0.3, 1.5))), np.float32)
     if rng.random() < 0.3:
         x = x + rng.normal(0, rng.uniform(1, 5), x.shape).astype(np.float32)
-    if clinical and rng.random() < r.frame_p:
+    if clinical and r.view == "frame" and rng.random() < r.frame_p:
         x = _dark_round_frame(x, rng)
     out = np.clip(x + 0.5, 0, 255).astype(np.uint8)
     if rng.random() < 0.4:
@@ -150,13 +199,17 @@ def train(
     group of ``groups`` equally. Deterministic for a recipe's seed (on the CPU)."""
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
-    net = ModalityNet()
+    net = ModalityNet(recipe.mixstyle_p)
+    stats = [cv2.meanStdDev(img) for img in images]  # per image: no float copy of them all
+    means = np.array([m.ravel() for m, _ in stats], np.float32)
+    stds = np.array([d.ravel() for _, d in stats], np.float32)
     opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     weights = balanced_weights(groups)
     steps_per_epoch = max(1, len(images) // recipe.batch)
     total = steps_per_epoch * recipe.epochs
+    warmup = max(1, min(50, total // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 50) * 0.5 * (1 + math.cos(math.pi * s / total))
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / total))
     )
     loss_fn = nn.BCEWithLogitsLoss()
     net.train()
@@ -164,7 +217,19 @@ def train(
         running = 0.0
         for _ in range(steps_per_epoch):
             idx = rng.choice(len(images), recipe.batch, p=weights)
-            batch = np.stack([augment(images[i], not dermoscopic[i], rng, recipe) for i in idx])
+            refs = rng.integers(0, len(images), len(idx))
+            batch = np.stack(
+                [
+                    augment(
+                        images[i],
+                        not dermoscopic[i],
+                        rng,
+                        recipe,
+                        (means[j], stds[j]) if rng.random() < recipe.colour_transfer_p else None,
+                    )
+                    for i, j in zip(idx, refs, strict=True)
+                ]
+            )
             x = torch.from_numpy(batch).float()
             y = torch.from_numpy(dermoscopic[idx].astype(np.float32))
             loss = loss_fn(net(x), y)
@@ -180,13 +245,20 @@ def train(
 
 
 @torch.no_grad()
-def predict(net: ModalityNet, inputs: np.ndarray, batch: int = 256) -> np.ndarray:
-    """P(dermoscopic) of INPUT x INPUT uint8 images (N, INPUT, INPUT, 3)."""
+def predict(net: ModalityNet, inputs: np.ndarray, view: str = "frame") -> np.ndarray:
+    """P(dermoscopic) of network inputs: (N, INPUT, INPUT, 3) uint8 frames, or for the
+    texture view (N, TEXTURE_SIDE, TEXTURE_SIDE, 3) frames whose nine crops' log-odds are
+    averaged."""
     net.eval()
-    out = [
-        torch.sigmoid(net(torch.from_numpy(inputs[i : i + batch]).float())).numpy()
-        for i in range(0, len(inputs), batch)
-    ]
+    out = []
+    for i in range(0, len(inputs), 64):
+        chunk = inputs[i : i + 64]
+        if view == "texture":
+            crops = np.concatenate([texture_crops(f) for f in chunk])
+            logit = net(torch.from_numpy(crops).float()).reshape(len(chunk), -1).mean(dim=1)
+        else:
+            logit = net(torch.from_numpy(chunk).float())
+        out.append(torch.sigmoid(logit).numpy())
     return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
 

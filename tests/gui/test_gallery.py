@@ -108,3 +108,26 @@ def test_keyboard_navigation_moves_through_the_grid(qtbot: QtBot, window: MainWi
     assert w.gallery.currentIndex().row() == 1 + cols
     qtbot.keyClick(w.gallery, Qt.Key.Key_Home)
     assert w.gallery.currentIndex().row() == 0
+
+
+def test_an_other_label_is_captioned_with_its_condition(lib: Library) -> None:
+    from dermdesk.gui.gallery_view import caption_text
+    from dermdesk.library.browse import tiles
+    first, second = (r["id"] for r in lib.images(limit=2))
+    lib.set_label([first], "OTHER", free_text="keloid")
+    lib.set_label([second], "MEL")
+    by_id = {t.id: t for t in tiles(lib, [first, second])}
+    assert caption_text(by_id[first]) == "OTHER · keloid"
+    assert caption_text(by_id[second]) == "MEL · Melanoma"
+
+
+def test_disabled_controls_look_disabled_in_the_light_theme(qtbot: QtBot) -> None:
+    from PySide6.QtGui import QPalette
+
+    from dermdesk.gui.theme import _light_palette
+
+    p = _light_palette()
+    role = QPalette.ColorRole.ButtonText
+    enabled = p.color(QPalette.ColorGroup.Active, role)
+    disabled = p.color(QPalette.ColorGroup.Disabled, role)
+    assert abs(enabled.lightness() - disabled.lightness()) > 80
