@@ -113,6 +113,7 @@ def test_keyboard_navigation_moves_through_the_grid(qtbot: QtBot, window: MainWi
 def test_an_other_label_is_captioned_with_its_condition(lib: Library) -> None:
     from dermdesk.gui.gallery_view import caption_text
     from dermdesk.library.browse import tiles
+
     first, second = (r["id"] for r in lib.images(limit=2))
     lib.set_label([first], "OTHER", free_text="keloid")
     lib.set_label([second], "MEL")
