@@ -458,6 +458,7 @@ def leave_one_source_out(data: Data) -> None:
     unsure (its threshold calibrated by an inner leave-one-source-out over the other
     sources only) and the accuracy of the rest."""
     table = []
+    saved_p = np.full(int(data.untouched.sum()), np.nan)  # in the rows' order
     for name in np.unique(data.source):
         out = data.source == name
         train_part = data.where(~out)
@@ -466,6 +467,7 @@ def leave_one_source_out(data: Data) -> None:
         threshold = calibrate(inner[scored], train_part.y[scored], train_part.source[scored])
         p = p_dermoscopic(fit(train_part), data.x[out & data.untouched])
         y = data.y[out & data.untouched] > 0.5
+        saved_p[(data.source[data.untouched] == name)] = p
         right = (p >= 0.5) == y
         sure = np.maximum(p, 1 - p) >= threshold
         table.append(
@@ -479,6 +481,13 @@ def leave_one_source_out(data: Data) -> None:
             ]
         )
         print(" | ".join(str(c) for c in table[-1]), file=sys.stderr)
+    # kept beside the networks' so --cv --reuse --nets hand,frame can combine them
+    np.savez(
+        _loso_file("hand"),
+        p=saved_p,
+        y=data.y[data.untouched] > 0.5,
+        source=data.source[data.untouched],
+    )
     header = ["source left out", "images", "accuracy (all)", "sure at", "unsure", "accuracy (sure)"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
@@ -551,7 +560,7 @@ def print_ensemble_table(views: list[str]) -> None:
             print_loso_table(*ensemble_loso(list(combo)))
 
 
-def fit_networks(views: list[str], workers: int) -> None:
+def fit_networks(views: list[str], workers: int, reuse: bool = False) -> None:
     """Train the shipped networks on training_rows(), export them to resources/ as ONNX, and
     write NETS_FILE with the confidence calibrated on their leave-one-source-out predictions
     (``--cv`` must have run with the same networks)."""
@@ -565,6 +574,12 @@ def fit_networks(views: list[str], workers: int) -> None:
     rows = training_rows()
     files = {}
     for view in views:
+        if view == "hand":  # the hand-feature network as it is (refit it with --hand)
+            files[view] = MODEL_FILE
+            continue
+        if reuse and (ROOT / "resources" / f"modality_{view}.onnx").is_file():
+            files[view] = f"modality_{view}.onnx"  # already trained by this recipe
+            continue
         if view == "texture":
             big = small = texture_table(rows, workers)
         else:
@@ -620,10 +635,15 @@ def main() -> int:
     parser.add_argument("--views", default=",".join(VIEWS), help="altered copies to learn from")
     parser.add_argument("--hand", action="store_true", help="the hand-feature network (before)")
     parser.add_argument(
-        "--nets", default="frame,texture", help="the networks: frame, texture (comma-separated)"
+        "--nets",
+        default="hand,frame",
+        help="the detectors combined: hand, frame, texture (comma-separated; --cv --reuse "
+        "hand,... needs a --hand --cv run first)",
     )
     parser.add_argument(
-        "--reuse", action="store_true", help="--cv: reuse the saved out-of-source predictions"
+        "--reuse",
+        action="store_true",
+        help="reuse saved predictions (--cv) or networks",
     )
     args = parser.parse_args()
     views = ["as_stored", *[v for v in args.views.split(",") if v]]
@@ -632,11 +652,15 @@ def main() -> int:
     if not args.hand:
         if args.cv:
             for view in nets:
+                if view == "hand":
+                    if not _loso_file(view).is_file():
+                        raise SystemExit("run --hand --cv first")
+                    continue
                 if not (args.reuse and _loso_file(view).is_file()):
                     net_leave_one_source_out(all_rows(), args.workers, view)
             print_ensemble_table(nets)
         else:
-            fit_networks(nets, args.workers)
+            fit_networks(nets, args.workers, args.reuse)
         print(f"{time.perf_counter() - start:.0f} s", file=sys.stderr)
         return 0
     if args.cv:

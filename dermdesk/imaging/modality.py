@@ -75,7 +75,7 @@ def detect_modality(work: WorkImage) -> ModalityGuess:
         return ModalityGuess("clinical", 0.5, 0.5)
     nets = _networks()
     if nets is not None:
-        p = predict_networks(nets, work.rgb)
+        p = predict_networks(nets, work)
         sure_at = nets.sure_confidence
     else:
         p = predict(features(work))
@@ -219,6 +219,7 @@ class Networks:
 
     sessions: dict[str, Any]  # view ('frame' / 'texture') -> InferenceSession
     sure_confidence: float
+    hand: bool = False  # the hand-feature network votes too
 
 
 @lru_cache(maxsize=1)
@@ -240,8 +241,9 @@ def _networks() -> Networks | None:
             str(resource_path(file)), options, providers=["CPUExecutionProvider"]
         )
         for view, file in about["files"].items()
+        if view != "hand"
     }
-    return Networks(sessions, float(about["sure_confidence"]))
+    return Networks(sessions, float(about["sure_confidence"]), "hand" in about["files"])
 
 
 def network_views(rgb: np.ndarray) -> dict[str, np.ndarray]:
@@ -252,13 +254,17 @@ def network_views(rgb: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def predict_networks(nets: Networks, rgb: np.ndarray) -> float:
-    """P(dermoscopic): the networks' log-odds averaged (a texture network's over its crops)."""
-    views = network_views(rgb)
+def predict_networks(nets: Networks, work: WorkImage) -> float:
+    """P(dermoscopic): the networks' log-odds averaged (a texture network's over its crops),
+    with the hand-feature network's where it votes."""
+    views = network_views(work.rgb)
     logits = []
     for view, session in nets.sessions.items():
         (out,) = session.run(None, {"image": views[view].astype(np.float32)})
         logits.append(float(np.mean(out)))
+    if nets.hand:
+        p = min(max(predict(features(work)), 1e-12), 1 - 1e-12)
+        logits.append(float(np.log(p / (1 - p))))
     z = float(np.mean(logits))
     return float(1.0 / (1.0 + np.exp(-np.clip(z, -30, 30))))
 

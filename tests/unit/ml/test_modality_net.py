@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 from dermdesk.exchange.datasets import plan_path  # noqa: E402
 from dermdesk.imaging import modality  # noqa: E402
-from dermdesk.imaging.working import decode_for_checks  # noqa: E402
+from dermdesk.imaging.working import Decoded, WorkImage, decode_for_checks  # noqa: E402
 from dermdesk.ml import modality_net  # noqa: E402
 
 
@@ -96,5 +96,5 @@ def test_a_short_training_learns_and_its_onnx_file_agrees(
     session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     nets = modality.Networks({"frame": session}, 0.9)
     for img, expected in zip(images[:4], p[:4], strict=True):
-        got = modality.predict_networks(nets, img)
+        got = modality.predict_networks(nets, WorkImage(Decoded.from_array(img)))
         assert abs(got - expected) < 1e-4
