@@ -142,6 +142,31 @@ def _time_parts(data: bytes, totals: defaultdict[str, float]) -> None:
     timed("perceptual hash", lambda: dedup.phash(work.small))
 
 
+def bench_modality(datas: list[bytes]) -> list[tuple[str, float]]:
+    """(detector, ms per image) on the same decoded images, side by side: the hand-feature
+    network alone, the CNN alone (ONNX Runtime, one thread) and the shipped vote of both."""
+    from dermdesk.imaging import modality
+
+    decoded = [decode_for_checks(d) for d in datas]  # each run gets fresh (uncached) views
+    nets = modality._networks()
+    runs: list[tuple[str, Callable[[WorkImage], Any]]] = [
+        ("hand-feature network alone", lambda w: modality.predict(modality.features(w))),
+    ]
+    if nets is not None:
+        cnn = modality.Networks(nets.sessions, nets.sure_confidence, hand=False)
+        runs.append(("CNN alone (ONNX Runtime)", lambda w: modality.predict_networks(cnn, w)))
+    runs.append(("shipped detector (detect_modality)", detect_modality))
+    out = []
+    for name, fn in runs:
+        fn(WorkImage(decoded[0]))  # warm: the first call loads the model files
+        works = [WorkImage(d) for d in decoded]
+        start = time.perf_counter()
+        for w in works:
+            fn(w)
+        out.append((name, 1000.0 * (time.perf_counter() - start) / len(works)))
+    return out
+
+
 def bench_floor(datas: list[bytes], dermoscopic: list[bool]) -> list[tuple[str, float]]:
     """(step, ms per image) of one bare primitive per check family, and the bare decode."""
     totals: defaultdict[str, float] = defaultdict(float)
@@ -265,6 +290,12 @@ def main() -> int:
     for part, ms in parts:
         print(f"| {part} | {ms:.2f} | {ms / total:.0%} |")
     print(f"| total | {total:.2f} | |")
+
+    print(f"\n## Modality detectors side by side ({len(datas)} reference images, decoded once)\n")
+    print("| detector | ms per image |")
+    print("|---|---|")
+    for name, ms in bench_modality(datas):
+        print(f"| {name} | {ms:.2f} |")
 
     floor = bench_floor(datas, [r["modality"] == "dermoscopic" for r in rows])
     decode = dict(floor).pop("bare full decode")
