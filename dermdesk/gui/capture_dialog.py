@@ -47,6 +47,7 @@ from dermdesk.imaging.camera import (
     list_cameras,
 )
 from dermdesk.imaging.findings import CheckResult, worst
+from dermdesk.imaging.modality import ModalityGuess, detect_modality_rgb
 from dermdesk.imaging.quality import CHECK_TITLES, live_check
 from dermdesk.library.edits import CaptureInfo
 
@@ -58,6 +59,13 @@ class Frame:
     rgb: np.ndarray
     image: QImage
     findings: list[CheckResult]
+    modality: ModalityGuess | None = None  # the latest detection (about once a second)
+
+
+# What the camera shows, detected on the camera thread about once a second (a
+# dermatoscope feed must not default to "clinical"); tests pass their own.
+ModalityDetector = Callable[[np.ndarray], ModalityGuess]
+DETECT_EVERY_S = 1.0
 
 
 # Any per-frame checker with the shape of dermdesk.imaging.quality.live_check
@@ -82,10 +90,19 @@ class FrameGrabber(QObject):
     ready = Signal()
     error = Signal(str)
 
-    def __init__(self, source: FrameSource, checker: LiveChecker, fps: float = 15.0) -> None:
+    def __init__(
+        self,
+        source: FrameSource,
+        checker: LiveChecker,
+        fps: float = 15.0,
+        detector: ModalityDetector | None = detect_modality_rgb,
+    ) -> None:
         super().__init__()
         self.source = source
         self.checker = checker
+        self.detector = detector
+        self._guess: ModalityGuess | None = None
+        self._detected_at = float("-inf")
         self.interval = 1.0 / fps
         self._lock = threading.Lock()
         self._latest: Frame | None = None
@@ -119,7 +136,13 @@ class FrameGrabber(QObject):
                 self._stop.wait(0.1)
                 continue
             misses = 0
-            frame = Frame(rgb, to_qimage(rgb), list(self.checker(rgb)))
+            if self.detector is not None and start - self._detected_at >= DETECT_EVERY_S:
+                self._detected_at = start
+                try:
+                    self._guess = self.detector(rgb)
+                except Exception:  # a detector failure must not stop the preview
+                    self._guess = None
+            frame = Frame(rgb, to_qimage(rgb), list(self.checker(rgb)), self._guess)
             with self._lock:
                 self._latest = frame
                 notify = not self._signalled
@@ -238,9 +261,47 @@ class CaptureDialog(QDialog):
         self.modality = QComboBox()
         for m in taxonomy.MODALITIES:
             self.modality.addItem(m, m)
+        self.modality.setToolTip(
+            "Pre-selected from what the camera shows until you choose; saved as detected "
+            "(or unsure) unless you choose"
+        )
+        self.modality_chosen = False  # staff picked it: never overwritten by a detection
+        self._setting_modality = False
+        self.modality.currentIndexChanged.connect(self._modality_changed)
+        self.modality_hint = QLabel("detecting…")
+        self.modality_hint.setWordWrap(True)
         fields.add_rows(form)
         form.addRow("Modality", self.modality)
+        form.addRow("", self.modality_hint)
         return box
+
+    def _modality_changed(self, _index: int) -> None:
+        if not self._setting_modality:
+            self.modality_chosen = True
+            self.modality_hint.setText("chosen by you")
+
+    def _show_guess(self, guess: ModalityGuess | None) -> None:
+        """Pre-select the detected modality (until staff choose one) and say how sure."""
+        if guess is None or self.modality_chosen:
+            return
+        self._setting_modality = True
+        try:
+            self.modality.setCurrentIndex(max(0, self.modality.findData(guess.modality)))
+        finally:
+            self._setting_modality = False
+        if guess.sure:
+            self.modality_hint.setText(f"detected ({guess.confidence:.1%} sure)")
+        else:
+            self.modality_hint.setText(
+                f"unsure: looks {guess.modality} ({guess.confidence:.0%}); please choose"
+            )
+
+    def modality_method(self) -> str:
+        """How the saved modality was decided: by staff, or the detection on screen."""
+        guess = self.frame.modality if self.frame is not None else None
+        if self.modality_chosen:
+            return "recorded"
+        return "detected" if guess is not None and guess.sure else "unsure"
 
     def _capture_box(self) -> QGroupBox:
         box = QGroupBox("Capture")
@@ -317,6 +378,7 @@ class CaptureDialog(QDialog):
             dot, text = self._indicator(f["name"])
             dot.setStyleSheet(f"color: {VERDICT_COLOURS[f['verdict']]}; font-size: 16px;")
             text.setText(f["reason"])
+        self._show_guess(frame.modality)
         self._update_button()
 
     # -- capturing -------------------------------------------------------------------------
@@ -366,6 +428,7 @@ class CaptureDialog(QDialog):
         info = CaptureInfo(
             demo=bool(getattr(source, "demo", False)),
             modality=self.modality.currentData(),
+            modality_method=self.modality_method(),
             patient=self.patient.text().strip() or None,
             lesion=self.lesion.text().strip() or None,
             body_site=self.site.currentData(),

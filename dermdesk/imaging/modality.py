@@ -84,6 +84,13 @@ def detect_modality(work: WorkImage) -> ModalityGuess:
     return ModalityGuess(modality, p, max(p, 1.0 - p), sure_at)
 
 
+def detect_modality_rgb(rgb: np.ndarray) -> ModalityGuess:
+    """:func:`detect_modality` of an RGB array (a camera frame)."""
+    from dermdesk.imaging.working import Decoded, WorkImage
+
+    return detect_modality(WorkImage(Decoded.from_array(rgb)))
+
+
 def check_modality(work: WorkImage, guess: ModalityGuess) -> CheckResult:
     """Report the detected modality; warn when it contradicts the recorded one."""
     score = round(guess.p_dermoscopic, 3)

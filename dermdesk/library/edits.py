@@ -141,6 +141,8 @@ class CaptureInfo:
     """What the capture dialog knows about a frame besides its pixels."""
 
     modality: str = "clinical"
+    # 'recorded' when staff chose it, else the detector's 'detected' / 'unsure' (schema 12)
+    modality_method: str = "recorded"
     patient: str | None = None
     lesion: str | None = None
     body_site: str | None = None
@@ -174,6 +176,7 @@ def add_capture(lib: Library, stored: StoredFile, info: CaptureInfo) -> str:
     record = ImageRecord(
         stored=stored,
         modality=info.modality,
+        modality_method=info.modality_method,
         source="capture",
         original_name=None,
         patient=patient_ref(lib, info.patient) if info.patient else None,

@@ -115,3 +115,24 @@ def test_the_library_refuses_a_demo_frame_before_writing_a_file(lib: Library) ->
     with pytest.raises(LibraryError, match="not a patient image"):
         store_capture(lib, np.full((480, 640, 3), 180, np.uint8), CaptureInfo(demo=True))
     assert sorted(p.name for p in (lib.root / "originals").rglob("*") if p.is_file()) == files
+
+
+def test_a_dermatoscope_feed_preselects_dermoscopic_until_staff_choose(
+    qtbot: QtBot, window: MainWindow, lib: Library, shared_data: Path
+) -> None:
+    frame = frame_from_image(shared_data / "ph2" / "images" / "IMD002.jpg")
+    dialog = open_with(window, [frame])
+    assert dialog.modality.currentData() == "clinical"  # before any frame
+    qtbot.waitUntil(lambda: dialog.frame is not None and dialog.frame.modality is not None)
+    qtbot.waitUntil(lambda: dialog.modality.currentData() == "dermoscopic")
+    assert dialog.modality_hint.text().startswith(("detected", "unsure"))
+    with qtbot.waitSignal(dialog.captured, timeout=10_000) as blocker:
+        dialog.capture()
+    saved = lib.image(blocker.args[0])
+    assert saved["modality"] == "dermoscopic"
+    assert saved["modality_method"] == dialog.modality_method() != "recorded"
+    # staff choose: the choice stays, whatever the camera shows, and is recorded
+    dialog.modality.setCurrentIndex(dialog.modality.findData("other"))
+    qtbot.wait(1200)  # at least one more detection
+    assert dialog.modality.currentData() == "other" and dialog.modality_method() == "recorded"
+    dialog.close()
