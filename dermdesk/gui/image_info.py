@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from dermdesk import taxonomy
 from dermdesk.gui.theme import VERDICT_COLOURS
+from dermdesk.imaging.quality import CHECK_TITLES
 from dermdesk.library import Library
 from dermdesk.library.browse import current_tones, describe_tone
 from dermdesk.library.edits import capture_extra
@@ -50,7 +51,22 @@ def _table(headers: list[str]) -> QTableWidget:
     table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
     table.horizontalHeader().setStretchLastSection(True)
     table.setAlternatingRowColors(True)
+    # wrapped text re-flows when the panel is resized, so no reason is cut off
+    table.horizontalHeader().sectionResized.connect(lambda *_: table.resizeRowsToContents())
     return table
+
+
+SEVERITY = {"fail": 0, "warn": 1, "pass": 2}
+
+
+def check_title(name: str) -> str:
+    """A check's readable title ("Lesion cut by border", not ``lesion_cut``)."""
+    return CHECK_TITLES.get(name, name.replace("_", " ").capitalize())
+
+
+def quality_order(finding: dict[str, Any]) -> tuple[int, str]:
+    """Worst first (fail, warn, pass), then by title: what needs a look comes first."""
+    return SEVERITY.get(finding["verdict"], 3), check_title(finding["check_name"])
 
 
 def _fill(table: QTableWidget, rows: list[list[Any]]) -> None:
@@ -210,16 +226,16 @@ class InfoPanel(QTabWidget):
         _fill(self.details, rows)
 
     def _show_quality(self, image: dict[str, Any]) -> None:
-        findings = self.lib.quality(image["id"])
+        findings = sorted(self.lib.quality(image["id"]), key=quality_order)
         rows = [
-            [f["check_name"], self._verdict(f["verdict"]), f["score"], f["reason"]]
+            [check_title(f["check_name"]), self._verdict(f["verdict"]), f["score"], f["reason"]]
             for f in findings
         ]
         extra = capture_extra(self.lib, image["id"])
         for c in extra.get("capture_checks", []):
             rows.append(
                 [
-                    f"{c.get('name')} (at capture)",
+                    f"{check_title(str(c.get('name')))} (at capture)",
                     self._verdict(c.get("verdict", "")),
                     c.get("score"),
                     c.get("reason"),

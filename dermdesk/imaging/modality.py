@@ -95,6 +95,8 @@ def check_modality(work: WorkImage, guess: ModalityGuess) -> CheckResult:
     """Report the detected modality; warn when it contradicts the recorded one."""
     score = round(guess.p_dermoscopic, 3)
     looks = f"looks {guess.modality} ({guess.confidence:.0%} sure)"
+    if not guess.sure:  # below the calibrated confidence: a guess, stored as 'unsure'
+        looks = f"looks {guess.modality} ({guess.confidence:.0%}; unsure below {guess.sure_at:.1%})"
     recorded = work.modality
     if recorded in ("clinical", "dermoscopic") and recorded != guess.modality and guess.sure:
         return CheckResult(

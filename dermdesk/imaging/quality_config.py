@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dermdesk.imaging.findings import Limits
 
-CHECKER_VERSION = "1.1"
+CHECKER_VERSION = "1.2"  # 1.2: the modality detector of issue 14 (hand + CNN, calibrated unsure)
 DECODE_SIZE = 512  # JPEGs are DCT-decoded to the smallest scale with both sides >= this
 SHARP_SIZE = 512  # longest side of the grey image the focus measures read
 WORK_SIZE = 256  # longest side of the colour image for everything else

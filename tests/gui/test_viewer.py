@@ -71,5 +71,11 @@ def test_quality_findings_and_predictions_are_listed(
         info.quality.item(reasons.index(next(r for r in reasons if "steady" in r)), 1).text()
         == "fail"
     )
+    # worst first, with readable titles, whatever the check names' alphabetical order
+    verdicts = [info.quality.item(r, 1).text() for r in range(info.quality.rowCount())]
+    order = {"fail": 0, "warn": 1, "pass": 2}
+    assert [order.get(v, 3) for v in verdicts] == sorted(order.get(v, 3) for v in verdicts)
+    titles = [info.quality.item(r, 0).text() for r in range(info.quality.rowCount())]
+    assert "Sharpness" in titles and not any("_" in t for t in titles)
     assert info.bars.rows[0] == ("MEL", 0.7)
     assert "m-active" in info.prediction_note.text()
