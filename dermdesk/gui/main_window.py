@@ -367,12 +367,12 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
         self.filters.set_device_choices(distinct_devices(self.lib))
         self.annotation.set_patient_choices(self.lib)
-        self.filters.set_state(self.settings.filters)  # emits: loads the gallery
+        self.filters.set_state(self.settings.filters_for(self.lib.root))  # emits: loads
 
     # -- the gallery and the selection -----------------------------------------------------
 
     def _query_changed(self, query: Query) -> None:
-        self.settings.filters = self.filters.state()
+        self.settings.set_filters_for(self.lib.root, self.filters.state())
         self.gallery_model.set_query(query)
 
     def _after_reset(self) -> None:
@@ -443,6 +443,10 @@ class MainWindow(QMainWindow):
         selected = len(self.selected_ids())
         pending = self.writer.pending
         parts = [f"{model.rowCount():,} of {model.total:,} shown"]
+        flt = self.filters.image_filter()
+        if not flt.is_empty():  # say so: a remembered filter can hide most of a library
+            parts.append(f"filtered: {flt.describe()}")
+        self.filters.clear_button.setStyleSheet("" if flt.is_empty() else "font-weight: bold;")
         if selected > 1:
             parts.append(f"{selected:,} selected")
         if pending:
@@ -730,7 +734,7 @@ class MainWindow(QMainWindow):
             if dialog.isVisible():
                 dialog.close()  # a camera, an import or an export stops with its dialog
         self._selection_timer.stop()
-        self.settings.filters = self.filters.state()
+        self.settings.set_filters_for(self.lib.root, self.filters.state())
         self.settings.save_window_state(self.saveGeometry(), self.saveState())
         self.settings.sync()
         self.jobs.timer.stop()

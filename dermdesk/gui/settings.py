@@ -5,7 +5,9 @@ One typed accessor per setting keeps keys and defaults in one place.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings
@@ -82,6 +84,25 @@ class Settings:
     def filters(self, value: dict[str, Any]) -> None:
         self.store.setValue("library/filters", json.dumps(value, sort_keys=True))
 
+    def filters_for(self, library: Path) -> dict[str, Any]:
+        """The filter bar's last state in this library (a filter that suits one library can
+        hide everything in another); for a library never seen, no filter, with the last
+        sort and grouping used anywhere."""
+        key = _library_key("library/filters_by_library", library)
+        try:
+            value = json.loads(str(self._get(key, "null")))
+        except ValueError:
+            value = None
+        if isinstance(value, dict):
+            return value
+        return {k: v for k, v in self.filters.items() if k in ("sort", "group")}
+
+    def set_filters_for(self, library: Path, value: dict[str, Any]) -> None:
+        self.store.setValue(
+            _library_key("library/filters_by_library", library), json.dumps(value, sort_keys=True)
+        )
+        self.filters = value
+
     @property
     def import_modality(self) -> str:
         return str(self._get("import/modality", "clinical"))
@@ -136,3 +157,9 @@ class Settings:
 
     def sync(self) -> None:
         self.store.sync()
+
+
+def _library_key(group: str, library: Path) -> str:
+    """A settings key per library folder (a hash: paths hold characters keys cannot)."""
+    digest = hashlib.sha1(str(library.expanduser().resolve()).encode()).hexdigest()[:16]
+    return f"{group}/{digest}"

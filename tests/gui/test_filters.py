@@ -53,7 +53,28 @@ def test_filters_combine_and_are_remembered(
     )
     assert again.filters.diagnosis.values() == ["MEL", "BCC"]
     assert "Diagnosis: MEL, BCC" in again.filters.diagnosis.text()
+    # the status bar says a filter hides images
+    qtbot.waitUntil(lambda: "filtered: diagnosis MEL/BCC" in again.status.text())
     again.close()
+
+
+def test_remembered_filters_belong_to_their_library(
+    qtbot: QtBot, lib: Library, settings: object, tmp_path: object
+) -> None:
+    from pathlib import Path
+
+    other = Library.open(Path(str(tmp_path)) / "other library", actor="tester")
+    try:
+        settings.set_filters_for(lib.root, {"diagnosis": ["MEL"], "sort": "newest"})  # type: ignore[attr-defined]
+        assert settings.filters_for(lib.root)["diagnosis"] == ["MEL"]  # type: ignore[attr-defined]
+        w = MainWindow(other, settings)  # type: ignore[arg-type]
+        w.show()
+        qtbot.waitUntil(lambda: loaded(w))
+        assert w.filters.diagnosis.values() == []  # not the other library's MEL filter
+        assert "filtered" not in w.status.text()
+        w.close()
+    finally:
+        other.close()
 
 
 def test_quality_patient_and_disagreement_filters(
