@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QListWidget,
+    QListWidgetItem,
     QScrollArea,
     QVBoxLayout,
     QWidget,
@@ -25,7 +26,14 @@ from dermdesk.gui.charts import BarChart, HeatTable
 from dermdesk.gui.tasks import LibraryWorker
 from dermdesk.gui.theme import UNCHECKED_COLOUR, VERDICT_COLOURS
 from dermdesk.library import Library
-from dermdesk.library.browse import DashboardStats, Gap, coverage_gaps, dashboard_stats
+from dermdesk.library.browse import (
+    FITZPATRICK_BANDS,
+    MONK_BANDS,
+    DashboardStats,
+    Gap,
+    coverage_gaps,
+    dashboard_stats,
+)
 
 MAX_DEVICES = 12
 
@@ -104,6 +112,10 @@ class DashboardPanel(QScrollArea):
             lambda label: self.filter_requested.emit(self._modality_filters.get(label, {}))
         )
         self.datasets.clicked.connect(lambda label: self.filter_requested.emit({"dataset": label}))
+        self.quality.clicked.connect(
+            lambda verdict: self.filter_requested.emit({"quality": verdict})
+        )
+        self.gap_list.itemClicked.connect(self._gap_clicked)
 
     def _cell_clicked(self, scale: str, row: int, column: int) -> None:
         """Diagnosis x rated skin type: the cell's images (a '?' column: the diagnosis only,
@@ -217,7 +229,21 @@ class DashboardPanel(QScrollArea):
                 "No gaps: every diagnosis has at least 10 images on every skin-tone band."
             )
         for gap in gaps[:200]:
-            self.gap_list.addItem(("⚠ " if gap.count == 0 else "· ") + gap.text())
+            item = QListWidgetItem(("⚠ " if gap.count == 0 else "· ") + gap.text())
+            item.setData(Qt.ItemDataRole.UserRole, gap)
+            item.setToolTip("Click: the gallery filtered to this diagnosis on this skin-tone band")
+            self.gap_list.addItem(item)
+
+    def _gap_clicked(self, item: QListWidgetItem) -> None:
+        """A gap line: the images there are (rated on that band), to see what is missing."""
+        gap = item.data(Qt.ItemDataRole.UserRole)
+        if not isinstance(gap, Gap):
+            return
+        scale = gap.scale.lower()
+        bands = dict(FITZPATRICK_BANDS if scale == "fitzpatrick" else MONK_BANDS)
+        self.filter_requested.emit(
+            {"diagnosis": [gap.diagnosis], scale: list(bands[gap.band]), "tone": "rated"}
+        )
 
     def _show_matrices(self, stats: DashboardStats) -> None:
         codes = [c for c in taxonomy.diagnoses() if stats.by_diagnosis.get(c)] + [None]

@@ -259,3 +259,32 @@ def test_dashboard_counts_and_gaps(qtbot: QtBot, window: MainWindow, lib: Librar
     # the library has no dermatofibroma images on dark skin: the dashboard says so
     assert any("dermatofibroma on Fitzpatrick V-VI" in t for t in texts)
     assert w.dashboard.dx_fitz.rowCount() == len([c for c in stats.by_diagnosis if c]) + 1
+
+
+def test_dashboard_gaps_and_bars_filter_the_gallery(
+    qtbot: QtBot, window: MainWindow, lib: Library
+) -> None:
+    from PySide6.QtCore import Qt
+
+    w = window
+    w.actions_["show_dashboard"].trigger()
+    qtbot.waitUntil(lambda: w.dashboard.stats is not None)
+    gaps = w.dashboard.gap_list
+    row = next(
+        i
+        for i in range(gaps.count())
+        if "basal cell carcinoma on Fitzpatrick" in gaps.item(i).text()
+    )
+    gaps.scrollToItem(gaps.item(row))
+    rect = gaps.visualItemRect(gaps.item(row))
+    qtbot.mouseClick(gaps.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert w.tabs.currentIndex() == 0  # back in the gallery, filtered
+    flt = w.filters.image_filter()
+    assert flt.diagnosis == ["BCC"] and flt.tone == "rated" and flt.fitzpatrick
+    qtbot.waitUntil(
+        lambda: not w.gallery_model.is_fetching and w.gallery_model.total == lib.count(flt)
+    )
+    w.actions_["show_dashboard"].trigger()
+    w.dashboard.quality.clicked.emit("warn")  # what a click on the "warn" bar sends
+    assert w.filters.image_filter().quality == "warn"
+    assert w.filters.image_filter().diagnosis == []  # a bar replaces the filter, not adds
