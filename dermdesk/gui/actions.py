@@ -153,6 +153,19 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("redo", "&Redo", ("Ctrl+Shift+Z", "Ctrl+Y"), "Annotate"),
     *_diagnosis_actions(),
     ActionSpec("clear_label", "Clear label (unlabelled)", ("Backspace",), "Annotate"),
+    ActionSpec(
+        "auto_advance",
+        "Auto-advance after a label",
+        (),
+        "Annotate",
+        "After a diagnosis key labels one image, go to the next",
+        checkable=True,
+    ),
+    ActionSpec("next_unlabelled", "Next unlabelled image", ("N",), "Annotate"),
+    ActionSpec("next_failing", "Next image failing a quality check", ("Shift+N",), "Annotate"),
+    ActionSpec(
+        "next_disagreeing", "Next image where the model disagrees", ("Shift+D",), "Annotate"
+    ),
     ActionSpec("pick_diagnosis", "Type to search diagnoses", ("/",), "Annotate"),
     *_certainty_actions(),
     *_tone_actions(),

@@ -61,7 +61,7 @@ from dermdesk.gui.train_dialog import TrainDialog, filter_params
 from dermdesk.gui.viewer import ViewerPanel
 from dermdesk.imaging.quality import live_check
 from dermdesk.library import ImageFilter, Library, job_store
-from dermdesk.library.browse import distinct_devices, model_rows
+from dermdesk.library.browse import Tile, distinct_devices, model_rows
 from dermdesk.library.quality_store import stale_ids
 
 # What a read-only library turns off: actions that write to it.
@@ -280,6 +280,14 @@ class MainWindow(QMainWindow):
             "undo": self.editor.stack.undo,
             "redo": self.editor.stack.redo,
             "clear_label": lambda: self.editor.clear_label(ids()),
+            "next_unlabelled": lambda: self.next_where("unlabelled", lambda t: not t.labelled),
+            "next_failing": lambda: self.next_where(
+                "failing a quality check", lambda t: t.quality == "fail"
+            ),
+            "next_disagreeing": lambda: self.next_where(
+                "where the model disagrees",
+                lambda t: t.predicted is not None and t.labelled and t.predicted != t.diagnosis,
+            ),
             "pick_diagnosis": self.annotation.diagnosis.start_search,
             "tone_clear": lambda: self.editor.clear_tone(ids()),
             "shortcuts": lambda: ShortcutsSheet(parent=self).exec(),
@@ -301,6 +309,8 @@ class MainWindow(QMainWindow):
         a["toggle_annotation"].toggled.connect(self.annotation_dock.setVisible)
         self.annotation_dock.visibilityChanged.connect(a["toggle_annotation"].setChecked)
         a["dark_theme"].toggled.connect(self.set_dark)
+        a["auto_advance"].setChecked(self.settings.auto_advance)
+        a["auto_advance"].toggled.connect(lambda on: setattr(self.settings, "auto_advance", on))
         a["compare"].toggled.connect(self.set_compare)
         if not self.lib.readonly:
             self.editor.stack.canUndoChanged.connect(a["undo"].setEnabled)
@@ -313,7 +323,27 @@ class MainWindow(QMainWindow):
         self._wire_jobs()
 
     def _label(self, code: str) -> None:
-        self.editor.set_label(self.target_ids(), code, self.settings.certainty)
+        ids = self.target_ids()
+        self.editor.set_label(ids, code, self.settings.certainty)
+        if self.settings.auto_advance and len(ids) == 1:
+            self.step(1)
+
+    def next_where(self, what: str, wanted: Callable[[Tile], bool]) -> bool:
+        """Go to the next loaded image after the current one that ``wanted`` accepts; when
+        none is loaded yet, load more and say so (the key again continues)."""
+        model = self.gallery_model
+        current = self.gallery.currentIndex()
+        start = current.row() + 1 if current.isValid() else 0
+        for row in range(start, model.rowCount()):
+            if wanted(model.tile(row)):
+                self.step(row - (start - 1))
+                return True
+        if model.canFetchMore():
+            model.fetchMore()
+            self.notify(f"no image {what} among those loaded: loading more, press again")
+        else:
+            self.notify(f"no more images {what} after this one")
+        return False
 
     def _certainty(self, certainty: str) -> None:
         self.editor.set_certainty(self.target_ids(), certainty)

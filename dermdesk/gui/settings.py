@@ -69,6 +69,15 @@ class Settings:
     def certainty(self, value: str) -> None:
         self.store.setValue("annotation/certainty", value)
 
+    @property
+    def auto_advance(self) -> bool:
+        """Go to the next image after a diagnosis key labels one (Label Studio's flow)."""
+        return str(self._get("annotation/auto_advance", "false")).lower() == "true"
+
+    @auto_advance.setter
+    def auto_advance(self, value: bool) -> None:
+        self.store.setValue("annotation/auto_advance", "true" if value else "false")
+
     # -- library browsing ----------------------------------------------------------------
 
     @property

@@ -169,3 +169,35 @@ def test_undo_gives_a_rating_and_a_label_back_to_who_gave_them(
     assert lib.current_label(image_id) == label_before
     actions = [e["action"] for e in lib.audit_entries(image_id)]
     assert actions[-2:] == ["label.restore", "skin_tone.restore"]
+
+
+def test_auto_advance_and_next_unlabelled_keys(
+    qtbot: QtBot, window: MainWindow, lib: Library
+) -> None:
+    w = window
+    w.gallery.setFocus()
+    w.actions_["auto_advance"].setChecked(True)
+    assert w.settings.auto_advance
+    first = w.current_id()
+    keys(qtbot, w, "2")  # NEV, then on to the next image
+    settle(qtbot, w)
+    assert lib.image(first)["diagnosis"] == "NEV"
+    assert w.current_id() == w.gallery_model.tile(1).id
+    w.actions_["auto_advance"].setChecked(False)
+    keys(qtbot, w, "2")
+    settle(qtbot, w)
+    assert w.current_id() == w.gallery_model.tile(1).id  # stays without auto-advance
+
+    model = w.gallery_model
+    keys(qtbot, w, "j", "j", "j", Qt.Key.Key_Backspace)  # row 4 becomes unlabelled
+    settle(qtbot, w)
+    keys(qtbot, w, "k", "k", "k")
+    start = w.gallery.currentIndex().row()
+    expected = next(r for r in range(start + 1, model.rowCount()) if not model.tile(r).labelled)
+    keys(qtbot, w, "n")  # next unlabelled
+    assert w.gallery.currentIndex().row() == expected <= 4
+    keys(qtbot, w, "n")  # none after it among these real, labelled images
+    assert (
+        w.gallery.currentIndex().row() == expected
+        or not model.tile(w.gallery.currentIndex().row()).labelled
+    )
