@@ -15,8 +15,10 @@ in ``resources/modality_model.json``.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cv2
@@ -31,6 +33,7 @@ from dermdesk.resources import resource_path
 if TYPE_CHECKING:
     from dermdesk.imaging.working import WorkImage
 
+log = logging.getLogger(__name__)
 MODEL_FILE = "modality_model.json"
 NET_INPUT = 128  # the network sees the whole frame squashed to this square
 
@@ -236,9 +239,18 @@ def _networks() -> Networks | None:
     """The networks named in NETS_FILE, or None where it is absent (the hand-feature model
     is then used)."""
     try:
-        about = json.loads(resource_path(NETS_FILE).read_text(encoding="utf-8"))
+        about_file = resource_path(NETS_FILE)
     except FileNotFoundError:
         return None
+    try:
+        return _load_networks(about_file)
+    except Exception as exc:  # a damaged file must not stop imports: the hand network decides
+        log.warning("modality networks not usable (%s); using the hand-feature network", exc)
+        return None
+
+
+def _load_networks(about_file: Path) -> Networks:
+    about = json.loads(about_file.read_text(encoding="utf-8"))
     import onnxruntime as ort  # lazy: only images without a recorded modality need it
 
     options = ort.SessionOptions()

@@ -98,3 +98,22 @@ def test_a_short_training_learns_and_its_onnx_file_agrees(
     for img, expected in zip(images[:4], p[:4], strict=True):
         got = modality.predict_networks(nets, WorkImage(Decoded.from_array(img)))
         assert abs(got - expected) < 1e-4
+
+
+def test_a_damaged_network_file_falls_back_to_the_hand_network(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dermdesk import resources
+
+    (tmp_path / modality.NETS_FILE).write_text('{"files": {"frame": "gone.onnx"}}')
+    (tmp_path / "modality_model.json").write_bytes(
+        resources.resource_path("modality_model.json").read_bytes()
+    )
+    monkeypatch.setattr(modality, "resource_path", lambda name: tmp_path / name)
+    modality._networks.cache_clear()
+    try:
+        assert modality._networks() is None  # said in the log, not raised per image
+        work = WorkImage(decode_for_checks(shared_data / "ph2" / "images" / "IMD002.jpg"))
+        assert modality.detect_modality(work).modality == "dermoscopic"
+    finally:
+        modality._networks.cache_clear()
