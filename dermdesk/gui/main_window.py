@@ -8,6 +8,7 @@ only connects signals to slots and keeps the selection in step.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMenu,
     QMessageBox,
+    QProgressBar,
     QSplitter,
     QTabWidget,
     QVBoxLayout,
@@ -150,6 +152,13 @@ class MainWindow(QMainWindow):
         self.jobs_backend = jobs_backend
         self.jobs = JobsDock(self.jobs_backend)
         self.status = QLabel()
+        # review progress for the current filter: labelled of all, counted on the reader
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(160)
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("%v of %m labelled")
+        self.progress.hide()
+        self._progress_pending = self._progress_again = False
         self._closing = False
         self._selection_timer = QTimer(self, singleShot=True, interval=40)
         self._selection_timer.timeout.connect(self._selection_changed)
@@ -181,6 +190,7 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.annotation_dock)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.jobs)
         self.jobs.hide()
+        self.statusBar().addPermanentWidget(self.progress)
         self.statusBar().addPermanentWidget(self.status)
         self.resize(1280, 800)
 
@@ -409,6 +419,39 @@ class MainWindow(QMainWindow):
         if self.gallery_model.rowCount() and not self.gallery.currentIndex().isValid():
             self.gallery.setCurrentIndex(self.gallery_model.index(0))
         self._selection_changed()
+        self.refresh_progress()
+
+    def refresh_progress(self) -> None:
+        """Count the labelled images of the current filter on the reader (one count at a
+        time: edits in a burst ask again only once the last count is back)."""
+        if self._closing:
+            return
+        if self._progress_pending:
+            self._progress_again = True  # the filter or the labels changed meanwhile
+            return
+        self._progress_pending, self._progress_again = True, False
+        flt = self.filters.image_filter()
+
+        def count(lib: Library) -> tuple[int, int]:
+            total = lib.count(flt)
+            if flt.labelled is not None:  # the filter decides it already
+                return (total if flt.labelled else 0), total
+            return lib.count(replace(flt, labelled=True)), total
+
+        self.reader.run(count, self._show_progress)
+
+    def _show_progress(self, counts: tuple[int, int]) -> None:
+        self._progress_pending = False
+        if self._closing:
+            return
+        if self._progress_again:
+            self.refresh_progress()
+            return
+        labelled, total = counts
+        self.progress.setMaximum(max(total, 1))
+        self.progress.setValue(labelled if total else 0)
+        self.progress.setFormat(f"{labelled:,} of {total:,} labelled")
+        self.progress.setVisible(total > 0)
 
     def selected_ids(self) -> list[str]:
         rows = sorted(i.row() for i in self.gallery.selectionModel().selectedIndexes())
@@ -457,6 +500,7 @@ class MainWindow(QMainWindow):
         if self._closing:
             return
         self.gallery_model.refresh_ids(ids)
+        self.refresh_progress()
         if self.viewer.image_id in ids:
             self.viewer.refresh_info()
         if set(ids) & set(self.target_ids()):

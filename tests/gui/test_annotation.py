@@ -201,3 +201,25 @@ def test_auto_advance_and_next_unlabelled_keys(
         w.gallery.currentIndex().row() == expected
         or not model.tile(w.gallery.currentIndex().row()).labelled
     )
+
+
+def test_the_review_progress_follows_labels_and_filters(
+    qtbot: QtBot, window: MainWindow, lib: Library
+) -> None:
+    from dermdesk.library import ImageFilter
+
+    w = window
+    total = lib.count()
+
+    def shown() -> str:
+        return w.progress.format() if w.progress.isVisible() else ""
+
+    labelled = lib.count(ImageFilter(labelled=True))
+    qtbot.waitUntil(lambda: shown() == f"{labelled:,} of {total:,} labelled")
+    w.gallery.setFocus()
+    keys(qtbot, w, Qt.Key.Key_Backspace)  # clear the current image's label
+    settle(qtbot, w)
+    qtbot.waitUntil(lambda: shown() == f"{labelled - 1:,} of {total:,} labelled")
+    w.filters.labelled.setCurrentIndex(w.filters.labelled.findData(False))
+    unlabelled = lib.count(ImageFilter(labelled=False))
+    qtbot.waitUntil(lambda: shown() == f"0 of {unlabelled:,} labelled")
