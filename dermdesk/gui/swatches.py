@@ -71,7 +71,7 @@ class SwatchPicker(QWidget):
             pen = (
                 QPen(self.palette().highlight().color(), 3)
                 if chosen
-                else QPen(QColor(0, 0, 0, 60), 1)
+                else QPen(outline_colour(self.palette().window().color()), 1)
             )
             painter.setPen(pen)
             painter.drawRoundedRect(cell, 4, 4)
@@ -88,3 +88,9 @@ class SwatchPicker(QWidget):
             if self._cell(i).contains(event.position().toPoint()):
                 self.chosen.emit(value)
                 return
+
+
+def outline_colour(background: QColor) -> QColor:
+    """A swatch's outline that shows on ``background``: on a dark window the darkest
+    swatches (Fitzpatrick VI, Monk 9-10) would otherwise melt into it."""
+    return QColor(255, 255, 255, 120) if background.lightness() < 128 else QColor(0, 0, 0, 60)

@@ -132,3 +132,21 @@ def test_disabled_controls_look_disabled_in_the_light_theme(qtbot: QtBot) -> Non
     enabled = p.color(QPalette.ColorGroup.Active, role)
     disabled = p.color(QPalette.ColorGroup.Disabled, role)
     assert abs(enabled.lightness() - disabled.lightness()) > 80
+
+
+def test_dark_swatches_keep_an_outline_in_the_dark_theme(qtbot: QtBot) -> None:
+    from PySide6.QtGui import QColor, QPalette
+
+    from dermdesk import taxonomy
+    from dermdesk.gui.swatches import outline_colour
+    from dermdesk.gui.theme import _dark_palette
+
+    window = _dark_palette().color(QPalette.ColorRole.Window)
+    outline = outline_colour(window)
+    darkest = min(
+        [QColor(f["swatch"]) for f in taxonomy.fitzpatrick_scale()]
+        + [QColor(m["swatch"]) for m in taxonomy.monk_scale()],
+        key=lambda c: c.lightness(),
+    )
+    # the outline stands out from both the dark window and the darkest swatch
+    assert outline.lightness() - max(window.lightness(), darkest.lightness()) > 100
