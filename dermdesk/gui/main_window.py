@@ -520,7 +520,9 @@ class MainWindow(QMainWindow):
         flt = self.filters.image_filter()
         if not flt.is_empty():  # say so: a remembered filter can hide most of a library
             parts.append(f"filtered: {flt.describe()}")
-        self.filters.clear_button.setStyleSheet("" if flt.is_empty() else "font-weight: bold;")
+        style = "" if flt.is_empty() else "font-weight: bold;"
+        if self.filters.clear_button.styleSheet() != style:  # restyle only on a change
+            self.filters.clear_button.setStyleSheet(style)
         if selected > 1:
             parts.append(f"{selected:,} selected")
         if pending:

@@ -4,12 +4,14 @@ A dermoscope images a ~2 cm field through a lens pressed on the skin: a
 circular field of view with dark corners (on many devices), even light, no
 background, skin texture at high magnification, no surface shine. A clinical
 photo shows the skin surface from a distance: wrinkles and pores, shine,
-shading, often background. About 60 cheap features describe this (vignette
-geometry, CIELAB colour statistics, local binary pattern texture histograms
-at two scales, band energies, micro-specular highlights, hair width), and a
-small neural network (one hidden layer, numpy only) trained by
-``scripts/fit_priors.py`` turns them into P(dermoscopic). Its weights live
-in ``resources/modality_model.json``.
+shading, often background. Two detectors vote (mean log-odds), as
+``resources/modality_nets.json`` says: a small numpy network over ~60 cheap
+features (vignette geometry, CIELAB statistics, local binary patterns at two
+scales, band energies, micro-specular highlights, hair width;
+``resources/modality_model.json``) and a small CNN over the whole frame
+(``resources/modality_frame.onnx``, run by ONNX Runtime; trained by
+``dermdesk.ml.modality_net``). Both are fitted by ``scripts/fit_priors.py``,
+which also calibrates the confidence below which a guess is "unsure".
 """
 
 from __future__ import annotations
@@ -267,21 +269,20 @@ def _load_networks(about_file: Path) -> Networks:
     return Networks(sessions, float(about["sure_confidence"]), "hand" in about["files"])
 
 
-def network_views(rgb: np.ndarray) -> dict[str, np.ndarray]:
-    """What each network reads of an image: the squashed frame, the texture crops."""
-    return {
-        "frame": network_input(rgb)[None],
-        "texture": texture_crops(texture_frame(rgb)),
-    }
+def network_view(view: str, rgb: np.ndarray) -> np.ndarray:
+    """What the ``view`` network reads of an image: the squashed frame, or the texture crops
+    (only the views a shipped network reads are made: detection runs on every import)."""
+    if view == "texture":
+        return texture_crops(texture_frame(rgb))
+    return network_input(rgb)[None]
 
 
 def predict_networks(nets: Networks, work: WorkImage) -> float:
     """P(dermoscopic): the networks' log-odds averaged (a texture network's over its crops),
     with the hand-feature network's where it votes."""
-    views = network_views(work.rgb)
     logits = []
     for view, session in nets.sessions.items():
-        (out,) = session.run(None, {"image": views[view].astype(np.float32)})
+        (out,) = session.run(None, {"image": network_view(view, work.rgb).astype(np.float32)})
         logits.append(float(np.mean(out)))
     if nets.hand:
         p = min(max(predict(features(work)), 1e-12), 1 - 1e-12)
