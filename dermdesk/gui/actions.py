@@ -64,6 +64,13 @@ def _tone_actions() -> list[ActionSpec]:
     return specs
 
 
+# What the hint says while the second key of a two-key shortcut is awaited (gui/chords.py).
+CHORD_TITLES = {
+    "F": ("Fitzpatrick", "1-6, 0 clears"),
+    "M": ("Monk", "1-9 or 0 for 10"),
+    "C": ("Certainty", "H, E or S"),
+}
+
 ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("import", "&Import files or folders…", ("Ctrl+I",), "Library", short="Import"),
     ActionSpec("capture", "&Capture from camera…", ("Ctrl+Shift+C",), "Library", short="Capture"),

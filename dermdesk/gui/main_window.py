@@ -35,6 +35,7 @@ from dermdesk.gui import actions as actions_table
 from dermdesk.gui.about import AboutDialog
 from dermdesk.gui.annotation_panel import AnnotationPanel
 from dermdesk.gui.capture_dialog import CaptureDialog, LiveChecker, SourceFactory
+from dermdesk.gui.chords import ChordKeys, chords_from
 from dermdesk.gui.dashboard import DashboardPanel
 from dermdesk.gui.duplicates_dialog import DuplicatesDialog
 from dermdesk.gui.editing import Editor
@@ -107,6 +108,14 @@ class MainWindow(QMainWindow):
         self._make_views(jobs_backend)
         self._layout()
         self.actions_ = actions_table.build_actions(self)
+        # F / M / C then a second key: caught here so a hint shows which keys may follow
+        self.chords = ChordKeys(
+            self,
+            self.actions_,
+            chords_from(actions_table.ACTIONS),
+            self.notify,
+            lambda: len(self.target_ids()),
+        )
         self._menus()
         self._wire()
         self._restore()

@@ -223,3 +223,35 @@ def test_the_review_progress_follows_labels_and_filters(
     w.filters.labelled.setCurrentIndex(w.filters.labelled.findData(False))
     unlabelled = lib.count(ImageFilter(labelled=False))
     qtbot.waitUntil(lambda: shown() == f"0 of {unlabelled:,} labelled")
+
+
+def test_a_two_key_shortcut_shows_its_hint_and_times_out_visibly(
+    qtbot: QtBot, window: MainWindow, lib: Library
+) -> None:
+    w = window
+    image_id = w.current_id()
+    assert len(w.target_ids()) == 1  # the hint shows for a single image too
+    monk_before = lib.image(image_id)["monk"]
+    w.gallery.setFocus()
+    keys(qtbot, w, "f")
+    hint = w.chords.hint
+    assert hint.isVisible() and "Fitzpatrick for this image: press 1-6" in hint.text()
+    assert "Esc cancels" in hint.text()
+    keys(qtbot, w, "4")
+    settle(qtbot, w)
+    assert not hint.isVisible() and lib.image(image_id)["fitzpatrick"] == 4
+
+    keys(qtbot, w, "m")
+    assert "Monk" in hint.text() and hint.isVisible()
+    keys(qtbot, w, Qt.Key.Key_Escape)
+    assert "cancelled" in hint.text() and w.chords.armed is None
+
+    w.chords.timer.setInterval(150)
+    keys(qtbot, w, "m")
+    qtbot.waitUntil(lambda: "timed out" in hint.text())
+    assert "timed out" in w.statusBar().currentMessage()
+    keys(qtbot, w, "5")  # an ordinary key again: the diagnosis key 5, not Monk 5
+    settle(qtbot, w)
+    assert lib.image(image_id)["monk"] == monk_before
+    assert lib.image(image_id)["diagnosis"] == "ACK"
+    qtbot.waitUntil(lambda: not hint.isVisible(), timeout=5000)
