@@ -35,6 +35,8 @@ from dermdesk.ml.models import build_model
 from dermdesk.ml.tensor_augment import PRESETS
 
 EXPERIMENTS_DIR = "experiments"
+# Split parts a run trains on (every other part is an evaluation set).
+NOT_EVALUATED = ("train", "keep")
 
 
 def run_dir(library_dir: Path, exp_id: int, run_id: int) -> Path:
@@ -144,7 +146,7 @@ class RunTask:
         """Every evaluation set predicted once, with intervals, overall and per group."""
         out = {}
         for name, samples in self.samples.items():
-            if name == "train" or not samples:
+            if name in NOT_EVALUATED or not samples:
                 continue
             views = CachedEvalViews(self.cache, samples, self.spec)
             y, probs = predict_torch(model, views, device, should_stop=self.control.should_stop)
@@ -249,10 +251,129 @@ class DistillRunTask(RunTask):
         )
 
 
+class ContrastRunTask(RunTask):
+    """Adaptation stage 1: cross-entropy on two views of each training image plus a
+    supervised contrastive term pulling an ordinary view and a view moved across the
+    dermoscopic/clinical gap together (:mod:`dermdesk.ml.adapt`)."""
+
+    def build_model(self) -> nn.Module:
+        from dermdesk.ml.adapt import ContrastModel
+
+        return ContrastModel(super().build_model())
+
+    def train_set(self) -> CachedTrainViews:
+        from dermdesk.ml.adapt import GapViews
+
+        return GapViews(
+            self.cache,
+            self.samples["train"],
+            seed=int(self.run["seed"]),
+            augment=PRESETS[self.recipe["augment"]],
+        )
+
+    def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
+        from dermdesk.ml.adapt import gap_inputs, supcon_loss
+
+        first, second, y = gap_inputs(batch, device, self.spec.size)
+        logits, z = model(torch.cat([first, second]), with_embedding=True)
+        labels = torch.cat([y, y])
+        ce = nn.functional.cross_entropy(
+            logits.float(), labels, label_smoothing=float(self.recipe["label_smoothing"])
+        )
+        contrast = supcon_loss(
+            z.float(), labels, temperature=float(self.recipe.get("contrast_temperature", 0.1))
+        )
+        return ce + float(self.recipe.get("contrast_weight", 1.0)) * contrast
+
+    def weights(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        classifier: nn.Module = model.classifier  # type: ignore[assignment]
+        return classifier.state_dict()
+
+
+class GuidedRunTask(RunTask):
+    """Adaptation stage 2: tuning on the clinical training images (``train``) while
+    keeping the start model's outputs on the dermoscopic training images (``keep``,
+    learning without forgetting) and its backbone weights near the start (L2-SP)."""
+
+    def prepare(self, saved_state: dict[str, Any] | None) -> None:
+        super().prepare(saved_state)
+        if not self.run["params"].get("init_from"):
+            raise ValueError(f"{self.run['name']}: guided tuning needs a start model")
+        with Library.open(self.library_dir, readonly=True) as lib:
+            path, start = self._sibling_weights(lib, self.run["params"]["init_from"], "tunes")
+        state = checkpoints.state_dict_of(checkpoints.load_file(path), start["name"])
+        teacher = build_model(self.arch, len(self.classes), self.spec.size)
+        teacher.load_state_dict(state)
+        keep = self.samples.get("keep", [])
+        if keep:
+            views = CachedEvalViews(self.cache, keep, self.spec)
+            _, probs = predict_torch(
+                teacher, views, torch.device("cpu"), should_stop=self.control.should_stop
+            )
+            logp = np.log(np.clip(probs, 1e-8, 1.0)).astype(np.float32)
+        else:
+            logp = np.zeros((0, len(self.classes)), dtype=np.float32)
+        learn = self.samples["train"]
+        pad = np.zeros((len(learn), len(self.classes)), dtype=np.float32)
+        self._targets = torch.from_numpy(np.concatenate([pad, logp]))
+        self._labels = torch.tensor([s.label for s in [*learn, *keep]])
+        self._n_learn = len(learn)
+        from dermdesk.ml.adapt import backbone_weights
+
+        self._anchor = backbone_weights(teacher)
+        self.control.log(
+            f"guided by {start['name']} (run {start['id']}): its outputs on {len(keep)} "
+            f"dermoscopic training images kept (LwF x{self._lwf}), L2-SP x{self._sp}"
+        )
+
+    @property
+    def _lwf(self) -> float:
+        return float(self.recipe.get("lwf_weight", 1.0))
+
+    @property
+    def _sp(self) -> float:
+        return float(self.recipe.get("sp_weight", 0.01))
+
+    def train_set(self) -> CachedTrainViews:
+        from dermdesk.ml.adapt import MixedViews
+
+        return MixedViews(
+            self.cache,
+            self.samples["train"],
+            self.samples.get("keep", []),
+            n_classes=len(self.classes),
+            seed=int(self.run["seed"]),
+            augment=PRESETS[self.recipe["augment"]],
+        )
+
+    def train_weights(self) -> None:  # type: ignore[override]
+        return None  # the views draw clinical images class-balanced themselves
+
+    def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
+        from dermdesk.ml.adapt import guided_loss, l2_sp
+
+        x, idx = train_inputs(batch, device, self.spec.size)
+        idx = idx.cpu()
+        loss = guided_loss(
+            model(x).float(),
+            self._labels[idx].to(device),
+            (idx >= self._n_learn).to(device),
+            self._targets[idx].to(device),
+            temperature=float(self.recipe.get("lwf_temperature", 2.0)),
+            lwf_weight=self._lwf,
+            label_smoothing=float(self.recipe["label_smoothing"]),
+        )
+        if self._sp > 0:
+            loss = loss + self._sp * l2_sp(getattr(model, "module", model), self._anchor)
+        return loss
+
+
 TASKS: dict[str, type[RunTask]] = {
     "classify": RunTask,
     "mae": MaeRunTask,
     "distill": DistillRunTask,
+    "contrast": ContrastRunTask,
+    "guided": GuidedRunTask,
 }
 
 

@@ -85,6 +85,7 @@ class GapTables:
     seeds: int
     runs_done: int
     runs_total: int
+    ablation: list[dict[str, Any]] = field(default_factory=list)  # stages + a scheme's row
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self), default=lambda o: asdict(o)))
@@ -119,17 +120,38 @@ def gap_tables(runs: Sequence[dict[str, Any]]) -> GapTables:
                 "dermoscopic_val": over_seeds([d[0] for d in derm], [d[1] for d in derm], UNIT),
                 "clinical_test": over_seeds([c[0] for c in clin], [c[1] for c in clin], UNIT),
                 "gap": over_seeds(gaps),
+                "forgetting": _forgetting(by, name)
+                if name != "FullDermoscopic"
+                else Estimate(None, None, None, 0),
                 "seeds": len(group),
             }
         )
     forgetting = _forgetting(by)
     curve = _curve(by)
     domains = _domains(by)
-    return GapTables(schemes, forgetting, curve, domains, seeds, len(done), len(runs))
+    ablation = _ablation(schemes)
+    return GapTables(schemes, forgetting, curve, domains, seeds, len(done), len(runs), ablation)
 
 
-def _forgetting(by: dict[str, list[dict[str, Any]]]) -> Estimate:
-    """FullDermoscopic's dermoscopic-val score minus FineClinic's, paired by seed."""
+# The adaptation's ablation (issue 18): what each stage adds to fine-tuning on the clinic.
+ABLATION = (
+    ("neither (FineClinic)", "FineClinic"),
+    ("stage 1 only", "FineClinic+Stage1"),
+    ("stage 2 only", "FineClinic+Stage2"),
+    ("both (FineClinic+MetaDomain)", "FineClinic+MetaDomain"),
+)
+
+
+def _ablation(schemes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by = {r["scheme"]: r for r in schemes}
+    if not any(name in by for _, name in ABLATION[1:]):
+        return []
+    return [{"stages": words, **by[name]} for words, name in ABLATION if name in by]
+
+
+def _forgetting(by: dict[str, list[dict[str, Any]]], scheme: str = "FineClinic") -> Estimate:
+    """FullDermoscopic's dermoscopic-val score minus the scheme's, paired by seed: what
+    the dermoscopic model's knowledge lost (negative: it gained)."""
     full = {
         r["seed"]: _bacc(r, "dermoscopic_val")[0]
         for r in by.get("FullDermoscopic", [])
@@ -137,7 +159,7 @@ def _forgetting(by: dict[str, list[dict[str, Any]]]) -> Estimate:
     }
     fine = {
         r["seed"]: _bacc(r, "dermoscopic_val")[0]
-        for r in by.get("FineClinic", [])
+        for r in by.get(scheme, [])
         if r["status"] == "done"
     }
     pairs: list[float | None] = []
@@ -183,7 +205,7 @@ def _group_n(run: dict[str, Any], eval_set: str, grouping: str, group: str) -> i
 
 def _domains(by: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     rows = []
-    for name in MAIN_SCHEMES:
+    for name in (*MAIN_SCHEMES, "Joint+MetaDomain", "FineClinic+MetaDomain"):
         group = [r for r in by.get(name, []) if r["status"] == "done"]
         if not group:
             continue
@@ -255,18 +277,33 @@ def markdown(title: str, tables: GapTables, note: str = "") -> str:
         out += ["", note]
     out += [
         "",
-        "| scheme | dermoscopic-val | clinical-test | gap (val − test) | seeds |",
-        "|---|---|---|---|---|",
+        "| scheme | dermoscopic-val | clinical-test | gap (val − test) | forgetting | seeds |",
+        "|---|---|---|---|---|---|",
     ]
     for r in tables.schemes:
         out.append(
             f"| {r['scheme']} | {r['dermoscopic_val'].text()} | {r['clinical_test'].text()} | "
-            f"{r['gap'].text()} | {r['seeds']} |"
+            f"{r['gap'].text()} | {r['forgetting'].text()} | {r['seeds']} |"
         )
     out += [
         "",
-        f"Forgetting (FullDermoscopic − FineClinic on dermoscopic-val): {tables.forgetting.text()}",
+        "Forgetting: FullDermoscopic's dermoscopic-val score minus the scheme's, paired by seed "
+        f"(FineClinic: {tables.forgetting.text()}).",
     ]
+    if tables.ablation:
+        out += [
+            "",
+            "Adaptation ablation (fine-tuning on the clinical 30 %; stage 1 = multi-transform "
+            "contrastive training on both domains, stage 2 = guided tuning, LwF + L2-SP):",
+            "",
+            "| stages | dermoscopic-val | clinical-test | forgetting | seeds |",
+            "|---|---|---|---|---|",
+        ]
+        for r in tables.ablation:
+            out.append(
+                f"| {r['stages']} | {r['dermoscopic_val'].text()} | "
+                f"{r['clinical_test'].text()} | {r['forgetting'].text()} | {r['seeds']} |"
+            )
     if tables.curve:
         out += [
             "",
@@ -309,7 +346,7 @@ def csv_rows(tables: GapTables) -> str:
     w = csv.writer(buf)
     w.writerow(["table", "scheme", "measure", "mean", "low", "high", "seeds"])
     for r in tables.schemes:
-        for measure in ("dermoscopic_val", "clinical_test", "gap"):
+        for measure in ("dermoscopic_val", "clinical_test", "gap", "forgetting"):
             e: Estimate = r[measure]
             w.writerow(["schemes", r["scheme"], measure, e.mean, e.low, e.high, e.n])
     e = tables.forgetting

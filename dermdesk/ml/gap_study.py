@@ -17,7 +17,12 @@ Schemes (each evaluated on dermoscopic-val and clinical-test):
 - ``FineClinic``: FullDermoscopic's weights, fine-tuned on the clinical 30 %;
 - ``Joint``: dermoscopic train + the clinical 30 %, class-balanced;
 - ``Curve10`` / ``Curve25`` / ``Curve50``: FullDermoscopic fine-tuned on 10 / 25 / 50 %
-  of the clinical training patients (``FineClinic`` is the 100 % point).
+  of the clinical training patients (``FineClinic`` is the 100 % point);
+- the adaptation (:mod:`dermdesk.ml.adapt`, issue 18): ``Joint+MetaDomain`` (stage 1,
+  multi-transform contrastive training on Joint's images), ``FineClinic+MetaDomain``
+  (stage 1, then stage 2: guided tuning on the clinical 30 % with learning without
+  forgetting and L2-SP), and the ablation ``FineClinic+Stage1`` (stage 1, then plain
+  fine-tuning) and ``FineClinic+Stage2`` (FullDermoscopic, then guided tuning).
 """
 
 from __future__ import annotations
@@ -61,6 +66,15 @@ class Recipe:
     n_boot: int = 1000
     max_per_domain: int | None = None  # a seeded subset, for the smoke profile
     threads: int = 0
+    curve: bool = True  # the local-data curve's runs
+    # The adaptation's runs (issue 18, ml/adapt.py) and their strengths, fixed in advance
+    # (never chosen on an evaluation set).
+    adapt: bool = True
+    contrast_weight: float = 1.0
+    contrast_temperature: float = 0.1
+    lwf_weight: float = 1.0
+    lwf_temperature: float = 2.0
+    sp_weight: float = 0.01
 
 
 PROFILES: dict[str, tuple[Recipe, int]] = {
@@ -249,7 +263,7 @@ def plan_gap(
             ("FineClinic", clin, "FullDermoscopic"),
             ("Joint", sorted(derm + clin), None),
         ]
-        for fraction in CURVE:
+        for fraction in CURVE if recipe.curve else ():
             subset = curve_subset(clin, domains.groups, fraction, seed)
             schemes.append((f"Curve{round(fraction * 100)}", subset, "FullDermoscopic"))
         for scheme, train_ids, init in schemes:
@@ -267,7 +281,54 @@ def plan_gap(
                     split={"train": train_ids, **evals},
                 )
             )
+        if recipe.adapt:
+            plan.runs += adaptation_runs(recipe, seed, derm, clin, evals)
     return plan
+
+
+# The adaptation's runs per seed (issue 18), in the order they depend on each other:
+# (name, kind, start weights, trained on dermoscopic + clinical or the clinical 30 %).
+ADAPTATION = (
+    ("Joint+MetaDomain", "contrast", None),  # stage 1 on Joint's images
+    ("FineClinic+Stage1", "classify", "Joint+MetaDomain"),  # stage 1, then plain tuning
+    ("FineClinic+Stage2", "guided", "FullDermoscopic"),  # stage 2 only
+    ("FineClinic+MetaDomain", "guided", "Joint+MetaDomain"),  # both stages
+)
+
+
+def adaptation_runs(
+    recipe: Recipe,
+    seed: int,
+    derm: list[str],
+    clin: list[str],
+    evals: dict[str, list[str]],
+) -> list[RunPlan]:
+    """Stage 1 (multi-transform contrastive training on dermoscopic train + the clinical
+    30 %), stage 2 (guided tuning on the clinical 30 %, keeping the start model's outputs
+    on dermoscopic train) and the ablation between them, on the study's own splits."""
+    out = []
+    for name, kind, init in ADAPTATION:
+        if init is None:
+            split = {"train": sorted(derm + clin), **evals}
+        elif kind == "guided":
+            split = {"train": clin, "keep": derm, **evals}
+        else:
+            split = {"train": clin, **evals}
+        out.append(
+            RunPlan(
+                name=name,
+                seed=seed,
+                params={
+                    "scheme": name,
+                    "kind": kind,
+                    "init_from": init,
+                    "epochs": recipe.finetune_epochs if init else recipe.epochs,
+                    "lr": recipe.finetune_lr if init else recipe.lr,
+                },
+                split=split,
+            )
+        )
+    return out
 
 
 def code_version() -> str:

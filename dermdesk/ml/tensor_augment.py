@@ -125,6 +125,14 @@ def augment_batch(
     batch: torch.Tensor, sizes: torch.Tensor, params: torch.Tensor, out: int
 ) -> torch.Tensor:
     """uint8 (B, 3, H, W) padded images -> float (B, 3, out, out), augmented, normalised."""
+    return normalise(augment_pixels(batch, sizes, params, out))
+
+
+def augment_pixels(
+    batch: torch.Tensor, sizes: torch.Tensor, params: torch.Tensor, out: int
+) -> torch.Tensor:
+    """:func:`augment_batch` before normalisation: float (B, 3, out, out) in [0, 1] (the
+    adaptation's gap transforms work on these)."""
     x = batch.float() / 255.0
     x = _geometry(x, sizes.to(x.device), params.to(x.device), out)
     p = params.to(x.device)
@@ -132,7 +140,11 @@ def augment_batch(
     x = _blur(x, p[:, 14])
     x = _resolution_and_jpeg(x, p[:, 16], out)
     noise = p[:, 15].view(-1, 1, 1, 1) / 255.0
-    x = (x + torch.randn_like(x) * noise).clamp(0, 1) if bool((noise > 0).any()) else x
+    return (x + torch.randn_like(x) * noise).clamp(0, 1) if bool((noise > 0).any()) else x
+
+
+def normalise(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1] pixels -> the networks' normalised inputs."""
     mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
     return (x - mean) / std

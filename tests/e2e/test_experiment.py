@@ -50,15 +50,26 @@ def home(template: Path, tmp_path: Path) -> Path:
 
 def test_the_smoke_profile_gives_the_whole_table(home: Path, qtbot: object) -> None:
     out = run(home, "experiment", "run", "gap", "--profile", "smoke").stdout
-    assert "experiment 1: 7 runs queued" in out and "7 of 7 runs done" in out
+    assert "experiment 1: 11 runs queued" in out and "11 of 11 runs done" in out
     table = out.split("| scheme | dermoscopic-val")[1].split("\n\n")[0].splitlines()[1:]
     assert [row.split("|")[1].strip() for row in table[1:]] == [
         "FullDermoscopic",
         "FullClinical",
         "FineClinic",
         "Joint",
+        "Joint+MetaDomain",
+        "FineClinic+Stage1",
+        "FineClinic+Stage2",
+        "FineClinic+MetaDomain",
     ]
-    assert "Forgetting (FullDermoscopic − FineClinic" in out and "| 100% |" in out
+    assert "Forgetting: FullDermoscopic's dermoscopic-val score" in out and "| 100% |" in out
+    ablation = out.split("| stages |")[1].split("\n\n")[0].splitlines()[2:]
+    assert [row.split("|")[1].strip() for row in ablation] == [
+        "neither (FineClinic)",
+        "stage 1 only",
+        "stage 2 only",
+        "both (FineClinic+MetaDomain)",
+    ]
     rows = list(
         csv.DictReader(
             io.StringIO(run(home, "experiment", "export", "1", "--format", "csv").stdout)
@@ -66,7 +77,8 @@ def test_the_smoke_profile_gives_the_whole_table(home: Path, qtbot: object) -> N
     )
     assert {r["scheme"] for r in rows if r["table"] == "schemes"} >= {"Joint", "FineClinic"}
     data = json.loads(run(home, "experiment", "export", "1", "--format", "json").stdout)
-    assert len(data["tables"]["schemes"]) == 4 and len(data["runs"]) == 7
+    assert len(data["tables"]["schemes"]) == 8 and len(data["runs"]) == 11
+    assert len(data["tables"]["ablation"]) == 4
     assert "experiment 1" not in run(home, "experiment", "list").stdout.splitlines()[0]
     check_recorded_runs(home)
     check_experiments_tab(home, data, qtbot)
@@ -82,8 +94,8 @@ def check_experiments_tab(home: Path, exported: dict, qtbot: object) -> None:
         qtbot.addWidget(panel)  # type: ignore[attr-defined]
         panel.resize(1280, 900)
         panel.refresh()
-        assert panel.table.rowCount() == 1 and panel.table.item(0, 4).text() == "7 of 7"
-        assert "7 of 7 runs done" in panel.title.text() and "wall time" in panel.title.text()
+        assert panel.table.rowCount() == 1 and panel.table.item(0, 4).text() == "11 of 11"
+        assert "11 of 11 runs done" in panel.title.text() and "wall time" in panel.title.text()
         shown = panel.charts["clinical_test"].rows
         schemes = exported["tables"]["schemes"]
         assert [f.label for f in shown] == [s["scheme"] for s in schemes]
@@ -182,7 +194,8 @@ def test_a_stopped_experiment_resumes_where_it_was(home: Path) -> None:
     """Ctrl-C cancels the running run with a checkpoint; kill -9 leaves a job whose worker
     vanished; `experiment resume` finishes every run either way."""
     env = {**os.environ, "DERMDESK_HOME": str(home)}
-    run(home, "experiment", "run", "gap", "--profile", "smoke", "--queue")
+    # without the adaptation's runs: the four schemes and the curve are enough to stop
+    run(home, "experiment", "run", "gap", "--profile", "smoke", "--set", "adapt=false", "--queue")
     proc = subprocess.Popen(
         [sys.executable, "-m", "dermdesk", "experiment", "resume", "1"],
         env=env,
