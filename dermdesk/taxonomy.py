@@ -272,3 +272,76 @@ def parse_monk(raw: object) -> int | None:
 
 def fitzpatrick_roman(value: int | None) -> str:
     return "" if value is None else ROMAN[value - 1]
+
+
+@dataclass(frozen=True)
+class LabelChoice:
+    """One entry of the diagnosis search: a code, or OTHER with a known condition."""
+
+    code: str
+    free_text: str | None
+    title: str  # "MEL — Melanoma", "keloid — Other (benign)"
+    terms: tuple[str, ...]  # what a search matches: code, name, synonyms, in `words` form
+
+    @property
+    def key(self) -> str:
+        """How settings remember it: ``MEL`` or ``OTHER:keloid``."""
+        return self.code if self.free_text is None else f"{self.code}:{self.free_text}"
+
+
+@lru_cache(maxsize=1)
+def label_choices() -> tuple[LabelChoice, ...]:
+    """Every diagnosis code (with the vocabulary's synonyms), then the known other
+    conditions, in the taxonomy's order."""
+    synonyms: dict[str, list[str]] = {}
+    for text, code in _raw()["label_synonyms"].items():
+        synonyms.setdefault(code, []).append(words(text))
+    choices = [
+        LabelChoice(
+            d.code,
+            None,
+            f"{d.code} — {d.name}",
+            tuple(dict.fromkeys([d.code.lower(), words(d.name), *synonyms.get(d.code, [])])),
+        )
+        for d in diagnoses().values()
+    ]
+    for condition, kind in _raw()["other_conditions"].items():
+        choices.append(
+            LabelChoice(
+                OTHER, condition, f"{condition} — Other ({kind})", (words(condition), "other")
+            )
+        )
+    return tuple(choices)
+
+
+def label_choice(key: str) -> LabelChoice | None:
+    """The choice a settings key names (``MEL``, ``OTHER:keloid``); None if unknown."""
+    return next((c for c in label_choices() if c.key == key), None)
+
+
+def _match_tier(query: str, choice: LabelChoice) -> int | None:
+    """0: the query is a code or synonym; 1: a term starts with it; 2: each query word
+    starts a word of one term; 3: it occurs inside a term; None: no match."""
+    if query in choice.terms:
+        return 0
+    if any(t.startswith(query) for t in choice.terms):
+        return 1
+    parts = query.split()
+    for term in choice.terms:
+        term_words = term.split()
+        if all(any(w.startswith(p) for w in term_words) for p in parts):
+            return 2
+    return 3 if any(query in t for t in choice.terms) else None
+
+
+def search_labels(query: str, recent: tuple[str, ...] | list[str] = ()) -> list[LabelChoice]:
+    """The choices matching ``query``, best first; ties (and an empty query) put the
+    ``recent`` keys first, most recent first, then the taxonomy's order."""
+    q = words(query)
+    ranked = []
+    for order, choice in enumerate(label_choices()):
+        tier = _match_tier(q, choice) if q else 0
+        if tier is not None:
+            recency = recent.index(choice.key) if choice.key in recent else len(recent)
+            ranked.append((tier, recency, order, choice))
+    return [choice for *_, choice in sorted(ranked, key=lambda r: r[:3])]

@@ -2,8 +2,9 @@
 
 The main window builds its menus and shortcuts from :data:`ACTIONS`; the
 shortcuts sheet lists the same table, so the two cannot disagree. Diagnosis,
-skin-type and certainty actions are generated from the taxonomy (its ``key``
-field gives a diagnosis its number key). Two-key shortcuts such as ``F, 3``
+skin-type and certainty actions are generated from the taxonomy; the number keys
+1-9 are nine actions whose diagnosis is a setting (the taxonomy's ``key`` field by
+default). Two-key shortcuts such as ``F, 3``
 are typed one key after the other.
 """
 
@@ -33,8 +34,24 @@ class ActionSpec:
 
 def _diagnosis_actions() -> list[ActionSpec]:
     return [
-        ActionSpec(f"label_{d.code}", f"Label as {d.name}", (d.key,) if d.key else (), "Annotate")
+        ActionSpec(f"label_{d.code}", f"Label as {d.name}", (), "Annotate")
         for d in taxonomy.diagnoses().values()
+    ]
+
+
+def _number_key_actions() -> list[ActionSpec]:
+    """Keys 1-9: the diagnosis each gives is a setting (the taxonomy's ``key`` by default);
+    the main window puts the current one in the action's text."""
+    defaults = {d.key: d.name for d in taxonomy.diagnoses().values() if d.key}
+    return [
+        ActionSpec(
+            f"key_{digit}",
+            f"Label with key {digit} (default: {defaults.get(str(digit), 'none')})",
+            (str(digit),),
+            "Annotate",
+            "Which diagnosis each number key gives is chosen in Settings",
+        )
+        for digit in range(1, 10)
     ]
 
 
@@ -158,6 +175,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ),
     ActionSpec("undo", "&Undo", ("Ctrl+Z",), "Annotate"),
     ActionSpec("redo", "&Redo", ("Ctrl+Shift+Z", "Ctrl+Y"), "Annotate"),
+    *_number_key_actions(),
     *_diagnosis_actions(),
     ActionSpec("clear_label", "Clear label (unlabelled)", ("Backspace",), "Annotate"),
     ActionSpec(
@@ -173,7 +191,13 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec(
         "next_disagreeing", "Next image where the model disagrees", ("Shift+D",), "Annotate"
     ),
-    ActionSpec("pick_diagnosis", "Type to search diagnoses", ("/",), "Annotate"),
+    ActionSpec(
+        "pick_diagnosis",
+        "Search all &diagnoses…",
+        ("/", "Ctrl+K"),
+        "Annotate",
+        "Type to find any diagnosis, synonym or other condition; recent ones first",
+    ),
     *_certainty_actions(),
     *_tone_actions(),
     ActionSpec("shortcuts", "&Keyboard shortcuts", ("F1", "?"), "Help", short="Shortcuts"),

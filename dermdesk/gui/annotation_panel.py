@@ -52,8 +52,7 @@ class DiagnosisPicker(QComboBox):
         self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.setMinimumContentsLength(14)
         for d in taxonomy.diagnoses().values():
-            key = f"   [{d.key}]" if d.key else ""
-            self.addItem(f"{d.code} — {d.name}{key}", d.code)
+            self.addItem(f"{d.code} — {d.name}", d.code)
         completer = QCompleter(self.model(), self)
         completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         completer.setFilterMode(Qt.MatchFlag.MatchContains)
@@ -68,6 +67,14 @@ class DiagnosisPicker(QComboBox):
         code = self.itemData(row)
         if code:
             self.chosen.emit(code)
+
+    def set_number_keys(self, keys: dict[str, str]) -> None:
+        """Show each code's number key ("MEL — Melanoma   [1]")."""
+        digit_of = {key: digit for digit, key in keys.items()}
+        for row in range(self.count()):
+            d = taxonomy.diagnoses()[self.itemData(row)]
+            key = f"   [{digit_of[d.code]}]" if d.code in digit_of else ""
+            self.setItemText(row, f"{d.code} — {d.name}{key}")
 
     def show_code(self, code: str | None, mixed: bool = False) -> None:
         self.blockSignals(True)
@@ -93,6 +100,7 @@ class AnnotationPanel(QScrollArea):
     """Editors for the selected images; emits requests, shows current values."""
 
     label_chosen = Signal(str)
+    search_requested = Signal()  # the diagnosis search over the whole vocabulary
     certainty_chosen = Signal(str)
     fitzpatrick_chosen = Signal(int)
     monk_chosen = Signal(int)
@@ -138,14 +146,31 @@ class AnnotationPanel(QScrollArea):
         self.certainty.activated.connect(
             lambda i: self.certainty_chosen.emit(self.certainty.itemData(i))
         )
-        keys = "  ".join(f"{d.key} {d.code}" for d in taxonomy.diagnoses().values() if d.key)
-        hint = QLabel(f"Keys: {keys} · Backspace clears")
-        hint.setWordWrap(True)
-        hint.setEnabled(False)
+        self.key_hint = QLabel()
+        self.key_hint.setWordWrap(True)
+        self.key_hint.setEnabled(False)
+        search = QToolButton()
+        search.setText("All diagnoses…")
+        search.setToolTip(
+            "Search the whole vocabulary, synonyms and other conditions (/ or Ctrl+K)"
+        )
+        search.clicked.connect(self.search_requested)
+        self.search_button = search
         form.addRow("Label", self.diagnosis)
+        form.addRow("", search)
         form.addRow("Certainty", self.certainty)
-        form.addRow(hint)
+        form.addRow(self.key_hint)
         return box
+
+    def set_number_keys(self, keys: dict[str, str]) -> None:
+        """Say what the number keys give (a setting)."""
+        self.diagnosis.set_number_keys(keys)
+        names = []
+        for digit, key in keys.items():
+            choice = taxonomy.label_choice(key)
+            if choice is not None:
+                names.append(f"{digit} {choice.free_text or choice.code}")
+        self.key_hint.setText(f"Keys: {'  '.join(names)} · / searches all · Backspace clears")
 
     def _tone_box(self) -> QGroupBox:
         box = QGroupBox("Skin type")

@@ -91,13 +91,15 @@ class Editor(QObject):
 
     # -- labels ----------------------------------------------------------------------------
 
-    def set_label(self, ids: list[str], code: str, certainty: str) -> None:
-        name = taxonomy.diagnoses()[code].name
+    def set_label(
+        self, ids: list[str], code: str, certainty: str, free_text: str | None = None
+    ) -> None:
+        name = free_text or taxonomy.diagnoses()[code].name
         self._push(
             f"Label {_n(ids)} {name}",
             ids,
             _label_ids,
-            lambda lib, i: lib.set_label(i, code, certainty=certainty),
+            lambda lib, i: lib.set_label(i, code, certainty=certainty, free_text=free_text),
             _restore_labels,
         )
 

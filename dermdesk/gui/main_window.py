@@ -37,6 +37,7 @@ from dermdesk.gui.annotation_panel import AnnotationPanel
 from dermdesk.gui.capture_dialog import CaptureDialog, LiveChecker, SourceFactory
 from dermdesk.gui.chords import ChordKeys, chords_from
 from dermdesk.gui.dashboard import DashboardPanel
+from dermdesk.gui.diagnosis_search import DiagnosisSearch
 from dermdesk.gui.duplicates_dialog import DuplicatesDialog
 from dermdesk.gui.editing import Editor
 from dermdesk.gui.experiments_panel import ExperimentsPanel
@@ -81,7 +82,7 @@ WRITING_ACTIONS = {
     "pick_diagnosis",
     "tone_clear",
 }
-WRITING_PREFIXES = ("label_", "certainty_", "fitzpatrick_", "monk_")
+WRITING_PREFIXES = ("label_", "key_", "certainty_", "fitzpatrick_", "monk_")
 
 
 class MainWindow(QMainWindow):
@@ -253,10 +254,13 @@ class MainWindow(QMainWindow):
                     menu.addSeparator()
                 else:
                     menu.addAction(a[name])
+        numbers = self.menus["&Annotate"].addMenu("Number keys")
         sub = self.menus["&Annotate"].addMenu("Diagnosis and certainty")
         tones = self.menus["&Annotate"].addMenu("Skin type")
         for spec in actions_table.ACTIONS:
-            if spec.name.startswith(("label_", "certainty_")):
+            if spec.name.startswith("key_"):
+                numbers.addAction(a[spec.name])
+            elif spec.name.startswith(("label_", "certainty_")):
                 sub.addAction(a[spec.name])
             elif spec.section == "Skin type":
                 tones.addAction(a[spec.name])
@@ -307,13 +311,15 @@ class MainWindow(QMainWindow):
                 "where the model disagrees",
                 lambda t: t.predicted is not None and t.labelled and t.predicted != t.diagnosis,
             ),
-            "pick_diagnosis": self.annotation.diagnosis.start_search,
+            "pick_diagnosis": self.open_diagnosis_search,
             "tone_clear": lambda: self.editor.clear_tone(ids()),
             "shortcuts": lambda: ShortcutsSheet(parent=self).exec(),
             "about": lambda: AboutDialog(self.lib, self).exec(),
         }
         for code in taxonomy.diagnoses():
             handlers[f"label_{code}"] = partial(self._label, code)
+        for digit in range(1, 10):
+            handlers[f"key_{digit}"] = partial(self._number_key, str(digit))
         for spec in actions_table.ACTIONS:
             if spec.name.startswith("certainty_"):
                 certainty = spec.name.removeprefix("certainty_")
@@ -341,11 +347,47 @@ class MainWindow(QMainWindow):
         self._wire_annotation()
         self._wire_jobs()
 
-    def _label(self, code: str) -> None:
+    def _label(self, code: str, free_text: str | None = None) -> None:
+        """Label the selection: number keys, menus, the panel and the search all end here."""
         ids = self.target_ids()
-        self.editor.set_label(ids, code, self.settings.certainty)
+        if not ids:
+            self.notify("No image selected: nothing labelled")
+            return
+        self.editor.set_label(ids, code, self.settings.certainty, free_text)
+        self.settings.add_recent_diagnosis(code if free_text is None else f"{code}:{free_text}")
         if self.settings.auto_advance and len(ids) == 1:
             self.step(1)
+
+    def _number_key(self, digit: str) -> None:
+        choice = taxonomy.label_choice(self.settings.diagnosis_keys()[digit])
+        if choice is None:
+            self.notify(f"Key {digit} gives no diagnosis: choose one in Settings")
+            return
+        self._label(choice.code, choice.free_text)
+
+    def show_number_keys(self) -> None:
+        """The number keys' current diagnoses in their actions and the annotation panel."""
+        keys = self.settings.diagnosis_keys()
+        for digit, key in keys.items():
+            choice = taxonomy.label_choice(key)
+            what = choice.title if choice else "nothing (choose one in Settings)"
+            self.actions_[f"key_{digit}"].setText(f"Key {digit}: {what}")
+        self.annotation.set_number_keys(keys)
+
+    def open_diagnosis_search(self) -> DiagnosisSearch | None:
+        """Type to find any diagnosis (``/`` or Ctrl+K); it labels through :meth:`_label`."""
+        if self.lib.readonly:
+            self.notify("the library is read-only (on read-only media): editing is off")
+            return None
+        search = DiagnosisSearch(
+            self.settings.recent_diagnoses, self.settings.diagnosis_keys(), self
+        )
+        search.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        search.chosen.connect(self._label)
+        search.refused.connect(self.notify)
+        search.popup(self.tabs)
+        self.diagnosis_search = search
+        return search
 
     def next_where(self, what: str, wanted: Callable[[Tile], bool]) -> bool:
         """Go to the next loaded image after the current one that ``wanted`` accepts; when
@@ -391,6 +433,8 @@ class MainWindow(QMainWindow):
     def _wire_annotation(self) -> None:
         p, e, ids = self.annotation, self.editor, self.target_ids
         p.label_chosen.connect(self._label)
+        p.search_requested.connect(self.open_diagnosis_search)
+        self.show_number_keys()
         p.certainty_chosen.connect(self._certainty)
         p.fitzpatrick_chosen.connect(self._fitzpatrick)
         p.monk_chosen.connect(self._monk)
@@ -774,6 +818,7 @@ class MainWindow(QMainWindow):
             self.analysis.set_actor(self.settings.annotator)
             self.gallery.set_thumb_size(self.settings.thumb_size)
             self.thumbs.set_size(self.settings.thumb_size, self.devicePixelRatioF())
+            self.show_number_keys()
 
     def _make_readonly(self) -> None:
         """Browsing only: every action that would write is off, and says why."""

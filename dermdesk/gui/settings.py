@@ -12,10 +12,19 @@ from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings
 
+from dermdesk import taxonomy
 from dermdesk.library.library import default_actor
 
 THEMES = ("light", "dark")
 THUMB_SIZES = (104, 136, 184)
+RECENT_DIAGNOSES = 6  # how many the diagnosis search lists first
+DIGITS = tuple(str(i) for i in range(1, 10))
+
+
+def default_diagnosis_keys() -> dict[str, str]:
+    """The number keys as the taxonomy gives them (its ``key`` field)."""
+    keys = {d.key: d.code for d in taxonomy.diagnoses().values() if d.key in DIGITS}
+    return {digit: keys.get(digit, "") for digit in DIGITS}
 
 
 class Settings:
@@ -77,6 +86,37 @@ class Settings:
     @auto_advance.setter
     def auto_advance(self, value: bool) -> None:
         self.store.setValue("annotation/auto_advance", "true" if value else "false")
+
+    @property
+    def recent_diagnoses(self) -> list[str]:
+        """Diagnoses last given (``MEL``, ``OTHER:keloid``), most recent first."""
+        try:
+            value = json.loads(str(self._get("annotation/recent_diagnoses", "[]")))
+        except ValueError:
+            return []
+        return [str(v) for v in value][:RECENT_DIAGNOSES] if isinstance(value, list) else []
+
+    def add_recent_diagnosis(self, key: str) -> None:
+        keys = [key, *(k for k in self.recent_diagnoses if k != key)][:RECENT_DIAGNOSES]
+        self.store.setValue("annotation/recent_diagnoses", json.dumps(keys))
+
+    def diagnosis_keys(self) -> dict[str, str]:
+        """Which diagnosis each number key 1-9 gives (``{"1": "MEL", "9": "OTHER:keloid"}``):
+        the taxonomy's keys unless changed in the settings dialog; an entry the vocabulary
+        no longer knows falls back to the taxonomy's."""
+        keys = default_diagnosis_keys()
+        try:
+            saved = json.loads(str(self._get("annotation/diagnosis_keys", "{}")))
+        except ValueError:
+            saved = {}
+        if isinstance(saved, dict):
+            for digit, key in saved.items():
+                if digit in keys and (not key or taxonomy.label_choice(str(key)) is not None):
+                    keys[digit] = str(key)
+        return keys
+
+    def set_diagnosis_keys(self, keys: dict[str, str]) -> None:
+        self.store.setValue("annotation/diagnosis_keys", json.dumps(keys, sort_keys=True))
 
     # -- library browsing ----------------------------------------------------------------
 

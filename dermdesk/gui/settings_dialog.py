@@ -1,8 +1,18 @@
-"""The settings dialog (appearance, annotation defaults, import)."""
+"""The settings dialog (appearance, annotation defaults and number keys, import)."""
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLineEdit, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QLabel,
+    QLineEdit,
+    QWidget,
+)
 
 from dermdesk import taxonomy
 from dermdesk.gui.settings import THEMES, THUMB_SIZES, Settings
@@ -42,7 +52,27 @@ class SettingsDialog(QDialog):
         form.addRow("Annotator name", self.annotator)
         form.addRow("Default certainty for new labels", self.certainty)
         form.addRow("Plain photos import as", self.modality)
+        form.addRow(self._number_keys())
         form.addRow(buttons)
+
+    def _number_keys(self) -> QGroupBox:
+        """Which diagnosis each number key 1-9 gives (any entry of the vocabulary)."""
+        box = QGroupBox("Number keys label as")
+        grid = QGridLayout(box)
+        self.keys: dict[str, QComboBox] = {}
+        current = self.settings.diagnosis_keys()
+        for i, digit in enumerate(current):
+            combo = QComboBox()
+            combo.addItem("(nothing)", "")
+            for choice in taxonomy.label_choices():
+                combo.addItem(choice.title, choice.key)
+            combo.setCurrentIndex(max(0, combo.findData(current[digit])))
+            combo.setAccessibleName(f"Key {digit}")
+            row, col = i % 5, 2 * (i // 5)
+            grid.addWidget(QLabel(digit), row, col)
+            grid.addWidget(combo, row, col + 1)
+            self.keys[digit] = combo
+        return box
 
     def accept(self) -> None:
         s = self.settings
@@ -51,5 +81,6 @@ class SettingsDialog(QDialog):
         s.annotator = self.annotator.text()
         s.certainty = self.certainty.currentData()
         s.import_modality = self.modality.currentData()
+        s.set_diagnosis_keys({digit: combo.currentData() for digit, combo in self.keys.items()})
         s.sync()
         super().accept()

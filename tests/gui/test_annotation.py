@@ -255,3 +255,96 @@ def test_a_two_key_shortcut_shows_its_hint_and_times_out_visibly(
     assert lib.image(image_id)["monk"] == monk_before
     assert lib.image(image_id)["diagnosis"] == "ACK"
     qtbot.waitUntil(lambda: not hint.isVisible(), timeout=5000)
+
+
+def test_diagnosis_search_finds_synonyms_and_other_conditions_recent_first(
+    qtbot: QtBot, window: MainWindow, lib: Library
+) -> None:
+    w = window
+    image_id = w.current_id()
+    before = lib.current_label(image_id)
+    w.gallery.setFocus()
+    keys(qtbot, w, "/")
+    search = w.diagnosis_search
+    qtbot.waitUntil(search.isVisible)
+    assert search.edit.hasFocus()
+    qtbot.keyClicks(search.edit, "dyshidrotic")
+    assert search.current_choice().key == "OTHER:dyshidrotic-eczema"
+    qtbot.keyClick(search.edit, Qt.Key.Key_Return)
+    settle(qtbot, w)
+    label = lib.current_label(image_id)
+    assert (label["diagnosis"], label["free_text"]) == ("OTHER", "dyshidrotic-eczema")
+    assert label["annotator"] == w.settings.annotator
+    w.editor.stack.undo()  # the same undoable path as the number keys
+    settle(qtbot, w)
+    assert lib.current_label(image_id)["id"] == before["id"]
+
+    # Ctrl+K opens it too; the diagnosis just given is listed first, marked recent
+    w.activateWindow()  # the popup had the focus (offscreen, nothing hands it back)
+    qtbot.waitUntil(w.isActiveWindow)
+    qtbot.keyClick(w.gallery, Qt.Key.Key_K, Qt.KeyboardModifier.ControlModifier)
+    search = w.diagnosis_search
+    qtbot.waitUntil(search.isVisible)
+    assert search.list.item(0).text().startswith("dyshidrotic-eczema") and "recent" in (
+        search.list.item(0).text()
+    )
+    qtbot.keyClicks(search.edit, "akiec")  # a synonym of the vocabulary
+    assert search.current_choice().code == "ACK"
+    search.edit.clear()
+    qtbot.keyClicks(search.edit, "lentigo maligna")  # a subtype: its code, wording kept
+    assert (search.current_choice().code, search.current_choice().free_text) == (
+        "MEL",
+        "lentigo maligna",
+    )
+    qtbot.keyClick(search.edit, Qt.Key.Key_Escape)
+    assert not search.isVisible()
+
+
+def test_a_diagnosis_not_in_the_vocabulary_writes_nothing(
+    qtbot: QtBot, window: MainWindow, lib: Library
+) -> None:
+    w = window
+    audit_before = len(lib.audit_entries(w.current_id()))
+    search = w.open_diagnosis_search()
+    assert search is not None
+    qtbot.keyClicks(search.edit, "xyzzy plaque")
+    assert search.list.count() == 0 and "Not in the vocabulary" in search.note.text()
+    qtbot.keyClick(search.edit, Qt.Key.Key_Return)
+    settle(qtbot, w)
+    assert "“xyzzy plaque” is not in the vocabulary: nothing written" in (
+        w.statusBar().currentMessage()
+    )
+    assert len(lib.audit_entries(w.current_id())) == audit_before
+
+
+def test_number_keys_are_configurable_and_remembered(
+    qtbot: QtBot, window: MainWindow, lib: Library
+) -> None:
+    from dermdesk.gui.settings import Settings
+    from dermdesk.gui.settings_dialog import SettingsDialog
+
+    w = window
+    dialog = SettingsDialog(w.settings, w)
+    combo = dialog.keys["9"]
+    assert combo.currentData() == "OTHER"  # the taxonomy's default
+    combo.setCurrentIndex(combo.findData("OTHER:keloid"))
+    dialog.keys["8"].setCurrentIndex(0)  # key 8 gives nothing
+    dialog.accept()
+    w.show_number_keys()  # what open_settings does after the dialog
+    assert w.actions_["key_9"].text() == "Key 9: keloid — Other (benign)"
+    assert "9 keloid" in w.annotation.key_hint.text()
+    assert Settings(w.settings.store).diagnosis_keys()["9"] == "OTHER:keloid"  # remembered
+
+    image_id = w.current_id()
+    w.gallery.setFocus()
+    keys(qtbot, w, "9")
+    settle(qtbot, w)
+    label = lib.current_label(image_id)
+    assert (label["diagnosis"], label["free_text"]) == ("OTHER", "keloid")
+    keys(qtbot, w, "8")
+    settle(qtbot, w)
+    assert "Key 8 gives no diagnosis" in w.statusBar().currentMessage()
+    assert lib.current_label(image_id)["free_text"] == "keloid"
+    keys(qtbot, w, "1")
+    settle(qtbot, w)
+    assert lib.image(image_id)["diagnosis"] == "MEL"

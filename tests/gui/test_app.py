@@ -77,7 +77,8 @@ def test_shortcuts_are_unique_and_all_on_the_sheet(qtbot: QtBot) -> None:
             assert spec.text.replace("&", "") in listed
             assert shortcut_text(spec)
     sheet.search.setText("melanoma")
-    assert "Label as Melanoma" in sheet.listed() and len(sheet.listed()) == 2  # heading + row
+    listed = sheet.listed()  # heading + the number key that gives melanoma by default
+    assert "Label with key 1 (default: Melanoma)" in listed and len(listed) == 2
 
 
 def test_settings_dialog_and_dark_theme_persist(
