@@ -21,6 +21,7 @@ from PySide6.QtGui import QCloseEvent, QImage, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QCompleter,
     QDialog,
     QFileDialog,
     QFormLayout,
@@ -37,6 +38,7 @@ from PySide6.QtWidgets import (
 from dermdesk import taxonomy
 from dermdesk.exchange.capture import store_capture
 from dermdesk.gui.link_fields import LinkFields
+from dermdesk.gui.swatches import SwatchPicker, fitzpatrick_swatches, monk_swatches
 from dermdesk.gui.tasks import LibraryWorker
 from dermdesk.gui.theme import VERDICT_COLOURS
 from dermdesk.imaging.camera import (
@@ -199,6 +201,7 @@ class CaptureDialog(QDialog):
         self.grabber: FrameGrabber | None = None
         self.frame: Frame | None = None
         self._saving = False
+        self._saved_diagnosis: tuple[str | None, str | None] = (None, None)
         self._build(list(sources) if sources is not None else default_sources())
         self.resize(1000, 640)
 
@@ -225,6 +228,7 @@ class CaptureDialog(QDialog):
         right = QVBoxLayout()
         right.addWidget(self._indicators())
         right.addWidget(self._details())
+        right.addWidget(self._annotation())
         right.addWidget(self._capture_box())
         right.addStretch(1)
         layout = QHBoxLayout(self)
@@ -274,6 +278,62 @@ class CaptureDialog(QDialog):
         form.addRow("Modality", self.modality)
         form.addRow("", self.modality_hint)
         return box
+
+    def _annotation(self) -> QGroupBox:
+        """Skin type (a rating by the operator) and a provisional diagnosis, both optional;
+        a swatch clicked again is taken back."""
+        box = QGroupBox("Skin type and provisional diagnosis")
+        form = QFormLayout(box)
+        self.tones: dict[str, int | None] = {"fitzpatrick": None, "monk": None}
+        self.fitzpatrick = SwatchPicker(fitzpatrick_swatches(), "Fitzpatrick")
+        self.monk = SwatchPicker(monk_swatches(), "Monk")
+        for scale, picker in (("fitzpatrick", self.fitzpatrick), ("monk", self.monk)):
+            picker.chosen.connect(lambda v, s=scale: self.set_tone(s, v))
+        self.diagnosis = QComboBox()
+        self.diagnosis.setEditable(True)
+        self.diagnosis.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        self.diagnosis.addItem("", None)
+        for choice in taxonomy.label_choices():
+            self.diagnosis.addItem(choice.title, choice)
+        completer = QCompleter(self.diagnosis.model(), self.diagnosis)
+        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        self.diagnosis.setCompleter(completer)
+        edit = self.diagnosis.lineEdit()
+        assert edit is not None  # editable
+        edit.setPlaceholderText("none (label later); type to search")
+        self.diagnosis.setAccessibleName("Provisional diagnosis")
+        self.diagnosis.setToolTip(
+            f"Saved as a label by {self.operator or 'you'} (certainty: single expert); "
+            "a reviewer's label replaces it and the history keeps it"
+        )
+        form.addRow("Fitzpatrick", self.fitzpatrick)
+        form.addRow("Monk", self.monk)
+        form.addRow("Diagnosis", self.diagnosis)
+        return box
+
+    def set_tone(self, scale: str, value: int) -> None:
+        """Rate the skin type on ``scale`` (the same value again clears it)."""
+        self.tones[scale] = None if self.tones[scale] == value else value
+        picker = self.fitzpatrick if scale == "fitzpatrick" else self.monk
+        picker.set_values(self.tones[scale], None)
+
+    def provisional(self) -> tuple[str | None, str | None]:
+        """The diagnosis chosen or typed (code, free text), (None, None) when empty;
+        ValueError for text the vocabulary does not read."""
+        text = self.diagnosis.currentText().strip()
+        choice = self.diagnosis.currentData()
+        if not text:
+            return None, None
+        if choice is not None and text == choice.title:
+            return choice.code, choice.free_text
+        match = taxonomy.normalize_label(text)
+        if not match.known:
+            raise ValueError(
+                f"“{text}” is not in the vocabulary: choose a diagnosis from the list, or "
+                "leave it empty"
+            )
+        return match.code, match.free_text
 
     def _modality_changed(self, _index: int) -> None:
         if not self._setting_modality:
@@ -424,6 +484,11 @@ class CaptureDialog(QDialog):
         frame = self.frame
         if frame is None or not self.capture_button.isEnabled() or self.is_demo():
             return
+        try:
+            diagnosis, diagnosis_text = self.provisional()
+        except ValueError as exc:
+            self.status.setText(f"Not saved: {exc}")
+            return
         source = self.grabber.source if self.grabber else None
         info = CaptureInfo(
             demo=bool(getattr(source, "demo", False)),
@@ -436,8 +501,12 @@ class CaptureDialog(QDialog):
             checks=[finding_dict(f) for f in frame.findings],
             override_reason=self.reason.text().strip() if self.override.isChecked() else None,
             operator=self.operator or None,
+            fitzpatrick=self.tones["fitzpatrick"],
+            monk=self.tones["monk"],
         )
+        info.diagnosis, info.diagnosis_text = diagnosis, diagnosis_text
         self._saving = True
+        self._saved_diagnosis = diagnosis, diagnosis_text
         self._update_button()
         self.status.setText("Saving…")
         self.writer.run(
@@ -446,7 +515,15 @@ class CaptureDialog(QDialog):
 
     def _saved(self, image_id: str) -> None:
         self._saving = False
-        self.status.setText(f"Saved image {image_id[:12]}.")
+        code, text = self._saved_diagnosis
+        noted = [f"Fitzpatrick {taxonomy.fitzpatrick_roman(self.tones['fitzpatrick'])}"]
+        noted = noted if self.tones["fitzpatrick"] else []
+        if self.tones["monk"]:
+            noted.append(f"Monk {self.tones['monk']}")
+        if code:
+            noted.append(f"provisional {text or code}")
+        extra = f" ({', '.join(noted)})" if noted else ""
+        self.status.setText(f"Saved image {image_id[:12]}{extra}.")
         self.override.setChecked(False)
         self.reason.clear()
         self._update_button()

@@ -17,7 +17,15 @@ from typing import Any
 from dermdesk import taxonomy
 from dermdesk.library.db import LibraryError
 from dermdesk.library.library import Library
-from dermdesk.library.records import DEVICE_FIELDS, ImageRecord, LesionRef, PatientRef, StoredFile
+from dermdesk.library.records import (
+    DEVICE_FIELDS,
+    ImageRecord,
+    LabelIn,
+    LesionRef,
+    PatientRef,
+    SkinToneIn,
+    StoredFile,
+)
 from dermdesk.library.writes import Txn
 
 LOCAL = "local"  # namespace of patient / lesion ids typed in at this workstation
@@ -152,6 +160,15 @@ class CaptureInfo:
     operator: str | None = None
     clinic: str | None = None
     demo: bool = False  # frames from the test pattern: never stored as a patient image
+    # Set by staff before saving: a rating (method manual, rated by the operator) and a
+    # provisional diagnosis (a label by the operator, certainty "single expert").
+    fitzpatrick: int | None = None
+    monk: int | None = None
+    diagnosis: str | None = None
+    diagnosis_text: str | None = None  # OTHER's condition, a subtype's wording
+
+
+PROVISIONAL_CERTAINTY = "single_expert"  # one person's impression at the camera
 
 
 def add_capture(lib: Library, stored: StoredFile, info: CaptureInfo) -> str:
@@ -167,9 +184,11 @@ def add_capture(lib: Library, stored: StoredFile, info: CaptureInfo) -> str:
         raise LibraryError(f"capture failed {', '.join(failed)}: give a reason to keep it anyway")
     if info.body_site is not None and info.body_site not in taxonomy.body_sites():
         raise LibraryError(f"unknown body site {info.body_site!r}")
+    _check_capture_annotation(info)
     stored.device = {
         k: v for k, v in {**stored.device, **info.device}.items() if k in DEVICE_FIELDS
     }
+    operator = info.operator or lib.actor
     extra: dict[str, Any] = {"capture_checks": info.checks}
     if info.override_reason:
         extra["capture_override"] = info.override_reason.strip()
@@ -182,8 +201,14 @@ def add_capture(lib: Library, stored: StoredFile, info: CaptureInfo) -> str:
         patient=patient_ref(lib, info.patient) if info.patient else None,
         lesion=lesion_ref(lib, info.lesion, info.body_site) if info.lesion else None,
         clinic=info.clinic,
-        operator=info.operator or lib.actor,
+        operator=operator,
         extra=extra,
+        label=LabelIn(info.diagnosis, PROVISIONAL_CERTAINTY, operator, info.diagnosis_text)
+        if info.diagnosis
+        else None,
+        skin_tones=[SkinToneIn(info.fitzpatrick, info.monk, "manual", operator)]
+        if info.fitzpatrick is not None or info.monk is not None
+        else [],
     )
     with lib.transaction() as txn:
         if txn.conn.execute("SELECT 1 FROM image WHERE id = ?", (stored.sha256,)).fetchone():
@@ -198,6 +223,15 @@ def add_capture(lib: Library, stored: StoredFile, info: CaptureInfo) -> str:
                 {"reason": info.override_reason.strip()},
             )
     return stored.sha256
+
+
+def _check_capture_annotation(info: CaptureInfo) -> None:
+    if info.diagnosis is not None and info.diagnosis not in taxonomy.diagnoses():
+        raise LibraryError(f"unknown diagnosis code {info.diagnosis!r}")
+    if info.fitzpatrick is not None and not 1 <= info.fitzpatrick <= 6:
+        raise LibraryError(f"not a Fitzpatrick type: {info.fitzpatrick!r} (expected 1-6)")
+    if info.monk is not None and not 1 <= info.monk <= 10:
+        raise LibraryError(f"not a Monk skin tone: {info.monk!r} (expected 1-10)")
 
 
 def capture_extra(lib: Library, image_id: str) -> dict[str, Any]:

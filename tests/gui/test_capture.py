@@ -136,3 +136,45 @@ def test_a_dermatoscope_feed_preselects_dermoscopic_until_staff_choose(
     qtbot.wait(1200)  # at least one more detection
     assert dialog.modality.currentData() == "other" and dialog.modality_method() == "recorded"
     dialog.close()
+
+
+def test_staff_set_skin_type_and_a_provisional_diagnosis_before_saving(
+    qtbot: QtBot, window: MainWindow, lib: Library, shared_data: Path
+) -> None:
+    w = window
+    frames = [real_frame(shared_data), cv2.flip(real_frame(shared_data), 1)]
+    dialog = open_with(w, frames)
+    qtbot.waitUntil(lambda: dialog.frame is not None)
+    picker = dialog.fitzpatrick
+    cell = picker._cell(3).center()  # Fitzpatrick IV
+    qtbot.mouseClick(picker, Qt.MouseButton.LeftButton, pos=cell)
+    assert dialog.tones["fitzpatrick"] == 4 and picker.manual == 4
+    dialog.set_tone("monk", 6)
+    dialog.set_tone("monk", 6)  # the same swatch again takes it back
+    assert dialog.tones["monk"] is None
+    dialog.diagnosis.setCurrentIndex(dialog.diagnosis.findText("keloid — Other (benign)"))
+
+    with qtbot.waitSignal(dialog.captured, timeout=10_000) as blocker:
+        dialog.capture()
+    image = lib.image(blocker.args[0])
+    assert (image["fitzpatrick"], image["monk"], image["diagnosis"]) == (4, None, "OTHER")
+    operator = w.settings.annotator
+    label = lib.current_label(image["id"])
+    assert (label["free_text"], label["annotator"], label["certainty"]) == (
+        "keloid",
+        operator,
+        "single_expert",
+    )
+    rated = [t for t in lib.skin_tones(image["id"]) if t["method"] == "manual"]
+    assert [(t["fitzpatrick"], t["rater"]) for t in rated] == [(4, operator)]
+    assert "Fitzpatrick IV" in dialog.status.text() and "provisional keloid" in dialog.status.text()
+
+    # a diagnosis typed that the vocabulary does not read: nothing saved, and it says so
+    before = lib.count()
+    dialog.diagnosis.setEditText("weird rash")
+    qtbot.waitUntil(lambda: dialog.frame is not None and dialog.capture_button.isEnabled())
+    dialog.capture()
+    assert "not in the vocabulary" in dialog.status.text()
+    qtbot.wait(200)
+    assert lib.count() == before
+    dialog.close()

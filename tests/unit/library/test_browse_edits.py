@@ -97,6 +97,31 @@ def test_capture_needs_a_reason_to_keep_a_failed_frame(lib: Library) -> None:
     assert any(e["action"] == "capture.override" for e in lib.audit_entries(image))
 
 
+def test_capture_keeps_a_rated_skin_type_and_a_provisional_diagnosis(lib: Library) -> None:
+    stored = ingest_bytes(encode(skin_like(seed=6)), lib.store)
+    bad = CaptureInfo(operator="nurse-ana", diagnosis="NOPE")
+    with pytest.raises(LibraryError, match="unknown diagnosis"):
+        add_capture(lib, stored, bad)
+    with pytest.raises(LibraryError, match="Fitzpatrick"):
+        add_capture(lib, stored, CaptureInfo(fitzpatrick=7))
+    assert lib.count() == 0
+    info = CaptureInfo(
+        operator="nurse-ana", fitzpatrick=5, diagnosis="OTHER", diagnosis_text="keloid"
+    )
+    image = add_capture(lib, stored, info)
+    row = lib.image(image)
+    assert (row["fitzpatrick"], row["monk"], row["diagnosis"]) == (5, None, "OTHER")
+    label = lib.current_label(image)
+    assert label is not None
+    assert (label["annotator"], label["certainty"], label["free_text"]) == (
+        "nurse-ana",
+        "single_expert",
+        "keloid",
+    )
+    manual = [t for t in lib.skin_tones(image) if t["method"] == "manual"]
+    assert [(t["fitzpatrick"], t["rater"]) for t in manual] == [(5, "nurse-ana")]
+
+
 def test_job_cancel_request(lib: Library) -> None:
     job = lib.conn.execute(
         "INSERT INTO job (kind, status, created_at) VALUES ('train', 'running', 'now')"
