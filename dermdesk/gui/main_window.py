@@ -170,11 +170,12 @@ class MainWindow(QMainWindow):
         self.progress.hide()
         self._progress_pending = self._progress_again = False
         self._closing = False
+        self._sizes_before_compare: tuple[list[int], list[int]] | None = None
         self._selection_timer = QTimer(self, singleShot=True, interval=40)
         self._selection_timer.timeout.connect(self._selection_changed)
 
     def _layout(self) -> None:
-        split = QSplitter(Qt.Orientation.Horizontal)
+        split = self.split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.gallery)
         split.addWidget(self.viewer)
         split.setStretchFactor(0, 5)
@@ -596,6 +597,19 @@ class MainWindow(QMainWindow):
             self.experiments.refresh()
 
     def set_compare(self, on: bool) -> None:
+        """Side by side; the two panes take the room (the gallery narrows to one column of
+        thumbnails, the info tabs to a strip) and get it back afterwards."""
+        if on and self._sizes_before_compare is None:
+            self._sizes_before_compare = (self.split.sizes(), self.viewer.splitter.sizes())
+            total, tall = sum(self.split.sizes()), sum(self.viewer.splitter.sizes())
+            column = self.settings.thumb_size + 60
+            self.split.setSizes([column, max(total - column, 1)])
+            self.viewer.splitter.setSizes([tall - 120, 120])
+        elif not on and self._sizes_before_compare is not None:
+            split, viewer = self._sizes_before_compare
+            self.split.setSizes(split)
+            self.viewer.splitter.setSizes(viewer)
+            self._sizes_before_compare = None
         self.viewer.set_compare(on)
         self._selection_changed()
 

@@ -2,16 +2,22 @@
 
 Originals are decoded off the GUI thread (EXIF-upright, any format the
 library stores) into a ``QImage``; only the GUI thread turns it into a pixmap.
+Side by side, zoom and pan are linked (the same field of view relative to each
+image, so photos of different sizes stay aligned) and each pane has a caption:
+label, skin type (rated or estimated), device, quality verdict.
 """
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QRect, QRectF, Qt, Signal
 from PySide6.QtGui import QImage, QPainter, QPixmap, QWheelEvent
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QGraphicsPixmapItem,
     QGraphicsScene,
@@ -24,8 +30,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from dermdesk.gui.image_info import InfoPanel
+from dermdesk import taxonomy
+from dermdesk.gui.image_info import InfoPanel, check_title
 from dermdesk.gui.tasks import Background
+from dermdesk.gui.theme import VERDICT_COLOURS
 from dermdesk.imaging.decode import decode_rgb
 from dermdesk.library import Library
 from dermdesk.library.browse import same_lesion
@@ -43,10 +51,49 @@ def decode_qimage(path: Path) -> QImage:
     return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
 
+def caption(lib: Library, image_id: str) -> str:
+    """What a compare pane says under its image (rich text): the label; the skin type,
+    rated or estimated (never mixed); the device; the quality verdict and its checks."""
+    image = lib.image(image_id)
+    label = lib.current_label(image_id)
+    names = taxonomy.diagnoses()
+    if label is None:
+        what = "unlabelled"
+    elif label["diagnosis"] == taxonomy.OTHER and label["free_text"]:
+        what = f"OTHER · {label['free_text']}"
+    else:
+        what = f"{label['diagnosis']} · {names[label['diagnosis']].name}"
+    rated, estimated = image.get("fitzpatrick"), image.get("fitzpatrick_est")
+    if rated:
+        tone = f"Fitzpatrick {taxonomy.fitzpatrick_roman(rated)} (rated)"
+    elif estimated:
+        tone = f"Fitzpatrick ~{taxonomy.fitzpatrick_roman(estimated)} (estimated)"
+    else:
+        tone = "skin type unknown"
+    device = image.get("device") or "device unknown"
+    return (
+        f"<b>{escape(what)}</b><br>{escape(tone)} · {escape(device)} · "
+        f"{_quality_words(lib.quality(image_id))}"
+    )
+
+
+def _quality_words(findings: list[dict[str, Any]]) -> str:
+    if not findings:
+        return "quality not checked"
+    order = ("fail", "warn")
+    worst = next((v for v in order if any(f["verdict"] == v for f in findings)), "pass")
+    colour = VERDICT_COLOURS[worst]
+    checks = [check_title(f["check_name"]) for f in findings if f["verdict"] == worst]
+    what = f": {escape(', '.join(checks[:3]))}" if worst != "pass" else ""
+    more = f" +{len(checks) - 3}" if worst != "pass" and len(checks) > 3 else ""
+    return f"<span style='color:{colour}'>●</span> quality {worst}{what}{more}"
+
+
 class ImageCanvas(QGraphicsView):
     """One zoomable, pannable image."""
 
     zoom_changed = Signal(float)
+    view_moved = Signal()  # zoomed or panned by the user (or by code)
     ZOOM_STEP = 1.25
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -63,6 +110,9 @@ class ImageCanvas(QGraphicsView):
         self.fitting = True
         self.message = ""
         self.image_id: str | None = None
+        for bar in (self.horizontalScrollBar(), self.verticalScrollBar()):
+            bar.valueChanged.connect(lambda _: self.view_moved.emit())
+        self.zoom_changed.connect(lambda _: self.view_moved.emit())
 
     def set_image(self, image: QImage | None, message: str = "") -> None:
         self.message = message
@@ -96,6 +146,41 @@ class ImageCanvas(QGraphicsView):
         self.fitting = False
         self.scale(factor, factor)
         self.zoom_changed.emit(self.scale_factor())
+
+    def fit_scale(self) -> float:
+        """The scale at which the whole image fits the viewport."""
+        rect = self.sceneRect()
+        if rect.isEmpty():
+            return 1.0
+        view = self.viewport().rect()
+        return min(view.width() / rect.width(), view.height() / rect.height())
+
+    def view_state(self) -> tuple[float, float, float]:
+        """(zoom relative to fit, centre x and y as fractions of the image)."""
+        rect = self.sceneRect()
+        centre = self.mapToScene(self.viewport().rect().center())
+        if rect.isEmpty():
+            return 1.0, 0.5, 0.5
+        return (
+            self.scale_factor() / self.fit_scale(),
+            (centre.x() - rect.x()) / rect.width(),
+            (centre.y() - rect.y()) / rect.height(),
+        )
+
+    def set_view_state(self, state: tuple[float, float, float], fitting: bool) -> None:
+        """Show the same part of this image that ``state`` describes on another."""
+        if not self.has_image():
+            return
+        if fitting:
+            self.fit()
+            return
+        relative, fx, fy = state
+        scale = relative * self.fit_scale()
+        self.fitting = False
+        self.resetTransform()
+        self.scale(scale, scale)
+        rect = self.sceneRect()
+        self.centerOn(rect.x() + fx * rect.width(), rect.y() + fy * rect.height())
 
     def wheelEvent(self, event: QWheelEvent) -> None:
         steps = event.angleDelta().y() / 120
@@ -133,7 +218,6 @@ class ViewerPanel(QWidget):
         self.decoder = decoder
         self.left = ImageCanvas()
         self.right = ImageCanvas()
-        self.right.hide()
         self.info = InfoPanel(lib)
         self.compare_with = QComboBox()
         self.compare_with.setMinimumContentsLength(18)
@@ -143,6 +227,13 @@ class ViewerPanel(QWidget):
         self.compare_with.setToolTip("Image shown on the right in comparison mode")
         self.compare_with.currentIndexChanged.connect(self._compare_choice)
         self.zoom_label = QLabel("fit")
+        self.link = QCheckBox("Link zoom and pan")
+        self.link.setChecked(True)
+        self.link.setToolTip("Zooming or panning one side shows the same part of the other")
+        self.captions = {self.left: self._caption(), self.right: self._caption()}
+        self._syncing = False
+        for canvas in (self.left, self.right):
+            canvas.view_moved.connect(lambda c=canvas: self._linked(c))
         self._wanted: dict[ImageCanvas, str] = {}
         self.image_id: str | None = None
         self._build()
@@ -172,11 +263,20 @@ class ViewerPanel(QWidget):
         ):
             self.buttons[name].clicked.connect(slot)
         bar.addWidget(self.compare_with)
+        bar.addWidget(self.link)
         bar.addStretch(1)
         bar.addWidget(self.zoom_label)
         images = QSplitter(Qt.Orientation.Horizontal)
-        images.addWidget(self.left)
-        images.addWidget(self.right)
+        self.panes: dict[ImageCanvas, QWidget] = {}
+        for canvas in (self.left, self.right):
+            pane = self.panes[canvas] = QWidget()
+            column = QVBoxLayout(pane)
+            column.setContentsMargins(0, 0, 0, 0)
+            column.setSpacing(2)
+            column.addWidget(canvas, 1)
+            column.addWidget(self.captions[canvas])
+            images.addWidget(pane)
+        self.panes[self.right].hide()
         top = QWidget()
         v = QVBoxLayout(top)
         v.setContentsMargins(0, 0, 0, 0)
@@ -191,6 +291,33 @@ class ViewerPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.splitter)
         self.compare_with.setVisible(False)
+        self.link.setVisible(False)
+
+    @staticmethod
+    def _caption() -> QLabel:
+        label = QLabel()
+        label.setWordWrap(True)
+        label.setTextFormat(Qt.TextFormat.RichText)
+        label.setContentsMargins(6, 2, 6, 4)
+        label.hide()
+        return label
+
+    def _linked(self, source: ImageCanvas) -> None:
+        """Give the other side the view ``source`` now shows (side by side, when linked)."""
+        if self._syncing or not self.comparing() or not self.link.isChecked():
+            return
+        other = self.right if source is self.left else self.left
+        self._syncing = True
+        try:
+            other.set_view_state(source.view_state(), source.fitting)
+        finally:
+            self._syncing = False
+
+    def _show_caption(self, canvas: ImageCanvas) -> None:
+        label = self.captions[canvas]
+        shown = self.comparing() and canvas.image_id is not None
+        label.setText(caption(self.lib, canvas.image_id) if shown and canvas.image_id else "")
+        label.setVisible(shown)
 
     # -- what is shown ---------------------------------------------------------------------
 
@@ -205,16 +332,24 @@ class ViewerPanel(QWidget):
 
     def refresh_info(self) -> None:
         self.info.show_image(self.image_id)
+        for canvas in (self.left, self.right):
+            self._show_caption(canvas)
 
     def comparing(self) -> bool:
-        return self.right.isVisible()
+        return self._comparing
+
+    _comparing = False
 
     def set_compare(self, on: bool) -> None:
-        self.right.setVisible(on)
+        self._comparing = on
+        self.panes[self.right].setVisible(on)
         self.compare_with.setVisible(on)
+        self.link.setVisible(on)
         if on:
             self._load(self.right, self.compare_with.currentData())
         self.left.fit()
+        for canvas in (self.left, self.right):
+            self._show_caption(canvas)
 
     def _fill_compare_choices(self, image_id: str | None, second: str | None) -> None:
         self.compare_with.blockSignals(True)
@@ -238,6 +373,7 @@ class ViewerPanel(QWidget):
         if image_id is not None and image_id == canvas.image_id and canvas.has_image():
             return  # already on screen: no flash of "Loading…"
         canvas.image_id = image_id
+        self._show_caption(canvas)
         if image_id is None:
             canvas.set_image(None)
             return
@@ -258,6 +394,8 @@ class ViewerPanel(QWidget):
         if self._wanted.get(canvas) != image_id:
             return  # the user moved on meanwhile
         canvas.set_image(image, f"Cannot show this image: {error}" if error else "")
+        if canvas is self.right:  # the new right image joins the left one's view
+            self._linked(self.left)
 
     # -- zoom (applies to both sides) ------------------------------------------------------
 

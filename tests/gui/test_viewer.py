@@ -79,3 +79,44 @@ def test_quality_findings_and_predictions_are_listed(
     assert "Sharpness" in titles and not any("_" in t for t in titles)
     assert info.bars.rows[0] == ("MEL", 0.7)
     assert "m-active" in info.prediction_note.text()
+
+
+def test_compare_links_zoom_and_pan_captions_each_side_and_uses_the_space(
+    qtbot: QtBot, window: MainWindow, lib: Library
+) -> None:
+    w = window
+    model, selection = w.gallery_model, w.gallery.selectionModel()
+    selection.setCurrentIndex(model.index(0), QItemSelectionModel.SelectionFlag.ClearAndSelect)
+    selection.select(model.index(4), QItemSelectionModel.SelectionFlag.Select)
+    gallery_before = w.split.sizes()[0]
+    w.actions_["compare"].trigger()
+    left, right = w.viewer.left, w.viewer.right
+    qtbot.waitUntil(lambda: right.has_image() and left.has_image())
+    assert w.split.sizes()[0] < gallery_before  # the panes take the room
+    assert w.viewer.splitter.sizes()[0] > 3 * w.viewer.splitter.sizes()[1]
+
+    for canvas in (left, right):  # label, skin type with its provenance, device, quality
+        text = w.viewer.captions[canvas].text()
+        image = lib.image(canvas.image_id)
+        assert w.viewer.captions[canvas].isVisible()
+        assert (image["diagnosis"] or "unlabelled") in text
+        assert "(rated)" in text or "(estimated)" in text or "skin type unknown" in text
+        assert (image["device"] or "device unknown") in text and "quality" in text
+
+    left.zoom(3.0)
+    assert right.view_state()[0] == pytest.approx(left.view_state()[0], rel=1e-3)
+    bar = left.horizontalScrollBar()
+    bar.setValue(bar.maximum() // 4)  # pan the left side
+    assert right.view_state()[1] == pytest.approx(left.view_state()[1], abs=0.02)
+    assert not right.fitting
+    right.zoom(0.8)  # either side leads
+    assert left.view_state()[0] == pytest.approx(right.view_state()[0], rel=1e-3)
+
+    w.viewer.link.setChecked(False)  # unlinked: each side on its own
+    zoom = right.scale_factor()
+    left.zoom(2.0)
+    assert right.scale_factor() == zoom
+
+    w.actions_["compare"].trigger()
+    assert w.split.sizes()[0] == gallery_before  # the gallery gets its room back
+    assert not w.viewer.captions[left].isVisible()
