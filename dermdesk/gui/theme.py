@@ -11,6 +11,14 @@ SYNTHETIC_COLOUR = "#8e5cc4"
 DISAGREE_COLOUR = "#e67e22"
 
 
+def viewer_background(palette: QPalette) -> QColor:
+    """Behind an image: a neutral grey a shade off the window's, dark on the dark theme
+    and light on the light one (read from the palette, so it is right while the palette
+    change is being delivered)."""
+    dark = palette.color(QPalette.ColorRole.Window).lightness() < 128
+    return QColor("#151618") if dark else QColor("#d5d8dd")
+
+
 def _dark_palette() -> QPalette:
     p = QPalette()
     base, window, text = QColor("#1e1f22"), QColor("#2b2d31"), QColor("#e6e6e6")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QRect, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import QImage, QPainter, QPixmap, QWheelEvent
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 from dermdesk import taxonomy
 from dermdesk.gui.image_info import InfoPanel, check_title
 from dermdesk.gui.tasks import Background
-from dermdesk.gui.theme import VERDICT_COLOURS
+from dermdesk.gui.theme import VERDICT_COLOURS, viewer_background
 from dermdesk.imaging.decode import decode_rgb
 from dermdesk.library import Library
 from dermdesk.library.browse import same_lesion
@@ -106,13 +106,19 @@ class ImageCanvas(QGraphicsView):
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
         self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
         self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-        self.setBackgroundBrush(self.palette().dark())
+        self.setBackgroundBrush(viewer_background(self.palette()))
         self.fitting = True
         self.message = ""
         self.image_id: str | None = None
         for bar in (self.horizontalScrollBar(), self.verticalScrollBar()):
             bar.valueChanged.connect(lambda _: self.view_moved.emit())
         self.zoom_changed.connect(lambda _: self.view_moved.emit())
+
+    def changeEvent(self, event: QEvent) -> None:
+        # the theme changed (Ctrl+Shift+T, Settings): the background follows it
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
+            self.setBackgroundBrush(viewer_background(self.palette()))
+        super().changeEvent(event)
 
     def set_image(self, image: QImage | None, message: str = "") -> None:
         self.message = message

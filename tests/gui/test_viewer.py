@@ -120,3 +120,22 @@ def test_compare_links_zoom_and_pan_captions_each_side_and_uses_the_space(
     w.actions_["compare"].trigger()
     assert w.split.sizes()[0] == gallery_before  # the gallery gets its room back
     assert not w.viewer.captions[left].isVisible()
+
+
+def test_the_viewer_follows_the_theme(qtbot: QtBot, window: MainWindow) -> None:
+    from PySide6.QtGui import QPalette
+
+    w = window
+    w.actions_["compare"].trigger()
+    left, right = w.viewer.left, w.viewer.right
+    caption = w.viewer.captions[left]
+    assert left.backgroundBrush().color().lightness() > 150  # the light theme
+    w.actions_["dark_theme"].trigger()
+    try:  # the palette change is delivered through the event loop
+        for canvas in (left, right):
+            qtbot.waitUntil(lambda c=canvas: c.backgroundBrush().color().lightness() < 60)
+        text = caption.palette().color(QPalette.ColorRole.WindowText)
+        assert text.lightness() > 150  # the captions' text is light on the dark theme
+    finally:
+        w.actions_["dark_theme"].trigger()  # back to light for the tests after this one
+    qtbot.waitUntil(lambda: left.backgroundBrush().color().lightness() > 150)
