@@ -207,6 +207,11 @@ def add_filters(p: argparse.ArgumentParser) -> None:
         help="where the modality came from: recorded, detected, unsure (comma-separated)",
     )
     g.add_argument("--device", help="text in the camera make or model")
+    g.add_argument(
+        "--domain",
+        help="estimated visual meta-domains, comma-separated (e.g. clinical-a; "
+        "unassigned: none yet; see `dermdesk domains`)",
+    )
     g.add_argument("--patient", help="patient id")
     g.add_argument("--lesion", help="lesion id")
     g.add_argument("--dataset", help="dataset names, comma-separated")
@@ -271,6 +276,7 @@ def filter_from_args(args: argparse.Namespace) -> ImageFilter:
         synthetic=args.synthetic,
         text=args.text,
         tone=args.tone,
+        meta_domain=_split(getattr(args, "domain", None)),
     )
 
 
@@ -612,7 +618,23 @@ def cmd_stats(args: argparse.Namespace) -> int:
             ["device", "n"],
             [[r["device"] or "(unknown)", r["n"]] for r in sorted(devices, key=lambda r: -r["n"])],
         )
+        domains = lib.counts(["meta_domain", "diagnosis"], flt)
+        if any(r["meta_domain"] for r in domains):
+            print("\nvisual meta-domain (estimated, see `dermdesk domains`) x diagnosis:")
+            _print_by_domain(domains)
     return 0
+
+
+def _print_by_domain(rows: list[dict[str, Any]]) -> None:
+    present = {r["diagnosis"] or "(none)" for r in rows}
+    cols = [d for d in [*taxonomy.diagnoses(), "(none)"] if d in present]
+    grid: dict[str, dict[str, int]] = {}
+    for r in rows:
+        grid.setdefault(r["meta_domain"] or "unassigned", {})[r["diagnosis"] or "(none)"] = r["n"]
+    print_table(
+        ["meta-domain", *cols, "total"],
+        [[d, *(g.get(c, "") for c in cols), sum(g.values())] for d, g in sorted(grid.items())],
+    )
 
 
 def cmd_edit(args: argparse.Namespace) -> int:

@@ -17,6 +17,17 @@ from typing import Any
 
 
 def add_parsers(sub: Any, add_filters: Any) -> None:
+    dom = sub.add_parser(
+        "domains",
+        help="visual meta-domains: assign (modality refined by acquisition look) or list",
+    )
+    dsub = dom.add_subparsers(dest="domains_command", metavar="ACTION")
+    assign = dsub.add_parser("assign", help="(re)compute every checked image's meta-domain")
+    assign.add_argument("--seed", type=int, default=0)
+    assign.add_argument(
+        "--k", type=int, help="domains per modality (default: chosen by silhouette)"
+    )
+    dsub.add_parser("list", help="the domains images are in now (the default)")
     p = sub.add_parser("curate", help="stored patient-grouped splits and leakage reports")
     cur = p.add_subparsers(dest="curate_command", metavar="ACTION", required=True)
     split = cur.add_parser(
@@ -291,4 +302,41 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"curate": cmd_curate, "export": cmd_export}
+def cmd_domains(args: argparse.Namespace) -> int:
+    """`dermdesk domains assign|list`: the GUI's Library > Assign meta-domains twin."""
+    from dermdesk.cli import open_for_reading, open_library, print_table
+    from dermdesk.library import LibraryError, domain_store
+
+    if args.domains_command == "assign":
+        from dermdesk.ml.meta_domains import assign_domains
+
+        if args.k is not None and args.k < 1:
+            raise LibraryError("--k must be at least 1")
+        with open_library(args, create=False) as lib:
+            items = domain_store.domain_items(lib)
+            if not items:
+                raise LibraryError(
+                    "no checked images to assign meta-domains to (run `dermdesk check` first)"
+                )
+            assignment = assign_domains(items, seed=args.seed, k=args.k)
+            changed = domain_store.save_assignment(lib, assignment)
+        print(
+            f"{len(assignment.by_image)} images in {len(assignment.domains)} meta-domains "
+            f"({assignment.version}; {changed} changed)"
+        )
+        for modality, scores in assignment.silhouettes.items():
+            text = ", ".join(f"k={k}: {v:.3f}" for k, v in scores.items())
+            print(
+                f"  {modality}: k={assignment.chosen_k[modality]}"
+                + (f" by silhouette ({text})" if text else "")
+            )
+    with open_for_reading(args) as lib:
+        rows = domain_store.domain_rows(lib)
+    print_table(
+        ["meta-domain", "images", "looks", "version"],
+        [[r["name"], r["n"], r["description"] or "", r["version"] or ""] for r in rows],
+    )
+    return 0
+
+
+COMMANDS = {"curate": cmd_curate, "export": cmd_export, "domains": cmd_domains}

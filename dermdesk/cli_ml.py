@@ -684,7 +684,7 @@ def _print_evaluations(evaluations: list[dict[str, Any]]) -> None:
 
 
 def _print_groups(report: dict[str, Any]) -> None:
-    for grouping in ("fitzpatrick", "device", "modality", "domain"):
+    for grouping in ("fitzpatrick", "device", "modality", "domain", "meta_domain"):
         for group, r in (report.get(grouping) or {}).items():
             if "balanced_accuracy" in r:
                 ba = r["balanced_accuracy"]

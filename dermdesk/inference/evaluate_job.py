@@ -67,6 +67,7 @@ def group_labels(rows: Sequence[Mapping[str, Any]], tones: str) -> dict[str, lis
         "device": [device_name(r) for r in rows],
         "modality": [str(r["modality"]) for r in rows],
         "domain": [domain_name(str(r["modality"]), r.get("dataset")) for r in rows],
+        "meta_domain": [str(r.get("meta_domain") or "unassigned") for r in rows],
     }
 
 

@@ -17,6 +17,7 @@ KINDS: dict[str, str] = {
     "predict": "dermdesk.inference.predict_job:run_job",
     "evaluate": "dermdesk.inference.evaluate_job:run_job",
     "check": "dermdesk.jobs.check_job:run_job",
+    "domains": "dermdesk.jobs.domains_job:run_job",
     "experiment.run": "dermdesk.ml.experiment_job:run_job",
 }
 

@@ -400,10 +400,17 @@ def _store_assessments(lib: Library, payload: dict[str, Any]) -> None:
     save_assessments(lib, payload["items"])
 
 
+def _store_meta_domains(lib: Library, payload: dict[str, Any]) -> None:
+    from dermdesk.library.domain_store import save_assignment
+
+    save_assignment(lib, payload["assignment"])
+
+
 # What a worker may ask the runner to write (``JobContext.request_write``): op -> store.
 _WRITES: dict[str | None, Callable[[Library, dict[str, Any]], None]] = {
     "predictions": _store_predictions,
     "assessments": _store_assessments,
+    "meta_domains": _store_meta_domains,
     "experiment_result": store_run_result,
     "model_evaluation": store_evaluation,
 }

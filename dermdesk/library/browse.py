@@ -509,6 +509,7 @@ REPORT_GROUPINGS = (
     ("device", "Per device"),
     ("modality", "Per modality"),
     ("domain", "Per domain (modality / source)"),
+    ("meta_domain", "Per visual meta-domain (estimated)"),
 )
 
 

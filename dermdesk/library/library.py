@@ -401,6 +401,7 @@ class Library:
             "device_make",
             "device_model",
             "device",  # the one device name (query.device_name)
+            "meta_domain",
         }
         if not columns or set(columns) - allowed:
             raise LibraryError(f"can group by {', '.join(sorted(allowed))}")

@@ -113,6 +113,8 @@ class ImageFilter:
     excluded: bool | None = None  # kept out of datasets by a curator (curate exclude)
     duplicates: bool | None = None  # the duplicate check found a near-copy of it, or of it
     tone: str = "any"  # which values fitzpatrick / monk match: any, rated, estimated
+    # estimated visual meta-domain (schema version 13); "unassigned" matches none yet
+    meta_domain: list[str] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return all(
@@ -162,6 +164,13 @@ class ImageFilter:
         any_of("image.dataset", self.dataset)
         any_of("image.source", self.source)
         any_of("image.id", self.ids)
+        if self.meta_domain:
+            named = [d for d in self.meta_domain if d != "unassigned"]
+            parts = [f"image.meta_domain IN ({', '.join('?' * len(named))})"] if named else []
+            if "unassigned" in self.meta_domain:
+                parts.append("image.meta_domain IS NULL")
+            clauses.append("(" + " OR ".join(parts) + ")")
+            params.extend(named)
         if self.device:
             clauses.append(f"{DEVICE_SQL} LIKE ?")
             params.append(f"%{self.device.strip(' ')}%")

@@ -439,6 +439,27 @@ MIGRATIONS: dict[int, list[str]] = {
         "CHECK (modality_method IN ('recorded', 'detected', 'unsure'))",
         "CREATE INDEX image_modality_method ON image (modality_method)",
     ],
+    13: [
+        # Visual meta-domains (issue 18, ml/meta_domains.py, library/domain_store.py): each
+        # image's estimated domain (modality refined by acquisition look) and the method
+        # version and seed that assigned it; ``meta_domain`` describes each domain of a
+        # version. Derived data, recomputed by `dermdesk domains assign` (never rated).
+        "ALTER TABLE image ADD COLUMN meta_domain TEXT",
+        "ALTER TABLE image ADD COLUMN meta_domain_version TEXT",
+        "CREATE INDEX image_meta_domain ON image (meta_domain)",
+        """
+        CREATE TABLE meta_domain (
+            version TEXT NOT NULL,
+            name TEXT NOT NULL,
+            modality TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            description TEXT NOT NULL,
+            centre TEXT NOT NULL,             -- JSON: feature -> robust z-score
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (version, name)
+        )
+        """,
+    ],
 }
 
 LATEST_VERSION = max(MIGRATIONS)

@@ -53,6 +53,7 @@ class Sample:
     source: str
     patient_id: str | None
     lesion_id: str | None
+    meta_domain: str | None = None  # estimated visual meta-domain (ml/meta_domains.py)
 
     @property
     def domain(self) -> str:
@@ -83,6 +84,7 @@ def collect_samples(
                     source=row["source"],
                     patient_id=row["patient_id"],
                     lesion_id=row["lesion_id"],
+                    meta_domain=row.get("meta_domain"),
                 )
             )
         if len(rows) < PAGE:
@@ -97,6 +99,7 @@ def subgroups(samples: Sequence[Sample]) -> dict[str, list[str]]:
         "device": [s.device for s in samples],
         "modality": [s.modality for s in samples],
         "domain": [s.domain for s in samples],
+        "meta_domain": [s.meta_domain or "unassigned" for s in samples],
     }
 
 

@@ -26,7 +26,8 @@ def ham(shared_data: Path, tmp_path: Path) -> Path:
 
 
 def damage_page_of(root: Path, table: str) -> None:
-    """Overwrite the middle of one page holding ``table``'s rows."""
+    """Overwrite the cell area of one page holding ``table``'s rows (cells fill a page
+    from its end: the middle of a page may be free space, whose damage nothing reads)."""
     conn = sqlite3.connect(root / DB_NAME)
     size = conn.execute("PRAGMA page_size").fetchone()[0]
     try:
@@ -35,7 +36,7 @@ def damage_page_of(root: Path, table: str) -> None:
         pages = [conn.execute("PRAGMA page_count").fetchone()[0] // 2]
     conn.close()
     with open(root / DB_NAME, "r+b") as fh:
-        fh.seek((pages[len(pages) // 2] - 1) * size + 100)
+        fh.seek(pages[len(pages) // 2] * size - 900)
         fh.write(b"\xde\xad\xbe\xef" * 200)
 
 
