@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QPushButton,
     QScrollArea,
     QVBoxLayout,
     QWidget,
@@ -67,6 +68,8 @@ class DashboardPanel(QScrollArea):
 
     # A filter-bar state (FilterBar.set_state keys) the main window applies to the gallery.
     filter_requested = Signal(dict)
+    # (Re)compute every image's visual meta-domain (the ``domains`` job).
+    assign_domains_requested = Signal()
 
     def __init__(self, reader: LibraryWorker, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -104,7 +107,8 @@ class DashboardPanel(QScrollArea):
         grid.addWidget(self._box("Modality", self.modality), 3, 1)
         grid.addWidget(self._box("Quality verdicts (worst check per image)", self.quality), 4, 0)
         grid.addWidget(self._box("Datasets", self.datasets), 4, 1)
-        grid.setRowStretch(5, 1)
+        grid.addWidget(self._domain_box(), 5, 0, 1, 2)
+        grid.setRowStretch(6, 1)
         self.setWidget(body)
         self.devices.clicked.connect(lambda label: self.filter_requested.emit({"device": label}))
         self._modality_filters: dict[str, dict[str, object]] = {}
@@ -116,6 +120,68 @@ class DashboardPanel(QScrollArea):
             lambda verdict: self.filter_requested.emit({"quality": verdict})
         )
         self.gap_list.itemClicked.connect(self._gap_clicked)
+
+    def _domain_box(self) -> QGroupBox:
+        self.dx_domain = HeatTable()
+        self.dx_domain.setToolTip(
+            "Rows: visual meta-domain (estimated: the modality refined by how the photo was "
+            "taken, clustered from the quality checker's measurements); columns: diagnosis. "
+            "Click a cell to see its images in the gallery."
+        )
+        self.dx_domain.cellClicked.connect(self._domain_clicked)
+        self._domain_axes: tuple[list[str | None], list[str | None]] = ([], [])
+        self.assign_domains = QPushButton("Assign meta-domains")
+        self.assign_domains.setToolTip(
+            "Cluster every checked image into visual meta-domains, as a background job "
+            "(the same as `dermdesk domains assign`)"
+        )
+        self.assign_domains.clicked.connect(self.assign_domains_requested)
+        self.domain_note = QLabel()
+        self.domain_note.setWordWrap(True)
+        box = QGroupBox("Meta-domain (estimated) × diagnosis")
+        layout = QVBoxLayout(box)
+        top = QHBoxLayout()
+        top.addWidget(self.domain_note, 1)
+        top.addWidget(self.assign_domains)
+        layout.addLayout(top)
+        layout.addWidget(self.dx_domain)
+        return box
+
+    def _domain_clicked(self, row: int, column: int) -> None:
+        domains, codes = self._domain_axes
+        if row >= len(domains) or column >= len(codes):
+            return
+        state: dict[str, object] = {"meta_domain": [domains[row] or "unassigned"]}
+        if codes[column] is None:
+            state["labelled"] = False
+        else:
+            state["diagnosis"] = [codes[column]]
+        self.filter_requested.emit(state)
+
+    def _show_domains(self, stats: DashboardStats) -> None:
+        domains = sorted({d for d, _ in stats.dx_domain}, key=lambda d: (d is None, d or ""))
+        present = {c for _, c in stats.dx_domain}
+        codes: list[str | None] = [c for c in taxonomy.diagnoses() if c in present]
+        if None in present:
+            codes.append(None)
+        self._domain_axes = (list(domains), codes)
+        assigned = sum(n for (d, _), n in stats.dx_domain.items() if d is not None)
+        self.domain_note.setText(
+            f"{assigned:,} of {stats.total:,} images have an estimated meta-domain"
+            if assigned
+            else "No meta-domains yet: assign them to see the library by acquisition look."
+        )
+        self.dx_domain.set_matrix(
+            [d or "unassigned" for d in domains],
+            [c or "unlabelled" for c in codes],
+            [[stats.dx_domain.get((d, c), 0) for c in codes] for d in domains],
+            gap_rows=0,
+            gap_columns=0,
+        )
+        for i, d in enumerate(domains):
+            header = self.dx_domain.verticalHeaderItem(i)
+            if header is not None and d in stats.domain_looks:
+                header.setToolTip(f"{d}: {stats.domain_looks[d]}")
 
     def _cell_clicked(self, scale: str, row: int, column: int) -> None:
         """Diagnosis x rated skin type: the cell's images (a '?' column: the diagnosis only,
@@ -194,6 +260,7 @@ class DashboardPanel(QScrollArea):
             [(name, n, None) for name, n in stats.devices[:MAX_DEVICES]], stats.total
         )
         self._show_modality(stats)
+        self._show_domains(stats)
         self.quality.set_rows(
             [
                 (v, stats.quality.get(v, 0), VERDICT_COLOURS.get(v, UNCHECKED_COLOUR))

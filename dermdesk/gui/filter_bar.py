@@ -156,6 +156,12 @@ class FilterBar(QWidget):
         self.device = self._line("Device", "name (make and model)")
         self.patient = self._line("Patient", "patient id")
         self.dataset = self._line("Dataset", "names, comma-separated")
+        self.meta_domain = self._line("Domain", "meta-domains, comma-separated")
+        self.meta_domain.setToolTip(
+            "Estimated visual meta-domains (modality refined by acquisition look; "
+            "Dashboard > Assign meta-domains, or `dermdesk domains assign`); "
+            "'unassigned' matches images without one"
+        )
         self.text = self._line("Search", "id, file name, dataset id, free-text label")
         self.text.setClearButtonEnabled(True)
         self.sort = self._combo(list(SORT_CHOICES))
@@ -186,7 +192,7 @@ class FilterBar(QWidget):
         return line
 
     def _layout(self) -> None:
-        for line in (self.device, self.patient, self.dataset):
+        for line in (self.device, self.patient, self.dataset, self.meta_domain):
             line.setMinimumWidth(80)
         self.text.setMinimumWidth(120)
         top = QHBoxLayout()
@@ -206,6 +212,7 @@ class FilterBar(QWidget):
         ):
             bottom.addWidget(choice)
         bottom.addWidget(self.device, 1)
+        bottom.addWidget(self.meta_domain, 1)
         bottom.addWidget(self.patient, 1)
         for widget in (self.sort, self.group, self.clear_button):
             bottom.addWidget(widget)
@@ -221,6 +228,13 @@ class FilterBar(QWidget):
         completer.setFilterMode(Qt.MatchFlag.MatchContains)
         self.device.setCompleter(completer)
 
+    def set_domain_choices(self, domains: list[str]) -> None:
+        """The meta-domains images are in now, offered as the Domain field is typed."""
+        completer = QCompleter([*domains, "unassigned"], self.meta_domain)
+        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        self.meta_domain.setCompleter(completer)
+
     # -- state -----------------------------------------------------------------------------
 
     def image_filter(self) -> ImageFilter:
@@ -234,6 +248,7 @@ class FilterBar(QWidget):
             device=self.device.text().strip() or None,
             patient=self.patient.text().strip() or None,
             dataset=[d.strip() for d in self.dataset.text().split(",") if d.strip()],
+            meta_domain=[d.strip() for d in self.meta_domain.text().split(",") if d.strip()],
             labelled=self.labelled.currentData(),
             synthetic=self.synthetic.currentData(),
             text=self.text.text().strip() or None,
@@ -264,6 +279,7 @@ class FilterBar(QWidget):
             "device": self.device.text(),
             "patient": self.patient.text(),
             "dataset": self.dataset.text(),
+            "meta_domain": self.meta_domain.text(),
             "text": self.text.text(),
             "sort": self.sort.currentData(),
             "group": self.group.currentData(),
@@ -282,8 +298,11 @@ class FilterBar(QWidget):
                 box.setCurrentIndex(max(0, i))
             self.disagreement.setChecked(bool(state.get("disagreement")))
             self.duplicates.setChecked(bool(state.get("duplicates")))
-            for name in ("device", "patient", "dataset", "text"):
-                getattr(self, name).setText(str(state.get(name) or ""))
+            for name in ("device", "patient", "dataset", "meta_domain", "text"):
+                value = state.get(name)
+                if isinstance(value, list):  # a chart's click gives names as a list
+                    value = ", ".join(map(str, value))
+                getattr(self, name).setText(str(value or ""))
         finally:
             self.blockSignals(False)
         self._timer.stop()

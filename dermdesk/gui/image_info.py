@@ -69,6 +69,14 @@ def quality_order(finding: dict[str, Any]) -> tuple[int, str]:
     return SEVERITY.get(finding["verdict"], 3), check_title(finding["check_name"])
 
 
+def _domain_words(image: dict[str, Any]) -> str:
+    """An image's visual meta-domain, always said to be an estimate (and by what)."""
+    domain = image.get("meta_domain")
+    if not domain:
+        return "not assigned (Dashboard ▸ Assign meta-domains)"
+    return f"{domain} (estimated: {image.get('meta_domain_version') or 'unknown method'})"
+
+
 def _fill(table: QTableWidget, rows: list[list[Any]]) -> None:
     table.setRowCount(len(rows))
     for i, row in enumerate(rows):
@@ -190,6 +198,7 @@ class InfoPanel(QTabWidget):
                     image["modality"], image.get("modality_method") or "recorded"
                 ),
             ],
+            ["Meta-domain", _domain_words(image)],
             ["Source", image["source"]],
             [
                 "Dataset",

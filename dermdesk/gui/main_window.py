@@ -66,6 +66,7 @@ from dermdesk.gui.viewer import ViewerPanel
 from dermdesk.imaging.quality import live_check
 from dermdesk.library import ImageFilter, Library, job_store
 from dermdesk.library.browse import Tile, distinct_devices, model_rows
+from dermdesk.library.domain_store import domain_names
 from dermdesk.library.quality_store import stale_ids
 
 # What a read-only library turns off: actions that write to it.
@@ -150,6 +151,7 @@ class MainWindow(QMainWindow):
         self.annotation = AnnotationPanel()
         self.dashboard = DashboardPanel(self.reader)
         self.dashboard.filter_requested.connect(self.show_filtered)
+        self.dashboard.assign_domains_requested.connect(lambda: self._submit("domains", {}))
         self.models = ModelsPanel(self.lib, self._activate_model)
         self.models.evaluate_requested.connect(lambda _: self.evaluate_model())
         self.experiments = ExperimentsPanel(self.lib)
@@ -460,6 +462,7 @@ class MainWindow(QMainWindow):
         if state is not None:
             self.restoreState(state)
         self.filters.set_device_choices(distinct_devices(self.lib))
+        self.filters.set_domain_choices(domain_names(self.lib))
         self.annotation.set_patient_choices(self.lib)
         self.filters.set_state(self.settings.filters_for(self.lib.root))  # emits: loads
 
@@ -662,6 +665,7 @@ class MainWindow(QMainWindow):
         self.gallery_model.reload()
         self.dashboard.mark_stale()
         self.filters.set_device_choices(distinct_devices(self.lib))
+        self.filters.set_domain_choices(domain_names(self.lib))
         self.annotation.set_patient_choices(self.lib)
 
     # -- dialogs ---------------------------------------------------------------------------
@@ -814,6 +818,9 @@ class MainWindow(QMainWindow):
         self.models.refresh()
         if job.kind == "experiment.run":
             self.experiments.refresh()
+        if job.kind == "domains":
+            self.dashboard.mark_stale()
+            self.filters.set_domain_choices(domain_names(self.lib))
         if job.kind in ("predict", "check"):
             self.gallery_model.reload()  # probabilities, disagreement and quality badges
         if job.kind == "check":

@@ -353,6 +353,9 @@ class DashboardStats:
     modality_unsure: dict[str, int] = field(default_factory=dict)
     quality: dict[str, int] = field(default_factory=dict)  # pass/warn/fail/unchecked
     datasets: dict[str, int] = field(default_factory=dict)
+    # (estimated meta-domain or None = unassigned, diagnosis) -> images (schema 13)
+    dx_domain: dict[tuple[str | None, str | None], int] = field(default_factory=dict)
+    domain_looks: dict[str, str] = field(default_factory=dict)  # domain -> its description
 
     @property
     def labelled_fraction(self) -> float:
@@ -398,6 +401,16 @@ def dashboard_stats(lib: Library, flt: ImageFilter | None = None) -> DashboardSt
         tables[r["modality_method"]][r["modality"]] = r["n"]
     for r in lib.counts(["dataset"], real):
         stats.datasets[r["dataset"] or "own images"] = r["n"]
+    for r in lib.counts(["meta_domain", "diagnosis"], real):
+        stats.dx_domain[(r["meta_domain"], r["diagnosis"])] = r["n"]
+    if any(d for d, _ in stats.dx_domain):
+        stats.domain_looks = {
+            r["name"]: r["description"]
+            for r in lib.query(
+                "SELECT d.name, d.description FROM meta_domain d WHERE EXISTS (SELECT 1 FROM "
+                "image WHERE image.meta_domain = d.name AND image.meta_domain_version = d.version)"
+            )
+        }
     devices = lib.counts(["device"], real)
     stats.devices = sorted(
         ((r["device"] or "unknown device", r["n"]) for r in devices), key=lambda d: (-d[1], d[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -288,3 +289,41 @@ def test_dashboard_gaps_and_bars_filter_the_gallery(
     w.dashboard.quality.clicked.emit("warn")  # what a click on the "warn" bar sends
     assert w.filters.image_filter().quality == "warn"
     assert w.filters.image_filter().diagnosis == []  # a bar replaces the filter, not adds
+
+
+def test_meta_domains_are_assigned_shown_and_filter_the_gallery(
+    qtbot: QtBot, window: MainWindow, lib: Library
+) -> None:
+    """Issue 18: the dashboard's button runs the domains job; its matrix of meta-domain x
+    diagnosis filters the gallery on a click; the details say the domain is an estimate."""
+    from dermdesk.library import ImageFilter
+
+    w = window
+    w.actions_["show_dashboard"].trigger()
+    qtbot.waitUntil(lambda: w.dashboard.stats is not None)
+    assert "No meta-domains yet" in w.dashboard.domain_note.text()
+    w.dashboard.assign_domains.click()
+    domain_jobs = lambda: [j for j in w.jobs.model.jobs if j.kind == "domains"]  # noqa: E731
+    qtbot.waitUntil(
+        lambda: bool(domain_jobs()) and domain_jobs()[0].status == "done", timeout=180_000
+    )
+    qtbot.waitUntil(lambda: "have an estimated meta-domain" in w.dashboard.domain_note.text())
+    table = w.dashboard.dx_domain
+    domains, codes = w.dashboard._domain_axes
+    assert table.rowCount() == len(domains) and all(d and "-" in d for d in domains)
+    row = 0
+    column = next(i for i, c in enumerate(codes) if c is not None)
+    table.cellClicked.emit(row, column)
+    flt = w.filters.image_filter()
+    assert flt.meta_domain == [domains[row]] and flt.diagnosis == [codes[column]]
+    expected = lib.count(flt)
+    assert expected == int(table.item(row, column).text())
+    qtbot.waitUntil(lambda: not w.gallery_model.is_fetching and w.gallery_model.total == expected)
+    image_id = lib.images(ImageFilter(meta_domain=[domains[row]]), limit=1)[0]["id"]
+    w.viewer.info.show_image(image_id)
+    details = w.viewer.info.details
+    rows = {details.item(r, 0).text(): details.item(r, 1).text() for r in range(details.rowCount())}
+    assert rows["Meta-domain"] == f"{domains[row]} (estimated: look-kmeans 1 seed 0)"
+    if os.environ.get("DERMDESK_SCREENSHOTS"):
+        w.actions_["show_dashboard"].trigger()
+        w.dashboard.widget().grab().save(os.environ["DERMDESK_SCREENSHOTS"])
