@@ -89,6 +89,21 @@ CHORD_TITLES = {
 }
 
 ACTIONS: tuple[ActionSpec, ...] = (
+    ActionSpec(
+        "open_library",
+        "&Open library…",
+        ("Ctrl+O",),
+        "Library",
+        "Open another library folder (or make a new one); this window closes",
+    ),
+    ActionSpec(
+        "backup",
+        "&Back up library…",
+        (),
+        "Library",
+        "A consistent copy of the library (database, originals, thumbnails, models) in an "
+        "empty folder, made while you work (CLI: dermdesk backup)",
+    ),
     ActionSpec("import", "&Import files or folders…", ("Ctrl+I",), "Library", short="Import"),
     ActionSpec("capture", "&Capture from camera…", ("Ctrl+Shift+C",), "Library", short="Capture"),
     ActionSpec(

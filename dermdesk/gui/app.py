@@ -15,10 +15,11 @@ from PySide6.QtCore import QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QMessageBox
 
+from dermdesk.gui.library_actions import open_library_folder
 from dermdesk.gui.main_window import MainWindow
 from dermdesk.gui.settings import Settings
 from dermdesk.gui.theme import apply_theme
-from dermdesk.library import Library, LibraryError
+from dermdesk.library import LibraryError
 
 
 def make_app(argv: list[str] | None = None) -> QApplication:
@@ -54,12 +55,10 @@ def run(library_dir: Path) -> int:
     app = make_app()
     settings = Settings()
     apply_theme(app, settings.theme)
-    folder = Path(library_dir).expanduser()
     # A library on read-only media (a DVD, a write-protected share) opens read-only:
     # browsing works, editing is off and the title bar says so.
-    readonly = folder.is_dir() and not os.access(folder, os.W_OK)
     try:
-        lib = Library.open(folder, readonly=readonly)
+        lib = open_library_folder(Path(library_dir))
     except LibraryError as exc:
         QMessageBox.critical(None, "dermdesk", str(exc))
         raise

@@ -19,11 +19,13 @@ from PySide6.QtWidgets import (
     QApplication,
     QDialog,
     QDockWidget,
+    QFileDialog,
     QLabel,
     QMainWindow,
     QMenu,
     QMessageBox,
     QProgressBar,
+    QProgressDialog,
     QSplitter,
     QTabWidget,
     QVBoxLayout,
@@ -53,6 +55,7 @@ from dermdesk.gui.jobs_dock import (
     LibraryJobsBackend,
     RunnerThreadBackend,
 )
+from dermdesk.gui.library_actions import BackupTask, is_library, open_library_folder
 from dermdesk.gui.models_panel import ModelsPanel
 from dermdesk.gui.promotion_dialog import PromotionDialog
 from dermdesk.gui.settings import Settings
@@ -64,7 +67,8 @@ from dermdesk.gui.thumbnails import ThumbnailLoader
 from dermdesk.gui.train_dialog import TrainDialog, filter_params
 from dermdesk.gui.viewer import ViewerPanel
 from dermdesk.imaging.quality import live_check
-from dermdesk.library import ImageFilter, Library, job_store
+from dermdesk.library import ImageFilter, Library, LibraryError, job_store
+from dermdesk.library.backup import BackupResult, check_target
 from dermdesk.library.browse import Tile, distinct_devices, model_rows
 from dermdesk.library.domain_store import domain_names
 from dermdesk.library.quality_store import stale_ids
@@ -83,11 +87,14 @@ WRITING_ACTIONS = {
     "pick_diagnosis",
     "tone_clear",
 }
+OPEN_WINDOWS: set[MainWindow] = set()  # windows opened by switching library, kept alive
 WRITING_PREFIXES = ("label_", "key_", "certainty_", "fitzpatrick_", "monk_")
 
 
 class MainWindow(QMainWindow):
     """The workstation window on one library."""
+
+    next_window: MainWindow | None = None  # the window a library switch opened
 
     def __init__(
         self,
@@ -101,6 +108,8 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.lib = lib
         self.settings = settings or Settings()
+        self.settings.add_recent_library(lib.root)
+        self.owns_library = False  # a window opened by switching closes its library
         self.live_checker = live_checker
         self.capture_sources = capture_sources
         title = f"dermdesk {__version__} — {lib.root}"
@@ -173,6 +182,7 @@ class MainWindow(QMainWindow):
         self._progress_pending = self._progress_again = False
         self._closing = False
         self._sizes_before_compare: tuple[list[int], list[int]] | None = None
+        self.backup_task: BackupTask | None = None
         self._selection_timer = QTimer(self, singleShot=True, interval=40)
         self._selection_timer.timeout.connect(self._selection_changed)
 
@@ -212,12 +222,16 @@ class MainWindow(QMainWindow):
         bar = self.menuBar()
         menus: dict[str, list[str | None]] = {
             "&Library": [
+                "open_library",
+                "recent",
+                None,
                 "import",
                 "capture",
                 "export",
                 "duplicates",
                 "refresh",
                 "recheck",
+                "backup",
                 None,
                 "settings",
                 None,
@@ -255,6 +269,9 @@ class MainWindow(QMainWindow):
             for name in names:
                 if name is None:
                     menu.addSeparator()
+                elif name == "recent":
+                    self.recent_menu = menu.addMenu("Open &recent")
+                    self.recent_menu.aboutToShow.connect(self.fill_recent_menu)
                 else:
                     menu.addAction(a[name])
         numbers = self.menus["&Annotate"].addMenu("Number keys")
@@ -278,6 +295,8 @@ class MainWindow(QMainWindow):
         a = self.actions_
         ids = self.target_ids
         handlers: dict[str, Callable[[], object]] = {
+            "open_library": self.open_library,
+            "backup": self.backup_library,
             "import": self.open_import,
             "capture": self.open_capture,
             "export": self.open_export,
@@ -668,6 +687,107 @@ class MainWindow(QMainWindow):
         self.filters.set_domain_choices(domain_names(self.lib))
         self.annotation.set_patient_choices(self.lib)
 
+    # -- libraries: open, recent, backup --------------------------------------------------
+
+    def open_library(self) -> None:
+        """Choose another library folder (CLI: ``dermdesk --library DIR``)."""
+        folder = QFileDialog.getExistingDirectory(
+            self, "Open library folder", str(self.lib.root.parent)
+        )
+        if folder:
+            self.switch_library(Path(folder))
+
+    def fill_recent_menu(self) -> None:
+        menu = self.recent_menu
+        menu.clear()
+        others = [Path(f) for f in self.settings.recent_libraries if Path(f) != self.lib.root]
+        for folder in others:
+            there = is_library(folder)
+            action = menu.addAction(str(folder) + ("" if there else "  (not found)"))
+            action.setEnabled(there)
+            action.triggered.connect(lambda _=False, f=folder: self.switch_library(f))
+        if not others:
+            menu.addAction("No other library opened yet").setEnabled(False)
+        menu.addSeparator()
+        menu.addAction("Clear the list", self.settings.clear_recent_libraries)
+
+    def switch_library(self, folder: Path) -> MainWindow | None:
+        """Open ``folder`` in a new window and close this one (which may refuse: edits still
+        saving, a job running); a folder with no library is made one only when asked."""
+        folder = folder.expanduser().resolve()
+        if folder == self.lib.root:
+            self.notify(f"{folder} is the library already open")
+            return None
+        if not is_library(folder) and not self._confirm_new_library(folder):
+            return None
+        try:
+            lib = open_library_folder(folder)
+        except LibraryError as exc:
+            self.notify(f"Cannot open {folder}: {exc}")
+            return None
+        window = MainWindow(
+            lib, self.settings, live_checker=self.live_checker, capture_sources=self.capture_sources
+        )
+        window.owns_library = True
+        window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        # a window without a parent lives as long as a Python reference to it does
+        OPEN_WINDOWS.add(window)
+        window.destroyed.connect(lambda: OPEN_WINDOWS.discard(window))
+        window.show()
+        if not self.close():
+            window.close()
+            return None
+        self.next_window = window
+        return window
+
+    def _confirm_new_library(self, folder: Path) -> bool:
+        answer = QMessageBox.question(
+            self,
+            "No library there",
+            f"{folder} holds no dermdesk library. Make a new, empty library there?",
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    def backup_library(self) -> None:
+        folder = QFileDialog.getExistingDirectory(
+            self, "Back up into an empty folder (make a new one here)", str(Path.home())
+        )
+        if folder:
+            self.start_backup(Path(folder))
+
+    def start_backup(self, dest: Path) -> BackupTask | None:
+        """Copy the library into ``dest`` on a thread of its own, with progress
+        (CLI: ``dermdesk backup DEST``); a bad target is refused before anything starts."""
+        try:
+            dest = check_target(self.lib.root, dest)
+        except LibraryError as exc:
+            self.notify(f"Cannot back up: {exc}")
+            return None
+        task = BackupTask(self.lib.root, dest)
+        dialog = QProgressDialog(f"Backing up the library to\n{dest}", "Cancel", 0, 0, self)
+        dialog.setWindowTitle("Backup")
+        dialog.setMinimumDuration(0)
+        dialog.setMinimumWidth(460)
+        dialog.canceled.connect(task.cancel)
+        task.progress.connect(lambda done, total: _show_progress(dialog, dest, done, total))
+        task.finished.connect(lambda result: self._backed_up(dialog, result))
+        task.failed.connect(lambda message: self._backup_failed(dialog, message))
+        self.backup_task, self.backup_dialog = task, dialog
+        dialog.show()
+        task.start()
+        return task
+
+    def _backed_up(self, dialog: QProgressDialog, result: BackupResult) -> None:
+        dialog.reset()
+        self.notify(
+            f"Backed up {result.images:,} images ({result.files:,} files, "
+            f"{result.bytes / 1e6:.1f} MB) to {result.folder}"
+        )
+
+    def _backup_failed(self, dialog: QProgressDialog, message: str) -> None:
+        dialog.reset()
+        self.notify(f"Backup failed: {message}")
+
     # -- dialogs ---------------------------------------------------------------------------
 
     def open_import(self, paths: list[Path] | None = None, *, start: bool = False) -> ImportDialog:
@@ -871,6 +991,9 @@ class MainWindow(QMainWindow):
             self.open_import(paths, start=True)
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        if self._closing:  # closed already (a library switch, then the window's close())
+            super().closeEvent(event)
+            return
         if self.writer.pending and not self._confirm_close():
             event.ignore()
             return
@@ -895,6 +1018,11 @@ class MainWindow(QMainWindow):
         self.analysis.shutdown(wait=True)
         self.reader.shutdown(wait=True)
         self.writer.shutdown(wait=True)  # edits still queued are written before we go
+        if self.backup_task is not None:
+            self.backup_task.cancel()  # a partial backup is removed, never left as one
+            self.backup_task.wait(10)
+        if self.owns_library:
+            self.lib.close()
         super().closeEvent(event)
 
     def _confirm_stop_jobs(self, job: JobView) -> bool:
@@ -913,3 +1041,9 @@ class MainWindow(QMainWindow):
             f"{self.writer.pending} edits are still being saved. Wait for them and quit?",
         )
         return answer == QMessageBox.StandardButton.Yes
+
+
+def _show_progress(dialog: QProgressDialog, dest: Path, done: int, total: int) -> None:
+    dialog.setLabelText(f"Backing up the library to\n{dest}\n{done:,} of {total:,} files copied")
+    dialog.setMaximum(max(total, 1))
+    dialog.setValue(done)

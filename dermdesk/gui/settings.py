@@ -18,6 +18,7 @@ from dermdesk.library.library import default_actor
 THEMES = ("light", "dark")
 THUMB_SIZES = (104, 136, 184)
 RECENT_DIAGNOSES = 6  # how many the diagnosis search lists first
+RECENT_LIBRARIES = 8
 DIGITS = tuple(str(i) for i in range(1, 10))
 
 
@@ -151,6 +152,23 @@ class Settings:
             _library_key("library/filters_by_library", library), json.dumps(value, sort_keys=True)
         )
         self.filters = value
+
+    @property
+    def recent_libraries(self) -> list[str]:
+        """Library folders opened here, most recent first (Library ▸ Recent)."""
+        try:
+            value = json.loads(str(self._get("library/recent", "[]")))
+        except ValueError:
+            return []
+        return [str(v) for v in value][:RECENT_LIBRARIES] if isinstance(value, list) else []
+
+    def add_recent_library(self, folder: Path) -> None:
+        path = str(folder.expanduser().resolve())
+        folders = [path, *(f for f in self.recent_libraries if f != path)][:RECENT_LIBRARIES]
+        self.store.setValue("library/recent", json.dumps(folders))
+
+    def clear_recent_libraries(self) -> None:
+        self.store.setValue("library/recent", "[]")
 
     @property
     def import_modality(self) -> str:

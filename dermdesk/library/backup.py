@@ -15,6 +15,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,20 +33,36 @@ class BackupResult:
     bytes: int
 
 
-def backup(lib: Library, dest: str | Path) -> BackupResult:
-    """Back the library up into ``dest`` (a new or empty folder)."""
+# Called with (files copied, files to copy): at the start, after each file, at the end.
+# It may raise (a cancel): the partial backup is removed and the exception goes on.
+Progress = Callable[[int, int], None]
+
+
+def check_target(root: Path, dest: str | Path) -> Path:
+    """The resolved backup folder, or a LibraryError saying why it cannot be one (inside
+    the library, not empty, a file); cheap enough to ask before a backup starts."""
     final = Path(dest).expanduser().resolve()
-    if final.exists() and (not final.is_dir() or any(final.iterdir())):
-        raise LibraryError(f"{final}: backup folder is not empty")
-    if final == lib.root or final.is_relative_to(lib.root):
+    if final == root or final.is_relative_to(root):
         raise LibraryError(f"{final}: a backup cannot go inside the library itself")
+    if final.exists() and not final.is_dir():
+        raise LibraryError(f"{final}: is a file, not a folder")
+    if final.exists() and any(final.iterdir()):
+        raise LibraryError(
+            f"{final}: backup folder is not empty (choose an empty folder or a new one)"
+        )
+    return final
+
+
+def backup(lib: Library, dest: str | Path, progress: Progress | None = None) -> BackupResult:
+    """Back the library up into ``dest`` (a new or empty folder)."""
+    final = check_target(lib.root, dest)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
     except OSError as exc:
-        raise LibraryError(f"{final}: cannot write the backup ({exc.strerror or exc})") from exc
+        raise LibraryError(f"{final}: cannot write the backup ({_why(exc)})") from exc
     try:
-        result = _copy(lib, folder)
+        result = _copy(lib, folder, progress)
         if final.exists():
             final.rmdir()  # empty (checked above): the finished backup takes its place
         os.replace(folder, final)
@@ -104,10 +121,14 @@ def last_backup(root: Path) -> str | None:
 def _why(exc: OSError) -> str:
     if exc.errno == errno.ENOSPC:
         return "the disk is full; nothing was left under the backup's name"
+    if exc.errno == errno.EROFS:
+        return "the disk there is read-only; choose another folder"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "no permission to write there; choose another folder"
     return exc.strerror or str(exc)
 
 
-def _copy(lib: Library, folder: Path) -> BackupResult:
+def _copy(lib: Library, folder: Path, progress: Progress | None = None) -> BackupResult:
     """Database snapshot, then every file it names, into ``folder``."""
     target = sqlite3.connect(folder / DB_NAME)
     with target:
@@ -126,11 +147,15 @@ def _copy(lib: Library, folder: Path) -> BackupResult:
     rels += [Store.thumb_rel(i) for i in ids if lib.thumbnail_path(i).is_file()]
     rels += model_files(lib.root, model_ids)
     total = 0
-    for rel in rels:
+    if progress is not None:
+        progress(0, len(rels))
+    for done, rel in enumerate(rels, 1):
         out = folder / rel
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(lib.store.path(rel), out)
         total += out.stat().st_size
+        if progress is not None:
+            progress(done, len(rels))
     return BackupResult(folder, len(ids), len(rels), total)
 
 

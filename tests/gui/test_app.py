@@ -130,3 +130,94 @@ def test_a_read_only_library_opens_for_browsing_with_editing_off(
     assert {r["id"]: r["diagnosis"] for r in lib.images()} == before
     w.close()
     lib.close()
+
+
+def test_open_another_library_then_switch_back_from_the_recent_menu(
+    qtbot: QtBot,
+    window: MainWindow,
+    template_library: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import shutil
+
+    import shiboken6
+    from PySide6.QtWidgets import QMessageBox
+
+    w = window
+    first = w.lib.root
+    other = tmp_path / "other"
+    shutil.copytree(template_library, other)
+    second = w.switch_library(other)
+    assert second is not None and second.owns_library
+    qtbot.waitUntil(lambda: second.gallery_model.rowCount() > 0)
+    assert second.lib.root == other.resolve() and str(other.resolve()) in second.windowTitle()
+    assert not w.isVisible()  # the first window closed itself
+    assert w.settings.recent_libraries[:2] == [str(other.resolve()), str(first)]
+
+    second.fill_recent_menu()
+    entries = [a for a in second.recent_menu.actions() if a.text() == str(first)]
+    assert len(entries) == 1 and entries[0].isEnabled()
+    assert second.switch_library(other) is None  # the open one: said, nothing changes
+    assert "already open" in second.statusBar().currentMessage()
+
+    # a folder with no library becomes one only when asked
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setattr(QMessageBox, "question", lambda *a: QMessageBox.StandardButton.No)
+    assert second.switch_library(empty) is None and second.isVisible()
+    assert not (empty / "library.sqlite").exists()
+
+    entries[0].trigger()  # back to the first library, from the Recent menu
+    third = second.next_window
+    assert third is not None
+    qtbot.waitUntil(lambda: third.gallery_model.rowCount() > 0)
+    assert third.lib.root == first
+    qtbot.waitUntil(lambda: not shiboken6.isValid(second))  # closed and deleted
+    third.close()
+
+
+def test_backup_runs_off_the_gui_thread_and_refuses_bad_targets(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import tempfile
+
+    from dermdesk.library.verify import verify
+
+    w = window
+    inside = w.lib.root / "backups"
+    assert w.start_backup(inside) is None
+    assert "cannot go inside the library" in w.statusBar().currentMessage()
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "notes.txt").write_text("x")
+    assert w.start_backup(full) is None
+    assert "not empty (choose an empty folder" in w.statusBar().currentMessage()
+
+    # a read-only target (this runs as root, for whom chmod does not stop writes)
+    def read_only(*args: object, **kwargs: object) -> str:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    with monkeypatch.context() as m:
+        m.setattr(tempfile, "mkdtemp", read_only)
+        task = w.start_backup(tmp_path / "ro" / "bak")
+        assert task is not None
+        with qtbot.waitSignal(task.failed, timeout=10_000):
+            pass
+    assert "read-only; choose another folder" in w.statusBar().currentMessage()
+
+    dest = tmp_path / "bak"
+    task = w.start_backup(dest)
+    assert task is not None
+    steps: list[tuple[int, int]] = []
+    task.progress.connect(lambda done, total: steps.append((done, total)))
+    with qtbot.waitSignal(task.finished, timeout=60_000):
+        pass
+    assert "Backed up" in w.statusBar().currentMessage() and str(dest) in (
+        w.statusBar().currentMessage()
+    )
+    assert steps and steps[-1][0] == steps[-1][1]  # the last step says all were copied
+    with Library.open(dest, create=False, readonly=True) as copy:
+        assert copy.count() == w.lib.count()
+        assert verify(copy).errors == []
