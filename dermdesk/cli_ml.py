@@ -78,6 +78,12 @@ DISTILL_OPTIONS = (
     ("--alpha", "alpha", float, "weight of the teacher's term; 1 - alpha on labels (0.5)"),
 )
 
+ADAPT_OPTIONS = (
+    ("--stage", "stage", int, "1: contrastive training on both modalities; 2: guided tuning"),
+    ("--contrast-weight", "contrast_weight", float, "stage 1: weight of the contrastive term"),
+    ("--lwf-weight", "lwf_weight", float, "stage 2: weight of keeping the start's outputs (1)"),
+    ("--sp-weight", "sp_weight", float, "stage 2: weight of L2-SP to the start (0.01)"),
+)
 # A student trains on its teacher's split; its architecture is DISTILL_OPTIONS' --arch.
 STUDENT_OPTIONS = tuple(
     o for o in FINETUNE_OPTIONS if o[0] not in ("--split", "--split-seed", "--arch")
@@ -128,6 +134,30 @@ def add_parsers(sub: Any, add_filters: Any) -> None:
     )
     for flag, key, kind, text in DISTILL_OPTIONS + STUDENT_OPTIONS:
         p.add_argument(flag, dest=f"opt_{key}", type=kind, metavar=_metavar(flag), help=text)
+    p.add_argument("--no-quantize", action="store_true", help="skip the int8 copy")
+    p.add_argument("--queue", action="store_true", help="only queue it (the app runs it)")
+
+    p = train_sub.add_parser(
+        "adapt",
+        help="dermoscopic -> clinical adaptation: stage 1 (contrastive, both modalities), "
+        "then stage 2 (guided tuning on clinical images, --from the stage-1 model)",
+    )
+    add_filters(p)
+    p.add_argument(
+        "--from",
+        dest="init",
+        default="scratch",
+        help="start from: scratch (stage 1), or the model to tune (stage 2: an id or name)",
+    )
+    for flag, key, kind, text in ADAPT_OPTIONS + FINETUNE_OPTIONS:
+        p.add_argument(flag, dest=f"opt_{key}", type=kind, metavar=_metavar(flag), help=text)
+    p.add_argument("--classes", help="diagnosis codes to learn (default: all with enough images)")
+    p.add_argument(
+        "--fallback",
+        action="store_true",
+        help="where adaptation cannot run (one modality; stage 2 without --from), "
+        "fine-tune plainly instead of refusing",
+    )
     p.add_argument("--no-quantize", action="store_true", help="skip the int8 copy")
     p.add_argument("--queue", action="store_true", help="only queue it (the app runs it)")
 
@@ -197,6 +227,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "finetune": FINETUNE_OPTIONS,
         "pretrain": PRETRAIN_OPTIONS,
         "distill": DISTILL_OPTIONS + STUDENT_OPTIONS,
+        "adapt": ADAPT_OPTIONS + FINETUNE_OPTIONS,
     }[kind]
     for _, key, _, _ in options:
         value = getattr(args, f"opt_{key}", None)
@@ -210,6 +241,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         params["classes"] = [c.strip().upper() for c in args.classes.split(",") if c.strip()]
     if getattr(args, "no_quantize", False):
         params["quantize"] = False
+    if getattr(args, "fallback", False):
+        params["fallback"] = True
     _check_params(kind, params)
     runner = _runner(args)
     _check_against_library(runner.lib, kind, params)
@@ -223,12 +256,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _check_params(kind: str, params: dict[str, Any]) -> None:
     """Refuse bad options here, before a worker starts, with the same one-line errors."""
-    from dermdesk.ml.config import DistillConfig, FinetuneConfig, PretrainConfig
+    from dermdesk.ml.config import AdaptConfig, DistillConfig, FinetuneConfig, PretrainConfig
 
     config: dict[str, Any] = {
         "finetune": FinetuneConfig,
         "pretrain": PretrainConfig,
         "distill": DistillConfig,
+        "adapt": AdaptConfig,
     }
     try:
         config[kind].from_params(params)
@@ -274,6 +308,10 @@ def _check_against_library(lib: Any, kind: str, params: dict[str, Any]) -> None:
                 f"teacher {teacher['id']} knows {', '.join(own)}; the student was asked for "
                 f"{', '.join(asked)} (a student learns its teacher's classes)"
             )
+    if kind == "adapt" and params.get("stage") == 2 and init != "scratch":
+        start = get_model(lib, init)
+        if start["kind"] != "classifier":
+            raise LibraryError(f"stage 2 tunes a classifier; {start['id']} is a {start['kind']}")
     labelled = {} if kind == "pretrain" else {"labelled": True}
     flt = ImageFilter(**{**params["filter"], "excluded": False, **labelled})
     if lib.count(flt) == 0:

@@ -14,6 +14,7 @@ KINDS: dict[str, str] = {
     "finetune": "dermdesk.ml.finetune:run_job",
     "pretrain": "dermdesk.ml.pretrain:run_job",
     "distill": "dermdesk.ml.distill:run_job",
+    "adapt": "dermdesk.ml.adapt_job:run_job",
     "predict": "dermdesk.inference.predict_job:run_job",
     "evaluate": "dermdesk.inference.evaluate_job:run_job",
     "check": "dermdesk.jobs.check_job:run_job",

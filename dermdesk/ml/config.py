@@ -196,6 +196,46 @@ class DistillConfig(FinetuneConfig):
         return cfg
 
 
+@dataclass
+class AdaptConfig(FinetuneConfig):
+    """A dermoscopic -> clinical adaptation job's parameters (kind ``adapt``, issue 18).
+
+    Stage 1: multi-transform contrastive training on the filter's images of both
+    modalities (fine-tuning's split). Stage 2: guided tuning of a start model (``init``)
+    on the clinical training images of its own split, keeping its outputs on the
+    dermoscopic ones (learning without forgetting) and its weights near it (L2-SP).
+    ``fallback``: where adaptation cannot run (one modality only; stage 2 without a
+    start model), fine-tune plainly instead of refusing; only when asked for."""
+
+    stage: int = 1
+    contrast_weight: float = 1.0
+    contrast_temperature: float = 0.1
+    lwf_weight: float = 1.0
+    lwf_temperature: float = 2.0
+    sp_weight: float = 0.01
+    fallback: bool = False
+
+    @classmethod
+    def from_params(cls, raw: dict[str, Any]) -> AdaptConfig:
+        cfg: AdaptConfig = _from_params(cls, raw, "adaptation", LoopConfig())
+        cfg.fractions = tuple(cfg.fractions)  # type: ignore[assignment]
+        if cfg.stage not in (1, 2):
+            raise ValueError(f"stage must be 1 (contrastive) or 2 (guided tuning), not {cfg.stage}")
+        if cfg.stage == 2 and cfg.init == "scratch" and not cfg.fallback:
+            raise ValueError(
+                "stage 2 tunes a stage-1 model: give --from M-... (or --fallback to fine-tune "
+                "plainly from scratch)"
+            )
+        if cfg.stage == 2 and cfg.split:
+            raise ValueError("stage 2 tunes on its start model's split: leave out --split")
+        if min(cfg.contrast_weight, cfg.lwf_weight, cfg.sp_weight) < 0:
+            raise ValueError("the adaptation's weights must be >= 0")
+        if cfg.contrast_temperature <= 0 or cfg.lwf_temperature <= 0:
+            raise ValueError("temperatures must be > 0")
+        _validate(cfg)
+        return cfg
+
+
 def _validate(cfg: FinetuneConfig) -> None:
     """One-line errors for option values no job could use."""
     if cfg.arch not in ARCH_NAMES:
