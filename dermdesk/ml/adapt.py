@@ -350,6 +350,20 @@ def preview_grid(
     return Image.fromarray(grid)
 
 
+def save_preview(cache: Any, samples: Sequence[Sample], path: Any, seed: int = 0) -> bool:
+    """The gap transforms of up to three dermoscopic and three clinical training images
+    (:func:`preview_grid`) as a PNG a person can look at; False when there are none."""
+    picked: list[tuple[np.ndarray, float]] = []
+    for modality in ("dermoscopic", "clinical"):
+        of = [s for s in samples if s.modality == modality]
+        order = np.random.default_rng((seed, 0x9E7)).permutation(len(of))[:3]
+        picked += [(np.array(cache.get(of[i].image_id)), direction_of(modality)) for i in order]
+    if not picked:
+        return False
+    preview_grid(picked, size=128, seed=seed).save(path)
+    return True
+
+
 # -- stage 1 -----------------------------------------------------------------------------------
 
 

@@ -47,8 +47,11 @@ class AdaptTask(FinetuneTask):
 
     cfg: AdaptConfig
 
-    def __init__(self, library_dir: Path, cfg: AdaptConfig, control: Control) -> None:
+    def __init__(
+        self, library_dir: Path, cfg: AdaptConfig, control: Control, work_dir: Path | None = None
+    ) -> None:
         super().__init__(library_dir, cfg, control)
+        self.work_dir = work_dir  # the job's folder: the transform preview goes there
         self.plain = False  # the fallback: plain fine-tuning
         self.start: dict[str, Any] | None = None  # stage 2's start model (registry row)
         self.learn: list[Sample] = []
@@ -83,6 +86,10 @@ class AdaptTask(FinetuneTask):
                 f"stage 1: {len(derm)} dermoscopic and {len(clin)} clinical training images, "
                 "each seen as an ordinary view and a view moved across the gap"
             )
+            if self.work_dir is not None:
+                preview = self.work_dir / "transforms.png"
+                if adapt.save_preview(self.cache, derm + clin, preview, self.cfg.loop.seed):
+                    self.control.log(f"gap transforms previewed in {preview}")
             return
         missing = "dermoscopic" if not derm else "clinical"
         if not self.cfg.fallback:
@@ -255,7 +262,7 @@ class AdaptTask(FinetuneTask):
 def run_job(ctx: JobContext) -> dict[str, Any]:
     """Entry point of the ``adapt`` job kind (in the worker process)."""
     cfg = AdaptConfig.from_params(ctx.params)
-    task = AdaptTask(ctx.library_dir, cfg, ctx)
+    task = AdaptTask(ctx.library_dir, cfg, ctx, ctx.work_dir)
     result, model = train(task, cfg.loop, ctx, ctx.checkpoint_path, resume=ctx.resume)
     if ctx.should_stop():
         raise JobCancelled("cancelled before evaluation")

@@ -256,6 +256,15 @@ class ContrastRunTask(RunTask):
     supervised contrastive term pulling an ordinary view and a view moved across the
     dermoscopic/clinical gap together (:mod:`dermdesk.ml.adapt`)."""
 
+    def prepare(self, saved_state: dict[str, Any] | None) -> None:
+        super().prepare(saved_state)
+        from dermdesk.ml.adapt import save_preview
+
+        folder = run_dir(self.library_dir, self.exp["id"], self.run["id"])
+        folder.mkdir(parents=True, exist_ok=True)
+        if save_preview(self.cache, self.samples["train"], folder / "transforms.png"):
+            self.control.log(f"gap transforms previewed in {folder / 'transforms.png'}")
+
     def build_model(self) -> nn.Module:
         from dermdesk.ml.adapt import ContrastModel
 

@@ -70,7 +70,13 @@ def record(home: Path, model_id: str) -> dict:
 
 def test_both_stages_register_models_with_parents_and_per_domain_metrics(home: Path) -> None:
     first = run(home, "train", "adapt", "--stage", "1", *TINY, "--name", "stage one").stdout
-    assert "stage 1: " in run(home, "jobs", "show", "1").stdout
+    log = run(home, "jobs", "show", "1").stdout
+    assert "stage 1: " in log and "gap transforms previewed in" in log
+    preview = home / "jobs" / "1" / "transforms.png"
+    from PIL import Image
+
+    with Image.open(preview) as im:  # three dermoscopic and three clinical rows
+        assert im.size[1] == 6 * 128
     stage1 = model_of(first)
     second = run(home, "train", "adapt", "--stage", "2", "--from", stage1, *TINY).stdout
     stage2 = model_of(second)
