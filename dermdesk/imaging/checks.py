@@ -400,18 +400,55 @@ def check_blockiness(work: WorkImage) -> CheckResult:
 
 
 def check_resolution(work: WorkImage) -> CheckResult:
+    """Too few pixels for what the image must show (the rule per modality is in
+    docs/design.md). Any image fails below its modality's ``fail`` short side. A
+    dermoscope's magnification is fixed, so a dermoscopic (or other) image's detail
+    follows from its frame: it warns below ``warn``. A clinical photo's detail is the
+    lesion's: it warns when the lesion spans fewer than ``LESION_SPAN_WARN`` pixels
+    across (equivalent diameter, in the original's pixels), and only when no lesion is
+    found does the frame's short side decide."""
     d = work.decoded
     modality = work.modality or "clinical"
+    limits = cfg.RESOLUTION_LIMITS.get(modality, cfg.RESOLUTION_LIMITS["clinical"])
+    short, size = min(d.width, d.height), f"{d.width}x{d.height} px"
+    span = lesion_span(work) if modality == "clinical" and short >= limits.fail else None
+    if span is None:
+        return graded(
+            "resolution",
+            short,
+            limits,
+            "resolution {size}",
+            "low resolution for a {modality} image{why}: {size}, short side {needed} px; "
+            "use the camera's full resolution",
+            size=size,
+            modality=modality,
+            why=" (no lesion found to measure)" if modality == "clinical" else "",
+        )
     return graded(
         "resolution",
-        min(d.width, d.height),
-        cfg.RESOLUTION_LIMITS.get(modality, cfg.RESOLUTION_LIMITS["clinical"]),
-        "resolution {size}",
-        "low resolution for a {modality} image: {size}, short side {needed} px; "
-        "use the camera's full resolution",
-        size=f"{d.width}x{d.height} px",
-        modality=modality,
+        short,
+        limits,
+        "resolution {size}; the lesion spans {span:.0f} px",
+        "low resolution on the lesion: it spans {span:.0f} px across ({size}), needs "
+        "≥ {needed_span} px to show its border and colours; move closer or use the camera's "
+        "full resolution",
+        verdict="warn" if span < cfg.LESION_SPAN_WARN else "pass",
+        details={"lesion_px": round(span, 1)},
+        size=size,
+        span=span,
+        needed_span=cfg.LESION_SPAN_WARN,
     )
+
+
+def lesion_span(work: WorkImage) -> float | None:
+    """The lesion's equivalent diameter in the original's pixels (None: no lesion found)."""
+    mask = work.lesion
+    area = int(mask.sum())
+    if not area:
+        return None
+    d = work.decoded
+    scale = max(d.width, d.height) / max(mask.shape[:2])
+    return 2.0 * float(np.sqrt(area / np.pi)) * scale
 
 
 def check_framing(work: WorkImage) -> list[CheckResult]:
