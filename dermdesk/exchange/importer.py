@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import (
@@ -183,29 +184,41 @@ def _run_import(
                             report.refused.append((rest.where, WORKER_DIED))
                         return
 
-            top_up()
-            while running:
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    item = running.pop(fut)
-                    done += 1
-                    _collect(fut, item, pending, report)
-                if len(pending) >= batch_size:
-                    flush()
-                if report.disk_full:
-                    cancel.set()  # nothing more fits: stop submitting
-                if progress:
-                    progress(
-                        ImportProgress(
-                            done, len(items), len(report.added) + len(pending), len(report.refused)
-                        )
-                    )
+            try:
                 top_up()
-    except KeyboardInterrupt:
-        # Ctrl-C: the pool has let its running files finish; those it stored get their
-        # rows too, so an interrupted import leaves no original without a row.
+                while running:
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        item = running.pop(fut)
+                        done += 1
+                        _collect(fut, item, pending, report)
+                    if len(pending) >= batch_size:
+                        flush()
+                    if report.disk_full:
+                        cancel.set()  # nothing more fits: stop submitting
+                    if progress:
+                        progress(
+                            ImportProgress(
+                                done,
+                                len(items),
+                                len(report.added) + len(pending),
+                                len(report.refused),
+                            )
+                        )
+                    top_up()
+            except KeyboardInterrupt:
+                # Ctrl-C: files not started are dropped (the pool would otherwise work
+                # through all it was given before leaving); the few running finish.
+                cancel.set()
+                report.interrupted = True
+                for fut in running:
+                    fut.cancel()
+    except KeyboardInterrupt:  # a second Ctrl-C while the running files finish
         cancel.set()
         report.interrupted = True
+    if report.interrupted:
+        # Those the pool stored get their rows too: an interrupted import leaves no
+        # original without a row.
         for fut, item in running.items():
             if fut.done() and not fut.cancelled() and fut.exception() is None:
                 _collect(fut, item, pending, report)
@@ -246,6 +259,10 @@ def _pool(
 
 def _init_worker(root: Path, known: frozenset[str], checks: bool) -> None:
     _WORKER.update(store=Store(root), known=known, checks=checks)
+    # Ctrl-C reaches the whole process group; the parent alone acts on it (it drops the
+    # files not started and lets the running ones finish). A worker interrupted in the
+    # middle of taking its next task could leave the pool's queue locked for good.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     exit_with_parent()
 
 
