@@ -123,16 +123,20 @@ def assign_domains(items: Sequence[DomainItem], seed: int = 0, k: int | None = N
         out.silhouettes[modality] = scores
         out.chosen_k[modality] = int(labels.max()) + 1
         order = [c for c, _ in Counter(labels.tolist()).most_common()]
+        overall = x.mean(axis=0)
         for rank, c in enumerate(order):
             members = np.flatnonzero(labels == c)
             name = f"{modality}-{string.ascii_lowercase[rank]}" if len(order) > 1 else modality
-            centre = {n: float(v) for n, v in zip(names, x[members].mean(axis=0), strict=True)}
+            mean = x[members].mean(axis=0)
+            centre = {n: float(v) for n, v in zip(names, mean, strict=True)}
+            # described by how it differs from the modality's other images
+            versus = {n: float(v) for n, v in zip(names, mean - overall, strict=True)}
             out.domains.append(
                 DomainDef(
                     name=name,
                     modality=modality,
                     n=len(members),
-                    description=describe(centre, [group[i] for i in members]),
+                    description=describe(versus, [group[i] for i in members]),
                     centre=centre,
                 )
             )
@@ -260,10 +264,11 @@ def silhouette(x: np.ndarray, labels: np.ndarray) -> float:
     return float(s.mean())
 
 
-def describe(centre: Mapping[str, float], members: Sequence[DomainItem]) -> str:
-    """Words for a domain: its two most distinctive look features and its main source."""
+def describe(versus: Mapping[str, float], members: Sequence[DomainItem]) -> str:
+    """Words for a domain: the two look features where it differs most from the rest of
+    its modality (in robust z units, at least 0.3), and its main source."""
     looks = sorted(
-        ((abs(v), n, v) for n, v in centre.items() if n in WORDS and abs(v) >= 0.5),
+        ((abs(v), n, v) for n, v in versus.items() if n in WORDS and abs(v) >= 0.3),
         reverse=True,
     )[:2]
     words = [WORDS[n][0 if v > 0 else 1] for _, n, v in looks] or ["typical look"]
