@@ -9,6 +9,7 @@ arrives, so the GUI thread never waits for SQLite. Thumbnails come from a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +73,9 @@ class GalleryModel(QAbstractListModel):
         self._generation = 0
         self._fetching = False
         self._wanted_rows = 0  # load at least this many rows (jump to a group or an image)
+        # "Lesion cut by border: …" for a tile's tooltip: the window gives one that reads
+        # the image's worst findings (a small indexed read, on hover only)
+        self.quality_words: Callable[[str], str] | None = None
         thumbs.loaded.connect(self._thumbs_loaded)
 
     # -- queries ---------------------------------------------------------------------------
@@ -221,8 +225,9 @@ class GalleryModel(QAbstractListModel):
             return t.diagnosis or "unlabelled"
         if role == TileRole:
             return t
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return _tooltip(t)
+        if role == Qt.ItemDataRole.ToolTipRole:  # asked on hover only: one image's findings
+            worst = self.quality_words(t.id) if self.quality_words and t.quality else ""
+            return _tooltip(t, worst)
         if role == Qt.ItemDataRole.AccessibleTextRole:
             return f"image {t.id[:8]}, {_tooltip(t)}"
         return None
@@ -263,7 +268,7 @@ class GalleryModel(QAbstractListModel):
             self.dataChanged.emit(self.index(min(rows)), self.index(max(rows)), [ThumbRole])
 
 
-def _tooltip(t: Tile) -> str:
+def _tooltip(t: Tile, worst: str = "") -> str:
     names = taxonomy.diagnoses()
     parts = [
         names[t.diagnosis].name if t.diagnosis in names else "Unlabelled",
@@ -276,7 +281,8 @@ def _tooltip(t: Tile) -> str:
     monk, monk_est = t.monk_tone()
     if monk:
         parts.append(f"Monk {monk} ({'estimated' if monk_est else 'rated'})")
-    parts.append(f"quality: {t.quality or 'not checked'}")
+    quality = f"quality: {t.quality or 'not checked'}"
+    parts.append(f"{quality} ({worst})" if worst and t.quality != "pass" else quality)
     if t.predicted:
         parts.append(f"model: {t.predicted}")
     if t.synthetic:

@@ -47,6 +47,7 @@ from dermdesk.gui.export_dialog import ExportDialog
 from dermdesk.gui.filter_bar import FilterBar
 from dermdesk.gui.gallery_model import GalleryModel, Query
 from dermdesk.gui.gallery_view import GalleryView
+from dermdesk.gui.image_info import check_title
 from dermdesk.gui.import_dialog import ImportDialog, dropped_paths
 from dermdesk.gui.jobs_dock import (
     JobsBackend,
@@ -71,7 +72,7 @@ from dermdesk.library import ImageFilter, Library, LibraryError, job_store
 from dermdesk.library.backup import BackupResult, check_target
 from dermdesk.library.browse import Tile, distinct_devices, model_rows
 from dermdesk.library.domain_store import domain_names
-from dermdesk.library.quality_store import stale_ids
+from dermdesk.library.quality_store import stale_ids, worst_findings
 
 # What a read-only library turns off: actions that write to it.
 WRITING_ACTIONS = {
@@ -153,6 +154,7 @@ class MainWindow(QMainWindow):
 
     def _make_views(self, jobs_backend: JobsBackend | None) -> None:
         self.gallery_model = GalleryModel(self.reader, self.thumbs)
+        self.gallery_model.quality_words = self._quality_words
         self.gallery = GalleryView(self.settings.thumb_size)
         self.gallery.setModel(self.gallery_model)
         self.filters = FilterBar()
@@ -587,6 +589,15 @@ class MainWindow(QMainWindow):
     def _show_ids(self, ids: list[str]) -> None:
         self.tabs.setCurrentIndex(0)
         self.gallery_model.set_query(Query(ImageFilter(ids=ids)))
+
+    def _quality_words(self, image_id: str) -> str:
+        """What the quality dot is about: the checks with the worst verdict, by title."""
+        worst = worst_findings(self.lib, image_id)
+        names = [check_title(f["check_name"]) for f in worst]
+        if not names:
+            return ""
+        first = f"{names[0]}: {worst[0]['reason']}"
+        return first + (f"; also {', '.join(names[1:])}" if len(names) > 1 else "")
 
     def _update_status(self) -> None:
         model = self.gallery_model

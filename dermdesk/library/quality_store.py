@@ -228,6 +228,17 @@ def findings(lib: Library, image_id: str) -> list[dict[str, Any]]:
     )
 
 
+def worst_findings(lib: Library, image_id: str) -> list[dict[str, Any]]:
+    """The findings with the image's worst verdict (none when every check passed), in
+    display order: what the gallery's quality dot is about."""
+    rows = findings(lib, image_id)
+    for verdict in ("fail", "warn"):
+        worst = [r for r in rows if r["verdict"] == verdict]
+        if worst:
+            return worst
+    return []
+
+
 def stale_ids(lib: Library, flt: ImageFilter | None = None) -> list[str]:
     """Images never checked, or checked by another checker version."""
     where, params = (flt or ImageFilter()).where()

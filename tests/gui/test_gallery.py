@@ -150,3 +150,24 @@ def test_dark_swatches_keep_an_outline_in_the_dark_theme(qtbot: QtBot) -> None:
     )
     # the outline stands out from both the dark window and the darkest swatch
     assert outline.lightness() - max(window.lightness(), darkest.lightness()) > 100
+
+
+def test_the_quality_dot_names_the_worst_check_on_hover(
+    qtbot: QtBot, window: MainWindow, lib: Library
+) -> None:
+    from PySide6.QtCore import Qt
+
+    from tests.gui.stand_ins import add_quality
+
+    w = window
+    tile = w.gallery_model.tile(0)
+    lib.conn.execute("UPDATE quality SET verdict = 'pass' WHERE image_id = ?", (tile.id,))
+    add_quality(lib, tile.id, "hair", "warn", "hair covers 12% of the image")
+    add_quality(lib, tile.id, "sharpness", "fail", "blurred: sharpness 5, needs ≥ 25")
+    add_quality(lib, tile.id, "glare", "fail", "glare on 14% of the lesion")
+    w.gallery_model.refresh_ids([tile.id])
+    qtbot.waitUntil(lambda: w.gallery_model.tile(0).quality == "fail")
+    tip = w.gallery_model.data(w.gallery_model.index(0), Qt.ItemDataRole.ToolTipRole)
+    # the worst verdict's checks, the first with its reason; a mere warning is not named
+    assert "quality: fail (Sharpness: blurred: sharpness 5, needs ≥ 25; also Glare)" in tip
+    assert "Hair" not in tip
