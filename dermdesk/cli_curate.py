@@ -27,6 +27,11 @@ def add_parsers(sub: Any, add_filters: Any) -> None:
     assign.add_argument(
         "--k", type=int, help="domains per modality (default: chosen by silhouette)"
     )
+    assign.add_argument(
+        "--backbone",
+        help="cluster a registered MAE backbone's features (an id or name) instead of the "
+        "quality checker's look measurements",
+    )
     dsub.add_parser("list", help="the domains images are in now (the default)")
     p = sub.add_parser("curate", help="stored patient-grouped splits and leakage reports")
     cur = p.add_subparsers(dest="curate_command", metavar="ACTION", required=True)
@@ -318,7 +323,16 @@ def cmd_domains(args: argparse.Namespace) -> int:
                 raise LibraryError(
                     "no checked images to assign meta-domains to (run `dermdesk check` first)"
                 )
-            assignment = assign_domains(items, seed=args.seed, k=args.k)
+            embeddings, backbone = None, None
+            if args.backbone:
+                from dermdesk.ml.domain_embedding import backbone_embeddings
+
+                backbone, embeddings = backbone_embeddings(
+                    lib, args.backbone, [i.image_id for i in items]
+                )
+            assignment = assign_domains(
+                items, seed=args.seed, k=args.k, embeddings=embeddings, backbone=backbone
+            )
             changed = domain_store.save_assignment(lib, assignment)
         print(
             f"{len(assignment.by_image)} images in {len(assignment.domains)} meta-domains "

@@ -2,8 +2,9 @@
 
 The worker reads the library and clusters (:mod:`dermdesk.ml.meta_domains`, numpy); the
 runner, the library's writer, stores the assignment in one transaction
-(:func:`dermdesk.library.domain_store.save_assignment`). Params: ``seed`` (default 0)
-and ``k`` (domains per modality; default chosen by silhouette). The CLI twin is
+(:func:`dermdesk.library.domain_store.save_assignment`). Params: ``seed`` (default 0),
+``k`` (domains per modality; default chosen by silhouette) and ``backbone`` (a registered
+MAE backbone whose features are clustered instead of the look measurements). The CLI twin is
 `dermdesk domains assign`.
 """
 
@@ -20,12 +21,26 @@ from dermdesk.ml.meta_domains import assign_domains, summary
 def run_job(ctx: JobContext) -> dict[str, Any]:
     seed = int(ctx.params.get("seed", 0))
     k = ctx.params.get("k")
+    embeddings, backbone = None, ctx.params.get("backbone")
     with Library.open(ctx.library_dir, readonly=True) as lib:
         items = domain_items(lib)
-    if not items:
-        raise LibraryError("no checked images to assign meta-domains to (run the checks first)")
-    ctx.progress(0.1, f"clustering {len(items)} images")
-    assignment = assign_domains(items, seed=seed, k=int(k) if k is not None else None)
+        if not items:
+            raise LibraryError("no checked images to assign meta-domains to (run the checks first)")
+        if backbone:
+            from dermdesk.ml.domain_embedding import backbone_embeddings
+
+            ctx.progress(0.05, f"features of {len(items)} images")
+            backbone, embeddings = backbone_embeddings(
+                lib, str(backbone), [i.image_id for i in items], ctx
+            )
+    ctx.progress(0.5, f"clustering {len(items)} images")
+    assignment = assign_domains(
+        items,
+        seed=seed,
+        k=int(k) if k is not None else None,
+        embeddings=embeddings,
+        backbone=backbone,
+    )
     ctx.progress(0.9, "storing")
     ctx.request_write("meta_domains", {"assignment": assignment})
     info = summary(assignment)

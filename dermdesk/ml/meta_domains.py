@@ -15,8 +15,10 @@ not separate are not domains). The same images, scores and seed give the same do
 Domains are named ``<modality>-<letter>`` (``a`` the largest) and described by their most
 distinctive features and their main dataset.
 
-No backbone embedding is used yet: when an MAE backbone is registered its features are
-the better input (the issue's first choice); the look statistics work without one.
+With a registered MAE backbone (``dermdesk domains assign --backbone M-...``) the
+clustering reads its features instead of the look measurements (their first
+``EMBEDDING_DIMS`` principal components per modality, plus dataset and device); domains are
+still described by their look, and the version says which backbone made them.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from typing import Any
 import numpy as np
 
 METHOD_VERSION = "look-kmeans 1"
+EMBEDDING_VERSION = "backbone-kmeans 1"
+EMBEDDING_DIMS = 8
 K_RANGE = range(2, 7)
 MIN_SILHOUETTE = 0.15
 SILHOUETTE_SAMPLE = 1500
@@ -107,27 +111,49 @@ class Assignment:
     chosen_k: dict[str, int] = field(default_factory=dict)
 
 
-def assign_domains(items: Sequence[DomainItem], seed: int = 0, k: int | None = None) -> Assignment:
-    """Meta-domains of ``items``: per modality, k-means on the look features with k chosen
-    by silhouette (or the given ``k``)."""
+def assign_domains(
+    items: Sequence[DomainItem],
+    seed: int = 0,
+    k: int | None = None,
+    embeddings: Mapping[str, np.ndarray] | None = None,
+    backbone: str | None = None,
+) -> Assignment:
+    """Meta-domains of ``items``: per modality, k-means on the look features (or on a
+    backbone's ``embeddings`` of the images, reduced to ``EMBEDDING_DIMS`` principal
+    components, when given) with k chosen by silhouette (or the given ``k``)."""
     if k is not None and k < 1:
         raise ValueError("k must be at least 1")
-    out = Assignment(version=f"{METHOD_VERSION} seed {seed}", seed=seed, by_image={}, domains=[])
+    if embeddings is not None:
+        items = [i for i in items if i.image_id in embeddings]
+        method = f"{EMBEDDING_VERSION} ({backbone or 'backbone'})"
+    else:
+        method = METHOD_VERSION
+    out = Assignment(version=f"{method} seed {seed}", seed=seed, by_image={}, domains=[])
     by_modality: dict[str, list[DomainItem]] = {}
     for item in sorted(items, key=lambda i: i.image_id):
         by_modality.setdefault(item.modality or "other", []).append(item)
     for modality in sorted(by_modality):
         group = by_modality[modality]
         x, names = feature_matrix(group)
+        if embeddings is not None:
+            looks = x  # still what the domains are described by
+            x = np.hstack(
+                [
+                    embedding_matrix([embeddings[i.image_id] for i in group]),
+                    x[:, [n.startswith(("dataset=", "device=")) for n in names]],
+                ]
+            )
+        else:
+            looks = x
         labels, scores = _cluster(x, seed, k)
         out.silhouettes[modality] = scores
         out.chosen_k[modality] = int(labels.max()) + 1
         order = [c for c, _ in Counter(labels.tolist()).most_common()]
-        overall = x.mean(axis=0)
+        overall = looks.mean(axis=0)
         for rank, c in enumerate(order):
             members = np.flatnonzero(labels == c)
             name = f"{modality}-{string.ascii_lowercase[rank]}" if len(order) > 1 else modality
-            mean = x[members].mean(axis=0)
+            mean = looks[members].mean(axis=0)
             centre = {n: float(v) for n, v in zip(names, mean, strict=True)}
             # described by how it differs from the modality's other images
             versus = {n: float(v) for n, v in zip(names, mean - overall, strict=True)}
@@ -171,6 +197,19 @@ def feature_matrix(items: Sequence[DomainItem]) -> tuple[np.ndarray, list[str]]:
     if not cols:
         return np.zeros((len(items), 1)), ["none"]
     return np.stack(cols, axis=1), names
+
+
+def embedding_matrix(vectors: Sequence[np.ndarray]) -> np.ndarray:
+    """Backbone features -> their first ``EMBEDDING_DIMS`` principal components, each
+    scaled to unit variance (so they weigh like the look features' z-scores)."""
+    x = np.asarray(vectors, dtype=np.float64)
+    x = x - x.mean(axis=0)
+    if len(x) < 2:
+        return np.zeros((len(x), 1))
+    u, s, _ = np.linalg.svd(x, full_matrices=False)
+    dims = min(EMBEDDING_DIMS, len(s))
+    pcs = u[:, :dims] * s[:dims]
+    return pcs / np.maximum(pcs.std(axis=0), 1e-9)
 
 
 def _transform(score: float | None, how: str) -> float:

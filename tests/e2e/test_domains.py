@@ -4,6 +4,7 @@ by every evaluation."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -121,3 +122,23 @@ def test_evaluations_report_per_meta_domain(home: Path) -> None:
     groups = subgroups(samples)["meta_domain"]
     assert "unassigned" not in groups and len(set(groups)) >= 2
     assert np.all([g.split("-")[0] in ("clinical", "dermoscopic") for g in groups])
+
+
+def test_a_backbones_features_can_make_the_domains(home: Path) -> None:
+    """The issue's first choice: a registered MAE backbone's features, clustered per
+    modality; the version names the backbone; anything else is refused in one line."""
+    out = run(
+        home, "train", "pretrain", "--arch", "vit_test", "--img-size", "32", "--epochs", "1",
+        "--batch-size", "16", "--micro-batch", "16", "--threads", "1", "--max-images", "64",
+        "--name", "tiny backbone",
+    ).stdout  # fmt: skip
+    backbone = re.search(r"(M-\w+)", out.split("registered")[0].splitlines()[-1])
+    assert backbone, out
+    assigned = run(home, "domains", "assign", "--backbone", "tiny backbone").stdout
+    assert f"backbone-kmeans 1 ({backbone.group(1)}) seed 0" in assigned
+    db = sqlite3.connect(home / "library.sqlite")
+    rows = db.execute("SELECT modality, meta_domain FROM image").fetchall()
+    db.close()
+    assert all(domain.split("-")[0] == modality for modality, domain in rows)
+    missing = run(home, "domains", "assign", "--backbone", "no such model", check=False)
+    assert missing.returncode == 2 and "\n" not in missing.stderr.strip()

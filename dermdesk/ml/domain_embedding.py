@@ -1,0 +1,70 @@
+"""A registered MAE backbone's features of library images, for meta-domains (torch).
+
+Issue 18's first choice for the meta-domains' clustering: the mean of the backbone's
+patch tokens on each image's inference view (the cache's centre crop at the backbone's
+own size), the same features the pretraining's linear probe reads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dermdesk.inference.preprocess import PreprocessSpec
+from dermdesk.library import ImageFilter, Library, LibraryError
+from dermdesk.library.model_store import get_model, model_dir
+from dermdesk.ml import checkpoints
+from dermdesk.ml.cached_data import CachedEvalViews, cache_for
+from dermdesk.ml.data import Sample
+from dermdesk.ml.loop import Control, NullControl
+from dermdesk.ml.models import build_model
+from dermdesk.ml.pretrain import pooled_features
+
+
+def backbone_embeddings(
+    lib: Library, backbone: str, image_ids: list[str], control: Control | None = None
+) -> tuple[str, dict[str, np.ndarray]]:
+    """(the backbone's id, image id -> feature vector) for the given images."""
+    control = control or NullControl()
+    record = get_model(lib, backbone)
+    if record["kind"] != "backbone":
+        raise LibraryError(
+            f"{record['id']} is a {record['kind']}; meta-domains read a backbone's features "
+            "(dermdesk train pretrain makes one)"
+        )
+    payload: dict[str, Any] = checkpoints.load_file(model_dir(lib.root, record["id"]) / "model.pt")
+    spec = PreprocessSpec.from_json(payload["preprocess"])
+    encoder = build_model(str(payload["arch"]), 0, spec.size)
+    encoder.load_state_dict(checkpoints.state_dict_of(payload, record["id"]))
+    encoder.eval()
+    rows: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(image_ids), 900):  # SQLite's bound-parameter limit
+        for r in lib.images(ImageFilter(ids=image_ids[start : start + 900])):
+            rows[r["id"]] = r
+    samples = [_sample(lib, rows[i]) for i in image_ids if i in rows]
+    cache = cache_for(
+        Path(lib.root), spec, samples, log=control.log, should_stop=control.should_stop
+    )
+    feats = pooled_features(
+        encoder, CachedEvalViews(cache, samples, spec), torch.device("cpu"), control
+    )
+    return record["id"], {s.image_id: f for s, f in zip(samples, feats, strict=True)}
+
+
+def _sample(lib: Library, row: dict[str, Any]) -> Sample:
+    return Sample(
+        image_id=row["id"],
+        path=str(lib.original_path(row)),
+        diagnosis=None,
+        label=-1,
+        fitzpatrick=None,
+        device="",
+        modality=row["modality"],
+        dataset=row["dataset"],
+        source=row["source"],
+        patient_id=None,
+        lesion_id=None,
+    )
