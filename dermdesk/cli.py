@@ -216,6 +216,12 @@ def add_filters(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lesion", help="lesion id")
     g.add_argument("--dataset", help="dataset names, comma-separated")
     g.add_argument("--text", help="id prefix, file name or free-text label")
+    g.add_argument(
+        "--failing",
+        metavar="CHECKS",
+        help="images that do not pass these quality checks (warn or fail), comma-separated, "
+        "e.g. sharpness,resolution",
+    )
     lab = g.add_mutually_exclusive_group()
     lab.add_argument("--labelled", dest="labelled", action="store_const", const=True)
     lab.add_argument("--unlabelled", dest="labelled", action="store_const", const=False)
@@ -277,7 +283,18 @@ def filter_from_args(args: argparse.Namespace) -> ImageFilter:
         text=args.text,
         tone=args.tone,
         meta_domain=_split(getattr(args, "domain", None)),
+        failing=_checks(getattr(args, "failing", None)),
     )
+
+
+def _checks(text: str | None) -> list[str]:
+    from dermdesk.imaging.check_names import CHECK_TITLES  # names only: no OpenCV
+
+    names = [n.lower().replace(" ", "_") for n in _split(text)]
+    for name in names:
+        if name not in CHECK_TITLES:
+            raise LibraryError(f"unknown quality check {name!r}; checks: {', '.join(CHECK_TITLES)}")
+    return names
 
 
 def open_library(args: argparse.Namespace, *, create: bool = True) -> Library:

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from dermdesk import taxonomy
 from dermdesk.gui.gallery_model import Query
+from dermdesk.imaging.check_names import CHECK_TITLES
 from dermdesk.library import ImageFilter
 
 SORT_CHOICES = (
@@ -139,6 +140,13 @@ class FilterBar(QWidget):
                 ("unchecked", "Quality: not checked"),
             ]
         )
+        self.failing = MultiChoice(
+            "Failing", [(name, title) for name, title in CHECK_TITLES.items()]
+        )
+        self.failing.setToolTip(
+            "Images that do not pass these quality checks (warn or fail); "
+            "CLI: dermdesk ls --failing sharpness"
+        )
         self.labelled = self._combo(
             [(None, "Any label"), (True, "Labelled"), (False, "Unlabelled")]
         )
@@ -171,6 +179,7 @@ class FilterBar(QWidget):
         for w in (self.diagnosis, self.fitzpatrick, self.monk, self.modality):
             w.changed.connect(self._schedule)
         self.modality_method.changed.connect(self._schedule)
+        self.failing.changed.connect(self._schedule)
         self.disagreement.toggled.connect(self._schedule)
         self.duplicates.toggled.connect(self._schedule)
         self._layout()
@@ -200,6 +209,7 @@ class FilterBar(QWidget):
         top.addWidget(self.dataset, 1)
         for w in (self.diagnosis, self.fitzpatrick, self.monk, self.modality, self.quality):
             top.addWidget(w)
+        top.addWidget(self.failing)
         top.addWidget(self.excluded)
         top.addWidget(self.duplicates)
         bottom = QHBoxLayout()
@@ -253,6 +263,7 @@ class FilterBar(QWidget):
             synthetic=self.synthetic.currentData(),
             text=self.text.text().strip() or None,
             quality=self.quality.currentData(),
+            failing=self.failing.values(),
             disagreement=True if self.disagreement.isChecked() else None,
             duplicates=True if self.duplicates.isChecked() else None,
             excluded=self.excluded.currentData(),
@@ -270,6 +281,7 @@ class FilterBar(QWidget):
             "modality": self.modality.values(),
             "modality_method": self.modality_method.values(),
             "quality": self.quality.currentData(),
+            "failing": self.failing.values(),
             "tone": self.tone.currentData(),
             "labelled": self.labelled.currentData(),
             "synthetic": self.synthetic.currentData(),
@@ -289,7 +301,8 @@ class FilterBar(QWidget):
         """Restore a saved state; unknown or malformed entries are ignored."""
         self.blockSignals(True)
         try:
-            for name in ("diagnosis", "fitzpatrick", "monk", "modality", "modality_method"):
+            multi = ("diagnosis", "fitzpatrick", "monk", "modality", "modality_method", "failing")
+            for name in multi:
                 values = state.get(name)
                 getattr(self, name).set_values(values if isinstance(values, list) else [])
             for name in ("quality", "tone", "labelled", "synthetic", "excluded", "sort", "group"):

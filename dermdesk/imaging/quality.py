@@ -31,6 +31,7 @@ from PIL import Image
 
 from dermdesk.imaging import artefacts, checks, dedup
 from dermdesk.imaging import quality_config as cfg
+from dermdesk.imaging.check_names import CHECK_TITLES
 from dermdesk.imaging.decode import ImageRejected
 from dermdesk.imaging.findings import CheckResult, Verdict, worst
 from dermdesk.imaging.modality import ModalityGuess, check_modality, detect_modality
@@ -42,32 +43,6 @@ log = logging.getLogger(__name__)
 CHECKER_VERSION = cfg.CHECKER_VERSION
 Source = np.ndarray | str | Path | bytes | Decoded | Image.Image
 
-# Display order and titles (the GUI shows these; the library stores the keys).
-CHECK_TITLES: dict[str, str] = {
-    "readable": "Readable",
-    "sharpness": "Sharpness",
-    "lesion_sharpness": "Lesion sharpness",
-    "motion_blur": "Motion blur",
-    "exposure": "Exposure",
-    "clipping": "Clipped highlights / shadows",
-    "contrast": "Contrast",
-    "glare": "Glare",
-    "colour_cast": "Colour cast",
-    "noise": "Noise",
-    "compression": "JPEG compression",
-    "blockiness": "Block artefacts",
-    "resolution": "Resolution",
-    "lesion_size": "Lesion size in frame",
-    "lesion_cut": "Lesion cut by border",
-    "lesion_centre": "Lesion centred",
-    "modality": "Modality",
-    "hair": "Hair",
-    "ink": "Ink / marker",
-    "ruler": "Ruler",
-    "bubbles": "Gel bubbles",
-    "skin_tone": "Skin tone estimate",
-    "duplicate": "Duplicate",
-}
 LIVE_CHECKS = (
     "sharpness",
     "motion_blur",

@@ -108,6 +108,8 @@ class ImageFilter:
     synthetic: bool | None = None
     text: str | None = None  # id prefix, file name, dataset id or free-text label
     quality: str | None = None  # worst verdict of the image's checks: pass/warn/fail/unchecked
+    # checks the image does not pass (warn or fail), any of them: "failing sharpness"
+    failing: list[str] = field(default_factory=list)
     disagreement: bool | None = None  # active model's top class differs from the label
     ids: list[str] = field(default_factory=list)
     excluded: bool | None = None  # kept out of datasets by a curator (curate exclude)
@@ -194,6 +196,13 @@ class ImageFilter:
             )
         if self.quality:
             clauses.append(_QUALITY[self.quality])
+        if self.failing:  # answered from the index on quality(check_name, verdict)
+            marks = ", ".join("?" * len(self.failing))
+            clauses.append(
+                f"image.id IN (SELECT image_id FROM quality WHERE check_name IN ({marks}) "
+                "AND verdict IN ('warn', 'fail'))"
+            )
+            params.extend(self.failing)
         if self.disagreement is not None:
             clauses.append(("" if self.disagreement else "NOT ") + _DISAGREES)
         if self.excluded is not None:

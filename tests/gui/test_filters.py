@@ -102,3 +102,23 @@ def test_quality_patient_and_disagreement_filters(
     qtbot.waitUntil(lambda: loaded(w) and w.gallery_model.query.filter.disagreement is True)
     qtbot.waitUntil(lambda: loaded(w) and w.gallery_model.total == 1)
     assert w.gallery_model.tile(0).id == ids[1] and w.gallery_model.tile(0).disagrees
+
+
+def test_failing_a_named_check_filters_the_gallery_and_is_remembered(
+    qtbot: QtBot, window: MainWindow, lib: Library
+) -> None:
+    from tests.gui.stand_ins import add_quality
+
+    w = window
+    ids = [r["id"] for r in lib.images(limit=3)]
+    lib.conn.execute("UPDATE quality SET verdict = 'pass' WHERE check_name = 'sharpness'")
+    add_quality(lib, ids[0], "sharpness", "fail", "blurred: sharpness 5, needs 25")
+    add_quality(lib, ids[1], "sharpness", "warn", "slightly soft: sharpness 30, needs 40")
+    choose(w.filters.failing, ["sharpness"])
+    assert w.filters.failing.text() == "Failing: Sharpness"
+    qtbot.waitUntil(lambda: loaded(w) and w.gallery_model.query.filter.failing == ["sharpness"])
+    qtbot.waitUntil(lambda: loaded(w) and w.gallery_model.total == 2)
+    assert {w.gallery_model.tile(i).id for i in range(2)} == set(ids[:2])
+    assert "failing sharpness" in w.status.text()  # the filtered marker says it in words
+    assert w.settings.filters_for(lib.root)["failing"] == ["sharpness"]
+    assert lib.count(ImageFilter(failing=["sharpness", "hair"])) >= 2  # any of them
