@@ -26,7 +26,8 @@ from dermdesk import taxonomy
 from dermdesk.gui.charts import BarChart, HeatTable
 from dermdesk.gui.tasks import LibraryWorker
 from dermdesk.gui.theme import UNCHECKED_COLOUR, VERDICT_COLOURS
-from dermdesk.library import Library
+from dermdesk.imaging.check_names import CHECK_TITLES
+from dermdesk.library import ImageFilter, Library, quality_store
 from dermdesk.library.browse import (
     FITZPATRICK_BANDS,
     MONK_BANDS,
@@ -105,7 +106,7 @@ class DashboardPanel(QScrollArea):
         self.datasets = BarChart()
         grid.addWidget(self._box("Devices", self.devices), 3, 0)
         grid.addWidget(self._box("Modality", self.modality), 3, 1)
-        grid.addWidget(self._box("Quality verdicts (worst check per image)", self.quality), 4, 0)
+        grid.addWidget(self._quality_box(), 4, 0)
         grid.addWidget(self._box("Datasets", self.datasets), 4, 1)
         grid.addWidget(self._domain_box(), 5, 0, 1, 2)
         grid.setRowStretch(6, 1)
@@ -119,7 +120,39 @@ class DashboardPanel(QScrollArea):
         self.quality.clicked.connect(
             lambda verdict: self.filter_requested.emit({"quality": verdict})
         )
+        self.failures.clicked.connect(
+            lambda title: self.filter_requested.emit({"failing": [self._check_of.get(title)]})
+        )
         self.gap_list.itemClicked.connect(self._gap_clicked)
+
+    def _quality_box(self) -> QGroupBox:
+        """The worst verdict per image, and below it how many images each check flags
+        (warn or fail): what the gallery's dots are about, worst offender first."""
+        self.failures = BarChart()
+        self.failures.setToolTip(
+            "Images each quality check does not pass (warn or fail); red: some fail. "
+            "Click a bar to see those images in the gallery (Failing: that check)."
+        )
+        self._check_of: dict[str, str] = {}
+        box = QGroupBox("Quality verdicts (worst check per image)")
+        layout = QVBoxLayout(box)
+        layout.addWidget(self.quality)
+        layout.addWidget(QLabel("Images not passing each check"))
+        layout.addWidget(self.failures)
+        layout.addStretch(1)
+        return box
+
+    def _show_failures(self, counts: dict[str, dict[str, int]], total: int) -> None:
+        rows = []
+        self._check_of = {}
+        for name, by in counts.items():
+            flagged = by.get("warn", 0) + by.get("fail", 0)
+            if flagged:
+                title = CHECK_TITLES.get(name, name)
+                self._check_of[title] = name
+                colour = VERDICT_COLOURS["fail" if by.get("fail", 0) else "warn"]
+                rows.append((title, flagged, colour))
+        self.failures.set_rows(sorted(rows, key=lambda r: -r[1]), total)
 
     def _domain_box(self) -> QGroupBox:
         self.dx_domain = HeatTable()
@@ -234,13 +267,20 @@ class DashboardPanel(QScrollArea):
     def refresh(self) -> None:
         self._stale = False
 
-        def work(lib: Library) -> tuple[DashboardStats, list[Gap]]:
+        def work(lib: Library) -> tuple[DashboardStats, list[Gap], dict[str, dict[str, int]]]:
             stats = dashboard_stats(lib)
-            return stats, coverage_gaps(stats)
+            real = ImageFilter(synthetic=False)  # the dashboard counts real images
+            failures = quality_store.flatten(quality_store.verdict_counts(lib, real))
+            return stats, coverage_gaps(stats), failures
 
         self.reader.run(work, lambda result: self.show_stats(*result))
 
-    def show_stats(self, stats: DashboardStats, gaps: list[Gap]) -> None:
+    def show_stats(
+        self,
+        stats: DashboardStats,
+        gaps: list[Gap],
+        failures: dict[str, dict[str, int]] | None = None,
+    ) -> None:
         self.stats, self.gaps = stats, gaps
         total = stats.total or 1
         self.total.set(f"{stats.total:,}")
@@ -272,6 +312,8 @@ class DashboardPanel(QScrollArea):
             [(d, n, None) for d, n in sorted(stats.datasets.items(), key=lambda kv: -kv[1])],
             stats.total,
         )
+        if failures is not None:
+            self._show_failures(failures, stats.total)
 
     def _show_modality(self, stats: DashboardStats) -> None:
         """Recorded modalities, then the detector's sure answers and its unsure guesses as

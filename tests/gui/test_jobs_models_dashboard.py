@@ -327,3 +327,32 @@ def test_meta_domains_are_assigned_shown_and_filter_the_gallery(
     if os.environ.get("DERMDESK_SCREENSHOTS"):
         w.actions_["show_dashboard"].trigger()
         w.dashboard.widget().grab().save(os.environ["DERMDESK_SCREENSHOTS"])
+
+
+def test_the_dashboard_charts_failures_per_check_and_a_bar_filters_the_gallery(
+    qtbot: QtBot, window: MainWindow, lib: Library
+) -> None:
+    from PySide6.QtCore import QPoint, Qt
+
+    from dermdesk.library import ImageFilter
+
+    w = window
+    w.actions_["show_dashboard"].trigger()
+    chart = w.dashboard.failures
+    qtbot.waitUntil(lambda: bool(chart.rows))
+    counts = {title: n for title, n, _ in chart.rows}
+    for title, n in counts.items():  # each bar: the images that check flags
+        check = w.dashboard._check_of[title]
+        assert n == lib.count(ImageFilter(failing=[check], synthetic=False)), title
+    assert [n for _, n, _ in chart.rows] == sorted(counts.values(), reverse=True)
+    top_title = chart.rows[0][0]
+    qtbot.mouseClick(chart, Qt.MouseButton.LeftButton, pos=chart.rect().topLeft() + QPoint(5, 10))
+    assert w.tabs.currentIndex() == 0
+    check = w.dashboard._check_of[top_title]
+    assert w.filters.image_filter().failing == [check]
+    qtbot.waitUntil(
+        lambda: (
+            not w.gallery_model.is_fetching
+            and w.gallery_model.total == lib.count(ImageFilter(failing=[check]))
+        )
+    )
