@@ -1023,6 +1023,9 @@ class MainWindow(QMainWindow):
         self.settings.save_window_state(self.saveGeometry(), self.saveState())
         self.settings.sync()
         self.jobs.timer.stop()
+        app = QApplication.instance()
+        if app is not None:
+            app.removeEventFilter(self.chords)  # a closed window's keys are nobody's
         self.jobs_backend.close()  # a running job is cancelled with a checkpoint (resumable)
         self.thumbs.shutdown()
         self.decoder.shutdown(wait=False)
