@@ -102,6 +102,46 @@ def is_malignant(code: str, free_text: str | None = None) -> bool | None:
     return diagnoses()[code].malignant
 
 
+IsicLevels = tuple[str, str, str]
+
+
+@lru_cache(maxsize=1)
+def _isic_subtypes() -> list[tuple[str, list[str], IsicLevels]]:
+    return [
+        (s["code"], [words(w) for w in s["any"]], (s["isic"][0], s["isic"][1], s["isic"][2]))
+        for s in _raw().get("isic_subtypes", [])
+        if "code" in s
+    ]
+
+
+def isic_diagnosis(code: str, free_text: str | None = None) -> IsicLevels:
+    """The ISIC Archive's ``diagnosis_1/2/3`` strings of a label ("Malignant", "Malignant
+    adnexal epithelial proliferations - Follicular", "Basal cell carcinoma"): the code's own,
+    refined by the kept wording where the Archive has a finer term ("Bowen's disease" ->
+    "Squamous cell carcinoma in situ"); an unknown OTHER condition has none."""
+    if code == OTHER:
+        known = _raw()["isic_other_conditions"].get((free_text or "").strip().lower())
+        return (known[0], known[1], known[2]) if known else ("", "", "")
+    if free_text:
+        padded = f" {words(free_text)} "
+        for subtype_code, anywhere, levels in _isic_subtypes():
+            if subtype_code == code and any(f" {w} " in padded for w in anywhere):
+                return levels
+    entry = next(d for d in _raw()["diagnoses"] if d["code"] == code)
+    level1, level2, level3 = entry["isic"]
+    return (level1, level2, level3)
+
+
+def isic_diagnosis_2() -> dict[str, str]:
+    """The ISIC Archive's second-level diagnosis names, each with its first level."""
+    return {
+        name: level1
+        for level1, names in _raw()["isic_diagnosis_2"].items()
+        if not level1.startswith("_")
+        for name in names
+    }
+
+
 def certainty_codes() -> list[str]:
     return [c["code"] for c in _raw()["certainty"]]
 

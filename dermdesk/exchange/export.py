@@ -82,6 +82,14 @@ EXTENSION_FIELDS = (
     "monk_skin_tone_estimated",
 )
 FREE_TEXT_FIELDS = ("diagnosis_free_text", "extra")
+DIAGNOSIS_FIELDS = (
+    "diagnosis",
+    "diagnosis_1",
+    "diagnosis_2",
+    "diagnosis_3",
+    "benign_malignant",
+    "melanocytic",
+)
 ALLOWED_VALUES: dict[str, set[str]] = {
     "diagnosis_1": {"Benign", "Malignant", "Indeterminate", ""},
     "benign_malignant": {"benign", "malignant", "indeterminate", ""},
@@ -344,34 +352,18 @@ def _sex(extra: Mapping[str, Any]) -> str:
 
 
 def _diagnosis_levels(code: str | None, free_text: str | None) -> dict[str, str]:
+    """The ISIC Archive's own diagnosis strings (kept in the taxonomy resource, refined by
+    the label's wording); ``benign_malignant`` follows ``diagnosis_1``."""
     if not code:
-        return dict.fromkeys(
-            (
-                "diagnosis",
-                "diagnosis_1",
-                "diagnosis_2",
-                "diagnosis_3",
-                "benign_malignant",
-                "melanocytic",
-            ),
-            "",
-        )
+        return dict.fromkeys(DIAGNOSIS_FIELDS, "")
     dx = taxonomy.diagnoses()[code]
-    malignant = taxonomy.is_malignant(code, free_text)
-    groups = taxonomy.group_names()
-    if dx.parent == "premalignant":
-        level1, benign_malignant = "Indeterminate", "indeterminate"
-    elif malignant is None:
-        level1, benign_malignant = "", ""
-    else:
-        level1 = "Malignant" if malignant else "Benign"
-        benign_malignant = level1.lower()
+    level1, level2, level3 = taxonomy.isic_diagnosis(code, free_text)
     return {
         "diagnosis": ISIC_DIAGNOSIS.get(code, "other"),
         "diagnosis_1": level1,
-        "diagnosis_2": groups.get(dx.parent, ""),
-        "diagnosis_3": dx.name,
-        "benign_malignant": benign_malignant,
+        "diagnosis_2": level2,
+        "diagnosis_3": level3,
+        "benign_malignant": level1.lower(),
         "melanocytic": "" if dx.melanocytic is None else str(bool(dx.melanocytic)),
     }
 
@@ -429,6 +421,26 @@ def validate_rows(rows: Sequence[Mapping[str, str]], free_text: bool) -> None:
         age = row.get("age_approx", "")
         if age and (not age.isdigit() or int(age) % 5):
             raise ExportError(f"metadata line {n}: age_approx {age!r} is not a 5-year bin")
+        _check_diagnosis_levels(n, row)
+
+
+def _check_diagnosis_levels(n: int, row: Mapping[str, str]) -> None:
+    """diagnosis_2 is one of the Archive's second-level names and sits under diagnosis_1;
+    diagnosis_3 never stands without diagnosis_2."""
+    level1, level2 = row.get("diagnosis_1", ""), row.get("diagnosis_2", "")
+    if level2:
+        parent = taxonomy.isic_diagnosis_2().get(level2)
+        if parent is None:
+            raise ExportError(
+                f"metadata line {n}: diagnosis_2 {level2!r} is not an ISIC Archive diagnosis"
+            )
+        if parent != level1:
+            raise ExportError(
+                f"metadata line {n}: diagnosis_2 {level2!r} belongs under {parent!r}, "
+                f"not diagnosis_1 {level1!r}"
+            )
+    elif row.get("diagnosis_3"):
+        raise ExportError(f"metadata line {n}: diagnosis_3 without diagnosis_2")
 
 
 def safe_cell(value: str) -> str:

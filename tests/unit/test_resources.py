@@ -76,6 +76,68 @@ def test_every_group_and_diagnosis_has_a_path_to_the_root() -> None:
     assert taxonomy.is_malignant("OTHER", "some rash") is None
 
 
+def test_every_code_has_isic_archive_diagnosis_levels() -> None:
+    """diagnosis_1/2/3 come from the Archive's own hierarchy: level 2 is one of its names
+    under level 1, and level 1 agrees with the code's malignancy."""
+    level2_parent = taxonomy.isic_diagnosis_2()
+    expected_level1 = {True: "Malignant", False: "Benign"}
+    for code, dx in taxonomy.diagnoses().items():
+        level1, level2, level3 = taxonomy.isic_diagnosis(code)
+        if code == "OTHER":
+            assert (level1, level2, level3) == ("", "", "")
+            continue
+        assert level2_parent[level2] == level1, code
+        if dx.parent == "premalignant":
+            assert level1 == "Indeterminate"
+        else:
+            assert level1 == expected_level1[bool(dx.malignant)], code
+    for condition in taxonomy._raw()["other_conditions"]:
+        level1, level2, _ = taxonomy.isic_diagnosis("OTHER", condition)
+        assert level2_parent[level2] == level1, condition
+        assert (level1 == "Malignant") == taxonomy.is_malignant("OTHER", condition), condition
+    for subtype in taxonomy._raw()["isic_subtypes"][1:]:
+        assert level2_parent[subtype["isic"][1]] == subtype["isic"][0], subtype
+
+
+@pytest.mark.parametrize(
+    ("code", "free_text", "levels"),
+    [
+        (
+            "BCC",
+            None,
+            (
+                "Malignant",
+                "Malignant adnexal epithelial proliferations - Follicular",
+                "Basal cell carcinoma",
+            ),
+        ),
+        ("NEV", "atypical_nevus", ("Benign", "Benign melanocytic proliferations", "Nevus")),
+        (
+            "MEL",
+            "Melanoma in situ",
+            ("Malignant", "Malignant melanocytic proliferations (Melanoma)", "Melanoma in situ"),
+        ),
+        (
+            "ACK",
+            "Bowen's disease",
+            ("Malignant", "Malignant epidermal proliferations", "Squamous cell carcinoma in situ"),
+        ),
+        ("SEK", "bkl", ("Benign", "Benign epidermal proliferations", "Pigmented benign keratosis")),
+        ("VASC", None, ("Benign", "Benign soft tissue proliferations - Vascular", "")),
+        (
+            "OTHER",
+            "mycosis-fungoides",
+            ("Malignant", "Lymphocytic proliferations - T-Cell/NK", "Mycosis fungoides"),
+        ),
+        ("OTHER", "some rash", ("", "", "")),
+    ],
+)
+def test_isic_levels_follow_the_kept_wording(
+    code: str, free_text: str | None, levels: tuple[str, str, str]
+) -> None:
+    assert taxonomy.isic_diagnosis(code, free_text) == levels
+
+
 @pytest.mark.parametrize(
     ("raw", "value"), [("3", 3), ("3.0", 3), ("IV", 4), ("vi", 6), ("-1", None), ("", None), (5, 5)]
 )

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
+from dermdesk import taxonomy
 from dermdesk.exchange import splits as sp
 from dermdesk.exchange.datasets import plan_path
 from dermdesk.exchange.deidentify import leftover_metadata
@@ -34,6 +35,7 @@ from dermdesk.exchange.export import (
     ExportError,
     ExportOptions,
     plan_export,
+    validate_rows,
     write_export,
 )
 from dermdesk.exchange.importer import ImportItem, run_import
@@ -256,6 +258,48 @@ def test_isic_metadata_parses_against_the_field_list(
     assert rated == library.count(
         ImageFilter(tone="rated", fitzpatrick=[1, 2, 3, 4, 5, 6], synthetic=False)
     )
+
+
+def test_isic_diagnosis_levels_are_the_archives_own_strings(
+    isic_export: Path, library: Library
+) -> None:
+    """Read back: each code's rows carry the ISIC Archive's hierarchy strings, level 2 under
+    level 1, and benign_malignant agrees with diagnosis_1."""
+    rows = read_csv(isic_export / "metadata.csv")
+    level2_parent = taxonomy.isic_diagnosis_2()
+    by_code = {"basal cell carcinoma": "Basal cell carcinoma", "nevus": "Nevus"}
+    for r in rows:
+        if r["diagnosis_2"]:
+            assert level2_parent[r["diagnosis_2"]] == r["diagnosis_1"], r
+        assert r["benign_malignant"] == r["diagnosis_1"].lower()
+        if r["diagnosis"] in by_code:
+            assert r["diagnosis_3"] == by_code[r["diagnosis"]], r
+    seen = {(r["diagnosis_1"], r["diagnosis_2"], r["diagnosis_3"]) for r in rows}
+    assert {
+        (
+            "Malignant",
+            "Malignant adnexal epithelial proliferations - Follicular",
+            "Basal cell carcinoma",
+        ),
+        ("Malignant", "Malignant melanocytic proliferations (Melanoma)", "Melanoma, NOS"),
+        ("Malignant", "Malignant epidermal proliferations", "Squamous cell carcinoma, NOS"),
+        ("Indeterminate", "Indeterminate epidermal proliferations", "Solar or actinic keratosis"),
+        ("Benign", "Benign epidermal proliferations", "Seborrheic keratosis"),
+        ("Benign", "Benign melanocytic proliferations", "Nevus"),
+        ("Benign", "Benign soft tissue proliferations - Vascular", "Pyogenic granuloma"),
+    } <= seen
+    unlabelled = [r for r in rows if not r["diagnosis"]]
+    assert unlabelled and all(not r["diagnosis_1"] and not r["diagnosis_3"] for r in unlabelled)
+
+
+def test_a_diagnosis_outside_the_archives_hierarchy_is_refused() -> None:
+    row = {"diagnosis_1": "Benign", "diagnosis_2": "Malignant epidermal proliferations"}
+    with pytest.raises(ExportError, match="belongs under 'Malignant'"):
+        validate_rows([row], free_text=False)
+    with pytest.raises(ExportError, match="not an ISIC Archive diagnosis"):
+        validate_rows([{"diagnosis_1": "Benign", "diagnosis_2": "Benign lesions"}], False)
+    with pytest.raises(ExportError, match="diagnosis_3 without diagnosis_2"):
+        validate_rows([{"diagnosis_1": "Benign", "diagnosis_3": "Nevus"}], False)
 
 
 def test_the_manifest_verifies_with_sha256sum(isic_export: Path) -> None:
