@@ -167,12 +167,16 @@ def skin_colour(x: torch.Tensor) -> torch.Tensor:
 
 
 def fill_vignette(x: torch.Tensor, amount: torch.Tensor | float = 1.0) -> torch.Tensor:
-    """A dermoscope's dark edge (pixels far darker than the centre) painted skin-coloured."""
+    """A dermoscope's dark edge painted skin-coloured: pixels clearly darker than the skin,
+    towards the frame's edge only (a dark lesion in the middle is never painted over)."""
     skin = skin_colour(x)
     lum = x.mean(dim=1, keepdim=True)
     level = skin.mean(dim=1, keepdim=True)
-    dark = ((0.6 * level - lum) / (0.25 * level + 1e-3)).clamp(0, 1)  # soft mask
-    return x + (skin - x) * dark * _per_image(amount, x)
+    dark = ((0.75 * level - lum) / (0.2 * level + 1e-3)).clamp(0, 1)  # soft mask
+    u, v = _grid(x)
+    radius = torch.sqrt((u**2 + v**2) / 2).unsqueeze(1)  # 0 at the centre, 1 at a corner
+    edge = ((radius - 0.45) / 0.2).clamp(0, 1)
+    return x + (skin - x) * dark * edge * _per_image(amount, x)
 
 
 def zoom_out(
