@@ -2,8 +2,20 @@
 
 Clinical and dermoscopic photos are both VL Photographic Image Storage objects, modality
 XC; a dermoscopic one says so in its Image Type (``DERMOSCOPIC``) and Series Description.
-(DICOM's newer Dermoscopic Photography IOD needs acquisition details the library does not
-hold.) The body site is an Anatomic Region code from SNOMED CT, taken from pydicom's own
+
+Why not Dermoscopic Photography Image Storage (1.2.840.10008.5.1.4.1.1.77.1.7, modality
+DMS): its IOD makes the Enhanced General Equipment module mandatory, and all four of that
+module's attributes are Type 1 (a value required, empty not allowed): Manufacturer
+(0008,0070), Manufacturer's Model Name (0008,1090), Device Serial Number (0018,1000) and
+Software Versions (0018,1020). The library never keeps a serial number (EXIF serials are
+dropped on import, and an export must not carry one), and most dermoscopic images (HAM10000,
+PH2, ISIC 2017) carry no make, model or software at all. Its mandatory Dermoscopic Image
+module also describes the acquisition (Light Source Polarization (0016,1001), Contact Method
+(0016,1003), Immersion Media (0016,1004) when contact), which the library does not record
+either (ISIC's ``dermoscopic_type`` is exported empty for the same reason). Filling these
+with placeholders would make a file that claims what nobody measured.
+
+The body site is an Anatomic Region code from SNOMED CT, taken from pydicom's own
 code dictionary. Identity is the export's: patient id and name are the pseudonym, no dates,
 no names, no free text; UIDs are derived from the export ids and content hashes, so the
 same export writes the same bytes. An upright baseline JPEG is stored as it is (JPEG

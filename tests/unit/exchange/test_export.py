@@ -633,6 +633,9 @@ def test_dicom_export_reads_back_with_pydicom(library: Library, tmp_path: Path) 
         assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.77.1.4" and ds.Modality == "XC"
         assert ds.PatientID == (meta["patient_id"] or meta["isic_id"]) == str(ds.PatientName)
         assert ds.PatientIdentityRemoved == "YES" and not ds.StudyDate and not ds.ContentDate
+        # VL Photographic, not Dermoscopic Photography: that IOD needs a device serial number
+        # (Type 1), which the library never keeps and an export never carries.
+        assert "DeviceSerialNumber" not in ds
         assert ds.ImageType[2] == (
             "DERMOSCOPIC" if row["modality"] == "dermoscopic" else "CLINICAL"
         )
