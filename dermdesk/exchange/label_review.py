@@ -8,6 +8,9 @@
   validated on (its held-out predictions), ranked by confident learning. cleanlab's
   ``find_label_issues`` is the well-kept implementation; it is an optional extra
   (``pip install dermdesk[curate]``) and the review says so in one line when it is absent.
+- **Review queue**: both in one list for a person to work through (the GUI's Models ▸
+  Review label issues): the model's issues in cleanlab's rank order, then the images whose
+  annotators disagree; each row with every annotator's latest label.
 """
 
 from __future__ import annotations
@@ -137,6 +140,9 @@ def label_issues(lib: Library, model: str = "active", limit: int = 50) -> dict[s
                 "p_label": round(float(probs[i, labels[i]]), 3),
                 "model_says": top,
                 "p_model": round(float(probs[i].max()), 3),
+                "probabilities": {
+                    c: round(float(p), 3) for c, p in zip(classes, probs[i], strict=True)
+                },
             }
         )
     return {
@@ -148,3 +154,66 @@ def label_issues(lib: Library, model: str = "active", limit: int = 50) -> dict[s
         # cleanlab's own cautions (e.g. a class with too few images to flag them all)
         "warnings": sorted({str(w.message) for w in caught}),
     }
+
+
+def review_queue(lib: Library, model: str = "active", limit: int = 200) -> dict[str, Any]:
+    """The label issues (cleanlab's rank order) then the annotator disagreements not among
+    them, each row with the current label (its wording and who gave it), the annotators'
+    labels and, where the model flagged it, its top class and probabilities. When the model
+    part cannot run (no cleanlab, no model, too few held-out predictions) ``unavailable``
+    says why in one line and the disagreements are still listed."""
+    agree = agreement(lib)
+    by_image = {d["image_id"]: d["labels"] for d in agree["disagreeing"]}
+    rows: list[dict[str, Any]] = []
+    report: dict[str, Any] = {"unavailable": None, "model": None, "held_out": 0}
+    try:
+        issues = label_issues(lib, model, limit)
+    except LibraryError as exc:
+        report["unavailable"] = str(exc)
+    else:
+        report.update(model=issues["model"], held_out=issues["held_out"])
+        report["warnings"] = issues["warnings"]
+        for issue in issues["issues"]:
+            annotators = by_image.get(issue["image_id"], {})
+            rows.append({**issue, "why": "model", "annotators": annotators})
+    listed = {r["image_id"] for r in rows}
+    for image_id, labels in by_image.items():
+        if image_id in listed or len(rows) >= limit:
+            continue
+        rows.append(
+            {
+                "image_id": image_id,
+                "why": "annotators",
+                "annotators": labels,
+                "model_says": None,
+                "p_label": None,
+                "p_model": None,
+                "probabilities": {},
+            }
+        )
+    current = _current_labels(lib, [r["image_id"] for r in rows])
+    for rank, row in enumerate(rows, start=1):
+        label = current.get(row["image_id"], {})
+        row.update(
+            rank=rank,
+            label=label.get("diagnosis"),
+            free_text=label.get("free_text"),
+            label_by=label.get("annotator"),
+        )
+    report["rows"] = rows
+    report["pairs"] = agree["pairs"]
+    return report
+
+
+def _current_labels(lib: Library, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), 900):
+        chunk = list(ids[start : start + 900])
+        marks = ", ".join("?" * len(chunk))
+        for row in lib.query(
+            "SELECT image_id, diagnosis, free_text, annotator FROM label "
+            f"WHERE is_current AND image_id IN ({marks})",
+            chunk,
+        ):
+            out[row["image_id"]] = row
+    return out

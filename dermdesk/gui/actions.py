@@ -185,8 +185,9 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "Review &label issues",
         (),
         "Models",
-        "Show the images whose label the active model's held-out predictions most doubt, "
-        "ranked by confident learning (cleanlab)",
+        "A review queue: the images whose label the active model's held-out predictions "
+        "most doubt, ranked by confident learning (cleanlab), then those whose annotators "
+        "disagree; confirm or relabel each (undoable)",
     ),
     ActionSpec("undo", "&Undo", ("Ctrl+Z",), "Annotate"),
     ActionSpec("redo", "&Redo", ("Ctrl+Shift+Z", "Ctrl+Y"), "Annotate"),

@@ -56,6 +56,7 @@ from dermdesk.gui.jobs_dock import (
     LibraryJobsBackend,
     RunnerThreadBackend,
 )
+from dermdesk.gui.label_review_panel import LabelReviewDialog
 from dermdesk.gui.library_actions import BackupTask, is_library, open_library_folder
 from dermdesk.gui.models_panel import ModelsPanel
 from dermdesk.gui.promotion_dialog import PromotionDialog
@@ -183,6 +184,7 @@ class MainWindow(QMainWindow):
         self.progress.hide()
         self._progress_pending = self._progress_again = False
         self._closing = False
+        self.label_review_dialog: LabelReviewDialog | None = None
         self._sizes_before_compare: tuple[list[int], list[int]] | None = None
         self.backup_task: BackupTask | None = None
         self._selection_timer = QTimer(self, singleShot=True, interval=40)
@@ -876,26 +878,27 @@ class MainWindow(QMainWindow):
         flt = filter_params(self.gallery_model.query.filter)
         self._submit("predict", {"model": "active", "filter": flt})
 
-    def review_label_issues(self) -> None:
-        """The labels the active model's held-out predictions most doubt (confident
-        learning), shown in the gallery; the Prediction tab shows each one's probabilities.
-        CLI: ``dermdesk curate label-review``."""
-        from dermdesk.exchange.label_review import label_issues
-
-        def found(report: dict[str, Any]) -> None:
-            ids = [i["image_id"] for i in report["issues"]]
-            if not ids:
-                self.notify(f"No label issues among {report['held_out']} held-out predictions")
-                return
-            self._show_ids(ids)
-            self.notify(
-                f"{len(ids)} label issues (confident learning on {report['held_out']} held-out "
-                "predictions of the active model); Clear filters to leave"
+    def review_label_issues(self) -> LabelReviewDialog:
+        """The label review queue: the active model's label issues (confident learning) and
+        annotator disagreements, relabelled or confirmed through the undoable label path.
+        One dialog, kept (decodes and reads may still be on their way to it); shown again
+        with a fresh queue. CLI: ``dermdesk curate label-review``."""
+        dialog = self.label_review_dialog
+        if dialog is None:
+            dialog = LabelReviewDialog(
+                self.lib, self.reader, self.editor, self.decoder, self._certainty_now, self
             )
+            dialog.message.connect(self.notify)
+            dialog.show_ids.connect(self._show_ids)
+            self.label_review_dialog = dialog
+        else:
+            dialog.reload()
+        dialog.show()
+        dialog.raise_()
+        return dialog
 
-        self.reader.run(
-            lambda lib: label_issues(lib, "active", 500), found, lambda e: self.notify(str(e))
-        )
+    def _certainty_now(self) -> str:
+        return self.settings.certainty
 
     def evaluate_model(self) -> None:
         """Score the model chosen in the Models tab (else the active one) on the labelled

@@ -10,7 +10,7 @@ import pytest
 
 from dermdesk.exchange.datasets import plan_path
 from dermdesk.exchange.importer import run_import
-from dermdesk.exchange.label_review import agreement, cohen_kappa, label_issues
+from dermdesk.exchange.label_review import agreement, cohen_kappa, label_issues, review_queue
 from dermdesk.library import Library, LibraryError
 
 
@@ -68,6 +68,25 @@ def test_label_issues_need_a_model_with_held_out_predictions(library: Library) -
     pytest.importorskip("cleanlab")
     with pytest.raises(LibraryError, match="no active model"):
         label_issues(library)
+
+
+def test_the_review_queue_lists_disagreements_even_without_a_model(library: Library) -> None:
+    """No active model (and perhaps no cleanlab): the model part says why in one line, the
+    annotators' disagreements are still queued, each with its current label and who gave it."""
+    report = review_queue(library)
+    assert report["unavailable"] and report["model"] is None
+    disagreeing = [d["image_id"] for d in agreement(library)["disagreeing"]]
+    assert [r["image_id"] for r in report["rows"]] == disagreeing
+    assert [r["rank"] for r in report["rows"]] == list(range(1, len(disagreeing) + 1))
+    for row in report["rows"][:5]:
+        label = library.current_label(row["image_id"])
+        assert label is not None and row["why"] == "annotators"
+        assert (row["label"], row["free_text"], row["label_by"]) == (
+            label["diagnosis"],
+            label["free_text"],
+            label["annotator"],
+        )
+        assert len(set(row["annotators"].values())) > 1 and row["probabilities"] == {}
 
 
 def test_the_cli_twin(library: Library) -> None:
