@@ -120,6 +120,7 @@ class LabelReviewDialog(QDialog):
         self.setWindowTitle("Review label issues")
         self.reader, self.editor, self.certainty = reader, editor, certainty
         self.rows: list[dict[str, Any]] = []
+        self.readonly = lib.readonly  # a read-only library is reviewed, never relabelled
         self.viewer = ViewerPanel(lib, decoder)
         self._build()
         self.editor.edited.connect(self._edited)
@@ -279,6 +280,8 @@ class LabelReviewDialog(QDialog):
         self.annotators.setText(f"<b>Annotators</b>: {labels}" if labels else "")
 
     def _enable(self, row: dict[str, Any] | None) -> None:
+        if self.readonly:
+            row = None
         label = row["label"] if row else None
         model = row["model_says"] if row else None
         self.confirm_button.setEnabled(bool(label))
