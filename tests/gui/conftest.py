@@ -88,8 +88,16 @@ def lib(library_dir: Path) -> Iterator[Library]:
 
 @pytest.fixture
 def window(qtbot: object, lib: Library, settings: object) -> Iterator[object]:
-    from dermdesk.gui.main_window import MainWindow
+    from PySide6.QtWidgets import QApplication
 
+    from dermdesk.gui.main_window import MainWindow
+    from dermdesk.gui.theme import apply_theme
+
+    # The app's palette is process-wide: a test that left the dark theme on must not
+    # decide how the next window looks (its settings say light).
+    app = QApplication.instance()
+    if isinstance(app, QApplication):
+        apply_theme(app, "light")
     w = MainWindow(lib, settings)  # type: ignore[arg-type]
     w.show()
     qtbot.waitExposed(w)  # type: ignore[attr-defined]
