@@ -81,7 +81,12 @@ def add_parsers(sub: Any, add_filters: Any) -> None:
         help="annotator agreement (Cohen's kappa) and labels a model's held-out "
         "predictions doubt (confident learning, cleanlab)",
     )
-    rev.add_argument("--model", default="active", help="model whose predictions to use")
+    rev.add_argument(
+        "--model",
+        default="auto",
+        help="whose probabilities: auto (the newest `train crossval`, else the active "
+        "model's held-out predictions), a model id or name",
+    )
     rev.add_argument("--limit", type=int, default=20)
     rev.add_argument("--json", action="store_true")
 

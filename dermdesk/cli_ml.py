@@ -84,6 +84,8 @@ ADAPT_OPTIONS = (
     ("--lwf-weight", "lwf_weight", float, "stage 2: weight of keeping the start's outputs (1)"),
     ("--sp-weight", "sp_weight", float, "stage 2: weight of L2-SP to the start (0.01)"),
 )
+# Cross-validation makes its own folds.
+CROSSVAL_OPTIONS = tuple(o for o in FINETUNE_OPTIONS if o[0] not in ("--split", "--name"))
 # A student trains on its teacher's split; its architecture is DISTILL_OPTIONS' --arch.
 STUDENT_OPTIONS = tuple(
     o for o in FINETUNE_OPTIONS if o[0] not in ("--split", "--split-seed", "--arch")
@@ -161,6 +163,18 @@ def add_parsers(sub: Any, add_filters: Any) -> None:
     p.add_argument("--no-quantize", action="store_true", help="skip the int8 copy")
     p.add_argument("--queue", action="store_true", help="only queue it (the app runs it)")
 
+    p = train_sub.add_parser(
+        "crossval",
+        help="out-of-fold probabilities of every labelled image (k patient-grouped folds), "
+        "for label review",
+    )
+    add_filters(p)
+    p.add_argument("--folds", dest="opt_folds", type=int, metavar="K", help="folds (default 5)")
+    for flag, key, kind, text in CROSSVAL_OPTIONS:
+        p.add_argument(flag, dest=f"opt_{key}", type=kind, metavar=_metavar(flag), help=text)
+    p.add_argument("--classes", help="diagnosis codes to learn (default: all with enough images)")
+    p.add_argument("--queue", action="store_true", help="only queue it (the app runs it)")
+
     jobs = sub.add_parser("jobs", help="list, show, cancel, resume background jobs")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
     p = jobs_sub.add_parser("list", help="recent jobs")
@@ -228,12 +242,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         "pretrain": PRETRAIN_OPTIONS,
         "distill": DISTILL_OPTIONS + STUDENT_OPTIONS,
         "adapt": ADAPT_OPTIONS + FINETUNE_OPTIONS,
+        "crossval": (("--folds", "folds", int, ""), *CROSSVAL_OPTIONS),
     }[kind]
     for _, key, _, _ in options:
         value = getattr(args, f"opt_{key}", None)
         if value is not None:
             params[key] = value
-    if kind != "pretrain":
+    if kind not in ("pretrain", "crossval"):
         params["init"] = args.init
     if kind == "distill":
         params["teacher"] = args.teacher
@@ -256,13 +271,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _check_params(kind: str, params: dict[str, Any]) -> None:
     """Refuse bad options here, before a worker starts, with the same one-line errors."""
-    from dermdesk.ml.config import AdaptConfig, DistillConfig, FinetuneConfig, PretrainConfig
+    from dermdesk.ml.config import (
+        AdaptConfig,
+        CrossvalConfig,
+        DistillConfig,
+        FinetuneConfig,
+        PretrainConfig,
+    )
 
     config: dict[str, Any] = {
         "finetune": FinetuneConfig,
         "pretrain": PretrainConfig,
         "distill": DistillConfig,
         "adapt": AdaptConfig,
+        "crossval": CrossvalConfig,
     }
     try:
         config[kind].from_params(params)

@@ -4,10 +4,12 @@
   label, current or not); for every pair of annotators with images in common, how often
   they agree and Cohen's kappa, overall and per class (one class against the rest), and
   the images on which they differ.
-- **Label issues**: a model's stored probabilities on images it neither trained nor
-  validated on (its held-out predictions), ranked by confident learning. cleanlab's
-  ``find_label_issues`` is the well-kept implementation; it is an optional extra
-  (``pip install dermdesk[curate]``) and the review says so in one line when it is absent.
+- **Label issues**: out-of-fold probabilities of every labelled image (a ``crossval``
+  job's, `dermdesk train crossval`), else a model's stored probabilities on images it
+  neither trained nor validated on (its held-out predictions), ranked by confident
+  learning. cleanlab's ``find_label_issues`` is the well-kept implementation; it is an
+  optional extra (``pip install dermdesk[curate]``) and the review says so in one line
+  when it is absent.
 - **Review queue**: both in one list for a person to work through (the GUI's Models ▸
   Review label issues): the model's issues in cleanlab's rank order, then the images whose
   annotators disagree; each row with every annotator's latest label.
@@ -101,19 +103,21 @@ def label_issues(lib: Library, model: str = "active", limit: int = 50) -> dict[s
         raise LibraryError(
             "label review needs cleanlab: pip install 'dermdesk[curate]' (or pip install cleanlab)"
         ) from None
-    from dermdesk.library import model_store
-
-    info = row = model_store.get_model(lib, model)
+    info = row = _review_model(lib, model)
     classes = list(info["training_set"]["classes"])
-    seen = set()
-    for part in ("train", "val"):
-        seen |= set(info["training_set"].get("split", {}).get(part, []))
-    rows = lib.query(
-        "SELECT p.image_id, p.probabilities, i.diagnosis FROM prediction p "
-        "JOIN image i ON i.id = p.image_id WHERE p.model_id = ? AND i.diagnosis IS NOT NULL "
-        "AND i.source != 'synthetic' ORDER BY p.image_id",
-        [row["id"]],
-    )
+    if info["kind"] == "crossval":
+        rows = _out_of_fold_rows(lib, info)
+        seen: set[str] = set()  # every probability is out of fold
+    else:
+        seen = set()
+        for part in ("train", "val"):
+            seen |= set(info["training_set"].get("split", {}).get(part, []))
+        rows = lib.query(
+            "SELECT p.image_id, p.probabilities, i.diagnosis FROM prediction p "
+            "JOIN image i ON i.id = p.image_id WHERE p.model_id = ? AND i.diagnosis IS NOT NULL "
+            "AND i.source != 'synthetic' ORDER BY p.image_id",
+            [row["id"]],
+        )
     held_out = [r for r in rows if r["image_id"] not in seen and r["diagnosis"] in classes]
     counts = {c: sum(r["diagnosis"] == c for r in held_out) for c in classes}
     if len(held_out) < 2 * len(classes) or min(counts.values()) == 0:
@@ -156,7 +160,51 @@ def label_issues(lib: Library, model: str = "active", limit: int = 50) -> dict[s
     }
 
 
-def review_queue(lib: Library, model: str = "active", limit: int = 200) -> dict[str, Any]:
+def _review_model(lib: Library, model: str) -> dict[str, Any]:
+    """The model whose probabilities the review reads: ``auto`` is the newest
+    cross-validation (out-of-fold probabilities of every labelled image), else the active
+    classifier (its held-out predictions)."""
+    from dermdesk.library import model_store
+
+    if model == "auto":
+        newest = lib.query(
+            "SELECT id FROM model WHERE kind = 'crossval' ORDER BY created_at DESC, id LIMIT 1"
+        )
+        model = newest[0]["id"] if newest else "active"
+    return model_store.get_model(lib, model)
+
+
+def _out_of_fold_rows(lib: Library, info: dict[str, Any]) -> list[dict[str, Any]]:
+    """A cross-validation's probabilities as prediction-like rows, with current labels."""
+    path = lib.root / info["file"]
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise LibraryError(f"{info['id']}: its out-of-fold file cannot be read ({exc})") from None
+    classes = data["classes"]
+    probs = data["probabilities"]
+    ids = sorted(probs)
+    labels: dict[str, str] = {}
+    for start in range(0, len(ids), 900):
+        chunk = ids[start : start + 900]
+        for image_id, diagnosis in lib.conn.execute(
+            f"SELECT id, diagnosis FROM image WHERE id IN ({', '.join('?' * len(chunk))}) "
+            "AND diagnosis IS NOT NULL AND source != 'synthetic'",
+            chunk,
+        ):
+            labels[image_id] = diagnosis
+    return [
+        {
+            "image_id": i,
+            "diagnosis": labels[i],
+            "probabilities": json.dumps(dict(zip(classes, probs[i], strict=True))),
+        }
+        for i in ids
+        if i in labels
+    ]
+
+
+def review_queue(lib: Library, model: str = "auto", limit: int = 200) -> dict[str, Any]:
     """The label issues (cleanlab's rank order) then the annotator disagreements not among
     them, each row with the current label (its wording and who gave it), the annotators'
     labels and, where the model flagged it, its top class and probabilities. When the model

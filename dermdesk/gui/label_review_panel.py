@@ -198,9 +198,7 @@ class LabelReviewDialog(QDialog):
     # -- the queue (read on the reader thread) ---------------------------------------------
 
     def reload(self) -> None:
-        self.reader.run(
-            lambda lib: review_queue(lib, "active", 500), self._loaded, self._load_failed
-        )
+        self.reader.run(lambda lib: review_queue(lib, "auto", 500), self._loaded, self._load_failed)
 
     def _load_failed(self, exc: Exception) -> None:
         self.summary.setText(str(exc))

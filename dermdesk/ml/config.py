@@ -197,6 +197,25 @@ class DistillConfig(FinetuneConfig):
 
 
 @dataclass
+class CrossvalConfig(FinetuneConfig):
+    """A cross-validation job's parameters (kind ``crossval``, issue 16's label review):
+    ``folds`` patient-grouped folds; each is predicted by a model trained on the others."""
+
+    folds: int = 5
+
+    @classmethod
+    def from_params(cls, raw: dict[str, Any]) -> CrossvalConfig:
+        cfg: CrossvalConfig = _from_params(cls, raw, "cross-validation", LoopConfig())
+        cfg.fractions = tuple(cfg.fractions)  # type: ignore[assignment]
+        if not 2 <= cfg.folds <= 20:
+            raise ValueError(f"folds must be between 2 and 20, not {cfg.folds}")
+        if cfg.split:
+            raise ValueError("cross-validation makes its own folds: leave out --split")
+        _validate(cfg)
+        return cfg
+
+
+@dataclass
 class AdaptConfig(FinetuneConfig):
     """A dermoscopic -> clinical adaptation job's parameters (kind ``adapt``, issue 18).
 
