@@ -15,6 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+# Centred, normalised mean patch tokens of a backbone: a re-encoded or resized copy stays
+# above this; different photos of one lesion mostly below (not validated on a backbone
+# trained at full size here: see docs/design.md).
+EMBEDDING_MIN_COSINE = 0.95
+
 
 def add_parsers(sub: Any, add_filters: Any) -> None:
     dom = sub.add_parser(
@@ -59,6 +64,18 @@ def add_parsers(sub: Any, add_filters: Any) -> None:
     dup.add_argument("--undecided", action="store_true", help="only pairs not decided yet")
     dup.add_argument("--limit", type=int, default=50)
     add_filters(dup)
+    emb = cur.add_parser(
+        "embed-duplicates",
+        help="find near-duplicates by a registered backbone's features (cosine) and keep them",
+    )
+    emb.add_argument("--backbone", required=True, help="a registered MAE backbone (id or name)")
+    emb.add_argument(
+        "--min-cosine",
+        type=float,
+        default=EMBEDDING_MIN_COSINE,
+        help=f"pairs at least this close (default {EMBEDDING_MIN_COSINE})",
+    )
+    add_filters(emb)
     dec = cur.add_parser("decide", help="decide a near-duplicate pair (B is linked or excluded)")
     dec.add_argument("a", help="image id (or 6+ character prefix) kept as it is")
     dec.add_argument("b", help="image id linked to A's lesion, or excluded")
@@ -150,6 +167,8 @@ def cmd_curate(args: argparse.Namespace) -> int:
             return 0
         if action == "duplicates":
             return _duplicates(lib, args)
+        if action == "embed-duplicates":
+            return _embed_duplicates(lib, args)
         if action == "label-review":
             return _label_review(lib, args)
         assignment = (
@@ -184,17 +203,46 @@ def _duplicates(lib: Any, args: argparse.Namespace) -> int:
     excluded = cs.excluded_ids(lib)
     print(f"{len(pairs)} near-duplicate pairs" + (" not decided yet" if args.undecided else ""))
     print_table(
-        ["a", "b", "distance", "decision", "excluded"],
+        ["a", "b", "distance", "cosine", "decision", "excluded"],
         [
             [
                 p["a"][:12],
                 p["b"][:12],
-                p["distance"],
+                "-" if p["distance"] is None else p["distance"],
+                "-" if p.get("cosine") is None else f"{p['cosine']:.3f}",
                 f"{p['decision']} (#{p['decision_id']})" if p["decision"] else "-",
                 ", ".join(x[:12] for x in (p["a"], p["b"]) if x in excluded) or "-",
             ]
             for p in pairs[: args.limit]
         ],
+    )
+    return 0
+
+
+def _embed_duplicates(lib: Any, args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from dermdesk.cli import filter_from_args
+    from dermdesk.imaging.dedup import cosine_pairs
+    from dermdesk.library import LibraryError
+    from dermdesk.library import curation_store as cs
+    from dermdesk.ml.embeddings import backbone_embeddings
+
+    if not 0.0 < args.min_cosine <= 1.0:
+        raise LibraryError("--min-cosine must be in (0, 1]")
+    flt = filter_from_args(args)
+    ids = [r["id"] for r in lib.images(flt, order="id") if r["source"] != "synthetic"]
+    if len(ids) < 2:
+        raise LibraryError("the filter matches fewer than two real images")
+    model_id, features = backbone_embeddings(lib, args.backbone, ids)
+    kept = [i for i in ids if i in features]
+    pairs = cosine_pairs(kept, np.stack([features[i] for i in kept]), args.min_cosine)
+    cs.save_embedding_pairs(lib, model_id, args.min_cosine, pairs)
+    phash = {(p["a"], p["b"]) for p in cs.duplicate_pairs(lib, kept) if p["distance"] is not None}
+    new = sum((a, b) not in phash for a, b, _ in pairs)
+    print(
+        f"{len(pairs)} pairs of {len(kept)} images at cosine >= {args.min_cosine} by "
+        f"{model_id}; {new} not found by the perceptual hash (kept: `curate duplicates`)"
     )
     return 0
 
@@ -330,7 +378,7 @@ def cmd_domains(args: argparse.Namespace) -> int:
                 )
             embeddings, backbone = None, None
             if args.backbone:
-                from dermdesk.ml.domain_embedding import backbone_embeddings
+                from dermdesk.ml.embeddings import backbone_embeddings
 
                 backbone, embeddings = backbone_embeddings(
                     lib, args.backbone, [i.image_id for i in items]

@@ -131,7 +131,7 @@ class DuplicatesDialog(QDialog):
         self.table.setRowCount(len(shown))
         for i, p in enumerate(shown):
             for j, value in enumerate(
-                (p["a"][:12], p["b"][:12], str(p["distance"]), p["decision"] or "")
+                (p["a"][:12], p["b"][:12], _how_near(p), p["decision"] or "")
             ):
                 item = QTableWidgetItem(value)
                 item.setData(Qt.ItemDataRole.UserRole, p)
@@ -202,3 +202,13 @@ class DuplicatesDialog(QDialog):
     def _failed(self, exc: Exception) -> None:
         self.status.setText(str(exc))
         self._show_selected()
+
+
+def _how_near(pair: dict[str, object]) -> str:
+    """The perceptual-hash distance, and the embedding cosine where a backbone found it."""
+    parts = []
+    if pair.get("distance") is not None:
+        parts.append(str(pair["distance"]))
+    if pair.get("cosine") is not None:
+        parts.append(f"cos {float(pair['cosine']):.3f}")  # type: ignore[arg-type]
+    return " · ".join(parts)

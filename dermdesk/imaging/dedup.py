@@ -10,7 +10,7 @@ stores one copy per SHA-256.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -91,3 +91,25 @@ def check_duplicate(matches: list[Match]) -> CheckResult:
         "lesion so they never end up on both sides of a train/test split",
         {"matches": [m.image_id for m in matches[:20]]},
     )
+
+
+def cosine_pairs(
+    ids: Sequence[str], vectors: np.ndarray, min_cosine: float, block: int = 1024
+) -> list[tuple[str, str, float]]:
+    """Pairs (a < b) whose feature vectors, centred on their mean and normalised, have a
+    cosine of at least ``min_cosine``; blockwise, so memory stays at block x n."""
+    if len(ids) < 2:
+        return []
+    x = np.asarray(vectors, dtype=np.float64)
+    x = x - x.mean(axis=0)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    out = []
+    for start in range(0, len(x), block):
+        sims = x[start : start + block] @ x.T
+        rows, cols = np.nonzero(sims >= min_cosine)
+        for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+            i = start + r
+            if i < c:
+                a, b = sorted((ids[i], ids[c]))
+                out.append((a, b, round(float(sims[r, c]), 4)))
+    return sorted(out, key=lambda p: (-p[2], p[0], p[1]))

@@ -27,7 +27,7 @@ def run_job(ctx: JobContext) -> dict[str, Any]:
         if not items:
             raise LibraryError("no checked images to assign meta-domains to (run the checks first)")
         if backbone:
-            from dermdesk.ml.domain_embedding import backbone_embeddings
+            from dermdesk.ml.embeddings import backbone_embeddings
 
             ctx.progress(0.05, f"features of {len(items)} images")
             backbone, embeddings = backbone_embeddings(

@@ -16,6 +16,7 @@ linked to before, the exclusion withdrawn), every step audited.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
@@ -172,7 +173,8 @@ def decisions(lib: Library, *, current_only: bool = True) -> list[dict[str, Any]
 
 
 def duplicate_pairs(lib: Library, image_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
-    """Near-duplicate pairs (perceptual hashes within the duplicate check's distance),
+    """Near-duplicate pairs: perceptual hashes within the duplicate check's distance
+    (``distance``) and stored embedding-cosine pairs (``cosine``; either may be None),
     nearest first, each with the current decision on it (None when undecided)."""
     from dermdesk.imaging.dedup import HashIndex
     from dermdesk.imaging.quality_config import DUPLICATE_MAX_DISTANCE
@@ -186,18 +188,73 @@ def duplicate_pairs(lib: Library, image_ids: Iterable[str] | None = None) -> lis
         (min(d["image_a"], d["image_b"]), max(d["image_a"], d["image_b"])): d
         for d in decisions(lib)
     }
-    pairs = []
+    found: dict[tuple[str, str], dict[str, Any]] = {}
     for image_id, value in rows:
         for m in index.near(value, DUPLICATE_MAX_DISTANCE, exclude=image_id):
             if image_id < m.image_id:
-                d = decided.get((image_id, m.image_id))
-                pairs.append(
-                    {
-                        "a": image_id,
-                        "b": m.image_id,
-                        "distance": m.distance,
-                        "decision": d["decision"] if d else None,
-                        "decision_id": d["id"] if d else None,
-                    }
-                )
-    return sorted(pairs, key=lambda p: (p["distance"], p["a"], p["b"]))
+                found[(image_id, m.image_id)] = {"distance": m.distance, "cosine": None}
+    wanted_ids = set(image_ids) if image_ids is not None else None
+    for a, b, cosine in embedding_pairs(lib):
+        if wanted_ids is None or (a in wanted_ids and b in wanted_ids):
+            found.setdefault((a, b), {"distance": None, "cosine": None})["cosine"] = cosine
+    pairs = []
+    for (a, b), how in found.items():
+        d = decided.get((a, b))
+        pairs.append(
+            {
+                "a": a,
+                "b": b,
+                **how,
+                "decision": d["decision"] if d else None,
+                "decision_id": d["id"] if d else None,
+            }
+        )
+    # perceptual-hash pairs nearest first, then those only the embedding found, closest first
+    return sorted(
+        pairs,
+        key=lambda p: (
+            p["distance"] is None,
+            p["distance"] or 0,
+            -(p["cosine"] or 0.0),
+            p["a"],
+            p["b"],
+        ),
+    )
+
+
+def embedding_pairs(lib: Library) -> list[tuple[str, str, float]]:
+    """Near-duplicates by embedding cosine (``curate embed-duplicates``): (a, b, the
+    highest cosine any backbone gave the pair), a < b."""
+    try:
+        rows = lib.conn.execute(
+            "SELECT image_a, image_b, max(cosine) FROM embedding_pair GROUP BY image_a, image_b"
+        ).fetchall()
+    except sqlite3.OperationalError:  # a library read-only at an older schema version
+        return []
+    return [(a, b, float(c)) for a, b, c in rows]
+
+
+def save_embedding_pairs(
+    lib: Library, model_id: str, min_cosine: float, pairs: Iterable[tuple[str, str, float]]
+) -> int:
+    """Replace a backbone's near-duplicate pairs (one transaction, one audit entry)."""
+    rows = [(a, b, model_id, c) for a, b, c in pairs]
+    lib.require_images({i for a, b, _, _ in rows for i in (a, b)})
+    with lib.transaction() as txn:
+        before = txn.conn.execute(
+            "SELECT count(*) FROM embedding_pair WHERE model_id = ?", (model_id,)
+        ).fetchone()[0]
+        txn.conn.execute("DELETE FROM embedding_pair WHERE model_id = ?", (model_id,))
+        txn.conn.executemany(
+            "INSERT INTO embedding_pair (image_a, image_b, model_id, cosine, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(*r, txn.at) for r in rows],
+        )
+        txn.record(
+            "curation.embedding_pairs",
+            "model",
+            model_id,
+            {"pairs": before},
+            {"pairs": len(rows), "min_cosine": min_cosine},
+        )
+    return len(rows)

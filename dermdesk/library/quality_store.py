@@ -192,14 +192,25 @@ def near_duplicate_groups(lib: Library, image_ids: Iterable[str] | None = None) 
         return x
 
     apart = _not_duplicates(lib)
-    for image_id, value in rows:
-        for match in index.near(value, DUPLICATE_MAX_DISTANCE, exclude=image_id):
-            if (min(image_id, match.image_id), max(image_id, match.image_id)) in apart:
-                continue  # a curator said these are different pictures
-            a, b = root(image_id), root(match.image_id)
-            if a != b:
-                parent[max(a, b)] = min(a, b)
-    groups = {image_id: root(image_id) for image_id, _ in rows}
+    edges = [
+        (image_id, match.image_id)
+        for image_id, value in rows
+        for match in index.near(value, DUPLICATE_MAX_DISTANCE, exclude=image_id)
+    ]
+    from dermdesk.library.curation_store import embedding_pairs
+
+    for a, b, _ in embedding_pairs(lib):  # near-copies by a backbone's features too
+        if wanted is None or (a in wanted and b in wanted):
+            parent.setdefault(a, a)
+            parent.setdefault(b, b)
+            edges.append((a, b))
+    for first, second in edges:
+        if (min(first, second), max(first, second)) in apart:
+            continue  # a curator said these are different pictures
+        a, b = root(first), root(second)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    groups = {image_id: root(image_id) for image_id in parent}
     for image_id in wanted or ():
         groups.setdefault(image_id, image_id)
     return groups

@@ -460,6 +460,22 @@ MIGRATIONS: dict[int, list[str]] = {
         )
         """,
     ],
+    14: [
+        # Near-duplicates by embedding cosine (issue 16, `curate embed-duplicates`): pairs
+        # of images whose backbone features are this close, per backbone (image_a <
+        # image_b). Derived data, recomputable; joined with the perceptual-hash pairs
+        # wherever near-duplicates are listed or grouped.
+        """
+        CREATE TABLE embedding_pair (
+            image_a TEXT NOT NULL REFERENCES image(id),
+            image_b TEXT NOT NULL REFERENCES image(id),
+            model_id TEXT NOT NULL,
+            cosine REAL NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (image_a, image_b, model_id)
+        )
+        """,
+    ],
 }
 
 LATEST_VERSION = max(MIGRATIONS)

@@ -142,3 +142,40 @@ def test_a_backbones_features_can_make_the_domains(home: Path) -> None:
     assert all(domain.split("-")[0] == modality for modality, domain in rows)
     missing = run(home, "domains", "assign", "--backbone", "no such model", check=False)
     assert missing.returncode == 2 and "\n" not in missing.stderr.strip()
+
+
+def test_a_backbone_finds_near_copies_that_then_stay_together(home: Path, tmp_path: Path) -> None:
+    """Issue 16: near-duplicates by embedding cosine when a backbone exists; listed with
+    the perceptual-hash pairs, and splits keep them on one side."""
+    from PIL import Image
+
+    db = sqlite3.connect(home / "library.sqlite")
+    file, original = db.execute(
+        "SELECT file, id FROM image WHERE dataset = 'ph2' ORDER BY id LIMIT 1"
+    ).fetchone()
+    db.close()
+    copy = tmp_path / "copy" / "resent.jpg"
+    copy.parent.mkdir()
+    with Image.open(home / file) as im:  # the same photo, re-sent smaller and recompressed
+        im.convert("RGB").resize((im.width // 2, im.height // 2)).save(copy, quality=60)
+    run(home, "import", copy.parent, "--quiet")
+    run(
+        home, "train", "pretrain", "--arch", "vit_test", "--img-size", "32", "--epochs", "1",
+        "--batch-size", "16", "--micro-batch", "16", "--threads", "1", "--max-images", "64",
+        "--name", "tiny backbone",
+    )  # fmt: skip
+    out = run(home, "curate", "embed-duplicates", "--backbone", "tiny backbone").stdout
+    assert re.search(r"\d+ pairs of 281 images at cosine >= 0.95", out), out
+    listed = run(home, "curate", "duplicates", "--limit", "1000").stdout
+    row = next(line for line in listed.splitlines() if original[:12] in line)
+    assert re.search(r"\b0\.9\d\d\b|\b1\.000\b", row), row  # the copy's cosine is shown
+    split = run(home, "curate", "split", "--name", "v1", "--fractions", "60/20/20").stdout
+    assert "v1" in split
+    db = sqlite3.connect(home / "library.sqlite")
+    parts = dict(db.execute("SELECT image_id, part FROM dataset_split_image").fetchall())
+    pairs = db.execute("SELECT image_a, image_b FROM embedding_pair").fetchall()
+    db.close()
+    assert pairs and all(parts[a] == parts[b] for a, b in pairs if a in parts and b in parts)
+    bad = run(home, "curate", "embed-duplicates", "--backbone", "tiny backbone",
+              "--min-cosine", "2", check=False)  # fmt: skip
+    assert bad.returncode == 2 and "--min-cosine must be in (0, 1]" in bad.stderr

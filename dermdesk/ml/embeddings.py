@@ -1,8 +1,9 @@
-"""A registered MAE backbone's features of library images, for meta-domains (torch).
+"""A registered MAE backbone's features of library images (torch): meta-domains, near-copies.
 
-Issue 18's first choice for the meta-domains' clustering: the mean of the backbone's
-patch tokens on each image's inference view (the cache's centre crop at the backbone's
-own size), the same features the pretraining's linear probe reads.
+The mean of the backbone's patch tokens on each image's inference view (the cache's
+centre crop at the backbone's own size), the same features the pretraining's linear probe
+reads: issue 18's first choice for the meta-domains' clustering, and issue 16's
+near-duplicates by embedding cosine (`curate embed-duplicates`).
 """
 
 from __future__ import annotations
