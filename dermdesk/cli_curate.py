@@ -15,10 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# Centred, normalised mean patch tokens of a backbone: a re-encoded or resized copy stays
-# above this; different photos of one lesion mostly below (not validated on a backbone
-# trained at full size here: see docs/design.md).
-EMBEDDING_MIN_COSINE = 0.95
+EMBEDDING_MIN_COSINE = 0.95  # ml.embeddings.DEFAULT_MIN_COSINE, without importing torch
 
 
 def add_parsers(sub: Any, add_filters: Any) -> None:
@@ -220,28 +217,18 @@ def _duplicates(lib: Any, args: argparse.Namespace) -> int:
 
 
 def _embed_duplicates(lib: Any, args: argparse.Namespace) -> int:
-    import numpy as np
-
     from dermdesk.cli import filter_from_args
-    from dermdesk.imaging.dedup import cosine_pairs
-    from dermdesk.library import LibraryError
     from dermdesk.library import curation_store as cs
-    from dermdesk.ml.embeddings import backbone_embeddings
+    from dermdesk.ml.embeddings import embedding_duplicates
 
-    if not 0.0 < args.min_cosine <= 1.0:
-        raise LibraryError("--min-cosine must be in (0, 1]")
     flt = filter_from_args(args)
     ids = [r["id"] for r in lib.images(flt, order="id") if r["source"] != "synthetic"]
-    if len(ids) < 2:
-        raise LibraryError("the filter matches fewer than two real images")
-    model_id, features = backbone_embeddings(lib, args.backbone, ids)
-    kept = [i for i in ids if i in features]
-    pairs = cosine_pairs(kept, np.stack([features[i] for i in kept]), args.min_cosine)
+    model_id, pairs, n = embedding_duplicates(lib, args.backbone, ids, args.min_cosine)
     cs.save_embedding_pairs(lib, model_id, args.min_cosine, pairs)
-    phash = {(p["a"], p["b"]) for p in cs.duplicate_pairs(lib, kept) if p["distance"] is not None}
+    phash = {(p["a"], p["b"]) for p in cs.duplicate_pairs(lib, ids) if p["distance"] is not None}
     new = sum((a, b) not in phash for a, b, _ in pairs)
     print(
-        f"{len(pairs)} pairs of {len(kept)} images at cosine >= {args.min_cosine} by "
+        f"{len(pairs)} pairs of {n} images at cosine >= {args.min_cosine} by "
         f"{model_id}; {new} not found by the perceptual hash (kept: `curate duplicates`)"
     )
     return 0

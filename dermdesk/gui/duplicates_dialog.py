@@ -14,6 +14,7 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDialog,
     QHBoxLayout,
     QLabel,
@@ -42,6 +43,8 @@ class DuplicatesDialog(QDialog):
     """A table of pairs (nearest first) beside the selected pair, and the decisions."""
 
     decided = Signal()
+    # a registered backbone's id: find near-copies by its features (the embed_duplicates job)
+    embed_requested = Signal(str)
 
     def __init__(
         self,
@@ -72,10 +75,22 @@ class DuplicatesDialog(QDialog):
         self.undecided = QCheckBox("Undecided only")
         self.undecided.toggled.connect(self._fill)
         self.summary = QLabel("finding near-duplicate pairs…")
+        self.backbones = QComboBox()
+        self.backbones.setToolTip(
+            "A registered MAE backbone (Models): near-copies by its features' cosine, beside "
+            "the perceptual-hash pairs (CLI: dermdesk curate embed-duplicates)"
+        )
+        self.embed_button = QPushButton("Find with backbone")
+        self.embed_button.clicked.connect(self._embed)
+        self.embed_button.setEnabled(False)  # until the registered backbones are read
+        embed_row = QHBoxLayout()
+        embed_row.addWidget(self.backbones, 1)
+        embed_row.addWidget(self.embed_button)
         left = QWidget()
         lv = QVBoxLayout(left)
         lv.setContentsMargins(0, 0, 0, 0)
         lv.addWidget(self.summary)
+        lv.addLayout(embed_row)
         lv.addWidget(self.undecided)
         lv.addWidget(self.table, 1)
         self.buttons: dict[str, QPushButton] = {}
@@ -115,6 +130,24 @@ class DuplicatesDialog(QDialog):
         self.reader.run(
             cs.duplicate_pairs, self._loaded, lambda exc: self.summary.setText(str(exc))
         )
+        self.reader.run(
+            lambda lib: [(m["id"], m["name"]) for m in lib.models() if m["kind"] == "backbone"],
+            self._show_backbones,
+        )
+
+    def _show_backbones(self, backbones: list[tuple[str, str]]) -> None:
+        self.backbones.clear()
+        for model_id, name in backbones:
+            self.backbones.addItem(f"{name} ({model_id})", model_id)
+        if not backbones:
+            self.backbones.addItem("no backbone yet (Models ▸ pretrain one)", None)
+        self.embed_button.setEnabled(bool(backbones))
+
+    def _embed(self) -> None:
+        model_id = self.backbones.currentData()
+        if model_id:
+            self.embed_requested.emit(str(model_id))
+            self.status.setText(f"finding near-copies with {model_id} (Jobs panel)…")
 
     def _loaded(self, pairs: list[dict[str, Any]]) -> None:
         keep = self.selected()

@@ -7,6 +7,7 @@ only connects signals to slots and keeps the selection in step.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
@@ -839,6 +840,9 @@ class MainWindow(QMainWindow):
         """Review near-duplicate pairs (CLI: ``dermdesk curate duplicates / decide / undo``)."""
         dialog = DuplicatesDialog(self.lib, self.reader, self.writer, self.decoder, self)
         dialog.decided.connect(self.refresh_all)
+        dialog.embed_requested.connect(
+            lambda model_id: self._submit("embed_duplicates", {"backbone": model_id})
+        )
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
         self.duplicates_dialog = dialog
@@ -952,6 +956,9 @@ class MainWindow(QMainWindow):
         self.models.refresh()
         if job.kind == "experiment.run":
             self.experiments.refresh()
+        if job.kind == "embed_duplicates" and getattr(self, "duplicates_dialog", None):
+            with contextlib.suppress(RuntimeError):  # the dialog was closed and deleted
+                self.duplicates_dialog.reload()
         if job.kind == "domains":
             self.dashboard.mark_stale()
             self.filters.set_domain_choices(domain_names(self.lib))

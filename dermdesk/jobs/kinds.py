@@ -16,6 +16,7 @@ KINDS: dict[str, str] = {
     "distill": "dermdesk.ml.distill:run_job",
     "adapt": "dermdesk.ml.adapt_job:run_job",
     "crossval": "dermdesk.ml.crossval:run_job",
+    "embed_duplicates": "dermdesk.ml.embeddings:run_job",
     "predict": "dermdesk.inference.predict_job:run_job",
     "evaluate": "dermdesk.inference.evaluate_job:run_job",
     "check": "dermdesk.jobs.check_job:run_job",

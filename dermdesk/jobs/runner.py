@@ -400,6 +400,13 @@ def _store_assessments(lib: Library, payload: dict[str, Any]) -> None:
     save_assessments(lib, payload["items"])
 
 
+def _store_embedding_pairs(lib: Library, payload: dict[str, Any]) -> None:
+    from dermdesk.library.curation_store import save_embedding_pairs
+
+    pairs = [(a, b, float(c)) for a, b, c in payload["pairs"]]
+    save_embedding_pairs(lib, payload["model_id"], float(payload["min_cosine"]), pairs)
+
+
 def _store_meta_domains(lib: Library, payload: dict[str, Any]) -> None:
     from dermdesk.library.domain_store import save_assignment
 
@@ -411,6 +418,7 @@ _WRITES: dict[str | None, Callable[[Library, dict[str, Any]], None]] = {
     "predictions": _store_predictions,
     "assessments": _store_assessments,
     "meta_domains": _store_meta_domains,
+    "embedding_pairs": _store_embedding_pairs,
     "experiment_result": store_run_result,
     "model_evaluation": store_evaluation,
 }

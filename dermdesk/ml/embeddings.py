@@ -9,7 +9,7 @@ near-duplicates by embedding cosine (`curate embed-duplicates`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,6 +23,13 @@ from dermdesk.ml.data import Sample
 from dermdesk.ml.loop import Control, NullControl
 from dermdesk.ml.models import build_model
 from dermdesk.ml.pretrain import pooled_features
+
+if TYPE_CHECKING:
+    from dermdesk.jobs.context import JobContext
+
+# Centred, normalised mean patch tokens of a backbone: a re-encoded or resized copy stays
+# above this (not validated on a backbone pretrained at full size here: docs/design.md).
+DEFAULT_MIN_COSINE = 0.95
 
 
 def backbone_embeddings(
@@ -69,3 +76,39 @@ def _sample(lib: Library, row: dict[str, Any]) -> Sample:
         patient_id=None,
         lesion_id=None,
     )
+
+
+def embedding_duplicates(
+    lib: Library,
+    backbone: str,
+    image_ids: list[str],
+    min_cosine: float,
+    control: Control | None = None,
+) -> tuple[str, list[tuple[str, str, float]], int]:
+    """(the backbone's id, near-duplicate pairs by cosine, images compared): what
+    `curate embed-duplicates` and the ``embed_duplicates`` job store."""
+    from dermdesk.imaging.dedup import cosine_pairs
+
+    if not 0.0 < min_cosine <= 1.0:
+        raise LibraryError("--min-cosine must be in (0, 1]")
+    if len(image_ids) < 2:
+        raise LibraryError("fewer than two real images to compare")
+    model_id, features = backbone_embeddings(lib, backbone, image_ids, control)
+    kept = [i for i in image_ids if i in features]
+    pairs = cosine_pairs(kept, np.stack([features[i] for i in kept]), min_cosine)
+    return model_id, pairs, len(kept)
+
+
+def run_job(ctx: JobContext) -> dict[str, Any]:
+    """The ``embed_duplicates`` job (the Duplicates dialog's "Find with a backbone"):
+    params ``backbone``, ``min_cosine``; the runner stores the pairs."""
+    min_cosine = float(ctx.params.get("min_cosine", DEFAULT_MIN_COSINE))
+    with Library.open(ctx.library_dir, readonly=True) as lib:
+        ids = [r["id"] for r in lib.images(ImageFilter(synthetic=False), order="id")]
+        model_id, pairs, n = embedding_duplicates(
+            lib, str(ctx.params["backbone"]), ids, min_cosine, ctx
+        )
+    ctx.request_write(
+        "embedding_pairs", {"model_id": model_id, "min_cosine": min_cosine, "pairs": pairs}
+    )
+    return {"message": f"{len(pairs)} pairs of {n} images at cosine >= {min_cosine} by {model_id}"}

@@ -119,3 +119,42 @@ def test_a_dataset_bar_filters_the_gallery(qtbot: QtBot, window: MainWindow, lib
     expected = lib.count(ImageFilter(dataset=["fitzpatrick17k"]))
     qtbot.waitUntil(lambda: window.gallery_model.total == expected)
     assert window.tabs.currentIndex() == 0 and window.filters.dataset.text() == "fitzpatrick17k"
+
+
+def test_a_backbone_finds_near_copies_from_the_duplicates_dialog(
+    qtbot: QtBot, lib: Library, settings: object, tmp_path: Path
+) -> None:
+    """Issue 16: "Find with backbone" runs the embed_duplicates job with a real (tiny)
+    registered backbone; the pair it keeps is listed with its cosine."""
+    import os
+    import subprocess
+    import sys
+
+    original, copy = add_near_copy(lib, tmp_path)
+    subprocess.run(
+        [sys.executable, "-m", "dermdesk", "train", "pretrain", "--arch", "vit_test",
+         "--img-size", "32", "--epochs", "1", "--batch-size", "16", "--micro-batch", "16",
+         "--threads", "1", "--max-images", "48", "--name", "tiny backbone"],
+        env={**os.environ, "DERMDESK_HOME": str(lib.root)},
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    w = MainWindow(lib, settings)  # type: ignore[arg-type]
+    qtbot.addWidget(w)
+    w.show()
+    dialog = w.open_duplicates()
+    qtbot.waitUntil(lambda: dialog.embed_button.isEnabled())
+    assert "tiny backbone" in dialog.backbones.currentText()
+    qtbot.mouseClick(dialog.embed_button, Qt.MouseButton.LeftButton)
+    jobs = lambda: [j for j in w.jobs.model.jobs if j.kind == "embed_duplicates"]  # noqa: E731
+    qtbot.waitUntil(lambda: bool(jobs()) and jobs()[0].status == "done", timeout=180_000)
+    qtbot.waitUntil(
+        lambda: any(
+            {p["a"], p["b"]} == {original, copy} and p["cosine"] is not None for p in dialog.pairs
+        ),
+        timeout=20_000,
+    )
+    texts = [dialog.table.item(r, 2).text() for r in range(dialog.table.rowCount())]
+    assert any("cos " in t for t in texts)
+    dialog.close()
+    w.close()
