@@ -45,6 +45,16 @@ def add_parsers(sub: Any) -> None:
         metavar="KEY=VALUE",
         help="change one recipe value of the profile (e.g. mae_epochs=100); recorded with it",
     )
+    run.add_argument(
+        "--from",
+        dest="backbone",
+        help="a registered MAE backbone the from-scratch runs start from (id or name)",
+    )
+    run.add_argument(
+        "--allow-overlap",
+        action="store_true",
+        help="accept a backbone pretrained on some evaluation images (the tables say so)",
+    )
     run.add_argument("--queue", action="store_true", help="only queue the runs (the app runs them)")
     ex.add_parser("list", help="experiments, newest first")
     show = ex.add_parser("show", help="an experiment's tables")
@@ -139,6 +149,16 @@ def _run(args: argparse.Namespace) -> int:
             overrides=recipe_overrides(args.set),
         )
         _check_arch(plan.params["recipe"]["arch"])
+        if args.backbone:
+            from dermdesk.ml.gap_study import with_backbone
+
+            if args.study != "gap":
+                raise LibraryError(
+                    "--from applies to the gap study (the imbalance study pretrains its own "
+                    "backbones on each seed's training images)"
+                )
+
+            plan = with_backbone(lib, plan, args.backbone, allow_overlap=args.allow_overlap)
         exp_id = es.create_experiment(lib, plan)
     runner = _runner(args)
     for run in plan.runs:

@@ -66,6 +66,8 @@ class RunTask:
             }
             if saved_state is None and self.run["params"].get("init_from"):
                 self._init = self._start_weights(lib)
+            elif saved_state is None and self.run["params"].get("init_backbone"):
+                self._init = self._backbone_weights(lib, self.run["params"]["init_backbone"])
         lost = {k: len(self.run["split"][k]) - len(v) for k, v in self.samples.items()}
         if any(lost.values()):
             self.control.log(f"images no longer labelled with a shared class: {lost}")
@@ -87,6 +89,15 @@ class RunTask:
         path, sibling = self._sibling_weights(lib, parent, "starts from")
         self.control.log(f"started from {parent} seed {self.run['seed']} (run {sibling['id']})")
         return checkpoints.state_dict_of(checkpoints.load_file(path), parent)
+
+    def _backbone_weights(self, lib: Library, ref: str) -> dict[str, torch.Tensor]:
+        from dermdesk.library.model_store import get_model, model_dir
+
+        backbone = get_model(lib, ref)
+        payload = checkpoints.load_file(model_dir(self.library_dir, backbone["id"]) / "model.pt")
+        self.control.log(f"started from backbone {backbone['id']} ({backbone['name']})")
+        self._init_name = f"backbone {backbone['id']}"
+        return checkpoints.state_dict_of(payload, backbone["id"])
 
     def _sibling_weights(self, lib: Library, name: str, role: str) -> tuple[Path, dict[str, Any]]:
         """The final weights of the run ``name`` of this experiment and seed."""
@@ -113,7 +124,13 @@ class RunTask:
     def build_model(self) -> nn.Module:
         model = build_model(self.arch, len(self.classes), self.spec.size)
         if self._init is not None:
-            checkpoints.load_into(model, self._init, self.run["params"]["init_from"])
+            from dermdesk.ml.models import fit_pos_embed
+
+            weights, resampled = fit_pos_embed(dict(self._init), model)
+            if resampled:
+                self.control.log(resampled)
+            name = self.run["params"].get("init_from") or getattr(self, "_init_name", "start")
+            checkpoints.load_into(model, weights, str(name))
             self._init = None
         return model
 

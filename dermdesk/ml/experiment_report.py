@@ -245,12 +245,21 @@ def profile_note(exp: dict[str, Any], runs: Sequence[dict[str, Any]]) -> str:
             f"alpha={recipe['alpha']}; code {exp['code_version']}; wall time "
             f"{wall_time(sum(r['seconds'] or 0 for r in runs))} over {len(runs)} runs."
         )
+    backbone = exp["params"].get("backbone")
+    start = ""
+    if backbone:
+        seen = backbone.get("evaluation_images_seen") or 0
+        start = f" From-scratch runs start from backbone {backbone['id']} ({backbone['name']})" + (
+            f", which was pretrained on {seen} of the evaluation images (optimistic)."
+            if seen
+            else ", pretrained on none of the evaluation images."
+        )
     return (
         f"Profile {exp['profile']}: {recipe['arch']} at {recipe['size']} px, "
         f"{recipe['epochs']} epochs "
         f"({recipe['finetune_epochs']} fine-tuning), batch {recipe['batch']}, lr {recipe['lr']} "
         f"(fine-tuning {recipe['finetune_lr']}), code {exp['code_version']}; wall time "
-        f"{wall_time(sum(r['seconds'] or 0 for r in runs))} over {len(runs)} runs."
+        f"{wall_time(sum(r['seconds'] or 0 for r in runs))} over {len(runs)} runs." + start
     )
 
 

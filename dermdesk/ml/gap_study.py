@@ -331,6 +331,57 @@ def adaptation_runs(
     return out
 
 
+def with_backbone(
+    lib: Library, plan: ExperimentPlan, ref: str, *, allow_overlap: bool = False
+) -> ExperimentPlan:
+    """Runs that would start from random weights start from a registered MAE backbone
+    instead (``experiment run --from M-...``; position embeddings resampled where the
+    size differs). A backbone that saw an evaluation image is refused unless
+    ``allow_overlap``, and then the plan records how many it saw (the tables say so)."""
+    from dermdesk.library.model_store import get_model
+
+    backbone = get_model(lib, ref)
+    if backbone["kind"] != "backbone":
+        raise LibraryError(
+            f"{backbone['id']} is a {backbone['kind']}; --from takes a backbone "
+            "(dermdesk train pretrain)"
+        )
+    arch = plan.params["recipe"]["arch"]
+    if backbone["architecture"] != arch:
+        raise LibraryError(
+            f"backbone {backbone['id']} is a {backbone['architecture']}; the study trains "
+            f"{arch} (give --arch {backbone['architecture']})"
+        )
+    seen = set(backbone["training_set"].get("image_ids") or [])
+    evaluated = {
+        i
+        for run in plan.runs
+        for part, ids in run.split.items()
+        if part not in ("train", "keep")
+        for i in ids
+    }
+    overlap = len(seen & evaluated)
+    if overlap and not allow_overlap:
+        raise LibraryError(
+            f"backbone {backbone['id']} was pretrained on {overlap} of the study's evaluation "
+            "images; pretrain it without them (e.g. on other images), or give --allow-overlap "
+            "(the tables then say so)"
+        )
+    plan.params["backbone"] = {
+        "id": backbone["id"],
+        "name": backbone["name"],
+        "evaluation_images_seen": overlap,
+    }
+    for run in plan.runs:
+        if run.params.get("init_from") is None and run.params.get("kind", "classify") in (
+            "classify",
+            "contrast",
+            "distill",
+        ):
+            run.params["init_backbone"] = backbone["id"]
+    return plan
+
+
 def code_version() -> str:
     """dermdesk's version and, in a git checkout, the commit (and whether it was edited)."""
     root = Path(__file__).resolve().parents[2]

@@ -245,3 +245,34 @@ def _job_log(home: Path, job_id: int) -> str:
         return row[0] if row else ""
     except sqlite3.Error:
         return ""
+
+
+def test_the_gap_study_starts_from_a_registered_backbone(home: Path) -> None:
+    """Issue 17: `experiment run gap --from M-...`; a backbone that saw evaluation images
+    is refused unless asked, and the tables then say how many."""
+    pretrain = [
+        "train", "pretrain", "--arch", "vit_test", "--img-size", "32", "--epochs", "1",
+        "--batch-size", "16", "--micro-batch", "16", "--threads", "1",
+    ]  # fmt: skip
+    # on images the study never uses (no shared class): no evaluation image seen
+    run(home, *pretrain, "--diagnosis", "DF,VASC", "--name", "outside")
+    out = run(
+        home, "experiment", "run", "gap", "--profile", "smoke", "--from", "outside",
+        "--set", "adapt=false", "--set", "curve=false",
+    ).stdout  # fmt: skip
+    assert (
+        "4 of 4 runs done" in out
+        and "started from backbone" in run(home, "jobs", "show", "2").stdout
+    )
+    assert "pretrained on none of the evaluation images" in out
+    run(home, *pretrain, "--name", "everything")
+    refused = run(
+        home, "experiment", "run", "gap", "--profile", "smoke", "--from", "everything",
+        check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "of the study's evaluation images" in refused.stderr
+    wrong = run(
+        home, "experiment", "run", "gap", "--profile", "smoke", "--from", "everything",
+        "--arch", "resnet10t", check=False,
+    )  # fmt: skip
+    assert wrong.returncode == 2 and "give --arch vit_test" in wrong.stderr
