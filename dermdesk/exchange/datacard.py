@@ -180,6 +180,12 @@ def build(lib: Library, plan: ExportPlan, rows: Sequence[Mapping[str, str]]) -> 
             ),
         ),
     }
+    domains = sorted({r.get("meta_domain_estimated") or "" for r in rows} - {""})
+    if domains:  # estimated, so apart from the recorded fields (dermdesk domains assign)
+        tables["meta_domain"] = (
+            "Diagnosis x visual meta-domain (estimated)",
+            _cross(rows, "meta_domain_estimated", domains, "unassigned"),
+        )
     if not any(r["monk_skin_tone"] for r in rows):
         del tables["monk"]  # no rated Monk tone at all: the tone section says so
     rated = sum(bool(r["fitzpatrick_skin_type"]) for r in rows)

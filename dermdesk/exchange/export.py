@@ -80,6 +80,7 @@ EXTENSION_FIELDS = (
     "monk_skin_tone",
     "fitzpatrick_skin_type_estimated",
     "monk_skin_tone_estimated",
+    "meta_domain_estimated",  # the visual meta-domain (dermdesk domains assign), an estimate
 )
 FREE_TEXT_FIELDS = ("diagnosis_free_text", "extra")
 DIAGNOSIS_FIELDS = (
@@ -397,6 +398,7 @@ def metadata_row(item: ExportItem, lesion_site: str | None, free_text: bool) -> 
         if row.get("fitzpatrick_est")
         else "",
         "monk_skin_tone_estimated": str(row["monk_est"]) if row.get("monk_est") else "",
+        "meta_domain_estimated": row.get("meta_domain") or "",
     }
     if free_text:
         out["diagnosis_free_text"] = label.get("free_text") or ""

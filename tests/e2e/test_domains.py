@@ -179,3 +179,18 @@ def test_a_backbone_finds_near_copies_that_then_stay_together(home: Path, tmp_pa
     bad = run(home, "curate", "embed-duplicates", "--backbone", "tiny backbone",
               "--min-cosine", "2", check=False)  # fmt: skip
     assert bad.returncode == 2 and "--min-cosine must be in (0, 1]" in bad.stderr
+
+
+def test_an_export_carries_the_domains_as_estimates(home: Path, tmp_path: Path) -> None:
+    import csv
+
+    run(home, "domains", "assign")
+    run(home, "export", "--format", "isic", tmp_path / "out")
+    with open(tmp_path / "out" / "metadata.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    db = sqlite3.connect(home / "library.sqlite")
+    domains = {d for (d,) in db.execute("SELECT DISTINCT meta_domain FROM image")}
+    db.close()
+    assert {r["meta_domain_estimated"] for r in rows} == domains
+    card = (tmp_path / "out" / "DATACARD.md").read_text()
+    assert "Diagnosis x visual meta-domain (estimated)" in card
