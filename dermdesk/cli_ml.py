@@ -73,7 +73,7 @@ PRETRAIN_OPTIONS = (
     ("--name", "name", str, "name of the registered backbone"),
 )
 DISTILL_OPTIONS = (
-    ("--arch", "arch", str, "the student: vit_tiny (default), vit_tiny_8, vit_test, ..."),
+    ("--arch", "arch", str, "the student: vit_tiny (default), vit_tiny_8, deit_tiny_8, ..."),
     ("--temperature", "temperature", float, "softening temperature T (default 4)"),
     ("--alpha", "alpha", float, "weight of the teacher's term; 1 - alpha on labels (0.5)"),
 )
@@ -136,6 +136,11 @@ def add_parsers(sub: Any, add_filters: Any) -> None:
     )
     for flag, key, kind, text in DISTILL_OPTIONS + STUDENT_OPTIONS:
         p.add_argument(flag, dest=f"opt_{key}", type=kind, metavar=_metavar(flag), help=text)
+    p.add_argument(
+        "--distill-token",
+        action="store_true",
+        help="DeiT's distillation token learns the teacher (a DeiT student: --arch deit_tiny_8)",
+    )
     p.add_argument("--no-quantize", action="store_true", help="skip the int8 copy")
     p.add_argument("--queue", action="store_true", help="only queue it (the app runs it)")
 
@@ -258,6 +263,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         params["quantize"] = False
     if getattr(args, "fallback", False):
         params["fallback"] = True
+    if getattr(args, "distill_token", False):
+        params["distill_token"] = True
     _check_params(kind, params)
     runner = _runner(args)
     _check_against_library(runner.lib, kind, params)

@@ -390,7 +390,8 @@ class ContrastModel(nn.Module):
             return self.classifier(x)
         c = self.classifier
         pooled = c.forward_head(c.forward_features(x), pre_logits=True)  # type: ignore[operator]
-        logits = c.get_classifier()(pooled)  # type: ignore[operator]
+        head = c.get_classifier()  # type: ignore[operator]
+        logits = (head[0] if isinstance(head, tuple) else head)(pooled)
         return logits, F.normalize(self.projection(pooled), dim=1)
 
 

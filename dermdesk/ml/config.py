@@ -22,7 +22,11 @@ ARCH_NAMES = (
     "vit_small_8",
     "vit_mini_8",
     "vit_test",
+    "deit_tiny_8",
+    "deit_test",
 )
+# Students with DeiT's distillation token (distill --distill-token)
+DEIT_ARCHS = ("deit_tiny_8", "deit_test")
 
 
 @dataclass
@@ -181,6 +185,9 @@ class DistillConfig(FinetuneConfig):
     arch: str = "vit_tiny"
     temperature: float = 4.0
     alpha: float = 0.5  # weight of the KL term; 1 - alpha on the hard labels
+    # DeiT: the teacher's term is learnt through a distillation token of its own (a DeiT
+    # student); the class token learns the labels; at inference the two heads average.
+    distill_token: bool = False
 
     @classmethod
     def from_params(cls, raw: dict[str, Any]) -> DistillConfig:
@@ -192,6 +199,11 @@ class DistillConfig(FinetuneConfig):
             raise ValueError("temperature must be > 0 and alpha between 0 and 1")
         if cfg.split:
             raise ValueError("a student trains on its teacher's split: leave out --split")
+        if cfg.distill_token and cfg.arch not in DEIT_ARCHS:
+            raise ValueError(
+                f"the distillation token needs a DeiT student (--arch {DEIT_ARCHS[0]}), "
+                f"not {cfg.arch}"
+            )
         _validate(cfg)
         return cfg
 

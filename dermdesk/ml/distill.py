@@ -9,7 +9,10 @@ Loss: ``(1 - alpha)`` x cross-entropy on the hard labels + ``alpha`` x T^2 x KL 
 the temperature-softened teacher and student outputs (Hinton et al.). The teacher's
 outputs are computed once, on the inference view of each training image, and kept in the
 checkpoint (a resumed job does not recompute them); the student sees augmented views of
-the same images against those fixed targets. DeiT's distillation token is not built.
+the same images against those fixed targets. With ``distill_token`` (a DeiT student,
+``deit_tiny_8``) the teacher's term goes through DeiT's distillation token and head and the
+labels through the class token (Touvron et al. 2021, soft distillation); at inference the
+two heads average, which is what is evaluated and exported.
 
 Everything after training is fine-tuning's: evaluation per group, ONNX export with a
 parity check, the int8 copy, registration (parents: the teacher, and the student's own
@@ -134,14 +137,29 @@ class DistillTask(FinetuneTask):
             augment=AUGMENTS[self.cfg.augment],
         )
 
+    def build_model(self) -> nn.Module:
+        model = super().build_model()
+        if self.cfg.distill_token:
+            model.set_distilled_training(True)  # type: ignore[operator]
+            self.control.log("DeiT student: the distillation token learns the teacher")
+        return model
+
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
         x, idx = train_inputs(batch, device, self.cfg.img_size)
         idx = idx.cpu()
         y = self._labels[idx].to(device)
         teacher = self._targets[idx].to(device)
         weight = self._class_weight.to(device) if self._class_weight is not None else None
+        out = model(x)
+        if isinstance(out, tuple):  # DeiT in training: (class head, distillation head)
+            cls_logits, dist_logits = (o.float() for o in out)
+            hard = nn.functional.cross_entropy(
+                cls_logits, y, weight=weight, label_smoothing=self.cfg.label_smoothing
+            )
+            soft = kl_to_teacher(dist_logits, teacher, self.cfg.temperature)
+            return (1 - self.cfg.alpha) * hard + self.cfg.alpha * soft
         return distillation_loss(
-            model(x).float(),
+            out.float(),
             y,
             teacher,
             temperature=self.cfg.temperature,
@@ -174,6 +192,7 @@ class DistillTask(FinetuneTask):
                 ),
                 "temperature": self.cfg.temperature,
                 "alpha": self.cfg.alpha,
+                "distill_token": self.cfg.distill_token,
             }
         }
 

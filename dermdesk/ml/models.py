@@ -60,6 +60,19 @@ ARCHS: dict[str, Arch] = {
         default_size=32,
         description="2-layer ViT for tests (0.05M parameters)",
     ),
+    # DeiT students: a ViT with a distillation token and head (distill --distill-token).
+    "deit_tiny_8": Arch(
+        "deit_tiny_distilled_patch16_224",
+        {"patch_size": 8},
+        default_size=112,
+        description="DeiT-Ti/8 at 112 px with a distillation token (a distillation student)",
+    ),
+    "deit_test": Arch(
+        "deit_tiny_distilled_patch16_224",
+        {"patch_size": 8, "embed_dim": 48, "depth": 2, "num_heads": 3, "mlp_ratio": 2.0},
+        default_size=32,
+        description="2-layer DeiT with a distillation token, for tests",
+    ),
 }
 
 
@@ -85,6 +98,8 @@ def classifier_head(model: nn.Module) -> tuple[str, str]:
     """State-dict keys of the final layer's weight and bias (what changes with the classes)."""
     get = getattr(model, "get_classifier", None)
     head = get() if get else None
+    if isinstance(head, tuple):  # DeiT: (class head, distillation head); the class head
+        head = head[0]
     for name, module in model.named_modules():
         if module is head:
             return f"{name}.weight", f"{name}.bias"
