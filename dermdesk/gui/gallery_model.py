@@ -20,6 +20,7 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
+from PySide6.QtGui import QImage
 
 from dermdesk import taxonomy
 from dermdesk.gui.tasks import LibraryWorker
@@ -205,6 +206,10 @@ class GalleryModel(QAbstractListModel):
 
     def tile(self, row: int) -> Tile:
         return Tile(*self._tiles[row])
+
+    def thumbnail(self, row: int) -> QImage | None:
+        """The row's cached thumbnail, or None after queueing its load (what ThumbRole gives)."""
+        return self.thumbs.get(self._tiles[row][0])
 
     def row_of(self, image_id: str) -> int | None:
         return self._row_of.get(image_id)

@@ -10,6 +10,7 @@ keyboard navigation and ``fetchMore`` paging are Qt's own.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from math import ceil
 from typing import cast
 
 from PySide6.QtCore import (
@@ -23,7 +24,19 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPaintEvent, QPen, QRegion, QResizeEvent
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontMetrics,
+    QImage,
+    QPainter,
+    QPaintEvent,
+    QPalette,
+    QPen,
+    QPixmap,
+    QRegion,
+    QResizeEvent,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QStyle,
@@ -40,42 +53,82 @@ from dermdesk.library.browse import Tile
 
 CAPTION_H = 20
 _FITZ_SWATCH = {f["value"]: f["swatch"] for f in taxonomy.fitzpatrick_scale()}
+_MONK_CHIP = "#c8282828"  # near-black, 200 of 255 opaque (#AARRGGBB)
 
 
 class TileDelegate(QStyledItemDelegate):
-    """Draws a thumbnail with its badges: quality, label, skin type, synthetic, disagreement."""
+    """Draws a thumbnail with its badges: quality, label, skin type, synthetic, disagreement.
+
+    The quality dot, the chips and the captions are drawn once into small pixmaps and
+    reused (keyed by text, colours, font and pixel ratio): drawn afresh, with antialiased
+    rounded rectangles and text layout for every tile of every frame, they made painting
+    the grid the GUI thread's largest cost while scrolling (scripts/bench_gui.py).
+    """
+
+    CACHE_ITEMS = 4000  # distinct badges and captions; a few hundred in practice
 
     def __init__(self, thumb: int, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.thumb = thumb
+        self._pixmaps: dict[tuple[object, ...], QPixmap] = {}
+        self._fonts: dict[str, tuple[QFont, QFont, QFont]] = {}
 
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # type: ignore[override]
         return QSize(self.thumb + 8, self.thumb + CAPTION_H + 8)
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:  # type: ignore[override]
         tile: Tile | None = index.data(TileRole)
-        if tile is None:
-            return
-        r = option.rect
-        pal = option.palette
-        selected = bool(option.state & QStyle.StateFlag.State_Selected)
-        painter.save()
+        if tile is not None:
+            painter.save()
+            self.paint_tile(
+                painter, option.rect, option.state, option.palette, tile, index.data(ThumbRole)
+            )
+            painter.restore()
+
+    def paint_tile(
+        self,
+        painter: QPainter,
+        r: QRect,
+        state: QStyle.StateFlag,
+        pal: QPalette,
+        tile: Tile,
+        image: QImage | None,
+    ) -> None:
+        """One tile in ``r``; changes the painter's pen, brush and hints (callers that
+        care save and restore it)."""
+        selected = bool(state & QStyle.StateFlag.State_Selected)
+        dpr = painter.device().devicePixelRatioF()
+        fonts = self._fonts_for(painter.font())
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         if selected:
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(pal.highlight())
             painter.drawRoundedRect(r, 6, 6)
         box = QRect(r.x() + 4, r.y() + 4, r.width() - 8, r.height() - 8 - CAPTION_H)
-        self._thumbnail(painter, box, index.data(ThumbRole), pal.mid().color())
-        self._badges(painter, box, tile)
-        self._caption(
-            painter, r, tile, pal.highlightedText().color() if selected else pal.text().color()
-        )
-        if option.state & QStyle.StateFlag.State_HasFocus:
+        self._thumbnail(painter, box, image, pal.mid().color())
+        self._badges(painter, box, tile, fonts[0], dpr)
+        colour = pal.highlightedText().color() if selected else pal.text().color()
+        self._caption(painter, r, tile, colour, fonts[2 if not tile.labelled else 1], dpr)
+        if state & QStyle.StateFlag.State_HasFocus:
             painter.setPen(QPen(pal.highlight().color().lighter(130), 2))
             painter.setBrush(Qt.BrushStyle.NoBrush)
             painter.drawRoundedRect(r.adjusted(1, 1, -1, -1), 6, 6)
-        painter.restore()
+
+    def _fonts_for(self, base: QFont) -> tuple[QFont, QFont, QFont]:
+        """The badge font and the caption font (upright, italic for unlabelled) for ``base``."""
+        key = base.key()
+        fonts = self._fonts.get(key)
+        if fonts is None:
+            badge = QFont(base)
+            badge.setPointSizeF(max(7.0, base.pointSizeF() * 0.8))
+            badge.setBold(True)
+            caption = QFont(base)
+            caption.setBold(False)
+            caption.setPointSizeF(max(7.5, QFont().pointSizeF() * 0.9))
+            italic = QFont(caption)
+            italic.setItalic(True)
+            fonts = self._fonts[key] = (badge, caption, italic)
+        return fonts
 
     def _thumbnail(
         self, painter: QPainter, box: QRect, image: QImage | None, empty: QColor
@@ -91,16 +144,9 @@ class TileDelegate(QStyledItemDelegate):
         target.moveCenter(box.center())
         painter.drawImage(target, image)
 
-    def _badges(self, painter: QPainter, box: QRect, t: Tile) -> None:
-        font = QFont(painter.font())
-        font.setPointSizeF(max(7.0, font.pointSizeF() * 0.8))
-        font.setBold(True)
-        painter.setFont(font)
+    def _badges(self, painter: QPainter, box: QRect, t: Tile, font: QFont, dpr: float) -> None:
         # quality: a dot, top left (ringed grey when not checked yet)
-        dot = QRect(box.x() + 4, box.y() + 4, 12, 12)
-        painter.setPen(QPen(QColor("white"), 1.5))
-        painter.setBrush(QColor(VERDICT_COLOURS.get(t.quality or "", UNCHECKED_COLOUR)))
-        painter.drawEllipse(dot)
+        painter.drawPixmap(box.x() + 3, box.y() + 3, self._dot(t.quality or "", dpr))
         x_right = box.right() - 3
         # A rating is a filled chip; an estimate is an outlined "~" chip, so nobody takes
         # the ITA estimator's guess for a person's rating.
@@ -111,8 +157,10 @@ class TileDelegate(QStyledItemDelegate):
                 x_right,
                 box.y() + 3,
                 ("~" if fitz_est else "") + taxonomy.fitzpatrick_roman(fitz),
-                QColor(_FITZ_SWATCH.get(fitz, "#cccccc")),
-                QColor("#222222"),
+                _FITZ_SWATCH.get(fitz, "#cccccc"),
+                "#222222",
+                font,
+                dpr,
                 outline=fitz_est,
             )
         monk, monk_est = t.monk_tone()
@@ -122,20 +170,34 @@ class TileDelegate(QStyledItemDelegate):
                 x_right,
                 box.y() + 3,
                 ("~" if monk_est else "") + f"M{monk}",
-                QColor(40, 40, 40, 200),
-                QColor("white"),
+                _MONK_CHIP,
+                "white",
+                font,
+                dpr,
                 outline=monk_est,
             )
         y_low = box.bottom() - 18
         x_left = box.x() + 3
         if t.synthetic:
             x_left = self._chip_left(
-                painter, x_left, y_low, "SYN", QColor(SYNTHETIC_COLOUR), QColor("white")
+                painter, x_left, y_low, "SYN", SYNTHETIC_COLOUR, "white", font, dpr
             )
         if t.disagrees:
             self._chip_left(
-                painter, x_left, y_low, f"≠ {t.predicted}", QColor(DISAGREE_COLOUR), QColor("white")
+                painter, x_left, y_low, f"≠ {t.predicted}", DISAGREE_COLOUR, "white", font, dpr
             )
+
+    def _dot(self, verdict: str, dpr: float) -> QPixmap:
+        key = ("dot", verdict, dpr)
+        pixmap = self._pixmaps.get(key)
+        if pixmap is None:
+            pixmap, p = self._canvas(14, 14, dpr)
+            p.setPen(QPen(QColor("white"), 1.5))
+            p.setBrush(QColor(VERDICT_COLOURS.get(verdict, UNCHECKED_COLOUR)))
+            p.drawEllipse(QRect(1, 1, 12, 12))
+            p.end()
+            self._keep(key, pixmap)
+        return pixmap
 
     def _chip(
         self,
@@ -143,49 +205,94 @@ class TileDelegate(QStyledItemDelegate):
         right: int,
         y: int,
         text: str,
-        bg: QColor,
-        fg: QColor,
+        bg: str,
+        fg: str,
+        font: QFont,
+        dpr: float,
         *,
         outline: bool = False,
     ) -> int:
         """A badge ending at ``right``; ``outline`` draws it hollow (an estimate)."""
-        w = painter.fontMetrics().horizontalAdvance(text) + 8
-        rect = QRect(right - w, y, w, 16)
-        if outline:
-            painter.setPen(
-                QPen(
-                    bg.darker(110) if bg.alpha() == 255 else QColor("white"),
-                    2,
-                    Qt.PenStyle.DashLine,
-                )
-            )
-            painter.setBrush(QColor(20, 20, 20, 170))
-            fg = QColor("white")
-        else:
-            painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(bg)
-        painter.drawRoundedRect(rect, 4, 4)
-        painter.setPen(fg)
-        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
-        return rect.x() - 3
+        pixmap = self._chip_pixmap(text, bg, fg, font, dpr, outline)
+        w = round(pixmap.deviceIndependentSize().width()) - 2  # a pixel of room each side
+        painter.drawPixmap(right - w - 1, y - 1, pixmap)
+        return right - w - 3
+
+    def _chip_pixmap(
+        self, text: str, bg: str, fg: str, font: QFont, dpr: float, outline: bool
+    ) -> QPixmap:
+        key = ("chip", text, bg, fg, font.key(), dpr, outline)
+        pixmap = self._pixmaps.get(key)
+        if pixmap is None:
+            w = QFontMetrics(font).horizontalAdvance(text) + 8
+            pixmap, p = self._canvas(w + 2, 18, dpr)
+            rect = QRect(1, 1, w, 16)
+            background, colour = QColor(bg), QColor(fg)
+            if outline:
+                edge = background.darker(110) if background.alpha() == 255 else QColor("white")
+                p.setPen(QPen(edge, 2, Qt.PenStyle.DashLine))
+                p.setBrush(QColor(20, 20, 20, 170))
+                colour = QColor("white")
+            else:
+                p.setPen(Qt.PenStyle.NoPen)
+                p.setBrush(background)
+            p.drawRoundedRect(rect, 4, 4)
+            p.setFont(font)
+            p.setPen(colour)
+            p.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
+            p.end()
+            self._keep(key, pixmap)
+        return pixmap
 
     def _chip_left(
-        self, painter: QPainter, left: int, y: int, text: str, bg: QColor, fg: QColor
+        self,
+        painter: QPainter,
+        left: int,
+        y: int,
+        text: str,
+        bg: str,
+        fg: str,
+        font: QFont,
+        dpr: float,
     ) -> int:
-        w = painter.fontMetrics().horizontalAdvance(text) + 8
-        return self._chip(painter, left + w, y, text, bg, fg) + w + 6
+        w = round(self._chip_pixmap(text, bg, fg, font, dpr, False).deviceIndependentSize().width())
+        return self._chip(painter, left + w - 2, y, text, bg, fg, font, dpr) + w + 4
 
-    def _caption(self, painter: QPainter, r: QRect, t: Tile, colour: QColor) -> None:
-        font = QFont(painter.font())
-        font.setBold(False)
-        font.setItalic(not t.labelled)
-        font.setPointSizeF(max(7.5, QFont().pointSizeF() * 0.9))
-        painter.setFont(font)
-        painter.setPen(colour if t.labelled else QColor(UNCHECKED_COLOUR))
-        rect = QRect(r.x() + 6, r.bottom() - CAPTION_H - 2, r.width() - 12, CAPTION_H)
+    def _caption(
+        self, painter: QPainter, r: QRect, t: Tile, colour: QColor, font: QFont, dpr: float
+    ) -> None:
+        if not t.labelled:
+            colour = QColor(UNCHECKED_COLOUR)
+        width = r.width() - 12
         text = caption_text(t)
-        elided = painter.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, rect.width())
-        painter.drawText(rect, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, elided)
+        key = ("caption", text, width, colour.rgba(), font.key(), dpr)
+        pixmap = self._pixmaps.get(key)
+        if pixmap is None:
+            pixmap, p = self._canvas(width, CAPTION_H, dpr)
+            p.setFont(font)
+            p.setPen(colour)
+            elided = p.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, width)
+            align = Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft
+            p.drawText(QRect(0, 0, width, CAPTION_H), align, elided)
+            p.end()
+            self._keep(key, pixmap)
+        painter.drawPixmap(r.x() + 6, r.bottom() - CAPTION_H - 2, pixmap)
+
+    @staticmethod
+    def _canvas(w: int, h: int, dpr: float) -> tuple[QPixmap, QPainter]:
+        """A transparent pixmap of ``w`` x ``h`` logical pixels and a painter on it."""
+        pixmap = QPixmap(max(1, ceil(w * dpr)), max(1, ceil(h * dpr)))
+        pixmap.setDevicePixelRatio(dpr)
+        pixmap.fill(Qt.GlobalColor.transparent)
+        p = QPainter(pixmap)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.setRenderHint(QPainter.RenderHint.TextAntialiasing)
+        return pixmap, p
+
+    def _keep(self, key: tuple[object, ...], pixmap: QPixmap) -> None:
+        if len(self._pixmaps) >= self.CACHE_ITEMS:
+            self._pixmaps.clear()  # a theme, font or size change made them all stale
+        self._pixmaps[key] = pixmap
 
 
 def caption_text(t: Tile) -> str:
@@ -374,25 +481,42 @@ class GalleryView(QAbstractItemView):
         area = event.rect()
         if self.grid.grouped:
             self._paint_headers(painter, model, offset, area)
-        option = QStyleOptionViewItem()
-        self.initViewItemOption(option)
-        selection = self.selectionModel()
-        current = self.currentIndex()
         rows = self.grid.rows_in((area.x(), area.y() + offset, area.width(), area.height()))
+        # The delegate is called directly with the tile and its thumbnail: through
+        # QModelIndex.data each tile cost two calls into Qt and back (bench_gui.py).
+        selected = self._selected_rows(rows)
+        current = self.currentIndex().row() if self.hasFocus() else -1
+        palette, delegate = self.palette(), self.delegate_
         for row in rows:
-            index = model.index(row, 0)
-            option.rect = self.visualRect(index)
+            x, y, w, h = self.grid.item_rect(row)
             state = QStyle.StateFlag.State_Enabled
-            if selection is not None and selection.isSelected(index):
+            if row in selected:
                 state |= QStyle.StateFlag.State_Selected
-            if index == current and self.hasFocus():
+            if row == current:
                 state |= QStyle.StateFlag.State_HasFocus
-            option.state = state
-            self.itemDelegate().paint(painter, option, index)
+            delegate.paint_tile(
+                painter,
+                QRect(x, y - offset, w, h),
+                state,
+                palette,
+                model.tile(row),
+                model.thumbnail(row),
+            )
         if model.rowCount() == 0 and not model.is_fetching:
             painter.setPen(self.palette().placeholderText().color())
             painter.drawText(self.viewport().rect(), Qt.AlignmentFlag.AlignCenter, _EMPTY_TEXT)
         painter.end()
+
+    def _selected_rows(self, rows: list[int]) -> set[int]:
+        """Which of ``rows`` (sorted) are selected, from the selection's few ranges."""
+        selection = self.selectionModel()
+        if selection is None or not rows or not selection.hasSelection():
+            return set()
+        lo, hi = rows[0], rows[-1]
+        out: set[int] = set()
+        for rng in cast(Iterable[QItemSelectionRange], selection.selection()):
+            out.update(range(max(lo, rng.top()), min(hi, rng.bottom()) + 1))
+        return out
 
     def _paint_headers(
         self, painter: QPainter, model: GalleryModel, offset: int, area: QRect
