@@ -12,6 +12,8 @@ other than building a ``QImage``; callbacks run on the GUI thread and may.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +29,29 @@ log = logging.getLogger(__name__)
 
 Callback = Callable[[Any], None]
 ErrorCallback = Callable[[Exception], None]
+
+BELOW_GUI_NICE = 10  # how much less CPU priority the GUI's worker threads have
+
+
+def run_below_gui() -> None:
+    """Give the calling thread a lower CPU priority than the GUI thread (Linux only).
+
+    On a machine with few cores the thumbnail decoders and the reader kept both cores
+    busy while the user scrolled, and the GUI thread then waited for a CPU: its longest
+    stalls were almost all time spent runnable but not running (scripts/bench_gui.py
+    reads it from /proc/thread-self/schedstat). With a higher nice value the kernel runs
+    the GUI thread first and the workers take the time left over. Linux's
+    ``setpriority`` acts on one thread; elsewhere this does nothing. Never called on a
+    thread that starts processes (imports, jobs): they would inherit the priority.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        tid = threading.get_native_id()
+        nice = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, nice + BELOW_GUI_NICE))
+    except OSError:  # not allowed in this sandbox / container: run as before
+        log.debug("could not lower the priority of %s", threading.current_thread().name)
 
 
 class ThreadTask(QObject):
@@ -76,7 +101,9 @@ class Background(QObject):
     def __init__(self, name: str, workers: int = 1, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.name = name
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+        self._pool = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix=name, initializer=run_below_gui
+        )
         self._lock = threading.Lock()
         self.pending = 0
         self._closed = False

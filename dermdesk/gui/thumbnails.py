@@ -17,6 +17,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QImage
 
+from dermdesk.gui.tasks import run_below_gui
 from dermdesk.library.store import Store
 
 MAX_PENDING = 256  # newest requests kept; older ones are for tiles long scrolled past
@@ -121,6 +122,7 @@ class ThumbnailLoader(QObject):
     # -- worker threads --------------------------------------------------------------------
 
     def _work(self) -> None:
+        run_below_gui()
         while True:
             with self._cond:
                 while not self._wanted and not self._stop:

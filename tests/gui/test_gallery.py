@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
+
 import pytest
 from pytestqt.qtbot import QtBot
 
@@ -171,3 +175,24 @@ def test_the_quality_dot_names_the_worst_check_on_hover(
     # the worst verdict's checks, the first with its reason; a mere warning is not named
     assert "quality: fail (Sharpness: blurred: sharpness 5, needs ≥ 25; also Glare)" in tip
     assert "Hair" not in tip
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_reader_and_thumbnail_threads_run_below_the_gui_thread(
+    qtbot: QtBot, gallery: GalleryModel
+) -> None:
+    """The kernel runs the GUI thread first; workers take the CPU time left over."""
+    gui = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen: list[int] = []
+    gallery.reader.submit(
+        lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), seen.append
+    )
+    qtbot.waitUntil(lambda: bool(seen))
+    assert seen[0] > gui or gui == 19
+
+    def thumbs_below() -> bool:
+        ids = [t.native_id for t in gallery.thumbs._threads]
+        return all(n is not None and os.getpriority(os.PRIO_PROCESS, n) > gui for n in ids)
+
+    if gui < 19:
+        qtbot.waitUntil(thumbs_below)  # each worker lowers itself when it starts
