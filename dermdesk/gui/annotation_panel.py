@@ -29,7 +29,7 @@ from dermdesk import taxonomy
 from dermdesk.gui.link_fields import LinkFields
 from dermdesk.gui.swatches import SwatchPicker, fitzpatrick_swatches, monk_swatches
 from dermdesk.library import Library
-from dermdesk.library.browse import current_tones, patients
+from dermdesk.library.browse import current_tones
 
 MAX_BATCH_READ = 400  # beyond this a batch shows its size, not its shared values
 DEVICE_EDIT_FIELDS = (
@@ -221,12 +221,8 @@ class AnnotationPanel(QScrollArea):
         form.addRow("Modality", self.modality)
         return box
 
-    def set_patient_choices(self, lib: Library) -> None:
-        words = []
-        for p in patients(lib):
-            words.append(p["id"])
-            if p["source"] == "local" and p["external_id"]:
-                words.append(p["external_id"])
+    def set_patient_choices(self, words: list[str]) -> None:
+        """Completion for the patient field (``browse.patient_words``, read on the reader)."""
         completer = QCompleter(words, self.patient)
         completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self.patient.setCompleter(completer)

@@ -249,6 +249,17 @@ def patients(lib: Library, limit: int = 5000) -> list[dict[str, Any]]:
     return list(lib.query("SELECT * FROM patient ORDER BY created_at DESC, id LIMIT ?", [limit]))
 
 
+def patient_words(lib: Library, limit: int = 5000) -> list[str]:
+    """What a patient field completes: each recent patient's id, and a local patient's
+    own number too (most recent first)."""
+    words = []
+    for p in patients(lib, limit):
+        words.append(p["id"])
+        if p["source"] == "local" and p["external_id"]:
+            words.append(p["external_id"])
+    return words
+
+
 def lesions_of(lib: Library, patient_id: str) -> list[dict[str, Any]]:
     return list(
         lib.query("SELECT * FROM lesion WHERE patient_id = ? ORDER BY created_at", [patient_id])

@@ -8,6 +8,8 @@ from pytestqt.qtbot import QtBot
 
 from dermdesk.gui.main_window import MainWindow
 from dermdesk.library import Library
+from dermdesk.library.browse import distinct_devices
+from dermdesk.library.edits import link_images
 
 pytestmark = pytest.mark.gui
 
@@ -348,3 +350,22 @@ def test_number_keys_are_configurable_and_remembered(
     keys(qtbot, w, "1")
     settle(qtbot, w)
     assert lib.image(image_id)["diagnosis"] == "MEL"
+
+
+def test_patient_and_device_completion_is_read_on_the_reader(
+    qtbot: QtBot, window: MainWindow, lib: Library
+) -> None:
+    """Filled after the first page, and again after an import (refresh_all)."""
+    ids = {r["id"] for r in lib.query("SELECT id FROM patient")}
+    assert ids
+
+    def offered(field: object) -> set[str]:
+        completer = field.completer()  # type: ignore[attr-defined]
+        return set(completer.model().stringList()) if completer is not None else set()
+
+    qtbot.waitUntil(lambda: offered(window.annotation.patient) >= ids)
+    image = lib.images()[0]["id"]
+    link_images(lib, [image], patient="P-4242", lesion=None)  # a patient typed at the desk
+    window.refresh_all()
+    qtbot.waitUntil(lambda: "P-4242" in offered(window.annotation.patient))
+    assert offered(window.filters.device) >= set(distinct_devices(lib))

@@ -11,6 +11,7 @@ from dermdesk.library.browse import (
     dashboard_stats,
     distinct_devices,
     model_report,
+    patient_words,
     readable_params,
     snapshot,
     tiles,
@@ -23,7 +24,7 @@ from dermdesk.library.edits import (
     set_body_site,
 )
 from dermdesk.library.query import device_name
-from dermdesk.library.records import ImageRecord, LabelIn, SkinToneIn
+from dermdesk.library.records import ImageRecord, LabelIn, PatientRef, SkinToneIn
 from dermdesk.ml.groups import device_name as device_group
 from tests.helpers import encode, skin_like
 
@@ -223,3 +224,12 @@ def test_model_report_reads_what_the_metrics_code_writes() -> None:
     assert model_report({}, "test").empty and model_report({"test": "junk"}).empty
     rows = dict(readable_params({"arch": "vit", "loop": {"lr": 0.001}, "classes": ["A", "B"]}))
     assert rows == {"arch": "vit", "loop.lr": "0.001", "classes": "A, B"}
+
+
+def test_patient_words_offer_every_id_and_a_local_patient_s_own_number(lib: Library) -> None:
+    add(lib, 1, patient=PatientRef("local", "P-17"))
+    add(lib, 2, patient=PatientRef("ham10000", "HAM_0001"))
+    ids = [p["id"] for p in lib.query("SELECT id FROM patient")]
+    words = patient_words(lib)
+    assert set(ids) <= set(words) and "P-17" in words  # typed at the desk, found
+    assert "HAM_0001" not in words  # a dataset's own numbering is not offered
