@@ -87,6 +87,7 @@ REFERENCE = ("pad_ufes_20", "ham10000", "fitzpatrick17k")
 STALL_GOAL_MS = 50
 FILL_GOAL_MS = 150
 COLD_GOAL_S = 1.5
+WINDOW = [1280, 800]  # the main window's size in the in-process scenarios (--window)
 SAMPLE_AFTER_S = 0.02  # --profile: sample the GUI thread once it has not ticked for this
 
 
@@ -504,7 +505,7 @@ class Dermdesk(Subject):
         self.window = MainWindow(
             self.lib, Settings(QSettings(str(ini), QSettings.Format.IniFormat))
         )
-        self.window.resize(1280, 800)
+        self.window.resize(*WINDOW)
         self.window.show()
         freeze_startup_heap()  # as dermdesk.gui.app.run does
         self.view = self.window.gallery
@@ -537,6 +538,7 @@ class BareList(Subject):
 
         self.app = QApplication.instance() or QApplication([])
         self.window = bare_window(n)
+        self.window.resize(*WINDOW)
         self.window.show()
         self.view = self.window.view
         wait(self.app, 1)
@@ -805,7 +807,9 @@ def main() -> int:
     parser.add_argument("--no-import", action="store_true", help="skip the import stall")
     parser.add_argument("--no-cold", action="store_true", help="skip the cold starts")
     parser.add_argument("--only", help="comma-separated scenarios (scroll,fling,jk,label,tabs)")
+    parser.add_argument("--window", default="1280x800", help="window size of the scenarios")
     args = parser.parse_args()
+    WINDOW[:] = [int(v) for v in args.window.split("x")]
     work = args.keep or Path(tempfile.mkdtemp(prefix="dermdesk-bench-gui-"))
     work.mkdir(parents=True, exist_ok=True)
     big = 20_000 if args.quick else 100_000
