@@ -759,7 +759,10 @@ def import_stall(
 ) -> dict[str, Any]:
     folder = work / "to_import"
     folder.mkdir(exist_ok=True)
-    for src in sorted((data / "fitzpatrick17k_more" / "images").glob("*.jpg"))[:count]:
+    sources = sorted((data / "fitzpatrick17k_more" / "images").glob("*.jpg"))[:count]
+    if not sources:
+        raise SystemExit(f"no images to import under {data}/fitzpatrick17k_more: pass --data")
+    for src in sources:
         shutil.copy(src, folder / src.name)
     subject = Dermdesk(copy_library(library, work / "import_copy"), work)
     probe = LatencyProbe(sample=sample)
