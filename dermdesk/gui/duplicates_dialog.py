@@ -9,8 +9,10 @@ in a viewer of their own with linked zoom (Fit, 1:1, +, − apply to both sides)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -126,13 +128,24 @@ class DuplicatesDialog(QDialog):
 
     # -- data ------------------------------------------------------------------------------
 
+    def _alive(self, callback: Callable[[Any], None]) -> Callable[[Any], None]:
+        """``callback`` unless the dialog was closed (and deleted) before a reply came."""
+
+        def call(value: Any) -> None:
+            if shiboken6.isValid(self):
+                callback(value)
+
+        return call
+
     def reload(self) -> None:
         self.reader.run(
-            cs.duplicate_pairs, self._loaded, lambda exc: self.summary.setText(str(exc))
+            cs.duplicate_pairs,
+            self._alive(self._loaded),
+            self._alive(lambda exc: self.summary.setText(str(exc))),
         )
         self.reader.run(
             lambda lib: [(m["id"], m["name"]) for m in lib.models() if m["kind"] == "backbone"],
-            self._show_backbones,
+            self._alive(self._show_backbones),
         )
 
     def _show_backbones(self, backbones: list[tuple[str, str]]) -> None:
@@ -211,8 +224,8 @@ class DuplicatesDialog(QDialog):
         self._enable(False)
         self.writer.run(
             lambda lib: cs.decide(lib, p["a"], p["b"], decision),
-            lambda n: self._done(f"decision {n}: {decision}"),
-            self._failed,
+            self._alive(lambda n: self._done(f"decision {n}: {decision}")),
+            self._alive(self._failed),
         )
 
     def undo(self) -> None:
@@ -223,8 +236,8 @@ class DuplicatesDialog(QDialog):
         decision_id = p["decision_id"]
         self.writer.run(
             lambda lib: cs.undo(lib, decision_id),
-            lambda _: self._done(f"decision {decision_id} undone"),
-            self._failed,
+            self._alive(lambda _: self._done(f"decision {decision_id} undone")),
+            self._alive(self._failed),
         )
 
     def _done(self, message: str) -> None:

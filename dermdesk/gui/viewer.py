@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import shiboken6
 from PySide6.QtCore import QEvent, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import QImage, QPainter, QPixmap, QWheelEvent
 from PySide6.QtWidgets import (
@@ -399,6 +400,8 @@ class ViewerPanel(QWidget):
     ) -> None:
         if self._wanted.get(canvas) != image_id:
             return  # the user moved on meanwhile
+        if not shiboken6.isValid(canvas):
+            return  # its window was closed (and deleted) while the image decoded
         canvas.set_image(image, f"Cannot show this image: {error}" if error else "")
         if canvas is self.right:  # the new right image joins the left one's view
             self._linked(self.left)

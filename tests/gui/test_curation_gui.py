@@ -158,3 +158,18 @@ def test_a_backbone_finds_near_copies_from_the_duplicates_dialog(
     assert any("cos " in t for t in texts)
     dialog.close()
     w.close()
+
+
+def test_closing_the_duplicates_dialog_while_images_decode_is_safe(
+    qtbot: QtBot, window: MainWindow, lib: Library, tmp_path: Path
+) -> None:
+    """The dialog deletes itself on close; an image decode that arrives afterwards must
+    find its canvas gone and do nothing (no exception in the event loop)."""
+    original, copy = add_near_copy(lib, tmp_path)
+    dialog = window.open_duplicates()
+    qtbot.waitUntil(lambda: any({p["a"], p["b"]} == {original, copy} for p in dialog.pairs))
+    pair = next(p for p in dialog.pairs if {p["a"], p["b"]} == {original, copy})
+    dialog.select_pair(pair["a"], pair["b"])  # two decodes start
+    dialog.close()
+    qtbot.wait(1500)  # they arrive after the dialog is gone
+    window.open_duplicates().close()  # and the window still opens another
