@@ -171,6 +171,8 @@ def _forgetting(by: dict[str, list[dict[str, Any]]], scheme: str = "FineClinic")
 
 
 def _curve(by: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    if not any(name in by for name, _ in CURVE_SCHEMES if name != "FineClinic"):
+        return []  # planned without the curve (--set curve=false): FineClinic alone is no curve
     rows = []
     for name, fraction in CURVE_SCHEMES:
         group = [r for r in by.get(name, []) if r["status"] == "done"]
