@@ -59,3 +59,22 @@ def in_private_mounts(script: str, timeout: float = 300) -> subprocess.Completed
 def read_only_view(source: Path, mount: Path) -> str:
     """sh lines that bind-mount ``source`` read-only at ``mount`` (exit 77 if they cannot)."""
     return f"mount --bind {source} {mount} && mount -o remount,bind,ro {mount} || exit 77\n"
+
+
+def copy_pad_subset(shared_data: Path, dest: Path, n: int) -> Path:
+    """The first ``n`` PAD-UFES-20 photos present, with their metadata rows, as a dataset
+    folder ``dest`` (images/ + metadata.csv) an import recognises."""
+    import shutil
+
+    source = shared_data / "pad_ufes_20"
+    (dest / "images").mkdir(parents=True, exist_ok=True)
+    lines = (source / "metadata.csv").read_text().splitlines()
+    column = lines[0].split(",").index("img_id")
+    kept = [lines[0]]
+    for line in lines[1:]:
+        name = line.split(",")[column]
+        if (source / "images" / name).is_file() and len(kept) <= n:
+            shutil.copy(source / "images" / name, dest / "images" / name)
+            kept.append(line)
+    (dest / "metadata.csv").write_text("\n".join(kept) + "\n")
+    return dest

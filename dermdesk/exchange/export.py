@@ -269,21 +269,9 @@ def plan_export(lib: Library, options: ExportOptions) -> ExportPlan:
             or "the filters match nothing"
         )
         raise ExportError(f"nothing to export: {why}")
-    labels = _current_labels(lib, [r["id"] for r in rows])
+    labels = lib.current_labels([r["id"] for r in rows])
     items = _pseudonymise(rows, parts, labels)
     return ExportPlan(options, items, dict(left_out), _warnings(items), split)
-
-
-def _current_labels(lib: Library, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(ids), 900):
-        chunk = list(ids[start : start + 900])
-        marks = ", ".join("?" * len(chunk))
-        for row in lib.query(
-            f"SELECT * FROM label WHERE is_current AND image_id IN ({marks})", chunk
-        ):
-            out[row["image_id"]] = row
-    return out
 
 
 def _pseudonymise(

@@ -239,7 +239,7 @@ def review_queue(lib: Library, model: str = "auto", limit: int = 200) -> dict[st
                 "probabilities": {},
             }
         )
-    current = _current_labels(lib, [r["image_id"] for r in rows])
+    current = lib.current_labels([r["image_id"] for r in rows])
     for rank, row in enumerate(rows, start=1):
         label = current.get(row["image_id"], {})
         row.update(
@@ -251,17 +251,3 @@ def review_queue(lib: Library, model: str = "auto", limit: int = 200) -> dict[st
     report["rows"] = rows
     report["pairs"] = agree["pairs"]
     return report
-
-
-def _current_labels(lib: Library, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(ids), 900):
-        chunk = list(ids[start : start + 900])
-        marks = ", ".join("?" * len(chunk))
-        for row in lib.query(
-            "SELECT image_id, diagnosis, free_text, annotator FROM label "
-            f"WHERE is_current AND image_id IN ({marks})",
-            chunk,
-        ):
-            out[row["image_id"]] = row
-    return out

@@ -311,6 +311,19 @@ class Library:
         rows = list(self.query("SELECT * FROM label WHERE image_id = ? AND is_current", [image_id]))
         return rows[0] if rows else None
 
+    def current_labels(self, image_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Image id -> its current label row, for many images (in chunks under SQLite's
+        bound-parameter limit); images without a label are absent."""
+        out: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(image_ids), 900):
+            chunk = list(image_ids[start : start + 900])
+            marks = ", ".join("?" * len(chunk))
+            for row in self.query(
+                f"SELECT * FROM label WHERE is_current AND image_id IN ({marks})", chunk
+            ):
+                out[row["image_id"]] = row
+        return out
+
     def label_history(self, image_id: str) -> list[dict[str, Any]]:
         return list(self.query("SELECT * FROM label WHERE image_id = ? ORDER BY id", [image_id]))
 

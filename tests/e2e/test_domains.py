@@ -16,6 +16,7 @@ from dermdesk.library import ImageFilter, Library
 from dermdesk.library.domain_store import domain_items, save_assignment
 from dermdesk.ml.meta_domains import assign_domains, feature_matrix, kmeans, silhouette
 from tests.e2e.test_cli import run
+from tests.helpers import copy_pad_subset
 
 
 @pytest.fixture(scope="module")
@@ -23,16 +24,7 @@ def template(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     """PH2 (dermoscopic, 200) and 80 PAD-UFES-20 phone photos (clinical), checked."""
     home = tmp_path_factory.mktemp("domains") / "lib"
     pad = tmp_path_factory.mktemp("pad") / "pad_ufes_20"
-    (pad / "images").mkdir(parents=True)
-    lines = (shared_data / "pad_ufes_20" / "metadata.csv").read_text().splitlines()
-    column = lines[0].split(",").index("img_id")
-    kept = [lines[0]]
-    for line in lines[1:]:
-        name = line.split(",")[column]
-        if (shared_data / "pad_ufes_20" / "images" / name).is_file() and len(kept) <= 80:
-            shutil.copy(shared_data / "pad_ufes_20" / "images" / name, pad / "images" / name)
-            kept.append(line)
-    (pad / "metadata.csv").write_text("\n".join(kept) + "\n")
+    copy_pad_subset(shared_data, pad, 80)
     run(home, "import", shared_data / "ph2", pad, "--quiet")
     return home
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_cli import run
+from tests.helpers import copy_pad_subset
 
 pytestmark = [pytest.mark.ml, pytest.mark.slow]
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
@@ -27,16 +28,7 @@ def template(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     """HAM10000 (dermoscopic) and 150 PAD-UFES-20 photos (clinical), checked (hashes)."""
     home = tmp_path_factory.mktemp("gap") / "lib"
     pad = tmp_path_factory.mktemp("pad")
-    (pad / "images").mkdir()
-    lines = (shared_data / "pad_ufes_20" / "metadata.csv").read_text().splitlines()
-    column = lines[0].split(",").index("img_id")
-    kept = [lines[0]]
-    for line in lines[1:]:
-        name = line.split(",")[column]
-        if (shared_data / "pad_ufes_20" / "images" / name).is_file() and len(kept) <= 150:
-            shutil.copy(shared_data / "pad_ufes_20" / "images" / name, pad / "images" / name)
-            kept.append(line)
-    (pad / "metadata.csv").write_text("\n".join(kept) + "\n")
+    copy_pad_subset(shared_data, pad, 150)
     run(home, "import", shared_data / "ham10000", pad, "--quiet")
     return home
 
