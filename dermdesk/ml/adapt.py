@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from dermdesk.ml.cached_data import CachedTrainViews
+from dermdesk.ml.cached_data import CachedTrainViews, train_inputs
 from dermdesk.ml.data import Sample, balanced_weights
 from dermdesk.ml.tensor_augment import (
     N_PARAMS,
@@ -462,6 +462,64 @@ def guided_loss(
         kl = F.kl_div(student, teacher, log_target=True, reduction="batchmean")
         total = total + lwf_weight * kl * temperature**2
     return total
+
+
+# -- the two stages' training steps (the experiment runs and the adapt job share them) ----------
+
+
+def stage1_loss(
+    model: nn.Module,
+    batch: Any,
+    device: torch.device,
+    size: int,
+    *,
+    label_smoothing: float,
+    contrast_weight: float,
+    contrast_temperature: float,
+    class_weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Cross-entropy on both views of a :class:`GapViews` batch + the weighted supervised
+    contrastive term between them (``model`` is a :class:`ContrastModel`, maybe wrapped)."""
+    first, second, y = gap_inputs(batch, device, size)
+    logits, z = model(torch.cat([first, second]), with_embedding=True)
+    labels = torch.cat([y, y])
+    ce = F.cross_entropy(
+        logits.float(), labels, weight=class_weight, label_smoothing=label_smoothing
+    )
+    return ce + contrast_weight * supcon_loss(z.float(), labels, contrast_temperature)
+
+
+def stage2_loss(
+    model: nn.Module,
+    batch: Any,
+    device: torch.device,
+    size: int,
+    *,
+    labels: torch.Tensor,
+    targets: torch.Tensor,
+    n_learn: int,
+    anchor: dict[str, torch.Tensor],
+    lwf_weight: float,
+    lwf_temperature: float,
+    sp_weight: float,
+    label_smoothing: float,
+) -> torch.Tensor:
+    """:func:`guided_loss` on a :class:`MixedViews` batch (indices below ``n_learn`` are
+    clinical images to learn, the rest dermoscopic ones to keep) + L2-SP to ``anchor``."""
+    x, idx = train_inputs(batch, device, size)
+    idx = idx.cpu()
+    loss = guided_loss(
+        model(x).float(),
+        labels[idx].to(device),
+        (idx >= n_learn).to(device),
+        targets[idx].to(device),
+        temperature=lwf_temperature,
+        lwf_weight=lwf_weight,
+        label_smoothing=label_smoothing,
+    )
+    if sp_weight > 0:
+        loss = loss + sp_weight * l2_sp(getattr(model, "module", model), anchor)
+    return loss
 
 
 # -- what the runs train on ----------------------------------------------------------------------

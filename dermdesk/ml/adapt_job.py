@@ -33,7 +33,7 @@ from dermdesk.jobs.context import JobCancelled, JobContext
 from dermdesk.library import Library
 from dermdesk.library.model_store import get_model, model_dir
 from dermdesk.ml import adapt, checkpoints, metrics
-from dermdesk.ml.cached_data import CachedEvalViews, CachedTrainViews, train_inputs
+from dermdesk.ml.cached_data import CachedEvalViews, CachedTrainViews
 from dermdesk.ml.config import AdaptConfig
 from dermdesk.ml.data import Sample
 from dermdesk.ml.finetune import FinetuneTask, finalize, predict_torch
@@ -209,34 +209,32 @@ class AdaptTask(FinetuneTask):
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
         if self.plain:
             return super().loss(model, batch, device)
-        weight = self._class_weight.to(device) if self._class_weight is not None else None
         if self.cfg.stage == 1:
-            first, second, y = adapt.gap_inputs(batch, device, self.cfg.img_size)
-            logits, z = model(torch.cat([first, second]), with_embedding=True)
-            labels = torch.cat([y, y])
-            ce = nn.functional.cross_entropy(
-                logits.float(), labels, weight=weight, label_smoothing=self.cfg.label_smoothing
+            weight = self._class_weight.to(device) if self._class_weight is not None else None
+            return adapt.stage1_loss(
+                model,
+                batch,
+                device,
+                self.cfg.img_size,
+                label_smoothing=self.cfg.label_smoothing,
+                contrast_weight=self.cfg.contrast_weight,
+                contrast_temperature=self.cfg.contrast_temperature,
+                class_weight=weight,
             )
-            contrast = adapt.supcon_loss(
-                z.float(), labels, temperature=self.cfg.contrast_temperature
-            )
-            return ce + self.cfg.contrast_weight * contrast
-        x, idx = train_inputs(batch, device, self.cfg.img_size)
-        idx = idx.cpu()
-        loss = adapt.guided_loss(
-            model(x).float(),
-            self._labels[idx].to(device),
-            (idx >= len(self.learn)).to(device),
-            self._targets[idx].to(device),
-            temperature=self.cfg.lwf_temperature,
+        return adapt.stage2_loss(
+            model,
+            batch,
+            device,
+            self.cfg.img_size,
+            labels=self._labels,
+            targets=self._targets,
+            n_learn=len(self.learn),
+            anchor=self._anchor,
             lwf_weight=self.cfg.lwf_weight,
+            lwf_temperature=self.cfg.lwf_temperature,
+            sp_weight=self.cfg.sp_weight,
             label_smoothing=self.cfg.label_smoothing,
         )
-        if self.cfg.sp_weight > 0:
-            loss = loss + self.cfg.sp_weight * adapt.l2_sp(
-                getattr(model, "module", model), self._anchor
-            )
-        return loss
 
     def extra_metrics(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -298,18 +298,17 @@ class ContrastRunTask(RunTask):
         )
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
-        from dermdesk.ml.adapt import gap_inputs, supcon_loss
+        from dermdesk.ml.adapt import stage1_loss
 
-        first, second, y = gap_inputs(batch, device, self.spec.size)
-        logits, z = model(torch.cat([first, second]), with_embedding=True)
-        labels = torch.cat([y, y])
-        ce = nn.functional.cross_entropy(
-            logits.float(), labels, label_smoothing=float(self.recipe["label_smoothing"])
+        return stage1_loss(
+            model,
+            batch,
+            device,
+            self.spec.size,
+            label_smoothing=float(self.recipe["label_smoothing"]),
+            contrast_weight=float(self.recipe.get("contrast_weight", 1.0)),
+            contrast_temperature=float(self.recipe.get("contrast_temperature", 0.1)),
         )
-        contrast = supcon_loss(
-            z.float(), labels, temperature=float(self.recipe.get("contrast_temperature", 0.1))
-        )
-        return ce + float(self.recipe.get("contrast_weight", 1.0)) * contrast
 
     def weights(self, model: nn.Module) -> dict[str, torch.Tensor]:
         classifier: nn.Module = model.classifier  # type: ignore[assignment]
@@ -376,22 +375,22 @@ class GuidedRunTask(RunTask):
         return None  # the views draw clinical images class-balanced themselves
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> torch.Tensor:
-        from dermdesk.ml.adapt import guided_loss, l2_sp
+        from dermdesk.ml.adapt import stage2_loss
 
-        x, idx = train_inputs(batch, device, self.spec.size)
-        idx = idx.cpu()
-        loss = guided_loss(
-            model(x).float(),
-            self._labels[idx].to(device),
-            (idx >= self._n_learn).to(device),
-            self._targets[idx].to(device),
-            temperature=float(self.recipe.get("lwf_temperature", 2.0)),
+        return stage2_loss(
+            model,
+            batch,
+            device,
+            self.spec.size,
+            labels=self._labels,
+            targets=self._targets,
+            n_learn=self._n_learn,
+            anchor=self._anchor,
             lwf_weight=self._lwf,
+            lwf_temperature=float(self.recipe.get("lwf_temperature", 2.0)),
+            sp_weight=self._sp,
             label_smoothing=float(self.recipe["label_smoothing"]),
         )
-        if self._sp > 0:
-            loss = loss + self._sp * l2_sp(getattr(model, "module", model), self._anchor)
-        return loss
 
 
 TASKS: dict[str, type[RunTask]] = {
