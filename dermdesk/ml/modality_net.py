@@ -12,9 +12,14 @@ modality only, so a network can score well by recognising a camera's colour or
 a dataset's framing. Training therefore balances every (source, modality) cell,
 and every image is seen through random changes that keep its modality but
 break the source's signature (:func:`augment`): crops that drop the frame,
-colour and exposure shifts, blur, JPEG, noise, flips; and clinical photos given
+colour and exposure shifts, blur, JPEG, noise, flips; clinical photos given
 a dark dermoscope-like round frame while keeping their clinical label, so a
-frame alone never decides.
+frame alone never decides; and any photo shrunk onto a non-skin backdrop
+(:func:`backdrop`) labelled clinical, because a frame that shows something
+beside skin is what no dermatoscope shows. Without that view a network trained
+with one clinical source (PAD-UFES-20's close-ups) called hands and torsos on a
+blue drape dermoscopic: it had learnt "clinical looks like PAD-UFES-20", and
+everything else was the other class.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ class Recipe:
     view: str = "frame"  # or "texture": TEXTURE_CROP squares of the TEXTURE_SIDE frame
     colour_transfer_p: float = 0.5  # an image given another image's colour statistics
     mixstyle_p: float = 0.5  # feature statistics mixed across the batch (MixStyle)
+    backdrop_p: float = 0.3  # images shrunk onto a non-skin backdrop, labelled clinical
 
 
 def _block(cin: int, cout: int, stride: int) -> list[nn.Module]:
@@ -169,6 +175,43 @@ def augment(
     return out
 
 
+def backdrop(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An INPUT square view shrunk onto a non-skin backdrop (a drape, a wall, a couch: a
+    colour with a gradient and grain), the skin's outline an irregular blob rather than a
+    rectangle. What the photo shows beside the skin is what no dermatoscope shows, so the
+    view is labelled clinical whatever the image was."""
+    return backdrop_and_region(img, rng)[0]
+
+
+def backdrop_and_region(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`backdrop` and the photo's share of each pixel (INPUT x INPUT, 0-1)."""
+    n = INPUT
+    scale = float(rng.uniform(0.4, 0.85))
+    w = max(8, min(n, round(n * scale * rng.uniform(0.8, 1.25))))
+    h = max(8, min(n, round(n * scale * rng.uniform(0.8, 1.25))))
+    small = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    x0, y0 = int(rng.integers(0, n - w + 1)), int(rng.integers(0, n - h + 1))
+    hsv = np.array([[[rng.uniform(0, 180), rng.uniform(0, 160), rng.uniform(60, 245)]]])
+    colour = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
+    yy, xx = np.mgrid[:n, :n].astype(np.float32) / n
+    angle = rng.uniform(0, 2 * math.pi)
+    ramp = 1 + float(rng.uniform(-0.3, 0.3)) * (math.cos(angle) * xx + math.sin(angle) * yy - 0.5)
+    out = colour * ramp[:, :, None] + rng.normal(0, rng.uniform(1, 8), (n, n, 3))
+    # the skin's region: an ellipse filling the pasted box, its edge moved by smooth noise
+    cy, cx = y0 + h / 2, x0 + w / 2
+    r = np.hypot((yy * n - cy) / (h / 2), (xx * n - cx) / (w / 2))
+    wobble = cv2.resize(rng.normal(0, 0.25, (5, 5)).astype(np.float32), (n, n))
+    limit = float(rng.uniform(1.0, 1.4)) + wobble  # above ~1.41 the box's corners show
+    mask = np.clip((limit - r) / 0.08, 0, 1)
+    box = np.zeros((n, n), np.float32)
+    box[y0 : y0 + h, x0 : x0 + w] = 1
+    region = mask * box
+    pasted = np.zeros((n, n, 3), np.float32)
+    pasted[y0 : y0 + h, x0 : x0 + w] = small
+    mixed = pasted * region[:, :, None] + out * (1 - region[:, :, None])
+    return np.clip(mixed + 0.5, 0, 255).astype(np.uint8), region
+
+
 def _dark_round_frame(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     yy, xx = np.mgrid[:INPUT, :INPUT]
     c = (INPUT - 1) / 2
@@ -230,8 +273,13 @@ def train(
                     for i, j in zip(idx, refs, strict=True)
                 ]
             )
+            labels = dermoscopic[idx].copy()
+            if recipe.backdrop_p > 0:
+                for k in np.flatnonzero(rng.random(len(batch)) < recipe.backdrop_p):
+                    batch[k] = backdrop(batch[k], rng)
+                    labels[k] = False
             x = torch.from_numpy(batch).float()
-            y = torch.from_numpy(dermoscopic[idx].astype(np.float32))
+            y = torch.from_numpy(labels.astype(np.float32))
             loss = loss_fn(net(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -49,6 +49,34 @@ def test_training_views_keep_their_size_and_the_frame_view_darkens_clinical_corn
     assert texture.shape == (modality.TEXTURE_CROP, modality.TEXTURE_CROP, 3)
 
 
+def test_the_backdrop_view_puts_the_photo_on_something_that_is_not_skin(
+    real: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """A dermoscopic photo shrunk onto a drape is a clinical-looking view: part of the frame
+    is the photo (an irregular region), the rest a backdrop; trained as clinical."""
+    images, _ = real
+    plain = modality_net.Recipe(crop_p=0.0)
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        view = modality_net.augment(images[24 + seed], False, rng, plain)
+        out, region = modality_net.backdrop_and_region(view, rng)
+        assert out.shape == view.shape and out.dtype == np.uint8
+        photo, backdrop = region > 0.99, region < 0.01
+        assert 0.1 < photo.mean() < 0.9 and backdrop.mean() > 0.1
+        # the photo's region is an irregular blob, not the box it was pasted in
+        rows, cols = np.nonzero(photo)
+        box = (np.ptp(rows) + 1) * (np.ptp(cols) + 1)
+        assert photo.sum() < 0.97 * box
+    # labelled clinical in training: a dermoscopic batch with backdrop_p=1 trains towards 0
+    groups = np.array(["ph2|dermoscopic"] * 24)
+    recipe = modality_net.Recipe(
+        epochs=6, batch=8, crop_p=0.0, colour_transfer_p=0.0, mixstyle_p=0.0, backdrop_p=1.0
+    )
+    net = modality_net.train(images[24:], np.ones(24, bool), groups, recipe)
+    framed = np.stack([modality_net.backdrop(modality.network_input(i), rng) for i in images[24:]])
+    assert modality_net.predict(net, framed).mean() < 0.5
+
+
 def test_colour_transfer_moves_an_image_to_the_other_images_colour(
     real: tuple[np.ndarray, np.ndarray],
 ) -> None:
@@ -81,9 +109,9 @@ def test_a_short_training_learns_and_its_onnx_file_agrees(
 ) -> None:
     images, dermoscopic = real
     groups = np.where(dermoscopic, "ph2|dermoscopic", "pad|clinical")
-    # the plain recipe (no crops, no colour transfer, no MixStyle): learns in seconds
+    # the plain recipe (no crops, colour transfer, MixStyle or backdrops): learns in seconds
     recipe = modality_net.Recipe(
-        epochs=20, batch=8, crop_p=0.0, colour_transfer_p=0.0, mixstyle_p=0.0
+        epochs=20, batch=8, crop_p=0.0, colour_transfer_p=0.0, mixstyle_p=0.0, backdrop_p=0.0
     )
     net = modality_net.train(images, dermoscopic, groups, recipe)
     inputs = np.stack([modality.network_input(img) for img in images])
