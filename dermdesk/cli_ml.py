@@ -222,6 +222,12 @@ def add_parsers(sub: Any, add_filters: Any) -> None:
     )
     p.add_argument("--n-boot", type=int, default=500, help="bootstrap resamples (intervals)")
     p.add_argument("--min-group", type=int, default=10, help="report groups of at least N")
+    p.add_argument(
+        "--include-seen",
+        action="store_true",
+        help="also score the images the model (or a model it was made from) trained or was "
+        "validated on; left out by default, as they flatter it",
+    )
     p.add_argument("--queue", action="store_true", help="queue the job and return")
 
     p = sub.add_parser("predict", help="predict library images with a model (ONNX Runtime)")
@@ -598,7 +604,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def _evaluate(lib: Any, args: argparse.Namespace) -> int:
     """Queue an ``evaluate`` job (checked here first, so a bad query fails at once)."""
     from dermdesk.cli import filter_from_args
-    from dermdesk.inference.evaluate_job import check_scorable, query_rows
+    from dermdesk.inference.evaluate_job import check_scorable, query_rows, split_seen
     from dermdesk.inference.predictor import ModelLoadError, OnnxClassifier, load_registered
 
     flt = filter_from_args(args)
@@ -607,13 +613,18 @@ def _evaluate(lib: Any, args: argparse.Namespace) -> int:
         classes = OnnxClassifier(path).classes
     except ModelLoadError as exc:
         raise LibraryError(str(exc)) from None
-    check_scorable(query_rows(lib, flt), classes, args.name or flt.describe())
+    what = args.name or flt.describe()
+    rows = query_rows(lib, flt)
+    check_scorable(rows, classes, what)
+    if not args.include_seen:
+        check_scorable(split_seen(lib, model, rows, what)[0], classes, what)
     params = {
         "model": model["id"],
         "filter": flt.as_params(),
         "tones": args.tones,
         "n_boot": args.n_boot,
         "min_group": args.min_group,
+        "include_seen": args.include_seen,
     }
     if args.name:
         params["name"] = args.name
@@ -736,6 +747,7 @@ def _print_backbone(model: dict[str, Any]) -> None:
 
 
 def _print_evaluations(evaluations: list[dict[str, Any]]) -> None:
+    from dermdesk.library.browse import seen_note
     from dermdesk.ml.metrics import headline
 
     if not evaluations:
@@ -747,6 +759,8 @@ def _print_evaluations(evaluations: list[dict[str, Any]]) -> None:
         print(f"  #{ev['id']} {ev['created_at'][:16]} by {ev['created_by']}: {ev['name']}")
         if overall.get("n"):
             print(f"    {headline(overall)}")
+        if seen_note(report):
+            print(f"    {seen_note(report)}")
         _print_groups(report)
 
 

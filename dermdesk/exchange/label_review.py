@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from dermdesk.library import Library, LibraryError
+from dermdesk.library import Library, LibraryError, model_store
 
 MIN_COMMON = 5  # image pairs an annotator pair needs for a kappa
 
@@ -109,9 +109,7 @@ def label_issues(lib: Library, model: str = "active", limit: int = 50) -> dict[s
         rows = _out_of_fold_rows(lib, info)
         seen: set[str] = set()  # every probability is out of fold
     else:
-        seen = set()
-        for part in ("train", "val"):
-            seen |= set(info["training_set"].get("split", {}).get(part, []))
+        seen = set(model_store.seen_images(lib, info))  # its lineage's training images too
         rows = lib.query(
             "SELECT p.image_id, p.probabilities, i.diagnosis FROM prediction p "
             "JOIN image i ON i.id = p.image_id WHERE p.model_id = ? AND i.diagnosis IS NOT NULL "

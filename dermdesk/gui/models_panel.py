@@ -9,6 +9,7 @@ as a table. Making a model active goes through a callable the main window provid
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from typing import Any
 
@@ -244,9 +245,10 @@ class ModelsPanel(QWidget):
         if report.empty:
             self.headline.setText(f"No metrics recorded on the {report.split} split.")
         else:
-            self.headline.setText(
-                "<br>".join(f"{f.label}: <b>{f.text()}</b>" for f in report.overall.values())
-            )
+            lines = [f"{f.label}: <b>{f.text()}</b>" for f in report.overall.values()]
+            if report.note:
+                lines.append(f"<i>{html.escape(report.note, quote=False)}</i>")
+            self.headline.setText("<br>".join(lines))
         overall = report.overall.get("balanced_accuracy")
         for grouping, chart in self.charts.items():
             chart.set_rows(report.groups.get(grouping, []), overall.value if overall else None)

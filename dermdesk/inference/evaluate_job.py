@@ -9,7 +9,13 @@ with the model (``model_store.store_evaluation``), with the exact image ids.
 
 Params: ``model`` (id, prefix, name or ``active``), ``filter`` (ImageFilter fields),
 ``name`` (optional words for the query), ``tones`` (``rated`` or
-``rated_or_estimated``), ``n_boot``, ``min_group``, ``batch_size``.
+``rated_or_estimated``), ``n_boot``, ``min_group``, ``batch_size``, ``include_seen``.
+
+Images the model (or a model it was made from) trained or was validated on are left out
+of the scoring and counted in the report as ``left_out_seen``: a clinic filtering on
+"our images" would otherwise score the model partly on its own training set and read
+flattering figures. ``include_seen`` scores them anyway, and the report says how many
+(``includes_seen``).
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ from dermdesk.inference.predictor import (
 )
 from dermdesk.jobs.context import JobCancelled, JobContext
 from dermdesk.library import ImageFilter, Library
+from dermdesk.library.browse import seen_note
 from dermdesk.library.db import LibraryError
+from dermdesk.library.model_store import seen_images
 from dermdesk.ml import metrics
 from dermdesk.ml.groups import (
     TONE_GROUPINGS,
@@ -44,6 +52,22 @@ MIN_GROUP = 10  # groups smaller than this get their count only
 def query_rows(lib: Library, flt: ImageFilter) -> list[dict[str, Any]]:
     """Every image row of the query, by id (so a rerun scores the same order)."""
     return lib.images(flt, order="id")
+
+
+def split_seen(
+    lib: Library, model: Mapping[str, Any], rows: Sequence[dict[str, Any]], what: str
+) -> tuple[list[dict[str, Any]], int]:
+    """The query's rows the model never learnt from or was chosen on, and how many it did;
+    a query made only of such images is refused, naming the way to score them anyway."""
+    seen = seen_images(lib, model)
+    fresh = [r for r in rows if r["id"] not in seen]
+    if rows and not fresh:
+        raise LibraryError(
+            f"all {len(rows)} images of the query ({what}) are training or validation images "
+            f"of {model['id']} or of the models it was made from; scoring them would flatter "
+            "it (models evaluate --include-seen scores them anyway)"
+        )
+    return fresh, len(rows) - len(fresh)
 
 
 def check_scorable(rows: Sequence[Mapping[str, Any]], classes: Sequence[str], what: str) -> None:
@@ -107,10 +131,20 @@ def run_job(ctx: JobContext) -> dict[str, Any]:
     with Library.open(ctx.library_dir, readonly=True) as lib:
         model_row, path = load_registered(lib, str(params.get("model", "active")))
         rows = query_rows(lib, flt)
+        include_seen = bool(params.get("include_seen"))
+        if include_seen:
+            n_seen = len(seen_images(lib, model_row).keys() & {r["id"] for r in rows})
+        else:
+            rows, n_seen = split_seen(lib, model_row, rows, what)
         items = [(r["id"], lib.original_path(r)) for r in rows]
     model = OnnxClassifier(path)
     check_scorable(rows, model.classes, what)
     ctx.log(f"evaluating {model_row['id']} on {len(rows)} images ({what})")
+    if n_seen:
+        ctx.log(
+            f"{n_seen} images of the query are the model's training or validation images: "
+            + ("scored anyway (asked)" if include_seen else "left out")
+        )
     report = PredictReport()
     scored: dict[str, np.ndarray] = {}
     for ids, probs in iter_predictions(
@@ -137,6 +171,7 @@ def run_job(ctx: JobContext) -> dict[str, Any]:
         min_group=int(params.get("min_group", MIN_GROUP)),
     )
     result["unreadable"] = len(report.failed)
+    result["includes_seen" if include_seen else "left_out_seen"] = n_seen
     ctx.request_write(
         "model_evaluation",
         {
@@ -151,7 +186,8 @@ def run_job(ctx: JobContext) -> dict[str, Any]:
     overall = result["overall"]
     return {
         "message": f"{model_row['id']} on {what}: {metrics.headline(overall)}"
-        + (f"; {len(report.failed)} unreadable" if report.failed else ""),
+        + (f"; {len(report.failed)} unreadable" if report.failed else "")
+        + (f"; {seen_note(result)}" if n_seen else ""),
         "model_id": model_row["id"],
         "evaluated": overall["n"],
         "failed": len(report.failed),

@@ -545,6 +545,7 @@ class ModelReport:
     overall: dict[str, Figure] = field(default_factory=dict)  # balanced accuracy, AUROC, ECE
     groups: dict[str, list[Figure]] = field(default_factory=dict)  # balanced accuracy per group
     per_class: list[tuple[str, float | None, float | None, int]] = field(default_factory=list)
+    note: str = ""  # e.g. the model's own training images left out of an evaluation
 
     @property
     def empty(self) -> bool:
@@ -558,6 +559,22 @@ def _figure(label: str, entry: Any, n: int) -> Figure:
     return Figure(label, entry.get("value"), ci[0], ci[1], n)
 
 
+def seen_note(report: Any) -> str:
+    """What a stored evaluation (``models evaluate``) says about the model's own training
+    and validation images: left out (the default) or scored anyway; '' if the query held
+    none."""
+    if not isinstance(report, dict):
+        return ""
+    if report.get("includes_seen"):
+        return (
+            f"includes {report['includes_seen']} of the model's training or validation "
+            "images (asked): the figures flatter it"
+        )
+    if report.get("left_out_seen"):
+        return f"{report['left_out_seen']} of the model's training or validation images left out"
+    return ""
+
+
 def model_report(metrics: Any, split: str = "test") -> ModelReport:
     """Read the report a fine-tuning run records (``{split: {"overall": {...},
     grouping: {group: {...}}}}``, each scalar ``{"value", "ci"}``) for one split."""
@@ -566,6 +583,7 @@ def model_report(metrics: Any, split: str = "test") -> ModelReport:
     if not isinstance(section, dict) or not isinstance(section.get("overall"), dict):
         return report
     overall = section["overall"]
+    report.note = seen_note(section)
     n = int(overall.get("n") or 0)
     for key, label in (
         ("balanced_accuracy", "balanced accuracy"),

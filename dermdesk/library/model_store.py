@@ -245,6 +245,28 @@ def active_model(lib: Library, kind: str = "classifier") -> dict[str, Any] | Non
     return _decode(rows[0]) if rows else None
 
 
+def seen_images(lib: Library, model: Mapping[str, Any]) -> dict[str, str]:
+    """Every image a model learnt from or was chosen on, with the model that saw it: its own
+    and each ancestor's (``parents``, recursively) training and validation images, and a
+    backbone's self-supervised ones. Scoring a model on these would flatter it; its test
+    images are not in the map."""
+    seen: dict[str, str] = {}
+    todo, done = [dict(model)], set()
+    while todo:
+        m = todo.pop()
+        if m["id"] in done:
+            continue
+        done.add(m["id"])
+        ts = m.get("training_set") or {}
+        split = ts.get("split") or {}
+        for image_id in [*split.get("train", []), *split.get("val", []), *ts.get("image_ids", [])]:
+            seen.setdefault(str(image_id), str(m["id"]))
+        for parent in m.get("parents") or []:
+            if parent not in done:
+                todo.append(get_model(lib, str(parent)))
+    return seen
+
+
 def list_models(lib: Library) -> list[dict[str, Any]]:
     """All models, newest first, without the (large) JSON columns decoded."""
     return list(

@@ -32,6 +32,7 @@ from dermdesk.library.model_store import (
     active_model,
     get_model,
     predictions_for,
+    seen_images,
     set_active,
     store_predictions,
 )
@@ -149,7 +150,7 @@ def check_promotion(
         )
     if active is None:
         return _floor_check(lib, candidate, min_group, margin, batch_size)
-    ids = _comparison_images(candidate, active)
+    ids = _comparison_images(lib, candidate, active)
     rows = {r["id"]: r for r in lib.images(ImageFilter(ids=ids))} if ids else {}
     common = set(_classes(candidate)) & set(_classes(active))
     ids = [i for i in ids if i in rows and rows[i]["diagnosis"] in common]
@@ -238,13 +239,16 @@ def _classes(model: dict[str, Any]) -> list[str]:
     return list(classes)
 
 
-def _comparison_images(candidate: dict[str, Any], active: dict[str, Any]) -> list[str]:
+def _comparison_images(
+    lib: Library, candidate: dict[str, Any], active: dict[str, Any]
+) -> list[str]:
+    """The candidate's test images that neither model nor any model either was made from
+    learnt from or was chosen on (``model_store.seen_images``)."""
     split = (candidate.get("training_set") or {}).get("split") or {}
     test = list(split.get("test") or [])
     if not test:
         raise LibraryError(f"model {candidate['id']} has no held-out test images to compare on")
-    seen = (active.get("training_set") or {}).get("split") or {}
-    exclude = set(seen.get("train") or []) | set(seen.get("val") or [])
+    exclude = seen_images(lib, active).keys() | seen_images(lib, candidate).keys()
     return [i for i in test if i not in exclude]
 
 

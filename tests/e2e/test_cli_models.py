@@ -90,14 +90,26 @@ def _evaluate_on_queries(home: Path, model_id: str) -> None:
     n_clinical = con.execute("SELECT count(*) FROM image WHERE modality = 'clinical'").fetchone()
     stored_ids = json.loads(con.execute("SELECT image_ids FROM model_evaluation").fetchone()[0])
     audit = con.execute("SELECT count(*) FROM audit WHERE action = 'model.evaluate'").fetchone()
+    split = shown["training_set"]["split"]
+    (trained_patient,) = con.execute(
+        "SELECT patient_id FROM image WHERE id = ?", [split["train"][0]]
+    ).fetchone()  # patient-grouped: all of this patient's images are training images
     con.close()
     overall = ev["report"]["overall"]
-    assert len(stored_ids) == n_clinical[0] == overall["n"] + overall["skipped_unknown_label"]
+    # The model's own training and validation images are left out (they would flatter it):
+    # what is scored is its test split, and the rest is counted.
+    assert set(stored_ids) == set(split["test"])
+    assert ev["report"]["left_out_seen"] == len(split["train"]) + len(split["val"])
+    assert n_clinical[0] == len(stored_ids) + ev["report"]["left_out_seen"]
+    assert len(stored_ids) == overall["n"] + overall["skipped_unknown_label"]
+    assert "training or validation images left out" in run(home, "models", "show", model_id).stdout
     assert set(ev["report"]["fitzpatrick"]) <= {"I-II", "III-IV", "V-VI", "unknown"}
     assert audit == (1,)
     assert "our clinic" in run(home, "models", "show", model_id).stdout
 
+    seen_only = ["--patient", trained_patient]
     for bad, says in (
+        (seen_only, "are training or validation images of"),
         (["--dataset", "ham10000"], "matches no images"),
         (["--unlabelled"], "the query (not labelled) matches no images"),
         (["M-nosuchmodel"], "no model"),

@@ -110,13 +110,18 @@ def test_evaluate_on_the_filtered_images_keeps_a_report_with_the_model(
     assert ev["name"] == "all images" and ev["query"] == {}
     n_images = lib.conn.execute("SELECT count(*) FROM image").fetchone()[0]
     overall = ev["report"]["overall"]
-    assert overall["n"] > 0  # every image scored; unlabelled ones counted apart
-    assert overall["n"] + overall["skipped_unknown_label"] == n_images
+    assert overall["n"] > 0  # every image scored but the model's own; unlabelled ones apart
+    left_out = ev["report"]["left_out_seen"]
+    assert left_out == len(model_store.seen_images(lib, model_store.get_model(lib, model["id"])))
+    assert overall["n"] + overall["skipped_unknown_label"] + left_out == n_images
     w.models.refresh()
     index = w.models.split.findData(f"evaluation {ev['id']}")
     assert index >= 2 and "all images" in w.models.split.itemText(index)
     w.models.split.setCurrentIndex(index)
     assert f"n={overall['n']}" in w.models.headline.text()
+    assert f"{left_out} of the model's training or validation images left out" in (
+        w.models.headline.text()
+    )
     assert [f.label for f in w.models.charts["fitzpatrick"].rows] == list(
         ev["report"]["fitzpatrick"]
     )

@@ -62,6 +62,31 @@ def test_register_refuses_missing_files_and_unknown_parents(lib: Library) -> Non
     assert lib.models() == []
 
 
+def test_seen_images_follow_the_lineage(lib: Library) -> None:
+    """A distilled student is not scored on its teacher's training images, nor a tuned model
+    on the images its MAE backbone saw; test images are never 'seen'."""
+    backbone = record(lib, "backbone")
+    backbone.kind, backbone.training_set = "backbone", {"image_ids": ["mae1", "mae2"]}
+    teacher = record(lib, "teacher", parents=[backbone.id])
+    teacher.training_set = {"split": {"train": ["t1"], "val": ["t2"], "test": ["x"]}}
+    student = record(lib, "student", parents=[teacher.id])
+    student.training_set = {"split": {"train": ["s1", "t1"], "val": [], "test": ["x", "y"]}}
+    for rec in (backbone, teacher, student):
+        model_store.register_model(lib, rec)
+    seen = model_store.seen_images(lib, model_store.get_model(lib, student.id))
+    assert seen == {
+        "s1": student.id,
+        "t1": student.id,
+        "t2": teacher.id,
+        "mae1": backbone.id,
+        "mae2": backbone.id,
+    }
+    assert model_store.seen_images(lib, model_store.get_model(lib, backbone.id)).keys() == {
+        "mae1",
+        "mae2",
+    }
+
+
 def test_promoting_retires_the_previous_active_model(lib: Library) -> None:
     first, second = record(lib, "first"), record(lib, "second")
     model_store.register_model(lib, first)
