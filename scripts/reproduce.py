@@ -1,6 +1,6 @@
 """Reproduce a recorded study from a fresh library: a thin wrapper over the CLI.
 
-    python scripts/reproduce.py gap --profile cpu [--library DIR] [--data ../shared/data]
+    python scripts/reproduce.py gap|imbalance --profile cpu [--library DIR] [--data ../shared/data]
         [--seeds 3] [--arch resnet18] [--size 112] [--out gap-cpu.md]
 
 Imports the shared data into the library (a new temporary one unless ``--library``
@@ -32,7 +32,7 @@ def dermdesk(library: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("study", choices=["gap"])
+    ap.add_argument("study", choices=["gap", "imbalance"])
     ap.add_argument("--profile", default="smoke", choices=["smoke", "cpu", "full"])
     ap.add_argument("--library", type=Path, help="library folder (default: a new temporary one)")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")

@@ -46,6 +46,8 @@ def run_dir(library_dir: Path, exp_id: int, run_id: int) -> Path:
 class RunTask:
     """A run as a :class:`dermdesk.ml.loop.TrainTask`."""
 
+    LABELLED = True  # its images must carry one of the study's classes
+
     def __init__(
         self, library_dir: Path, run: dict[str, Any], exp: dict[str, Any], control: Control
     ):
@@ -62,7 +64,8 @@ class RunTask:
     def prepare(self, saved_state: dict[str, Any] | None) -> None:
         with Library.open(self.library_dir, readonly=True) as lib:
             self.samples = {
-                name: samples_for(lib, ids, self.classes) for name, ids in self.run["split"].items()
+                name: samples_for(lib, ids, self.classes, labelled=self.LABELLED)
+                for name, ids in self.run["split"].items()
             }
             if saved_state is None and self.run["params"].get("init_from"):
                 self._init = self._start_weights(lib)
@@ -70,7 +73,9 @@ class RunTask:
                 self._init = self._backbone_weights(lib, self.run["params"]["init_backbone"])
         lost = {k: len(self.run["split"][k]) - len(v) for k, v in self.samples.items()}
         if any(lost.values()):
-            self.control.log(f"images no longer labelled with a shared class: {lost}")
+            self.control.log(
+                f"images gone from the library or no longer labelled with a shared class: {lost}"
+            )
         if not self.samples["train"]:
             raise ValueError(f"{self.run['name']}: no training images left")
         every = [s for part in self.samples.values() for s in part]
@@ -180,8 +185,10 @@ class RunTask:
 
 
 class MaeRunTask(RunTask):
-    """An MAE pretraining run: the training images without labels; its weights are the
-    encoder's (what the classifier runs start from)."""
+    """An MAE pretraining run: its images (labelled or not) without labels; its weights are
+    the encoder's (what the classifier runs start from)."""
+
+    LABELLED = False
 
     def build_model(self) -> nn.Module:
         from dermdesk.ml.mae import MaskedAutoencoder
@@ -402,13 +409,17 @@ TASKS: dict[str, type[RunTask]] = {
 }
 
 
-def samples_for(lib: Library, ids: Sequence[str], classes: Sequence[str]) -> list[Sample]:
-    """The labelled samples of exactly these image ids (in the given order)."""
+def samples_for(
+    lib: Library, ids: Sequence[str], classes: Sequence[str], *, labelled: bool = True
+) -> list[Sample]:
+    """The samples of exactly these image ids (in the given order): those labelled with one
+    of ``classes``, or with ``labelled=False`` every one (label -1 where it is none)."""
     found: dict[str, Sample] = {}
     for start in range(0, len(ids), 900):
         chunk = list(ids[start : start + 900])
-        for s in collect_samples(lib, ImageFilter(ids=chunk, labelled=True), classes):
-            if s.label >= 0:
+        flt = ImageFilter(ids=chunk, labelled=True if labelled else None)
+        for s in collect_samples(lib, flt, classes):
+            if s.label >= 0 or not labelled:
                 found[s.image_id] = s
     return [found[i] for i in ids if i in found]
 
@@ -425,6 +436,7 @@ def run_job(ctx: JobContext) -> dict[str, Any]:
     recipe = exp["params"]["recipe"]
     cfg = LoopConfig(
         epochs=int(run["params"]["epochs"]),
+        max_steps=int(run["params"]["max_steps"]) if run["params"].get("max_steps") else None,
         batch_size=int(recipe["batch"]),
         micro_batch=int(recipe["batch"]),
         lr=float(run["params"]["lr"]),
@@ -456,6 +468,9 @@ def run_job(ctx: JobContext) -> dict[str, Any]:
                 "images_per_second": result.images_seen / result.seconds
                 if result.seconds
                 else None,
+                "images": len(task.samples["train"]),  # what it could draw from
+                "images_seen": result.images_seen,
+                "mae_images": run["params"].get("mae_images", "train"),
             }
         }
     seconds = result.seconds + (time.monotonic() - evaluating)  # training (all sessions) + eval

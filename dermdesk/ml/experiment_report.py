@@ -437,6 +437,9 @@ def imbalance_tables(runs: Sequence[dict[str, Any]]) -> ImbalanceTables:
                     "first_loss": over_seeds([s.get("first_loss") for s in stats]),
                     "final_loss": over_seeds([s.get("final_loss") for s in stats]),
                     "images_per_second": over_seeds([s.get("images_per_second") for s in stats]),
+                    "images": over_seeds([s.get("images") for s in stats]),
+                    "images_seen": over_seeds([s.get("images_seen") for s in stats]),
+                    "reads": (group[0].get("params") or {}).get("mae_images", "train"),
                     "seeds": len(done),
                 }
             )
@@ -518,17 +521,27 @@ def imbalance_markdown(title: str, tables: ImbalanceTables, note: str = "") -> s
     if tables.pretraining:
         out += [
             "",
-            "MAE pretraining (masked-patch loss on normalised pixels, on the training images):",
+            "MAE pretraining (masked-patch loss on normalised pixels; reads the pool = every "
+            "real library image but the seed's evaluation patients, lesions and near-copies, "
+            "or the training images only):",
             "",
-            "| run | arch | first loss | final loss | images/s | seeds |",
-            "|---|---|---|---|---|---|",
+            "| run | arch | reads | images | images seen | first loss | final loss | images/s "
+            "| seeds |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for p in tables.pretraining:
             out.append(
-                f"| {p['run']} | {p['arch']} | {p['first_loss'].text()} | "
-                f"{p['final_loss'].text()} | {p['images_per_second'].text()} | {p['seeds']} |"
+                f"| {p['run']} | {p['arch']} | {p.get('reads', 'train')} | "
+                f"{_count(p.get('images'))} | {_count(p.get('images_seen'))} | "
+                f"{p['first_loss'].text()} | {p['final_loss'].text()} | "
+                f"{p['images_per_second'].text()} | {p['seeds']} |"
             )
     return "\n".join(out) + "\n"
+
+
+def _count(e: Estimate | None) -> str:
+    """A per-seed count's mean, as a whole number ('-' when none was recorded)."""
+    return "-" if e is None or e.mean is None else f"{e.mean:,.0f}"
 
 
 def imbalance_csv(tables: ImbalanceTables) -> str:

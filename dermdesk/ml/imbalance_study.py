@@ -1,11 +1,18 @@
-"""The imbalance study: does MAE pretraining and distillation beat a from-scratch CNN? (no torch)
+r"""The imbalance study: does MAE pretraining and distillation beat a from-scratch CNN? (no torch)
 
 Same data and splits as the gap study (:mod:`dermdesk.ml.gap_study`): the five shared
 classes, both domains, per seed dermoscopic 80/20 and clinical 30/70, grouped by patient,
 lesion and near-duplicate. Every classifier trains *jointly* on dermoscopic-train plus the
 clinical 30 % (class-balanced) and is evaluated once, at the end, on dermoscopic-val and
-clinical-test. MAE pretraining sees the same training images only, without their labels
-(never an evaluation image, not even unlabelled).
+clinical-test.
+
+MAE pretraining (``mae_images``) reads, without labels, either the *pool* (default): every
+real image of the library -- any label or none, either modality -- except the seed's
+evaluation images and everything that shares a patient, lesion or near-copy with one
+(grouped over the whole library), or only the runs' *train*\ ing images. Unlabelled
+images are what self-supervision is for; an evaluation image is never seen, not even
+unlabelled. The budget is the same either way: ``mae_epochs`` passes' worth of optimiser
+steps over the training images, drawn from the pool when it is used (``max_steps``).
 
 Runs per seed (archs come from the profile):
 
@@ -23,11 +30,13 @@ Reported: balanced accuracy per domain and the sensitivity of the minority class
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dermdesk.library import Library
+from dermdesk.exchange.splits import split_groups
+from dermdesk.library import ImageFilter, Library, LibraryError
 from dermdesk.library.experiment_store import ExperimentPlan, RunPlan
 from dermdesk.ml.gap_study import Recipe, collect_domains, new_plan
 from dermdesk.ml.gap_study import split_domains as split_gap_domains
@@ -41,6 +50,7 @@ CLASSIFIER_RUNS = (
     "ScratchResNet18",
 )
 PRETRAIN_RUNS = ("MAE-student", "MAE-teacher")
+MAE_IMAGES = ("pool", "train")
 
 
 @dataclass(frozen=True)
@@ -50,7 +60,8 @@ class ImbalanceRecipe(Recipe):
     arch: str = "vit_tiny_8"  # the student
     teacher_arch: str = "vit_small_8"
     baseline_arch: str = "resnet18"
-    mae_epochs: int = 150
+    mae_epochs: int = 150  # the budget, in passes over the training images
+    mae_images: str = "pool"  # or "train" (see the module docstring)
     mae_lr: float = 1.5e-3
     mask_ratio: float = 0.75
     decoder_dim: int = 256
@@ -128,6 +139,11 @@ def plan_imbalance(
         overrides=overrides,
     )
     r = recipe
+    if r.mae_images not in MAE_IMAGES:
+        raise LibraryError(
+            f"mae_images must be one of {', '.join(MAE_IMAGES)}, not {r.mae_images!r}"
+        )
+    library_groups = _real_image_groups(lib) if r.mae_images == "pool" else {}
     for seed in range(n_seeds):
         split = split_gap_domains(collect_domains(lib, recipe, seed), seed)
         train = sorted(split["dermoscopic_train"] + split["clinical_train"])
@@ -135,7 +151,18 @@ def plan_imbalance(
             "dermoscopic_val": split["dermoscopic_val"],
             "clinical_test": split["clinical_test"],
         }
-        mae = {"kind": "mae", "epochs": r.mae_epochs, "lr": r.mae_lr}
+        mae_train = train
+        mae = {"kind": "mae", "epochs": r.mae_epochs, "lr": r.mae_lr, "mae_images": "train"}
+        if r.mae_images == "pool":
+            mae_train = mae_pool(
+                library_groups, [*evals["dermoscopic_val"], *evals["clinical_test"]]
+            )
+            steps = r.mae_epochs * math.ceil(len(train) / r.batch)
+            mae |= {
+                "epochs": max(1, math.ceil(steps * r.batch / len(mae_train))),
+                "max_steps": steps,
+                "mae_images": "pool",
+            }
         vit = {"epochs": r.epochs, "lr": r.vit_lr}
         runs: list[tuple[str, dict[str, Any]]] = [
             ("MAE-student", {**mae, "arch": r.arch}),
@@ -161,7 +188,24 @@ def plan_imbalance(
                     name=run_name,
                     seed=seed,
                     params={"scheme": run_name, "init_from": None, "kind": "classify", **params},
-                    split={"train": train, **(evals if params.get("kind") != "mae" else {})},
+                    split=(
+                        {"train": mae_train}
+                        if params.get("kind") == "mae"
+                        else {"train": train, **evals}
+                    ),
                 )
             )
     return plan
+
+
+def _real_image_groups(lib: Library) -> dict[str, str]:
+    """Every real image of the library (labelled or not) -> its split group (patient,
+    lesion and near-copies joined, over the whole library)."""
+    return split_groups(lib, lib.images(ImageFilter(synthetic=False), order="id"))
+
+
+def mae_pool(groups: Mapping[str, str], evaluation_ids: Sequence[str]) -> list[str]:
+    """The images MAE may read for a seed: every image of ``groups`` whose group holds none
+    of ``evaluation_ids`` (so no evaluation patient, lesion or near-copy), sorted."""
+    banned = {groups[i] for i in evaluation_ids if i in groups}
+    return sorted(i for i, g in groups.items() if g not in banned)

@@ -16,6 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from dermdesk.exchange.splits import split_groups
+from dermdesk.library import ImageFilter, Library
+from dermdesk.library.experiment_store import runs as stored_runs
+from dermdesk.ml.gap_study import SHARED_CLASSES
 from tests.e2e.test_cli import run
 from tests.helpers import copy_pad_subset
 
@@ -79,7 +83,6 @@ def test_the_smoke_profile_gives_the_whole_table(home: Path, qtbot: object) -> N
 def check_experiments_tab(home: Path, exported: dict, qtbot: object) -> None:
     """The Experiments tab shows the same figures the CLI exports, as interval charts."""
     from dermdesk.gui.experiments_panel import ExperimentsPanel
-    from dermdesk.library import Library
 
     with Library.open(home, readonly=True) as lib:
         panel = ExperimentsPanel(lib)
@@ -144,10 +147,23 @@ def test_the_imbalance_smoke_profile_gives_its_table(home: Path, qtbot: object) 
     assert "| MAEViT − ScratchResNet18 |" in out and "| MEL derm |" in out
     data = json.loads(run(home, "experiment", "export", "1", "--format", "json").stdout)
     runs = {r["name"]: r for r in data["runs"]}
-    assert set(runs["MAE-student"]["images"]) == {"train"}  # pretraining: training images only
-    assert runs["MAE-student"]["images"]["train"] == runs["ScratchViT"]["images"]["train"]
     pre = data["tables"]["pretraining"][0]
     assert pre["final_loss"]["mean"] < pre["first_loss"]["mean"]
+    # MAE reads the pool: the library's real images, labelled or not, less every patient,
+    # lesion and near-copy of the evaluation sets; the classifiers' training images are in it
+    assert set(runs["MAE-student"]["images"]) == {"train"}
+    with Library.open(home, readonly=True) as lib:
+        split = {(r["name"], r["seed"]): r["split"] for r in stored_runs(lib, 1, with_split=True)}
+        groups = split_groups(lib, lib.images(ImageFilter(synthetic=False)))
+        other = {r["id"] for r in lib.images() if r["diagnosis"] not in SHARED_CLASSES}
+    mae_images = set(split["MAE-student", 0]["train"])
+    scratch = split["ScratchViT", 0]
+    evaluated = set(scratch["dermoscopic_val"]) | set(scratch["clinical_test"])
+    assert set(scratch["train"]) < mae_images and not mae_images & evaluated
+    assert not {groups[i] for i in mae_images} & {groups[i] for i in evaluated}
+    assert mae_images & other  # HAM10000's DF, VASC: no classifier's class, still pixels to learn
+    assert len(mae_images) == pre["images"]["mean"] == runs["MAE-student"]["images"]["train"]
+    assert "| MAE-student | vit_test | pool |" in out
     rows = list(
         csv.DictReader(
             io.StringIO(run(home, "experiment", "export", "1", "--format", "csv").stdout)
@@ -155,7 +171,6 @@ def test_the_imbalance_smoke_profile_gives_its_table(home: Path, qtbot: object) 
     )
     assert {r["table"] for r in rows} == {"schemes", "minority", "paired"}
     from dermdesk.gui.experiments_panel import ExperimentsPanel
-    from dermdesk.library import Library
 
     with Library.open(home, readonly=True) as lib:
         panel = ExperimentsPanel(lib)
