@@ -178,7 +178,10 @@ class IntervalChart(QWidget):
             return
         fm = painter.fontMetrics()
         label_w = min(self.width() // 3, max(fm.horizontalAdvance(r.label) for r in self.rows) + 10)
-        text_w = fm.horizontalAdvance("0.000 [0.00, 0.00], n=00000") + 10
+        widest = max(fm.horizontalAdvance(r.text()) for r in self.rows)
+        text_w = min(
+            self.width() // 3, max(fm.horizontalAdvance("0.000 [0.00, 0.00], n=00000"), widest) + 10
+        )
         bar_w = max(40, self.width() - label_w - text_w)
         x0 = label_w
         bar = QColor("#4a86e8")

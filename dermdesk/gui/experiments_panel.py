@@ -50,7 +50,8 @@ EMPTY = (
 
 
 def _figure(label: str, est: Estimate, n: int) -> Figure:
-    return Figure(label, est.mean, est.low, est.high, n)
+    missing = "no run done yet" if est.n == 0 else f"no figure ({est.n} seed(s) done)"
+    return Figure(label, est.mean, est.low, est.high, n, missing)
 
 
 DOMAIN_CHART = "Per domain (modality/source): balanced accuracy"
@@ -118,18 +119,20 @@ class ExperimentsPanel(QWidget):
             ("clinical_test", "Held-out clinical images: balanced accuracy per scheme"),
             ("domain", DOMAIN_CHART),
         ):
-            box = QGroupBox(f"{title}, mean and 95 % interval over seeds")
+            box = QGroupBox(title)  # short: a long title would widen the pane past the window
             self.boxes[key] = box
             QVBoxLayout(box).addWidget(self.charts[key])
             v.addWidget(box)
         v.addWidget(self.tables)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        # the charts and the wrapped text follow the pane's width; no sideways scrolling
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(body)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.table)
         split.addWidget(scroll)
-        split.setSizes([420, 800])
+        split.setSizes([340, 940])
         QVBoxLayout(self).addWidget(split)
 
     def refresh(self) -> None:
@@ -173,13 +176,14 @@ class ExperimentsPanel(QWidget):
         self.title.setText(
             f"<h3>Experiment {exp['id']}: {exp['name']}</h3>"
             f"{tables.runs_done} of {tables.runs_total} runs done, {tables.seeds} seed(s). "
-            f"{profile_note(exp, runs)}"
+            f"{profile_note(exp, runs)}<br>Bars: the mean over seeds; whiskers: its 95 % "
+            "interval (one seed: the bootstrap interval over images)."
         )
         self.charts["dermoscopic_val"].set_rows(scheme_figures(tables, "dermoscopic_val"))
         self.charts["clinical_test"].set_rows(scheme_figures(tables, "clinical_test"))
         title = f"Experiment {exp['id']}: {exp['name']}"
         chart = MINORITY_CHART if isinstance(tables, ImbalanceTables) else DOMAIN_CHART
-        self.boxes["domain"].setTitle(f"{chart}, mean and 95 % interval over seeds")
+        self.boxes["domain"].setTitle(chart)
         if isinstance(tables, ImbalanceTables):
             self.charts["domain"].set_rows(minority_figures(tables))
             self.tables.setMarkdown(imbalance_markdown(title, tables))

@@ -519,10 +519,11 @@ class Figure:
     low: float | None
     high: float | None
     n: int
+    missing: str = ""  # what to say when there is no value (default: too few images)
 
     def text(self) -> str:
         if self.value is None:
-            return f"n={self.n}: too few images to report"
+            return self.missing or f"n={self.n}: too few images to report"
         interval = f" [{self.low:.2f}, {self.high:.2f}]" if self.low is not None else ""
         return f"{self.value:.3f}{interval}, n={self.n}"
 

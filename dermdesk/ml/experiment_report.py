@@ -11,7 +11,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -234,6 +234,17 @@ def wall_time(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+def mae_budget(recipe: Mapping[str, Any]) -> str:
+    """What the imbalance study's MAE runs read and for how long, in words."""
+    epochs = recipe["mae_epochs"]
+    if recipe.get("mae_images", "train") == "pool":
+        return (
+            f"{epochs} epochs' worth of steps over the training images, drawn from the pool "
+            "(every real library image but the evaluation patients)"
+        )
+    return f"{epochs} epochs on the training images"
+
+
 def profile_note(exp: dict[str, Any], runs: Sequence[dict[str, Any]]) -> str:
     """One line under the tables: the recipe, the code version and the wall time."""
     recipe = exp["params"]["recipe"]
@@ -241,7 +252,7 @@ def profile_note(exp: dict[str, Any], runs: Sequence[dict[str, Any]]) -> str:
         return (
             f"Profile {exp['profile']}: at {recipe['size']} px, student {recipe['arch']}, "
             f"teacher {recipe['teacher_arch']}, baseline {recipe['baseline_arch']}; MAE "
-            f"{recipe['mae_epochs']} epochs (mask {recipe['mask_ratio']}, lr {recipe['mae_lr']}), "
+            f"{mae_budget(recipe)} (mask {recipe['mask_ratio']}, lr {recipe['mae_lr']}), "
             f"classifiers {recipe['epochs']} epochs (ViT lr {recipe['vit_lr']}, CNN lr "
             f"{recipe['lr']}), batch {recipe['batch']}, distillation T={recipe['temperature']} "
             f"alpha={recipe['alpha']}; code {exp['code_version']}; wall time "
