@@ -36,7 +36,7 @@ from dermdesk.ml import adapt, checkpoints, metrics
 from dermdesk.ml.cached_data import CachedEvalViews, CachedTrainViews
 from dermdesk.ml.config import AdaptConfig
 from dermdesk.ml.data import Sample
-from dermdesk.ml.finetune import FinetuneTask, finalize, predict_torch
+from dermdesk.ml.finetune import FinetuneTask, cached_log_probs, finalize, predict_torch
 from dermdesk.ml.loop import Control, train
 from dermdesk.ml.models import build_model
 from dermdesk.ml.tensor_augment import PRESETS as AUGMENTS
@@ -117,16 +117,9 @@ class AdaptTask(FinetuneTask):
             )
         self.learn, self.keep = clin, derm
         teacher = self._start_model()
-        if self.keep:
-            _, probs = predict_torch(
-                teacher,
-                CachedEvalViews(self.cache, self.keep, self.spec),
-                torch.device("cpu"),
-                should_stop=self.control.should_stop,
-            )
-            logp = np.log(np.clip(probs, 1e-8, 1.0)).astype(np.float32)
-        else:
-            logp = np.zeros((0, len(self.classes)), dtype=np.float32)
+        logp = cached_log_probs(
+            teacher, self.cache, self.keep, self.spec, len(self.classes), self.control.should_stop
+        )
         pad = np.zeros((len(self.learn), len(self.classes)), dtype=np.float32)
         self._targets = torch.from_numpy(np.concatenate([pad, logp]))
         self._labels = torch.tensor([s.label for s in [*self.learn, *self.keep]])

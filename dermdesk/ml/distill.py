@@ -33,9 +33,9 @@ from dermdesk.jobs.context import JobCancelled, JobContext
 from dermdesk.library import Library
 from dermdesk.library.model_store import get_model, model_dir
 from dermdesk.ml import checkpoints, metrics
-from dermdesk.ml.cached_data import CachedEvalViews, CachedTrainViews, cache_for, train_inputs
+from dermdesk.ml.cached_data import CachedTrainViews, cache_for, train_inputs
 from dermdesk.ml.config import DistillConfig
-from dermdesk.ml.finetune import FinetuneTask, finalize, predict_torch
+from dermdesk.ml.finetune import FinetuneTask, cached_log_probs, finalize, predict_torch
 from dermdesk.ml.loop import Control, train
 from dermdesk.ml.models import build_model
 from dermdesk.ml.tensor_augment import PRESETS as AUGMENTS
@@ -103,15 +103,12 @@ class DistillTask(FinetuneTask):
             log=self.control.log,
             should_stop=self.control.should_stop,
         )
-        out = {}
-        for name, samples in parts.items():
-            _, probs = predict_torch(
-                model,
-                CachedEvalViews(cache, samples, spec),
-                torch.device("cpu"),
-                should_stop=self.control.should_stop,
+        out = {
+            name: cached_log_probs(
+                model, cache, samples, spec, len(self.classes), self.control.should_stop
             )
-            out[name] = np.log(np.clip(probs, 1e-8, 1.0)).astype(np.float32)
+            for name, samples in parts.items()
+        }
         y = np.array([s.label for s in parts["val"]])
         bacc = metrics.balanced_accuracy(y, np.exp(out["val"])) or 0.0
         self.control.log(

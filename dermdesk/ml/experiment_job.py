@@ -29,7 +29,7 @@ from dermdesk.ml import checkpoints, metrics
 from dermdesk.ml.cached_data import CachedEvalViews, CachedTrainViews, cache_for, train_inputs
 from dermdesk.ml.config import LoopConfig
 from dermdesk.ml.data import Sample, balanced_weights, collect_samples, subgroups
-from dermdesk.ml.finetune import predict_torch
+from dermdesk.ml.finetune import cached_log_probs, predict_torch
 from dermdesk.ml.loop import Control, train
 from dermdesk.ml.models import build_model
 from dermdesk.ml.tensor_augment import PRESETS
@@ -242,11 +242,15 @@ class DistillRunTask(RunTask):
         arch = str(teacher["params"].get("arch") or self.recipe["arch"])
         model = build_model(arch, len(self.classes), self.spec.size)
         model.load_state_dict(checkpoints.state_dict_of(checkpoints.load_file(path), name))
-        views = CachedEvalViews(self.cache, self.samples["train"], self.spec)
-        _, probs = predict_torch(
-            model, views, torch.device("cpu"), should_stop=self.control.should_stop
+        logp = cached_log_probs(
+            model,
+            self.cache,
+            self.samples["train"],
+            self.spec,
+            len(self.classes),
+            self.control.should_stop,
         )
-        self._targets = torch.from_numpy(np.log(np.clip(probs, 1e-8, 1.0)).astype(np.float32))
+        self._targets = torch.from_numpy(logp)
         self._labels = torch.tensor([s.label for s in self.samples["train"]])
         self.control.log(f"taught by {name} ({arch}, run {teacher['id']}): outputs cached")
 
@@ -337,14 +341,9 @@ class GuidedRunTask(RunTask):
         teacher = build_model(self.arch, len(self.classes), self.spec.size)
         teacher.load_state_dict(state)
         keep = self.samples.get("keep", [])
-        if keep:
-            views = CachedEvalViews(self.cache, keep, self.spec)
-            _, probs = predict_torch(
-                teacher, views, torch.device("cpu"), should_stop=self.control.should_stop
-            )
-            logp = np.log(np.clip(probs, 1e-8, 1.0)).astype(np.float32)
-        else:
-            logp = np.zeros((0, len(self.classes)), dtype=np.float32)
+        logp = cached_log_probs(
+            teacher, self.cache, keep, self.spec, len(self.classes), self.control.should_stop
+        )
         learn = self.samples["train"]
         pad = np.zeros((len(learn), len(self.classes)), dtype=np.float32)
         self._targets = torch.from_numpy(np.concatenate([pad, logp]))

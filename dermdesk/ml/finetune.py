@@ -18,7 +18,7 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +283,24 @@ def predict_torch(
     if not ys:
         return np.zeros(0, dtype=np.int64), np.zeros((0, 1), dtype=np.float64)
     return np.concatenate(ys), np.concatenate(ps)
+
+
+def cached_log_probs(
+    model: nn.Module,
+    cache: Any,
+    samples: Sequence[Any],
+    spec: PreprocessSpec,
+    n_classes: int,
+    should_stop: Callable[[], bool] | None = None,
+) -> np.ndarray:
+    """A model's log-probabilities (float32, ``(len(samples), n_classes)``) on the inference
+    view of cached samples, on the CPU: the fixed targets distillation and learning without
+    forgetting train toward, computed once."""
+    if not samples:
+        return np.zeros((0, n_classes), dtype=np.float32)
+    views = CachedEvalViews(cache, list(samples), spec)
+    _, probs = predict_torch(model, views, torch.device("cpu"), should_stop=should_stop)
+    return np.log(np.clip(probs, 1e-8, 1.0)).astype(np.float32)
 
 
 # -- the job ---------------------------------------------------------------------------------
