@@ -100,85 +100,82 @@ def add_parsers(sub: Any, add_filters: Any) -> None:
     """Add the model-side subcommands to the main parser's subparsers."""
     train = sub.add_parser("train", help="train models (runs as a background job)")
     train_sub = train.add_subparsers(dest="train_command", metavar="KIND", required=True)
-    p = train_sub.add_parser("finetune", help="fine-tune a classifier on the library's labels")
-    add_filters(p)
-    p.add_argument(
-        "--from",
-        dest="init",
-        default="scratch",
-        help="start from: scratch (default), active, a model id or name, or a weights file",
-    )
-    for flag, key, kind, text in FINETUNE_OPTIONS:
-        p.add_argument(flag, dest=f"opt_{key}", type=kind, metavar=_metavar(flag), help=text)
-    p.add_argument("--classes", help="diagnosis codes to learn (default: all with enough images)")
-    p.add_argument("--no-quantize", action="store_true", help="skip the int8 copy")
-    p.add_argument("--queue", action="store_true", help="only queue it (the app runs it)")
 
-    p = train_sub.add_parser(
+    def kind(
+        name: str,
+        text: str,
+        options: tuple[tuple[str, str, Any, str], ...],
+        *,
+        start: str | None = None,
+        classes: bool = True,
+        quantize: bool = True,
+    ) -> Any:
+        """A train KIND's parser: filters, --from (``start``: its help), the options
+        (``--flag`` -> params key ``opt_key``), --classes, --no-quantize and --queue."""
+        p = train_sub.add_parser(name, help=text)
+        add_filters(p)
+        if start:
+            p.add_argument("--from", dest="init", default="scratch", help=start)
+        for flag, key, typ, help_text in options:
+            p.add_argument(
+                flag, dest=f"opt_{key}", type=typ, metavar=_metavar(flag), help=help_text
+            )
+        if classes:
+            p.add_argument(
+                "--classes", help="diagnosis codes to learn (default: all with enough images)"
+            )
+        if quantize:
+            p.add_argument("--no-quantize", action="store_true", help="skip the int8 copy")
+        p.add_argument("--queue", action="store_true", help="only queue it (the app runs it)")
+        return p
+
+    kind(
+        "finetune",
+        "fine-tune a classifier on the library's labels",
+        FINETUNE_OPTIONS,
+        start="start from: scratch (default), active, a model id or name, or a weights file",
+    )
+    kind(
         "pretrain",
-        help="MAE self-supervised pretraining of a ViT on library images (a backbone)",
+        "MAE self-supervised pretraining of a ViT on library images (a backbone)",
+        PRETRAIN_OPTIONS,
+        classes=False,
+        quantize=False,
     )
-    add_filters(p)
-    for flag, key, kind, text in PRETRAIN_OPTIONS:
-        p.add_argument(flag, dest=f"opt_{key}", type=kind, metavar=_metavar(flag), help=text)
-    p.add_argument("--queue", action="store_true", help="only queue it (the app runs it)")
-
-    p = train_sub.add_parser(
-        "distill", help="distil a registered classifier (the teacher) into a small student"
+    p = kind(
+        "distill",
+        "distil a registered classifier (the teacher) into a small student",
+        DISTILL_OPTIONS + STUDENT_OPTIONS,
+        start="the student's start: scratch (default), a backbone or model id, or a weights file",
+        classes=False,
     )
-    add_filters(p)
     p.add_argument("--teacher", required=True, help="the teacher: a classifier's id or name")
-    p.add_argument(
-        "--from",
-        dest="init",
-        default="scratch",
-        help="the student's start: scratch (default), a backbone or model id, or a weights file",
-    )
-    for flag, key, kind, text in DISTILL_OPTIONS + STUDENT_OPTIONS:
-        p.add_argument(flag, dest=f"opt_{key}", type=kind, metavar=_metavar(flag), help=text)
     p.add_argument(
         "--distill-token",
         action="store_true",
         help="DeiT's distillation token learns the teacher (a DeiT student: --arch deit_tiny_8)",
     )
-    p.add_argument("--no-quantize", action="store_true", help="skip the int8 copy")
-    p.add_argument("--queue", action="store_true", help="only queue it (the app runs it)")
-
-    p = train_sub.add_parser(
+    p = kind(
         "adapt",
-        help="dermoscopic -> clinical adaptation: stage 1 (contrastive, both modalities), "
+        "dermoscopic -> clinical adaptation: stage 1 (contrastive, both modalities), "
         "then stage 2 (guided tuning on clinical images, --from the stage-1 model)",
+        ADAPT_OPTIONS + FINETUNE_OPTIONS,
+        start="start from: scratch (stage 1), or the model to tune (stage 2: an id or name)",
     )
-    add_filters(p)
-    p.add_argument(
-        "--from",
-        dest="init",
-        default="scratch",
-        help="start from: scratch (stage 1), or the model to tune (stage 2: an id or name)",
-    )
-    for flag, key, kind, text in ADAPT_OPTIONS + FINETUNE_OPTIONS:
-        p.add_argument(flag, dest=f"opt_{key}", type=kind, metavar=_metavar(flag), help=text)
-    p.add_argument("--classes", help="diagnosis codes to learn (default: all with enough images)")
     p.add_argument(
         "--fallback",
         action="store_true",
         help="where adaptation cannot run (one modality; stage 2 without --from), "
         "fine-tune plainly instead of refusing",
     )
-    p.add_argument("--no-quantize", action="store_true", help="skip the int8 copy")
-    p.add_argument("--queue", action="store_true", help="only queue it (the app runs it)")
-
-    p = train_sub.add_parser(
+    p = kind(
         "crossval",
-        help="out-of-fold probabilities of every labelled image (k patient-grouped folds), "
+        "out-of-fold probabilities of every labelled image (k patient-grouped folds), "
         "for label review",
+        CROSSVAL_OPTIONS,
+        quantize=False,
     )
-    add_filters(p)
     p.add_argument("--folds", dest="opt_folds", type=int, metavar="K", help="folds (default 5)")
-    for flag, key, kind, text in CROSSVAL_OPTIONS:
-        p.add_argument(flag, dest=f"opt_{key}", type=kind, metavar=_metavar(flag), help=text)
-    p.add_argument("--classes", help="diagnosis codes to learn (default: all with enough images)")
-    p.add_argument("--queue", action="store_true", help="only queue it (the app runs it)")
 
     jobs = sub.add_parser("jobs", help="list, show, cancel, resume background jobs")
     jobs_sub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
