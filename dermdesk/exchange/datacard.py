@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from dermdesk import taxonomy
 from dermdesk.library import Library
+from dermdesk.library.db import id_chunks
 
 if TYPE_CHECKING:
     from dermdesk.exchange.export import ExportPlan
@@ -114,8 +115,7 @@ def _md_table(
 
 def _quality(lib: Library, ids: Sequence[str]) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
-    for start in range(0, len(ids), 900):
-        chunk = list(ids[start : start + 900])
+    for chunk in id_chunks(ids):
         marks = ", ".join("?" * len(chunk))
         for check, verdict, n in lib.conn.execute(
             f"SELECT check_name, verdict, count(*) FROM quality WHERE image_id IN ({marks}) "

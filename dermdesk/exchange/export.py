@@ -43,6 +43,7 @@ from typing import Any
 
 from dermdesk import __version__, taxonomy
 from dermdesk.library import ImageFilter, Library, LibraryError
+from dermdesk.library.db import id_chunks
 from dermdesk.library.schema import LATEST_VERSION
 from dermdesk.library.split_store import PARTS, assignment, split_info
 
@@ -619,8 +620,7 @@ def _write_metadata(
 def _lesion_sites(lib: Library, items: Sequence[ExportItem]) -> dict[str, str]:
     ids = sorted({it.row["lesion_id"] for it in items if it.row.get("lesion_id")})
     out: dict[str, str] = {}
-    for start in range(0, len(ids), 900):
-        chunk = ids[start : start + 900]
+    for chunk in id_chunks(ids):
         marks = ", ".join("?" * len(chunk))
         for lesion_id, site in lib.conn.execute(
             f"SELECT id, body_site FROM lesion WHERE id IN ({marks})", chunk

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from dermdesk.library import Library, LibraryError, model_store
+from dermdesk.library.db import id_chunks
 
 MIN_COMMON = 5  # image pairs an annotator pair needs for a kappa
 
@@ -183,8 +184,7 @@ def _out_of_fold_rows(lib: Library, info: dict[str, Any]) -> list[dict[str, Any]
     probs = data["probabilities"]
     ids = sorted(probs)
     labels: dict[str, str] = {}
-    for start in range(0, len(ids), 900):
-        chunk = ids[start : start + 900]
+    for chunk in id_chunks(ids):
         for image_id, diagnosis in lib.conn.execute(
             f"SELECT id, diagnosis FROM image WHERE id IN ({', '.join('?' * len(chunk))}) "
             "AND diagnosis IS NOT NULL AND source != 'synthetic'",

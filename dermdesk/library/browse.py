@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dermdesk import taxonomy
+from dermdesk.library.db import id_chunks
 from dermdesk.library.library import Library
 from dermdesk.library.query import DEVICE_SQL, ImageFilter
 
@@ -39,7 +40,6 @@ GROUPS: dict[str, tuple[str, str]] = {
 VERDICT_RANK = {"pass": 0, "warn": 1, "fail": 2}
 _WORST_SQL = "max(CASE verdict WHEN 'fail' THEN 2 WHEN 'warn' THEN 1 ELSE 0 END)"
 _RANK_VERDICT = {v: k for k, v in VERDICT_RANK.items()}
-_CHUNK = 900  # stay under SQLite's default limit of host parameters
 
 
 @dataclass(frozen=True)
@@ -175,8 +175,7 @@ def snapshot(
 def tiles(lib: Library, ids: list[str]) -> list[Tile]:
     """Tile facts for ``ids``, in the same order (ids no longer in the library are skipped)."""
     found: dict[str, Tile] = {}
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
+    for chunk in id_chunks(ids):
         marks = ", ".join("?" * len(chunk))
         worst = dict(
             lib.conn.execute(

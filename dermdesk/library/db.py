@@ -16,13 +16,15 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from dermdesk.library.schema import LATEST_VERSION, MIGRATIONS
+
+T = TypeVar("T")
 
 DB_NAME = "library.sqlite"
 DEFAULT_BUSY_TIMEOUT_S = 30.0
@@ -42,6 +44,16 @@ class LibraryDamaged(LibraryError):
 
 class LibraryDiskFull(LibraryError):
     """The disk holding the library is full; the change that hit it was not written."""
+
+
+# Ids per ``IN (?, ...)`` list: under SQLite's host-parameter limit (999 in older builds).
+MAX_IDS_PER_QUERY = 900
+
+
+def id_chunks(ids: Sequence[T]) -> Iterator[list[T]]:
+    """``ids`` in lists short enough for one ``IN (?, ...)`` each, in order."""
+    for start in range(0, len(ids), MAX_IDS_PER_QUERY):
+        yield list(ids[start : start + MAX_IDS_PER_QUERY])
 
 
 def connect(

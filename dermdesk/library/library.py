@@ -22,7 +22,7 @@ from typing import Any
 
 from dermdesk import taxonomy
 from dermdesk.library.audit import AuditWriter, write_head
-from dermdesk.library.db import DB_NAME, LibraryError, connect, immediate
+from dermdesk.library.db import DB_NAME, LibraryError, connect, id_chunks, immediate
 from dermdesk.library.query import ORDERS, ImageFilter
 from dermdesk.library.records import DEVICE_FIELDS, ImageRecord, LabelIn, SkinToneIn
 from dermdesk.library.store import Store
@@ -155,8 +155,7 @@ class Library:
         if not ids:
             return []
         found: set[str] = set()
-        for start in range(0, len(ids), 900):  # SQLite's host-parameter limit
-            chunk = ids[start : start + 900]
+        for chunk in id_chunks(ids):
             found.update(
                 r[0]
                 for r in self.conn.execute(
@@ -315,8 +314,7 @@ class Library:
         """Image id -> its current label row, for many images (in chunks under SQLite's
         bound-parameter limit); images without a label are absent."""
         out: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(image_ids), 900):
-            chunk = list(image_ids[start : start + 900])
+        for chunk in id_chunks(image_ids):
             marks = ", ".join("?" * len(chunk))
             for row in self.query(
                 f"SELECT * FROM label WHERE is_current AND image_id IN ({marks})", chunk
@@ -365,8 +363,7 @@ class Library:
     def predictions_of(self, image_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         """Stored predictions of several images (model id, status, top, probabilities)."""
         out: dict[str, list[dict[str, Any]]] = {}
-        for start in range(0, len(image_ids), 900):
-            chunk = list(image_ids[start : start + 900])
+        for chunk in id_chunks(image_ids):
             rows = self.conn.execute(
                 "SELECT p.image_id, p.model_id, m.status, p.top, p.probabilities, p.created_at "
                 "FROM prediction p JOIN model m ON m.id = p.model_id "

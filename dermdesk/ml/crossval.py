@@ -29,6 +29,7 @@ import torch
 
 from dermdesk.jobs.context import JobCancelled, JobContext
 from dermdesk.library import ImageFilter, Library
+from dermdesk.library.db import id_chunks
 from dermdesk.library.model_store import ModelRecord, model_dir, new_model_id
 from dermdesk.ml import metrics
 from dermdesk.ml.config import CrossvalConfig
@@ -137,8 +138,8 @@ def _register(
     with Library.open(ctx.library_dir, readonly=True) as lib:
         ids = sorted(probabilities)
         samples = []
-        for start in range(0, len(ids), 900):
-            flt = ImageFilter(ids=ids[start : start + 900], labelled=True)
+        for chunk in id_chunks(ids):
+            flt = ImageFilter(ids=chunk, labelled=True)
             samples += [s for s in collect_samples(lib, flt, classes) if s.label >= 0]
     samples.sort(key=lambda s: s.image_id)
     y = np.array([s.label for s in samples])

@@ -16,6 +16,7 @@ import torch
 
 from dermdesk.inference.preprocess import PreprocessSpec
 from dermdesk.library import ImageFilter, Library, LibraryError
+from dermdesk.library.db import id_chunks
 from dermdesk.library.model_store import get_model, model_dir
 from dermdesk.ml import checkpoints
 from dermdesk.ml.cached_data import CachedEvalViews, cache_for
@@ -49,8 +50,8 @@ def backbone_embeddings(
     encoder.load_state_dict(checkpoints.state_dict_of(payload, record["id"]))
     encoder.eval()
     rows: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(image_ids), 900):  # SQLite's bound-parameter limit
-        for r in lib.images(ImageFilter(ids=image_ids[start : start + 900])):
+    for chunk in id_chunks(image_ids):
+        for r in lib.images(ImageFilter(ids=chunk)):
             rows[r["id"]] = r
     samples = [_sample(lib, rows[i]) for i in image_ids if i in rows]
     cache = cache_for(

@@ -24,6 +24,7 @@ from torch import nn
 from dermdesk.inference.preprocess import PreprocessSpec
 from dermdesk.jobs.context import JobCancelled, JobContext
 from dermdesk.library import ImageFilter, Library, LibraryError
+from dermdesk.library.db import id_chunks
 from dermdesk.library.experiment_store import experiment, run_of, runs
 from dermdesk.ml import checkpoints, metrics
 from dermdesk.ml.cached_data import CachedEvalViews, CachedTrainViews, cache_for, train_inputs
@@ -414,8 +415,7 @@ def samples_for(
     """The samples of exactly these image ids (in the given order): those labelled with one
     of ``classes``, or with ``labelled=False`` every one (label -1 where it is none)."""
     found: dict[str, Sample] = {}
-    for start in range(0, len(ids), 900):
-        chunk = list(ids[start : start + 900])
+    for chunk in id_chunks(ids):
         flt = ImageFilter(ids=chunk, labelled=True if labelled else None)
         for s in collect_samples(lib, flt, classes):
             if s.label >= 0 or not labelled:
