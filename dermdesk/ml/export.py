@@ -60,11 +60,26 @@ def metadata(classes: list[str], spec: PreprocessSpec, arch: str, model_id: str)
 
 
 def export_onnx(model: nn.Module, spec: PreprocessSpec, path: Path, meta: dict[str, str]) -> None:
-    """Write ``model`` (on the CPU, eval mode) as ONNX with a dynamic batch axis."""
+    """Write a classifier (on the CPU, eval mode) as ONNX with a dynamic batch axis: input
+    ``image`` NCHW, output ``logits``, ``meta`` in the file's metadata."""
+    example = torch.zeros(1, 3, spec.size, spec.size)
+    write_onnx(model, example, path, output="logits", meta=meta)
+
+
+def write_onnx(
+    model: nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    *,
+    output: str,
+    meta: dict[str, str] | None = None,
+) -> None:
+    """Any of our networks as ONNX (dynamo exporter, opset ``OPSET``): input ``image`` shaped
+    like ``example`` with a dynamic batch axis, one output named ``output``, optional
+    metadata; written to a part file first, so a failed export leaves no broken file."""
     import onnx
 
     model = model.to("cpu").eval()
-    example = torch.zeros(1, 3, spec.size, spec.size)
     batch = torch.export.Dim("batch", min=1, max=4096)
     tmp = path.with_name(path.name + ".part")
     program = torch.onnx.export(
@@ -73,7 +88,7 @@ def export_onnx(model: nn.Module, spec: PreprocessSpec, path: Path, meta: dict[s
         None,
         dynamo=True,
         input_names=["image"],
-        output_names=["logits"],
+        output_names=[output],
         dynamic_shapes={"x": {0: batch}},
         opset_version=OPSET,
         optimize=True,
@@ -82,9 +97,10 @@ def export_onnx(model: nn.Module, spec: PreprocessSpec, path: Path, meta: dict[s
     if program is None:  # pragma: no cover - dynamo=True always returns a program
         raise ExportError("ONNX export produced nothing")
     program.save(str(tmp))
-    proto = onnx.load(str(tmp))
-    set_metadata(proto, meta)
-    onnx.save(proto, str(tmp))
+    if meta:
+        proto = onnx.load(str(tmp))
+        set_metadata(proto, meta)
+        onnx.save(proto, str(tmp))
     os.replace(tmp, path)
 
 

@@ -312,21 +312,6 @@ def predict(net: ModalityNet, inputs: np.ndarray, view: str = "frame") -> np.nda
 
 def export_onnx(net: ModalityNet, path: Path) -> None:
     """Write the network as ONNX (input ``image``: float NHWC 0-255, output ``logit``)."""
-    net.eval()
-    example = torch.zeros(2, INPUT, INPUT, 3)
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    program = torch.onnx.export(
-        net,
-        (example,),
-        None,
-        dynamo=True,
-        input_names=["image"],
-        output_names=["logit"],
-        dynamic_shapes={"x": {0: batch}},
-        opset_version=18,
-        optimize=True,
-        verbose=False,
-    )
-    if program is None:  # pragma: no cover - dynamo=True always returns a program
-        raise RuntimeError("ONNX export produced nothing")
-    program.save(str(path))
+    from dermdesk.ml.export import write_onnx
+
+    write_onnx(net, torch.zeros(2, INPUT, INPUT, 3), path, output="logit")
