@@ -55,19 +55,27 @@ def query_rows(lib: Library, flt: ImageFilter) -> list[dict[str, Any]]:
 
 
 def split_seen(
-    lib: Library, model: Mapping[str, Any], rows: Sequence[dict[str, Any]], what: str
+    lib: Library,
+    model: Mapping[str, Any],
+    rows: Sequence[dict[str, Any]],
+    what: str,
+    *,
+    include_seen: bool = False,
 ) -> tuple[list[dict[str, Any]], int]:
-    """The query's rows the model never learnt from or was chosen on, and how many it did;
-    a query made only of such images is refused, naming the way to score them anyway."""
+    """The rows to score and how many of the query's rows the model learnt from or was
+    chosen on (``model_store.seen_images``): those are left out unless ``include_seen``,
+    and a query made only of them is refused, naming the way to score them anyway."""
     seen = seen_images(lib, model)
-    fresh = [r for r in rows if r["id"] not in seen]
-    if rows and not fresh:
+    n_seen = sum(1 for r in rows if r["id"] in seen)
+    if include_seen:
+        return list(rows), n_seen
+    if rows and n_seen == len(rows):
         raise LibraryError(
             f"all {len(rows)} images of the query ({what}) are training or validation images "
             f"of {model['id']} or of the models it was made from; scoring them would flatter "
             "it (models evaluate --include-seen scores them anyway)"
         )
-    return fresh, len(rows) - len(fresh)
+    return [r for r in rows if r["id"] not in seen], n_seen
 
 
 def check_scorable(rows: Sequence[Mapping[str, Any]], classes: Sequence[str], what: str) -> None:
@@ -132,10 +140,7 @@ def run_job(ctx: JobContext) -> dict[str, Any]:
         model_row, path = load_registered(lib, str(params.get("model", "active")))
         rows = query_rows(lib, flt)
         include_seen = bool(params.get("include_seen"))
-        if include_seen:
-            n_seen = len(seen_images(lib, model_row).keys() & {r["id"] for r in rows})
-        else:
-            rows, n_seen = split_seen(lib, model_row, rows, what)
+        rows, n_seen = split_seen(lib, model_row, rows, what, include_seen=include_seen)
         items = [(r["id"], lib.original_path(r)) for r in rows]
     model = OnnxClassifier(path)
     check_scorable(rows, model.classes, what)

@@ -1,4 +1,4 @@
-r"""The imbalance study: does MAE pretraining and distillation beat a from-scratch CNN? (no torch)
+"""The imbalance study: does MAE pretraining and distillation beat a from-scratch CNN? (no torch)
 
 Same data and splits as the gap study (:mod:`dermdesk.ml.gap_study`): the five shared
 classes, both domains, per seed dermoscopic 80/20 and clinical 30/70, grouped by patient,
@@ -9,7 +9,7 @@ clinical-test.
 MAE pretraining (``mae_images``) reads, without labels, either the *pool* (default): every
 real image of the library -- any label or none, either modality -- except the seed's
 evaluation images and everything that shares a patient, lesion or near-copy with one
-(grouped over the whole library), or only the runs' *train*\ ing images. Unlabelled
+(grouped over the whole library), or (*train*) the runs' training images only. Unlabelled
 images are what self-supervision is for; an evaluation image is never seen, not even
 unlabelled. The budget is the same either way: ``mae_epochs`` passes' worth of optimiser
 steps over the training images, drawn from the pool when it is used (``max_steps``).
