@@ -1,7 +1,7 @@
 """Reproduce a recorded study from a fresh library: a thin wrapper over the CLI.
 
     python scripts/reproduce.py gap|imbalance --profile cpu [--library DIR] [--data ../shared/data]
-        [--seeds 3] [--arch resnet18] [--size 112] [--out gap-cpu.md]
+        [--seeds 3] [--arch resnet18] [--size 112] [--set KEY=VALUE ...] [--out gap-cpu.md]
 
 Imports the shared data into the library (a new temporary one unless ``--library``
 names one; images already there are skipped), runs ``dermdesk experiment run STUDY``
@@ -39,6 +39,7 @@ def main() -> int:
     ap.add_argument("--seeds", type=int)
     ap.add_argument("--arch")
     ap.add_argument("--size", type=int)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe value")
     ap.add_argument("--out", type=Path, help="write the Markdown tables here too")
     args = ap.parse_args()
     library = args.library or Path(tempfile.mkdtemp(prefix="dermdesk-reproduce-")) / "library"
@@ -51,7 +52,7 @@ def main() -> int:
         f"--{name}={value}"
         for name, value in (("seeds", args.seeds), ("arch", args.arch), ("size", args.size))
         if value is not None
-    ]
+    ] + [f"--set={pair}" for pair in args.set]
     ran = dermdesk(library, "experiment", "run", args.study, "--profile", args.profile, *extra)
     sys.stdout.write(ran.stdout)
     if ran.returncode != 0:

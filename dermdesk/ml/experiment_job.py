@@ -360,7 +360,8 @@ class GuidedRunTask(RunTask):
 
     @property
     def _lwf(self) -> float:
-        return float(self.recipe.get("lwf_weight", 1.0))
+        # A swept strength is the run's own; else the recipe's.
+        return float(self.run["params"].get("lwf_weight", self.recipe.get("lwf_weight", 1.0)))
 
     @property
     def _sp(self) -> float:

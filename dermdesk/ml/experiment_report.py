@@ -86,6 +86,7 @@ class GapTables:
     runs_done: int
     runs_total: int
     ablation: list[dict[str, Any]] = field(default_factory=list)  # stages + a scheme's row
+    strength: list[dict[str, Any]] = field(default_factory=list)  # lwf_weight + a scheme's row
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self), default=lambda o: asdict(o)))
@@ -103,7 +104,7 @@ def gap_tables(runs: Sequence[dict[str, Any]]) -> GapTables:
     seeds = len({r["seed"] for r in runs})
     schemes = []
     for name in [
-        *MAIN_SCHEMES,
+        *(n for n in MAIN_SCHEMES if n in by),
         *(n for n in by if n not in MAIN_SCHEMES and not n.startswith("Curve")),
     ]:
         group = [r for r in by.get(name, []) if r["status"] == "done"]
@@ -130,7 +131,10 @@ def gap_tables(runs: Sequence[dict[str, Any]]) -> GapTables:
     curve = _curve(by)
     domains = _domains(by)
     ablation = _ablation(schemes)
-    return GapTables(schemes, forgetting, curve, domains, seeds, len(done), len(runs), ablation)
+    strength = _strength(schemes, by)
+    return GapTables(
+        schemes, forgetting, curve, domains, seeds, len(done), len(runs), ablation, strength
+    )
 
 
 # The adaptation's ablation (issue 18): what each stage adds to fine-tuning on the clinic.
@@ -147,6 +151,22 @@ def _ablation(schemes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if not any(name in by for _, name in ABLATION[1:]):
         return []
     return [{"stages": words, **by[name]} for words, name in ABLATION if name in by]
+
+
+def _strength(
+    schemes: list[dict[str, Any]], by: dict[str, list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """Both stages at each LwF weight (the base run and the ``lwf_sweep`` runs), by weight;
+    empty when nothing was swept."""
+    rows = []
+    for r in schemes:
+        name = r["scheme"]
+        if not name.startswith("FineClinic+MetaDomain"):
+            continue
+        weight = (by[name][0].get("params") or {}).get("lwf_weight")
+        if weight is not None:
+            rows.append({"lwf_weight": float(weight), **r})
+    return sorted(rows, key=lambda r: r["lwf_weight"]) if len(rows) > 1 else []
 
 
 def _forgetting(by: dict[str, list[dict[str, Any]]], scheme: str = "FineClinic") -> Estimate:
@@ -324,6 +344,20 @@ def markdown(title: str, tables: GapTables, note: str = "") -> str:
         for r in tables.ablation:
             out.append(
                 f"| {r['stages']} | {r['dermoscopic_val'].text()} | "
+                f"{r['clinical_test'].text()} | {r['forgetting'].text()} | {r['seeds']} |"
+            )
+    if tables.strength:
+        out += [
+            "",
+            "Stage-2 strength (both stages; LwF weight on keeping the stage-1 model's outputs "
+            "on the dermoscopic training images; every weight set before the run, all shown):",
+            "",
+            "| LwF weight | dermoscopic-val | clinical-test | forgetting | seeds |",
+            "|---|---|---|---|---|",
+        ]
+        for r in tables.strength:
+            out.append(
+                f"| {r['lwf_weight']:g} | {r['dermoscopic_val'].text()} | "
                 f"{r['clinical_test'].text()} | {r['forgetting'].text()} | {r['seeds']} |"
             )
     if tables.curve:

@@ -75,6 +75,11 @@ class Recipe:
     lwf_weight: float = 1.0
     lwf_temperature: float = 2.0
     sp_weight: float = 0.01
+    # Further LwF weights for both stages ("3,10"): one more FineClinic+MetaDomain run per
+    # weight and seed, the stage-2 strength's trade-off reported whole (never a pick).
+    lwf_sweep: str = ""
+    # Only these schemes ("FullDermoscopic,Joint,..."; empty: all); a run's start must be in.
+    schemes: str = ""
 
 
 PROFILES: dict[str, tuple[Recipe, int]] = {
@@ -283,7 +288,45 @@ def plan_gap(
             )
         if recipe.adapt:
             plan.runs += adaptation_runs(recipe, seed, derm, clin, evals)
+    plan.runs = only_schemes(plan.runs, recipe.schemes)
     return plan
+
+
+def sweep_weights(text: str) -> list[float]:
+    """The ``lwf_sweep`` value as weights: "3,10" -> [3.0, 10.0]."""
+    try:
+        weights = [float(w) for w in text.replace(" ", "").split(",") if w]
+    except ValueError:
+        raise LibraryError(f"lwf_sweep={text!r}: give LwF weights separated by commas") from None
+    if any(w < 0 for w in weights):
+        raise LibraryError(f"lwf_sweep={text!r}: a weight cannot be negative")
+    return weights
+
+
+def strength_scheme(weight: float) -> str:
+    """The run name of a swept stage-2 strength: ``FineClinic+MetaDomain LwF3``."""
+    return f"FineClinic+MetaDomain LwF{weight:g}"
+
+
+def only_schemes(runs: list[RunPlan], names: str) -> list[RunPlan]:
+    """The runs of the named schemes (all when ``names`` is empty); refused when a kept
+    run starts from a scheme that is left out."""
+    wanted = {n.strip() for n in names.split(",") if n.strip()}
+    if not wanted:
+        return runs
+    known = {r.name for r in runs}
+    unknown = sorted(wanted - known)
+    if unknown:
+        raise LibraryError(
+            f"schemes: no scheme {', '.join(unknown)} in this plan; "
+            f"planned: {', '.join(sorted(known))}"
+        )
+    kept = [r for r in runs if r.name in wanted]
+    for r in kept:
+        start = r.params.get("init_from")
+        if start and start not in wanted:
+            raise LibraryError(f"schemes: {r.name} starts from {start}; add {start}")
+    return kept
 
 
 # The adaptation's runs per seed (issue 18), in the order they depend on each other:
@@ -305,9 +348,18 @@ def adaptation_runs(
 ) -> list[RunPlan]:
     """Stage 1 (multi-transform contrastive training on dermoscopic train + the clinical
     30 %), stage 2 (guided tuning on the clinical 30 %, keeping the start model's outputs
-    on dermoscopic train) and the ablation between them, on the study's own splits."""
+    on dermoscopic train) and the ablation between them, on the study's own splits; then
+    one both-stages run per weight of ``recipe.lwf_sweep``. Guided runs record their LwF
+    weight."""
     out = []
-    for name, kind, init in ADAPTATION:
+    runs: list[tuple[str, str, str | None, float | None]] = [(*a, None) for a in ADAPTATION]
+    runs += [
+        (strength_scheme(w), "guided", "Joint+MetaDomain", w)
+        for w in sweep_weights(recipe.lwf_sweep)
+    ]
+    for name, kind, init, weight in runs:
+        if kind == "guided" and weight is None:
+            weight = recipe.lwf_weight  # recorded, so the strength table can read it
         if init is None:
             split = {"train": sorted(derm + clin), **evals}
         elif kind == "guided":
@@ -324,6 +376,7 @@ def adaptation_runs(
                     "init_from": init,
                     "epochs": recipe.finetune_epochs if init else recipe.epochs,
                     "lr": recipe.finetune_lr if init else recipe.lr,
+                    **({} if weight is None else {"lwf_weight": weight}),
                 },
                 split=split,
             )

@@ -197,6 +197,41 @@ def test_a_library_without_one_domain_is_refused_and_nothing_written(
     assert bad.returncode == 2 and "unknown architecture 'resnet9000'" in bad.stderr
 
 
+def test_a_stage_2_strength_sweep_runs_only_the_asked_schemes(home: Path) -> None:
+    """`--set lwf_sweep=0,4 --set schemes=...`: one more both-stages run per weight, only
+    the named schemes trained, and a strength table that lists every weight."""
+    names = "FullDermoscopic,Joint+MetaDomain,FineClinic+MetaDomain"
+    sweep = "FineClinic+MetaDomain LwF0,FineClinic+MetaDomain LwF4"
+    out = run(
+        home, "experiment", "run", "gap", "--profile", "smoke",
+        "--set", "lwf_sweep=0,4", "--set", f"schemes={names},{sweep}",
+    ).stdout  # fmt: skip
+    assert "experiment 1: 5 runs queued" in out and "5 of 5 runs done" in out
+    table = out.split("| LwF weight |")[1].split("\n\n")[0].splitlines()[2:]
+    assert [row.split("|")[1].strip() for row in table] == ["0", "1", "4"]
+    runs = {r["name"]: r for r in json.loads(
+        run(home, "experiment", "export", "1", "--format", "json").stdout
+    )["runs"]}  # fmt: skip
+    assert set(runs) == {*names.split(","), *sweep.split(",")}
+    assert [runs[n]["params"]["lwf_weight"] for n in sweep.split(",")] == [0.0, 4.0]
+    # The weight is what each run trained with (its job's log says so).
+    db = sqlite3.connect(home / "library.sqlite")
+    logs = "\n".join(log for (log,) in db.execute("SELECT log FROM job"))
+    db.close()
+    assert "(LwF x0.0)" in logs and "(LwF x4.0)" in logs and "(LwF x1.0)" in logs
+
+    for bad, message in (
+        ("schemes=Joint,Nope", "no scheme Nope in this plan"),
+        ("schemes=FineClinic", "FineClinic starts from FullDermoscopic; add FullDermoscopic"),
+        ("lwf_sweep=3,x", "give LwF weights separated by commas"),
+    ):
+        proc = run(
+            home, "experiment", "run", "gap", "--profile", "smoke", "--set", bad, check=False
+        )
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert run(home, "experiment", "list").stdout.strip().count("\n") == 1  # nothing added
+
+
 def test_a_stopped_experiment_resumes_where_it_was(home: Path) -> None:
     """Ctrl-C cancels the running run with a checkpoint; kill -9 leaves a job whose worker
     vanished; `experiment resume` finishes every run either way."""
