@@ -25,7 +25,9 @@ Training images (all in ../shared/data): dermoscopic ham10000_224, isic2017 and
 ph2; clinical fitzpatrick17k_more and the PAD-UFES-20 images of even-numbered
 patients. Held out for scripts/eval_quality.py: ham10000, fitzpatrick17k and
 the PAD-UFES-20 images of odd-numbered patients. Every source (and modality)
-weighs the same, whatever its size. Deterministic (fixed seeds, on the CPU).
+weighs the same, whatever its size. Deterministic on the CPU for a thread count (fixed
+seeds; another torch thread count gives other weights). Two sessions' runs of one recipe
+have differed by up to 2.5 points on a leave-one-source-out fold: treat that as noise.
 """
 
 from __future__ import annotations

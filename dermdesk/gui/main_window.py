@@ -920,7 +920,8 @@ class MainWindow(QMainWindow):
 
     def evaluate_model(self) -> None:
         """Score the model chosen in the Models tab (else the active one) on the labelled
-        images matching the filters (an ``evaluate`` job; CLI: ``models evaluate``)."""
+        images matching the filters (an ``evaluate`` job; CLI: ``models evaluate``, with
+        ``--include-seen`` when the Models tab's switch asks for the model's own images)."""
         model_id = self.models.selected_id()
         if model_id is None and not any(m["status"] == "active" for m in self.lib.models()):
             QMessageBox.information(
@@ -931,7 +932,11 @@ class MainWindow(QMainWindow):
             )
             return
         query = self.gallery_model.query.filter
-        params = {"model": model_id or "active", "filter": filter_params(query)}
+        params = {
+            "model": model_id or "active",
+            "filter": filter_params(query),
+            "include_seen": self.models.include_seen.isChecked(),
+        }
         self._submit("evaluate", {**params, "name": query.describe()})
 
     def recheck_quality(self) -> None:

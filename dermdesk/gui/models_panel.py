@@ -16,6 +16,7 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QGroupBox,
     QHBoxLayout,
@@ -137,6 +138,13 @@ class ModelsPanel(QWidget):
         )
         self.evaluate_button.setEnabled(False)
         self.evaluate_button.clicked.connect(self._evaluate_selected)
+        # Off by default: a model scored on its own training images flatters itself (the
+        # CLI twin is `models evaluate --include-seen`).
+        self.include_seen = QCheckBox("Include its own training images")
+        self.include_seen.setToolTip(
+            "Also score the images this model or its parents trained or were validated on "
+            "(optimistic; the report says how many). Off: they are left out."
+        )
         self._metrics: dict[str, Any] = {}
         self._build()
 
@@ -169,6 +177,7 @@ class ModelsPanel(QWidget):
         r.addWidget(scroll, 1)
         row = QHBoxLayout()
         row.addStretch(1)
+        row.addWidget(self.include_seen)
         row.addWidget(self.evaluate_button)
         row.addWidget(self.activate_button)
         r.addLayout(row)

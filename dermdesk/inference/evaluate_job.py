@@ -73,7 +73,8 @@ def split_seen(
         raise LibraryError(
             f"all {len(rows)} images of the query ({what}) are training or validation images "
             f"of {model['id']} or of the models it was made from; scoring them would flatter "
-            "it (models evaluate --include-seen scores them anyway)"
+            "it (models evaluate --include-seen, or the Models tab's 'Include its own training "
+            "images', scores them anyway)"
         )
     return [r for r in rows if r["id"] not in seen], n_seen
 

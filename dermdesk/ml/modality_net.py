@@ -239,7 +239,8 @@ def train(
     progress: Callable[[int, float], None] | None = None,
 ) -> ModalityNet:
     """Train on CACHE_SIDE images (N, S, S, 3) uint8 with labels (N,) bool, sampling every
-    group of ``groups`` equally. Deterministic for a recipe's seed (on the CPU)."""
+    group of ``groups`` equally. Deterministic for a recipe's seed and torch's thread count
+    on the CPU (the same weights in every run; another thread count sums differently)."""
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
     net = ModalityNet(recipe.mixstyle_p)

@@ -125,3 +125,10 @@ def test_evaluate_on_the_filtered_images_keeps_a_report_with_the_model(
     assert [f.label for f in w.models.charts["fitzpatrick"].rows] == list(
         ev["report"]["fitzpatrick"]
     )
+    # The switch scores the model's own images too, and the report says so.
+    w.models.include_seen.setChecked(True)
+    w.models.evaluate_button.click()
+    qtbot.waitUntil(lambda: len(model_store.evaluations(lib, model["id"])) == 2, timeout=180_000)
+    latest = model_store.evaluations(lib, model["id"])[0]["report"]
+    assert latest["includes_seen"] == left_out and "left_out_seen" not in latest
+    assert latest["overall"]["n"] == overall["n"] + left_out
