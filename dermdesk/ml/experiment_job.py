@@ -31,6 +31,7 @@ from dermdesk.ml.cached_data import CachedEvalViews, CachedTrainViews, cache_for
 from dermdesk.ml.config import LoopConfig
 from dermdesk.ml.data import Sample, balanced_weights, collect_samples, subgroups
 from dermdesk.ml.finetune import cached_log_probs, predict_torch
+from dermdesk.ml.imbalance_study import LEGACY_MAE_IMAGES
 from dermdesk.ml.loop import Control, train
 from dermdesk.ml.models import build_model
 from dermdesk.ml.tensor_augment import PRESETS
@@ -470,7 +471,7 @@ def run_job(ctx: JobContext) -> dict[str, Any]:
                 else None,
                 "images": len(task.samples["train"]),  # what it could draw from
                 "images_seen": result.images_seen,
-                "mae_images": run["params"].get("mae_images", "train"),
+                "mae_images": run["params"].get("mae_images", LEGACY_MAE_IMAGES),
             }
         }
     seconds = result.seconds + (time.monotonic() - evaluating)  # training (all sessions) + eval

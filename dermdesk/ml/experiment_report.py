@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from dermdesk.ml.imbalance_study import LEGACY_MAE_IMAGES, MAE_POOL_WORDS
+
 UNIT = (0.0, 1.0)  # bounds of a proportion
 # Two-sided 95 % Student t quantiles by degrees of freedom (seeds - 1).
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
@@ -257,10 +259,10 @@ def wall_time(seconds: float) -> str:
 def mae_budget(recipe: Mapping[str, Any]) -> str:
     """What the imbalance study's MAE runs read and for how long, in words."""
     epochs = recipe["mae_epochs"]
-    if recipe.get("mae_images", "train") == "pool":
+    if recipe.get("mae_images", LEGACY_MAE_IMAGES) == "pool":
         return (
             f"{epochs} epochs' worth of steps over the training images, drawn from the pool "
-            "(every real library image but the evaluation patients)"
+            f"({MAE_POOL_WORDS})"
         )
     return f"{epochs} epochs on the training images"
 
@@ -484,7 +486,7 @@ def imbalance_tables(runs: Sequence[dict[str, Any]]) -> ImbalanceTables:
                     "images_per_second": over_seeds([s.get("images_per_second") for s in stats]),
                     "images": over_seeds([s.get("images") for s in stats]),
                     "images_seen": over_seeds([s.get("images_seen") for s in stats]),
-                    "reads": (group[0].get("params") or {}).get("mae_images", "train"),
+                    "reads": (group[0].get("params") or {}).get("mae_images", LEGACY_MAE_IMAGES),
                     "seeds": len(done),
                 }
             )
@@ -566,9 +568,8 @@ def imbalance_markdown(title: str, tables: ImbalanceTables, note: str = "") -> s
     if tables.pretraining:
         out += [
             "",
-            "MAE pretraining (masked-patch loss on normalised pixels; reads the pool = every "
-            "real library image but the seed's evaluation patients, lesions and near-copies, "
-            "or the training images only):",
+            "MAE pretraining (masked-patch loss on normalised pixels; reads the pool = "
+            f"{MAE_POOL_WORDS}, or the training images only):",
             "",
             "| run | arch | reads | images | images seen | first loss | final loss | images/s "
             "| seeds |",

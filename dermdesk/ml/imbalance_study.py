@@ -52,6 +52,14 @@ CLASSIFIER_RUNS = (
 PRETRAIN_RUNS = ("MAE-student", "MAE-teacher")
 MAE_IMAGES = ("pool", "train")
 
+# What an MAE run reads when its plan does not say: experiments planned before the pool
+# existed pretrained on their training images.
+LEGACY_MAE_IMAGES = "train"
+# The pool, in the words every table and line uses.
+MAE_POOL_WORDS = (
+    "every real library image but the seed's evaluation patients, lesions and near-copies"
+)
+
 
 @dataclass(frozen=True)
 class ImbalanceRecipe(Recipe):
