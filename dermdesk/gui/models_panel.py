@@ -119,6 +119,8 @@ class ModelsPanel(QWidget):
         self.lineage.setWordWrap(True)
         self.lineage.setTextFormat(Qt.TextFormat.RichText)
         self.split = QComboBox()
+        # Evaluations are told apart by name and date: show them whole.
+        self.split.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.split.addItem("held-out test split", "test")
         self.split.addItem("validation split", "val")
         self.split.currentIndexChanged.connect(lambda _: self._show_report())
@@ -240,7 +242,8 @@ class ModelsPanel(QWidget):
         for ev in model_store.evaluations(self.lib, m["id"]):
             key = f"evaluation {ev['id']}"
             metrics[key] = ev["report"]
-            self.split.addItem(f"{ev['name']} ({ev['created_at'][:10]}, {key})", key)
+            seen = ", with its training images" if ev["report"].get("includes_seen") else ""
+            self.split.addItem(f"{ev['name']}{seen} ({ev['created_at'][:10]}, {key})", key)
         index = self.split.findData(chosen)
         self.split.setCurrentIndex(max(0, index))
         self.split.blockSignals(False)

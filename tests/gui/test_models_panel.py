@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -132,3 +133,13 @@ def test_evaluate_on_the_filtered_images_keeps_a_report_with_the_model(
     latest = model_store.evaluations(lib, model["id"])[0]["report"]
     assert latest["includes_seen"] == left_out and "left_out_seen" not in latest
     assert latest["overall"]["n"] == overall["n"] + left_out
+    w.models.refresh()
+    newest = w.models.split.findData(
+        f"evaluation {model_store.evaluations(lib, model['id'])[0]['id']}"
+    )
+    assert "all images, with its training images" in w.models.split.itemText(newest)
+    w.models.split.setCurrentIndex(newest)
+    assert f"includes {left_out} of the model's training or validation" in w.models.headline.text()
+    if os.environ.get("DERMDESK_SCREENSHOTS"):
+        qtbot.wait(100)  # let the layout take the longer source's width
+        w.models.grab().save(os.environ["DERMDESK_SCREENSHOTS"])
