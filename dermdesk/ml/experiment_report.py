@@ -150,8 +150,8 @@ ABLATION = (
 
 def _ablation(schemes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by = {r["scheme"]: r for r in schemes}
-    if not any(name in by for _, name in ABLATION[1:]):
-        return []
+    if sum(name in by for _, name in ABLATION) < 2:
+        return []  # one row is no comparison (a plan with some schemes left out)
     return [{"stages": words, **by[name]} for words, name in ABLATION if name in by]
 
 
@@ -301,16 +301,21 @@ def profile_note(exp: dict[str, Any], runs: Sequence[dict[str, Any]]) -> str:
 # -- output -----------------------------------------------------------------------------------
 
 
-def interval_words(seeds: int) -> str:
-    """What the tables' intervals are, in words."""
+def interval_words(seeds: int, partial: bool = False) -> str:
+    """What the tables' intervals are, in words (``partial``: some runs not done yet, so
+    a row may have one seed and its bootstrap interval)."""
     if seeds > 1:
-        return "95 % t-interval over seeds"
+        return "95 % t-interval over seeds" + (
+            "; a row with one seed done so far: its bootstrap interval over the test images"
+            if partial
+            else ""
+        )
     return "one seed: the 95 % bootstrap interval over its test images"
 
 
 def markdown(title: str, tables: GapTables, note: str = "") -> str:
     """The tables as Markdown (what `experiment show` and `export --format md` print)."""
-    interval = interval_words(tables.seeds)
+    interval = interval_words(tables.seeds, tables.runs_done < tables.runs_total)
     out = [
         f"## {title}",
         "",
@@ -329,10 +334,11 @@ def markdown(title: str, tables: GapTables, note: str = "") -> str:
             f"| {r['scheme']} | {r['dermoscopic_val'].text()} | {r['clinical_test'].text()} | "
             f"{r['gap'].text()} | {r['forgetting'].text()} | {r['seeds']} |"
         )
+    fine = any(r["scheme"] == "FineClinic" for r in tables.schemes)
     out += [
         "",
-        "Forgetting: FullDermoscopic's dermoscopic-val score minus the scheme's, paired by seed "
-        f"(FineClinic: {tables.forgetting.text()}).",
+        "Forgetting: FullDermoscopic's dermoscopic-val score minus the scheme's, paired by seed"
+        + (f" (FineClinic: {tables.forgetting.text()})." if fine else "."),
     ]
     if tables.ablation:
         out += [
@@ -516,7 +522,7 @@ def imbalance_tables(runs: Sequence[dict[str, Any]]) -> ImbalanceTables:
 
 
 def imbalance_markdown(title: str, tables: ImbalanceTables, note: str = "") -> str:
-    interval = interval_words(tables.seeds)
+    interval = interval_words(tables.seeds, tables.runs_done < tables.runs_total)
     out = [
         f"## {title}",
         "",

@@ -209,6 +209,8 @@ def test_a_stage_2_strength_sweep_runs_only_the_asked_schemes(home: Path) -> Non
     assert "experiment 1: 5 runs queued" in out and "5 of 5 runs done" in out
     table = out.split("| LwF weight |")[1].split("\n\n")[0].splitlines()[2:]
     assert [row.split("|")[1].strip() for row in table] == ["0", "1", "4"]
+    # What was left out is not reported as missing: no one-row ablation, no FineClinic figure.
+    assert "| stages |" not in out and "(FineClinic:" not in out and "| FullClinical |" not in out
     runs = {r["name"]: r for r in json.loads(
         run(home, "experiment", "export", "1", "--format", "json").stdout
     )["runs"]}  # fmt: skip
