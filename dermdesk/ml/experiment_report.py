@@ -245,7 +245,9 @@ def _domains(by: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
                     "scheme": name,
                     "domain": domain,
                     "n": _group_n(group[0], eval_set, "domain", domain),
-                    "balanced_accuracy": over_seeds([v[0] for v in vals], [v[1] for v in vals]),
+                    "balanced_accuracy": over_seeds(
+                        [v[0] for v in vals], [v[1] for v in vals], UNIT
+                    ),
                 }
             )
     return rows
